@@ -1,0 +1,3 @@
+from catlr.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""Settings: one commented block of defaults, a TOML file that overrides a few, flags over both.
+
+configs/default.toml repeats this block; `catlr train --config FILE` reads
+another, and the resolved config is stored in the model file's metadata.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from .errors import CatlrError, UsageError
+
+DEFAULTS = {
+    # training: the course's week-2 settings
+    "lr": 0.005,            # learning rate of batch gradient descent
+    "iters": 2000,          # gradient-descent iterations
+    "print_every": 100,     # record (and print) the cost every this many iterations
+    "dtype": "float64",     # float64 reproduces the course; float32 halves memory
+    "form": "auto",         # primal | dual | auto (dual when m is well below n_x)
+    # data: how image folders become arrays
+    "size": 64,             # images become size x size x 3
+    "fit": "stretch",       # stretch (as the course) | crop (center square) | pad
+    "test_fraction": 0.2,   # held out when a folder has no train/ and test/
+    "seed": 1,              # seeds that split
+    "positive": "cat",      # the class folder whose images are label 1
+    "workers": 0,           # decoding threads, 0 = one per core
+    # output
+    "model": "model.npz",   # train writes it; eval, predict and inspect read it
+}
+
+CHOICES = {"dtype": ("float64", "float32"), "form": ("auto", "primal", "dual"),
+           "fit": ("stretch", "crop", "pad")}
+
+
+def problem(key: str, value) -> str | None:
+    """Why `value` cannot be used for `key`, or None when it can."""
+    kind = type(DEFAULTS[key])
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {value!r}"
+        if key == "lr" and not (math.isfinite(value) and value > 0):
+            return f"must be a positive finite number, got {value!r} (the course uses 0.005)"
+        if key == "test_fraction" and not 0 < value < 1:
+            return f"must be between 0 and 1 (exclusive), got {value!r}, e.g. 0.2"
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an integer, got {value!r}"
+        low = 0 if key in ("seed", "workers") else 1
+        if value < low:
+            return f"must be {'at least 0' if low == 0 else 'a positive integer'}, got {value}"
+        if key == "size" and value > 1024:
+            return f"must be at most 1024, got {value}"
+    elif not isinstance(value, str) or not value:
+        return f"must be a non-empty string, got {value!r}"
+    elif key in CHOICES and value not in CHOICES[key]:
+        return f"must be one of {', '.join(CHOICES[key])}, got {value!r}"
+    return None
+
+
+def read_toml(path) -> dict:
+    """The settings in a TOML file (flat keys, or under a [catlr] table), checked."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise CatlrError(f"config file {path} not found, check the path "
+                         "(configs/default.toml shows every key)") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise CatlrError(f"config file {path} cannot be read ({e}), fix its TOML syntax") from None
+    data = data.get("catlr", data)
+    unknown = sorted(set(data) - set(DEFAULTS))
+    if unknown:
+        raise CatlrError(f"config file {path} has unknown key {', '.join(map(repr, unknown))}, "
+                         f"valid keys are {', '.join(DEFAULTS)}")
+    for key, value in data.items():
+        if isinstance(DEFAULTS[key], float) and isinstance(value, int) and not isinstance(value, bool):
+            data[key] = value = float(value)
+        why = problem(key, value)
+        if why:
+            raise CatlrError(f"config file {path}: {key} {why}, fix it in the file")
+    return data
+
+
+def resolve(config_file=None, **flags) -> dict:
+    """Defaults, then the config file, then every flag that is not None."""
+    cfg = dict(DEFAULTS)
+    if config_file is not None:
+        cfg.update(read_toml(config_file))
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key not in DEFAULTS:
+            raise UsageError(f"unknown setting {key!r}, valid ones are {', '.join(DEFAULTS)}")
+        why = problem(key, value)
+        if why:
+            raise UsageError(f"--{key.replace('_', '-')} {why}")
+        cfg[key] = value
+    return cfg

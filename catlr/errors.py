@@ -1,0 +1,17 @@
+"""The one exception type that catlr raises for problems a user can fix."""
+
+
+class CatlrError(Exception):
+    """A problem with the user's data, files or flags, explained in one line.
+
+    The message reads "<what was wrong>, <what to do>"; the CLI prints it after
+    "Error: " on stderr and exits with `exit_code` (1: bad data or files).
+    """
+
+    exit_code = 1
+
+
+class UsageError(CatlrError):
+    """A flag with a value that cannot work (exit code 2, like Typer's own usage errors)."""
+
+    exit_code = 2

@@ -1,0 +1,135 @@
+"""Decode any image a user has into a size x size x 3 uint8 RGB array.
+
+One function, `load_image`, is the only way pixels enter catlr (prepare, train
+on a folder, predict), so every path sees the same decoding:
+EXIF orientation applied, every mode made RGB correctly, JPEGs decoded at a
+reduced scale by libjpeg, then resized by the chosen fit policy.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from .errors import CatlrError
+
+EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+)
+FITS = ("stretch", "crop", "pad")
+# Transparent pixels and padding become white, as image viewers show them.
+BACKGROUND = (255, 255, 255)
+
+
+class ImageError(CatlrError):
+    """An image file that cannot be used; `reason` is a short phrase for reports."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot read image {path}: {reason}, remove or replace the file")
+
+
+def is_image_name(name: str) -> bool:
+    """True for a visible file whose extension (any case) is an image format catlr reads."""
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in EXTENSIONS
+
+
+def load_image(path, size: int = 64, fit: str = "stretch"):
+    """Decode `path` into a (size, size, 3) uint8 array, or raise ImageError."""
+    import numpy as np
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    # Pillow warns (but decodes) between 1x and 2x its pixel limit, and raises
+    # above 2x: keep the error, drop the warning that would clutter the output.
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageError(path, "empty file")
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                # libjpeg can decode at 1/2, 1/4 or 1/8 scale for free; ask for
+                # twice the final size so the last resize still antialiases.
+                im.draft(None, (2 * size, 2 * size))
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            rgb = _to_rgb(im)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(path, "not an image") from None
+    except Image.DecompressionBombError:
+        raise ImageError(path, "too large (over Pillow's decompression-bomb limit)") from None
+    except FileNotFoundError:
+        raise ImageError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ImageError(path, "is a folder") from None
+    except PermissionError:
+        raise ImageError(path, "permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
+        raise ImageError(path, f"truncated or corrupt ({_short(e)})") from None
+    except MemoryError:
+        raise ImageError(path, "too large to decode in memory") from None
+    return np.asarray(_fit(rgb, size, fit), dtype=np.uint8)
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:80]
+
+
+def _to_rgb(im):
+    """Turn a loaded image of any Pillow mode into RGB without clipping or losing alpha."""
+    from PIL import Image
+
+    if im.mode == "RGB":
+        return im
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    if im.mode.startswith("I") or im.mode == "F":
+        return _scale_wide_gray(im)
+    # 1, L, P, CMYK, YCbCr, LAB, HSV: Pillow's own conversions are exact here.
+    return im.convert("RGB")
+
+
+def _scale_wide_gray(im):
+    """16-bit, 32-bit integer and float grayscale: scale to 0..255 (convert('L') would clip)."""
+    import numpy as np
+    from PIL import Image
+
+    a = np.asarray(im).astype(np.float64)
+    if im.mode.startswith("I;16"):
+        top = 65535.0
+    elif im.mode == "F" and a.size and np.nanmax(a) <= 1.0:
+        top = 1.0
+    else:
+        # A 32-bit image usually holds 16-bit data; scale by the smallest
+        # unsigned range that holds its largest value.
+        hi = float(np.nanmax(a)) if a.size else 0.0
+        top = next((t for t in (255.0, 65535.0, 4294967295.0) if hi <= t), hi)
+    g = np.clip(np.rint(np.nan_to_num(a) * (255.0 / top)), 0, 255).astype(np.uint8)
+    return Image.fromarray(g).convert("RGB")
+
+
+def _fit(im, size: int, fit: str):
+    from PIL import Image
+
+    w, h = im.size
+    if fit == "crop" and w != h:
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        im = im.crop((left, top, left + side, top + side))
+    elif fit == "pad" and w != h:
+        side = max(w, h)
+        canvas = Image.new("RGB", (side, side), BACKGROUND)
+        canvas.paste(im, ((side - w) // 2, (side - h) // 2))
+        im = canvas
+    elif fit not in FITS:
+        raise CatlrError(f"unknown fit {fit!r}, use one of {', '.join(FITS)}")
+    # Pillow returns an exact copy when the size already matches, so a lossless
+    # 64 x 64 copy of the course data comes back bit for bit.
+    return im.resize((size, size), Image.Resampling.BILINEAR)

@@ -1,0 +1,63 @@
+"""Classification figures from labels and probabilities, each written out plainly.
+
+All take y (m,) of 0/1 and p (m,) probabilities of the positive class (any shape
+that ravels to (m,)); they agree with scikit-learn's functions of the same names.
+"""
+
+from __future__ import annotations
+
+
+def confusion(y, pred) -> dict:
+    """Counts tp, fp, tn, fn of predicted labels against true labels."""
+    import numpy as np
+
+    y, pred = np.ravel(y).astype(bool), np.ravel(pred).astype(bool)
+    return {"tp": int((y & pred).sum()), "fp": int((~y & pred).sum()),
+            "tn": int((~y & ~pred).sum()), "fn": int((y & ~pred).sum())}
+
+
+def log_loss(y, p) -> float:
+    """Mean cross-entropy; p clipped to [eps, 1 - eps] as scikit-learn does."""
+    import numpy as np
+
+    y, p = np.ravel(y).astype(np.float64), np.ravel(p).astype(np.float64)
+    eps = np.finfo(np.float64).eps
+    p = np.clip(p, eps, 1 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def roc_auc(y, p) -> float | None:
+    """Area under the ROC curve: the chance a random positive outranks a random negative
+    (ties count half), by the Mann-Whitney rank sum. None with a single class."""
+    import numpy as np
+
+    y, p = np.ravel(y).astype(bool), np.ravel(p).astype(np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(p, kind="mergesort")
+    ranks = np.empty(len(p))
+    sorted_p = p[order]
+    # average ranks over ties: each run of equal scores shares its mean rank
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_p)) + 1]
+    ends = np.r_[starts[1:], len(p)]
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def report(y, p, threshold: float = 0.5) -> dict:
+    """accuracy, precision, recall, f1, log_loss, roc_auc, tp/fp/tn/fn and class counts."""
+    import numpy as np
+
+    y = np.ravel(y).astype(np.int64)
+    p = np.ravel(p).astype(np.float64)
+    c = confusion(y, p > threshold)
+    m = len(y)
+    precision = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
+    recall = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
+    f1 = 2 * c["tp"] / (2 * c["tp"] + c["fp"] + c["fn"]) if c["tp"] + c["fp"] + c["fn"] else 0.0
+    return {"accuracy": (c["tp"] + c["tn"]) / m if m else None,
+            "precision": precision, "recall": recall, "f1": f1,
+            "log_loss": log_loss(y, p) if m else None, "roc_auc": roc_auc(y, p), **c,
+            "positives": int(y.sum()), "negatives": int(m - y.sum()), "m": m,
+            "threshold": threshold}

@@ -1,0 +1,137 @@
+"""The model file: an uncompressed .npz read with allow_pickle=False, validated before use.
+
+Entries (README, "The model file"):
+    w      (n_x,) float64   the weights, n_x = size * size * 3
+    b      ()     float64   the bias
+    costs  (k,)   float64   the cost at iterations 0, cost_every, 2 cost_every, ...
+    meta   ()     str       JSON: format, image size, classes, training settings, figures
+Loading never runs code from the file: no pickles, and every entry is checked
+(keys, dtypes, shapes, finite values, a known format) before catlr uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .errors import CatlrError
+
+FORMAT = 1
+# A model file is small (about 100 KB at 64 x 64); refuse to inflate anything huge.
+MAX_ENTRY_BYTES = 256 * 1024 * 1024
+
+
+def metadata(model, ds, cfg: dict, figures: dict) -> dict:
+    """The JSON metadata saved with the weights: enough to re-create the data and preprocessing."""
+    from . import __version__
+
+    return {
+        "format": FORMAT,
+        "catlr_version": __version__,
+        "image_size": ds.size,
+        "n_x": ds.n_x,
+        "classes": list(ds.classes),
+        "positive": ds.classes[1],
+        "normalization": "x / 255",
+        "fit": cfg["fit"],
+        "lr": cfg["lr"],
+        "iters": cfg["iters"],
+        "cost_every": cfg["print_every"],
+        "form": model.form,
+        "dtype": cfg["dtype"],
+        "data": ds.source,
+        "data_kind": ds.kind,
+        "split": ds.split,
+        **figures,
+        "config": cfg,
+    }
+
+
+def save(path, model, meta: dict) -> None:
+    """Write the model atomically: an existing file stays intact until the new one is complete."""
+    import numpy as np
+
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, w=np.asarray(model.w, dtype=np.float64).ravel(), b=np.float64(model.b),
+                 costs=np.asarray(model.costs, dtype=np.float64), meta=np.str_(json.dumps(meta)))
+
+
+def load(path):
+    """Read and validate a model file; returns (LogisticRegression, meta dict)."""
+    import numpy as np
+
+    from .model import LogisticRegression
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CatlrError(f"model file {path} not found, train one with "
+                         f"'catlr train DATA --out {path}' or pass --model")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):
+                raise ValueError("a single array, not an .npz archive")
+            missing = {"w", "b", "costs", "meta"} - set(npz.files)
+            if missing:
+                raise ValueError(f"missing {', '.join(sorted(missing))}")
+            for name in ("w", "b", "costs", "meta"):
+                if npz.zip.getinfo(f"{name}.npy").file_size > MAX_ENTRY_BYTES:
+                    raise ValueError(f"entry {name} is implausibly large")
+            w, b, costs, meta_arr = npz["w"], npz["b"], npz["costs"], npz["meta"]
+    except CatlrError:
+        raise
+    except Exception as e:  # anything a malformed or hostile file can raise
+        raise CatlrError(f"{path} is not a valid catlr model file ({_why(e)}), "
+                         "train a new one with 'catlr train'") from None
+    meta = _check(path, w, b, costs, meta_arr)
+    model = LogisticRegression(meta.get("lr", 0.005), meta.get("iters", 0),
+                               meta.get("cost_every", 100), meta.get("form", "auto"))
+    model.w = w.astype(np.float64).reshape(-1, 1)
+    model.b = float(b)
+    model.costs = costs.astype(np.float64).tolist()
+    return model, meta
+
+
+def _why(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:100]
+
+
+def _check(path, w, b, costs, meta_arr) -> dict:
+    import numpy as np
+
+    def bad(why):
+        return CatlrError(f"{path} is not a valid catlr model file ({why}), "
+                          "train a new one with 'catlr train'")
+
+    if meta_arr.dtype.kind != "U" or meta_arr.shape != ():
+        raise bad("meta is not a JSON string")
+    try:
+        meta = json.loads(str(meta_arr))
+    except ValueError:
+        raise bad("meta is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise bad("meta is not a JSON object")
+    fmt = meta.get("format")
+    if fmt != FORMAT:
+        hint = "upgrade catlr" if isinstance(fmt, int) and fmt > FORMAT else "retrain it"
+        raise CatlrError(f"{path} has model format {fmt!r}, this catlr reads format {FORMAT}, "
+                         f"{hint}")
+    size = meta.get("image_size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
+        raise bad(f"image_size {size!r} is not a positive integer")
+    classes = meta.get("classes")
+    if not (isinstance(classes, list) and len(classes) == 2
+            and all(isinstance(c, str) for c in classes)):
+        raise bad("classes must be a list of two names")
+    if w.dtype.kind != "f" or w.ndim not in (1, 2) or w.size != size * size * 3:
+        raise bad(f"w has shape {w.shape} and dtype {w.dtype}, expected "
+                  f"({size * size * 3},) float for {size} x {size} images")
+    if b.dtype.kind != "f" or b.size != 1:
+        raise bad(f"b has shape {b.shape} and dtype {b.dtype}, expected a float scalar")
+    if costs.dtype.kind != "f" or costs.ndim != 1:
+        raise bad("costs is not a 1-D float array")
+    if not (np.isfinite(w).all() and np.isfinite(b).all()):
+        raise bad("the weights are not finite")
+    return meta

@@ -1,0 +1,102 @@
+"""Pictures: cost curves, the learning-rate sweep, the weights, a sheet of mistakes.
+
+Plots use matplotlib's Figure directly (no pyplot, no window, the Agg renderer);
+the mistake sheet is drawn with Pillow. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+from .atomic import atomic_path
+
+
+def _save(fig, path):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+
+
+def _iterations(costs, every):
+    return [i * every for i in range(len(costs))]
+
+
+def cost_curve(costs, every, path, *, title="Cost during training"):
+    """Cost against iteration for one run."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    ax.plot(_iterations(costs, every), costs, marker="o", markersize=3)
+    ax.set(title=title, xlabel="iteration", ylabel="cost J")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def sweep_curves(rows, path, *, title="Cost per learning rate"):
+    """One cost curve per learning rate (rows as returned by train.sweep), with a legend."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    for row in rows:
+        ax.plot(_iterations(row["costs"], row["cost_every"]), row["costs"],
+                label=f"lr = {row['lr']:g}")
+    ax.set(title=title, xlabel="iteration", ylabel="cost J")
+    ax.legend(title="learning rate")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def weights_picture(w, size, path, *, title="Weights w as an image"):
+    """w (n_x, 1) reshaped to size x size x 3: red pushes towards the positive class, blue away."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    img = np.asarray(w, dtype=np.float64).reshape(size, size, 3)
+    panels = [("mean of R, G, B", img.mean(axis=2)), ("red channel", img[..., 0]),
+              ("green channel", img[..., 1]), ("blue channel", img[..., 2])]
+    lim = float(np.abs(img).max()) or 1.0
+    fig = Figure(figsize=(11, 3.4))
+    axes = fig.subplots(1, 4)
+    for ax, (name, a) in zip(axes, panels):
+        shown = ax.imshow(a, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set(title=name, xticks=[], yticks=[])
+    fig.colorbar(shown, ax=list(axes), label="weight (red: towards positive, blue: towards negative)",
+                 shrink=0.85)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def mistakes_sheet(images, labels, probabilities, paths, classes, path, *, threshold=0.5,
+                   title="Misclassified images", scale=2, columns=6):
+    """A contact sheet of misclassified images, most confident mistakes first.
+
+    images (m, s, s, 3) uint8, labels (m,), probabilities (m,) of the positive class.
+    Returns the number of mistakes drawn.
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    labels, probs = np.ravel(labels), np.ravel(probabilities)
+    wrong = np.flatnonzero((probs > threshold).astype(int) != labels)
+    wrong = wrong[np.argsort(-np.abs(probs[wrong] - threshold), kind="stable")]
+    s = images.shape[1] * scale
+    font = ImageFont.load_default(size=12)
+    head, cap, pad = 34, 34, 8
+    cols = max(1, min(columns, len(wrong)))
+    rows = -(-len(wrong) // cols) if len(wrong) else 0
+    width = max(cols * (s + pad) + pad, 420)
+    sheet = Image.new("RGB", (width, head + rows * (s + cap + pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    summary = f"{title}: {len(wrong)} of {len(labels)}" + (
+        ", most confident first" if len(wrong) else " (none)")
+    draw.text((pad, 10), summary, fill="black", font=ImageFont.load_default(size=15))
+    for k, i in enumerate(wrong):
+        x0 = pad + (k % cols) * (s + pad)
+        y0 = head + (k // cols) * (s + cap + pad)
+        tile = Image.fromarray(images[i]).resize((s, s), Image.Resampling.NEAREST)
+        sheet.paste(tile, (x0, y0))
+        draw.text((x0, y0 + s + 2), f"true: {classes[int(labels[i])]}", fill="black", font=font)
+        draw.text((x0, y0 + s + 16), f"p({classes[1]}) = {probs[i]:.2f}", fill="firebrick",
+                  font=font)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")
+    return len(wrong)

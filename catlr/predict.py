@@ -1,0 +1,70 @@
+"""The predict stage: probabilities for image files, folders and globs, in one matrix product."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+
+def collect(inputs) -> tuple[list[str], list[dict]]:
+    """Expand INPUTs (files, folders searched for images, globs) into image paths.
+
+    Returns (paths in input order without repeats, error rows for inputs that match nothing).
+    """
+    from .prepare import walk_images
+
+    paths, errors, seen = [], [], set()
+    for item in map(os.fspath, inputs):
+        if os.path.isdir(item):
+            found = [os.path.join(item, p) for p in walk_images(item)[0]]
+            if not found:
+                errors.append({"path": item, "error": "folder holds no images"})
+        elif os.path.exists(item):
+            found = [item]
+        elif glob.has_magic(item):
+            found = sorted(glob.glob(item, recursive=True))
+            found = [p for q in found for p in
+                     ([os.path.join(q, r) for r in walk_images(q)[0]] if os.path.isdir(q) else [q])]
+            if not found:
+                errors.append({"path": item, "error": "pattern matches no file"})
+        else:
+            errors.append({"path": item, "error": "no such file or folder"})
+            found = []
+        for p in found:
+            if p not in seen:
+                seen.add(p)
+                paths.append(p)
+    return paths, errors
+
+
+def predict(inputs, model_path, *, threshold=0.5, workers=0, on_event=None) -> list[dict]:
+    """One row per image: {path, probability, label}, or {path, error} when it cannot be read.
+
+    Images go through the preprocessing recorded in the model (size, fit, / 255).
+    """
+    import numpy as np
+
+    from . import modelfile
+    from .images import ImageError
+    from .prepare import decode_many
+
+    model, meta = modelfile.load(model_path)
+    size, fit = meta["image_size"], meta.get("fit", "stretch")
+    negative, positive = meta["classes"]
+    paths, rows = collect(inputs)
+    arrays, kept = [], []
+    emit = on_event or (lambda name, info: None)
+    for done, (path, result) in enumerate(decode_many(paths, size, fit, workers), 1):
+        if isinstance(result, ImageError):
+            rows.append({"path": path, "error": result.reason})
+        else:
+            arrays.append(result)
+            kept.append(path)
+        emit("decode", {"done": done, "total": len(paths)})
+    if arrays:
+        X = np.stack(arrays).reshape(len(arrays), -1).T / 255.0
+        for path, p in zip(kept, model.predict_proba(X).ravel().tolist()):
+            rows.append({"path": path, "probability": p,
+                         "label": positive if p > threshold else negative})
+    order = {p: i for i, p in enumerate(paths)}
+    return sorted(rows, key=lambda r: order.get(r["path"], -1))

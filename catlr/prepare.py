@@ -1,0 +1,294 @@
+"""The prepare stage: image folder -> the course's HDF5 schema (or arrays in memory).
+
+One ingestion path serves `prepare`, `train FOLDER` and `predict FOLDER`:
+discover (class folders, hidden files skipped), split (seeded, stratified),
+decode in parallel (images.load_image), skip broken files with a reason,
+hash every 64 x 64 result to find duplicates, and write in bounded chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+
+from .errors import CatlrError
+from .images import ImageError, is_image_name, load_image
+
+CHUNK = 256  # images decoded and written per step: bounds memory, fixed for determinism
+
+
+@dataclass
+class Layout:
+    """What discovery found: (relative path, label) per split, class names by label."""
+
+    root: str
+    classes: tuple
+    train: list
+    test: list
+    split: dict | None        # the seeded split, or None when SRC had train/ and test/
+    ignored: list = field(default_factory=list)  # files that are not images
+
+
+def walk_images(folder, root=None):
+    """(sorted relative image paths, sorted relative other files) under `folder`, hidden skipped."""
+    root = root or folder
+    images, others = [], []
+    for here, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            rel = os.path.relpath(os.path.join(here, name), root)
+            (images if is_image_name(name) else others).append(rel)
+    return images, others
+
+
+def _class_dirs(folder):
+    return sorted(d for d in os.listdir(folder)
+                  if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
+
+
+def _scan(folder, root, positive):
+    """({class name: [(path inside the class folder, path relative to root)]}, ignored files)."""
+    classes = _class_dirs(folder)
+    found, ignored = {}, []
+    for c in classes:
+        images, others = walk_images(os.path.join(folder, c), root)
+        inner = [os.path.relpath(os.path.join(root, p), os.path.join(folder, c)) for p in images]
+        found[c] = list(zip(inner, images))
+        ignored += others
+    if positive not in found:
+        named = ", ".join(f"{c}/" for c in classes) or "no class folders"
+        raise CatlrError(f"{folder} has {named}; expected a class folder named {positive}/ "
+                         f"(and one for the rest), or pass --positive NAME")
+    if len(classes) < 2:
+        raise CatlrError(f"{folder} has only one class folder ({positive}/), add a folder "
+                         "of negative examples beside it (e.g. non-cat/)")
+    # Files beside the class folders have no class: counted as ignored, never used.
+    ignored += [os.path.relpath(os.path.join(folder, n), root) for n in sorted(os.listdir(folder))
+                if not n.startswith(".") and os.path.isfile(os.path.join(folder, n))]
+    return found, ignored
+
+
+def _ordered(found, positive, label=None):
+    """(relative path, label) sorted by the path inside the class folder, then the class:
+    files numbered across classes (000.png, 001.png, ...) keep their original order."""
+    items = [(inner, c, rel) for c in found for inner, rel in found[c]
+             if label is None or int(c == positive) == label]
+    return [(rel, int(c == positive)) for inner, c, rel in sorted(items)]
+
+
+def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
+    """Find the classes and the train/test split of an image folder."""
+    import numpy as np
+
+    src = os.path.abspath(os.fspath(src))
+    if not os.path.isdir(src):
+        raise CatlrError(f"{src} is not a folder, give a folder with cat/ and non-cat/ "
+                         "(or train/ and test/) inside")
+    subdirs = _class_dirs(src)
+    if not subdirs:
+        raise CatlrError(f"{src} has no class folders, put images in {src}/cat/ and "
+                         f"{src}/non-cat/ (see data/README.md)")
+    lower = {d.lower(): d for d in subdirs}
+    if "train" in lower and "test" in lower:
+        tr, ign1 = _scan(os.path.join(src, lower["train"]), src, positive)
+        te, ign2 = _scan(os.path.join(src, lower["test"]), src, positive)
+        names = sorted(set(tr) | set(te))
+        train, test = _ordered(tr, positive), _ordered(te, positive)
+        split, ignored = None, ign1 + ign2
+    else:
+        found, ignored = _scan(src, src, positive)
+        names = sorted(found)
+        rng = np.random.default_rng(seed)
+        keep, held_out = set(), set()
+        for label in (0, 1):  # stratified: each label split on its own
+            items = _ordered(found, positive, label)
+            n_test = min(max(round(len(items) * test_fraction), 1 if len(items) > 1 else 0),
+                         max(len(items) - 1, 0))
+            chosen = set(rng.permutation(len(items))[:n_test].tolist())
+            for k, item in enumerate(items):
+                (held_out if k in chosen else keep).add(item)
+        every = _ordered(found, positive)
+        train = [it for it in every if it in keep]
+        test = [it for it in every if it in held_out]
+        split = {"seed": seed, "test_fraction": test_fraction}
+    negatives = [c for c in names if c != positive]
+    classes = (negatives[0] if len(negatives) == 1 else f"non-{positive}", positive)
+    if not any(lbl == 1 for _, lbl in train + test) or not any(lbl == 0 for _, lbl in train + test):
+        which = positive if not any(lbl == 1 for _, lbl in train + test) else "negative"
+        raise CatlrError(f"{src} has no {which} images (extensions: .jpg .png .bmp .gif "
+                         ".webp .tif), add some")
+    return Layout(src, classes, train, test, split, ignored)
+
+
+def _workers(n: int) -> int:
+    if n and n > 0:
+        return n
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def decode_many(paths, size=64, fit="stretch", workers=0):
+    """Yield (path, array or ImageError) in input order, decoding in parallel threads.
+
+    Pillow releases the GIL while decoding and resizing, so threads scale over
+    cores without copying pixels between processes.
+    """
+    def one(p):
+        try:
+            return load_image(p, size, fit)
+        except ImageError as e:
+            return e
+
+    if len(paths) <= 1 or _workers(workers) == 1:  # no pool to start for one photo
+        yield from ((p, one(p)) for p in paths)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(_workers(workers)) as pool:
+        for start in range(0, len(paths), CHUNK):
+            chunk = paths[start:start + CHUNK]
+            yield from zip(chunk, pool.map(one, chunk))
+
+
+class _ArraySink:
+    """Collects each split's images in memory (train on a folder)."""
+
+    def __init__(self, size):
+        self.size, self.data = size, {"train": ([], [], []), "test": ([], [], [])}
+
+    def add(self, split, arrays, labels, paths):
+        xs, ys, ps = self.data[split]
+        xs.extend(arrays), ys.extend(labels), ps.extend(paths)
+
+    def arrays(self, split):
+        import numpy as np
+
+        xs, ys, ps = self.data[split]
+        x = np.stack(xs) if xs else np.zeros((0, self.size, self.size, 3), np.uint8)
+        return x, np.asarray(ys, dtype=np.int64), ps
+
+
+class _H5Sink:
+    """Appends each split to resizable datasets of an open HDF5 file (bounded memory)."""
+
+    def __init__(self, f, size, classes):
+        import h5py
+        import numpy as np
+
+        self.f = f
+        strings = h5py.string_dtype("utf-8")
+        for split in ("train", "test"):
+            f.create_dataset(f"{split}_set_x", (0, size, size, 3), np.uint8, track_times=False,
+                             maxshape=(None, size, size, 3), chunks=(64, size, size, 3))
+            f.create_dataset(f"{split}_set_y", (0,), np.int64, maxshape=(None,), chunks=(4096,),
+                             track_times=False)
+            f.create_dataset(f"{split}_set_paths", (0,), strings, maxshape=(None,),
+                             chunks=(1024,), track_times=False)
+        f.create_dataset("list_classes", data=np.array([c.encode() for c in classes]),
+                         track_times=False)
+
+    def add(self, split, arrays, labels, paths):
+        import numpy as np
+
+        if not arrays:
+            return
+        n = len(arrays)
+        for key, values in (("x", np.stack(arrays)), ("y", np.asarray(labels, np.int64)),
+                            ("paths", paths)):
+            ds = self.f[f"{split}_set_{key}"]
+            ds.resize(ds.shape[0] + n, axis=0)
+            ds[-n:] = values
+
+
+def ingest(layout: Layout, sink, *, size=64, fit="stretch", workers=0, dedupe=False,
+           strict=False, on_event=None) -> dict:
+    """Decode every image of `layout` into `sink`; returns the report (counts, skips, duplicates)."""
+    emit = on_event or (lambda name, info: None)
+    started = time.perf_counter()
+    total = len(layout.train) + len(layout.test)
+    seen: dict[str, tuple[str, str]] = {}  # pixel hash -> (split, path) of its first image
+    dups = {"train": [], "test": [], "across": []}
+    skipped, dropped, done = [], 0, 0
+    counts = {s: {c: 0 for c in layout.classes} for s in ("train", "test")}
+    for split, items in (("train", layout.train), ("test", layout.test)):
+        labels = dict(items)
+        batch = ([], [], [])
+        for rel, result in _decode_rel(layout.root, items, size, fit, workers):
+            done += 1
+            if isinstance(result, ImageError):
+                if strict:
+                    raise CatlrError(f"{rel}: {result.reason} (--strict stops at the first "
+                                     "broken file), fix or remove it, or drop --strict")
+                skipped.append({"path": rel, "reason": result.reason})
+            else:
+                h = hashlib.blake2b(result.tobytes(), digest_size=16).hexdigest()
+                first = seen.setdefault(h, (split, rel))
+                if first[1] != rel:
+                    dups["across" if first[0] != split else split].append([first[1], rel])
+                if first[1] == rel or not dedupe:
+                    batch[0].append(result), batch[1].append(labels[rel]), batch[2].append(rel)
+                    counts[split][layout.classes[labels[rel]]] += 1
+                else:
+                    dropped += 1
+            if len(batch[0]) >= CHUNK:
+                sink.add(split, *batch)
+                batch = ([], [], [])
+            emit("decode", {"done": done, "total": total})
+        sink.add(split, *batch)
+        if items and not sum(counts[split].values()):
+            raise CatlrError(f"no usable images in the {split} split of {layout.root} "
+                             f"({len(skipped)} skipped as unreadable, {dropped} dropped as duplicates), "
+                             "replace the broken files")
+    seconds = time.perf_counter() - started
+    pos = sum(counts[s][layout.classes[1]] for s in counts)
+    kept = sum(sum(c.values()) for c in counts.values())
+    return {"source": layout.root, "classes": list(layout.classes), "counts": counts,
+            "positive_fraction": pos / kept if kept else None,
+            "skipped": skipped, "ignored": layout.ignored, "duplicates": dups,
+            "dropped_duplicates": dropped, "split": layout.split,
+            "images": total, "seconds": seconds,
+            "images_per_second": total / seconds if seconds > 0 else None}
+
+
+def _decode_rel(root, items, size, fit, workers):
+    paths = [os.path.join(root, p) for p, _ in items]
+    for (rel, _), (_, result) in zip(items, decode_many(paths, size, fit, workers)):
+        yield rel, result
+
+
+def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=None) -> dict:
+    """Write SRC as one HDF5 file in the course's schema at `out`, atomically; returns the report."""
+    import h5py
+
+    from . import __version__
+    from .atomic import atomic_path
+
+    layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"])
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w", track_order=False) as f:
+            report = ingest(layout, _H5Sink(f, cfg["size"], layout.classes), size=cfg["size"],
+                            fit=cfg["fit"], workers=cfg["workers"], dedupe=dedupe, strict=strict,
+                            on_event=on_event)
+            f.attrs.update({"catlr_version": __version__, "size": cfg["size"], "fit": cfg["fit"],
+                            "positive": cfg["positive"], "split": str(layout.split or "given")})
+    report["out"] = os.path.abspath(os.fspath(out))
+    return report
+
+
+def prepare_in_memory(src, cfg: dict, *, on_event=None):
+    """Ingest an image folder into a Dataset (what `train FOLDER` uses)."""
+    from .datasets import Dataset
+
+    layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"])
+    sink = _ArraySink(cfg["size"])
+    report = ingest(layout, sink, size=cfg["size"], fit=cfg["fit"], workers=cfg["workers"],
+                    on_event=on_event)
+    (xtr, ytr, ptr), (xte, yte, pte) = sink.arrays("train"), sink.arrays("test")
+    return Dataset(xtr, ytr, xte, yte, layout.classes, layout.root, "folder", layout.split,
+                   ptr, pte, report)
