@@ -48,7 +48,7 @@ class _Group(TyperGroup):
         return code
 
 
-app = typer.Typer(cls=_Group, rich_markup_mode=None, pretty_exceptions_enable=False,
+app = typer.Typer(name="catlr", cls=_Group, rich_markup_mode=None, pretty_exceptions_enable=False,
                   add_completion=False, no_args_is_help=True,
                   help="Train the course's cat / non-cat logistic regression on your images.")
 
@@ -350,7 +350,7 @@ def _events(console, *, verbose=False, quiet=False):
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                        console=console, transient=True)
+                        console=console, transient=True, disable=not console.is_terminal)
     tasks = {}
 
     def on_event(name, info):

@@ -107,10 +107,10 @@ def _scale_wide_gray(im):
     elif im.mode == "F" and a.size and np.nanmax(a) <= 1.0:
         top = 1.0
     else:
-        # A 32-bit image usually holds 16-bit data; scale by the smallest
-        # unsigned range that holds its largest value.
+        # Mode I (int32) often holds 8- or 16-bit data: scale by the smallest
+        # of the 8-, 16- and 32-bit ranges that holds its largest value.
         hi = float(np.nanmax(a)) if a.size else 0.0
-        top = next((t for t in (255.0, 65535.0, 4294967295.0) if hi <= t), hi)
+        top = next((t for t in (255.0, 65535.0, 2147483647.0) if hi <= t), hi)
     g = np.clip(np.rint(np.nan_to_num(a) * (255.0 / top)), 0, 255).astype(np.uint8)
     return Image.fromarray(g).convert("RGB")
 

@@ -1,0 +1,110 @@
+"""Shared fixtures: the course data from ../shared/datasets, a lossless PNG copy of it,
+a model trained once on it, and a CLI runner that returns (code, stdout, stderr)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+COURSE = SHARED / "catvnoncat"
+PHOTOS = SHARED / "photos"
+
+needs_course = pytest.mark.skipif(not (COURSE / "train_catvnoncat.h5").exists(),
+                                  reason=f"course data not found at {COURSE}")
+
+
+def seed_loop(X, Y, lr, iters, every=100):
+    """The course's week-2 loop, written plainly: the oracle every trainer is checked against."""
+    n_x, m = X.shape
+    w, b, costs = np.zeros((n_x, 1)), 0.0, []
+    for i in range(iters):
+        A = 1 / (1 + np.exp(-(w.T @ X + b)))
+        cost = -np.sum(Y * np.log(A) + (1 - Y) * np.log(1 - A)) / m
+        dw = X @ (A - Y).T / m
+        db = np.sum(A - Y) / m
+        w = w - lr * dw
+        b = b - lr * db
+        if i % every == 0:
+            costs.append(float(cost))
+    return w, float(b), costs
+
+
+def rel(a, b):
+    """Relative difference of two arrays, by their norms."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+@pytest.fixture(scope="session")
+def course():
+    """{'train': (x, y), 'test': (x, y)} straight from the course's files."""
+    import h5py
+
+    out = {}
+    for split in ("train", "test"):
+        with h5py.File(COURSE / f"{split}_catvnoncat.h5", "r") as f:
+            out[split] = (f[f"{split}_set_x"][()], f[f"{split}_set_y"][()])
+    return out
+
+
+@pytest.fixture(scope="session")
+def course_oracle(course):
+    """The seed loop on the course data, lr 0.005, 2000 iterations (about 3 s, once)."""
+    x, y = course["train"]
+    X = x.reshape(len(x), -1).T / 255.0
+    return seed_loop(X, y.reshape(1, -1), 0.005, 2000)
+
+
+@pytest.fixture(scope="session")
+def course_png_copy(course, tmp_path_factory):
+    """A lossless image-folder copy: SRC/{train,test}/{cat,non-cat}/NNN.png."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("course_png")
+    for split, (x, y) in course.items():
+        for i, (img, label) in enumerate(zip(x, y)):
+            d = root / split / ("cat" if label else "non-cat")
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(d / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def course_model(tmp_path_factory):
+    """A model trained by the CLI on the course pair with the course's settings."""
+    path = tmp_path_factory.mktemp("model") / "m.npz"
+    code, out, err = run_cli(["train", str(COURSE), "--lr", "0.005", "--iters", "2000",
+                              "--out", str(path)])
+    assert code == 0, err
+    return path, out
+
+
+def run_cli(args, **kw):
+    from typer.testing import CliRunner
+
+    from catlr.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], **kw)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture
+def small_folder(tmp_path):
+    """A tiny two-class folder of generated images (cat/ and non-cat/, 8 each)."""
+    from catlr.demo import make_sample
+
+    return Path(make_sample(tmp_path / "sample", n_per_class=8, unseen=2)["images"])
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    monkeypatch.delenv("CATLR_DEBUG", raising=False)
+    os.environ.setdefault("COLUMNS", "120")
