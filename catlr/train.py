@@ -83,13 +83,15 @@ def _diverged(i: int, lr: float):
 def fit_dataset(ds, cfg: dict, callback=None):
     """Train on a Dataset's train split with a resolved config; returns (model, figures)."""
     from . import datasets
-    from .model import LogisticRegression
+    from .model import LogisticRegression, cost
 
     X = datasets.flatten(ds.x_train, cfg["dtype"])
     model = LogisticRegression(cfg["lr"], cfg["iters"], cfg["print_every"], cfg["form"])
     model.fit(X, ds.y_train, callback=callback)
+    final = cost(model.decision_function(X), ds.y_train)  # after the last update
     del X
     figures = {
+        "final_cost": final,
         "train_accuracy": accuracy(model, ds.x_train, ds.y_train, cfg["dtype"]),
         "test_accuracy": accuracy(model, ds.x_test, ds.y_test, cfg["dtype"]),
         "m_train": int(len(ds.y_train)), "m_test": int(len(ds.y_test)),
@@ -132,7 +134,7 @@ def train(data, cfg: dict, *, on_event=None):
 def sweep(data, cfg: dict, lrs, *, on_event=None):
     """The course's learning-rate comparison: one model per rate on the same data.
 
-    Returns a list of dicts {lr, final_cost, costs, train_accuracy, test_accuracy}.
+    Returns a list of dicts {lr, costs, cost_every, final_cost, train_accuracy, test_accuracy, ...}.
     """
     from . import datasets
 
@@ -143,6 +145,6 @@ def sweep(data, cfg: dict, lrs, *, on_event=None):
     for lr in lrs:
         model, figures = fit_dataset(ds, {**cfg, "lr": lr}, callback=lambda i, c, lr=lr: emit(
             "cost", {"i": i, "cost": c, "iters": cfg["iters"], "lr": lr}))
-        rows.append({"lr": lr, "final_cost": model.costs[-1], "costs": model.costs,
+        rows.append({"lr": lr, "costs": model.costs,
                      "cost_every": cfg["print_every"], **figures})
     return rows

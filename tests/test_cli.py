@@ -1,0 +1,194 @@
+"""The commands as a user runs them: exit codes, one-line messages, --json shapes."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import COURSE, PHOTOS, needs_course
+
+
+def test_help_imports_no_heavy_module():
+    code = ("import sys; from catlr.cli import main; sys.argv=['catlr','--help']\n"
+            "try: main()\nexcept SystemExit: pass\n"
+            "heavy = [m for m in ('numpy','h5py','PIL','matplotlib','rich') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert "Usage: catlr" in out and "HEAVY []" in out
+
+
+def test_usage_error_imports_nothing_heavy():
+    code = ("import sys; from catlr.cli import main; sys.argv=['catlr','train','x','--lr','-1']\n"
+            "try: main()\nexcept SystemExit as e: print('CODE', e.code)\n"
+            "print('HEAVY', [m for m in ('numpy','h5py','PIL','matplotlib') if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "CODE 2" in r.stdout and "HEAVY []" in r.stdout
+    assert r.stderr.startswith("Error: --lr must be a positive finite number")
+
+
+def test_python_dash_m_works():
+    r = subprocess.run([sys.executable, "-m", "catlr", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "prepare" in r.stdout
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["train"], 2, "Missing argument"),
+    (["train", "x", "--lr", "-1"], 2, "--lr must be a positive finite number"),
+    (["train", "x", "--lr", "nan"], 2, "--lr must be a positive finite number"),
+    (["train", "x", "--lr", "inf"], 2, "--lr must be a positive finite number"),
+    (["train", "x", "--iters", "0"], 2, "--iters must be a positive integer"),
+    (["train", "x", "--iters", "1.5"], 2, "Invalid value for '--iters'"),
+    (["prepare", "x", "--test-fraction", "1"], 2, "--test-fraction must be between 0 and 1"),
+    (["prepare", "x", "--size", "0"], 2, "--size must be a positive integer"),
+    (["prepare", "x", "--fit", "zoom"], 2, "--fit must be one of stretch, crop, pad"),
+    (["bogus"], 2, "No such command"),
+    (["train", "/no/such/folder"], 1, "/no/such/folder does not exist"),
+    (["eval", "--model", "/no/such.npz"], 1, "model file /no/such.npz not found"),
+    (["predict", "x.jpg", "--model", "/no/such.npz"], 1, "model file /no/such.npz not found"),
+])
+def test_errors_are_one_line(args, code, message, cli):
+    got, out, err = cli(args)
+    assert got == code
+    assert err.startswith("Error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err and out == ""
+
+
+@needs_course
+def test_eval_finds_data_from_model(course_model, cli):
+    path, _ = course_model
+    code, out, err = cli(["eval", "--model", path, "--json"])
+    assert code == 0, err
+    f = json.loads(out)
+    assert f["accuracy"] == pytest.approx(0.70) and f["tp"] + f["fp"] + f["tn"] + f["fn"] == 50
+    for key in ("accuracy", "precision", "recall", "f1", "log_loss", "roc_auc"):
+        assert 0 <= f[key] <= 1 or key == "log_loss"
+    code, out, _ = cli(["eval", "--model", path, "--split", "train", "--json"])
+    assert json.loads(out)["accuracy"] == pytest.approx(207 / 209)
+    code, out, _ = cli(["eval", "--model", path])
+    assert code == 0 and "Confusion matrix" in out and "accuracy" in out and "70.00%" in out
+
+
+@needs_course
+def test_predict_real_photos(course_model, cli):
+    path, _ = course_model
+    code, out, err = cli(["predict", PHOTOS / "cat-small.jpg", PHOTOS / "cat-in-iran.jpg",
+                          "--model", path, "--json"])
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["path"].rsplit("/", 1)[1] for r in rows] == ["cat-small.jpg", "cat-in-iran.jpg"]
+    for r in rows:
+        assert 0 < r["probability"] < 1 and r["label"] in ("cat", "non-cat")
+        assert r["label"] == ("cat" if r["probability"] > 0.5 else "non-cat")
+    code, out, _ = cli(["predict", PHOTOS, "--model", path])
+    assert code == 0 and "cat-in-iran.jpg" in out and "p(cat)" in out
+
+
+@needs_course
+def test_predict_matches_training_preprocessing(course_model, course, cli, tmp_path):
+    """An image saved losslessly from the test set gets the probability eval computes for it."""
+    import catlr.modelfile as mf
+
+    path, _ = course_model
+    x, _ = course["test"]
+    Image.fromarray(x[3]).save(tmp_path / "t3.png")
+    model, _ = mf.load(path)
+    expected = model.predict_proba(x[3].reshape(-1, 1) / 255.0).item()
+    code, out, _ = cli(["predict", tmp_path / "t3.png", "--model", path, "--json"])
+    assert json.loads(out)[0]["probability"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_predict_folder_json_has_a_row_per_image_and_errors(tmp_path, cli, small_folder):
+    model = tmp_path / "m.npz"
+    code, _, err = cli(["train", small_folder, "--iters", "50", "--out", model])
+    assert code == 0, err
+    n = len(list((small_folder / "cat").iterdir())) + len(list((small_folder / "non-cat").iterdir()))
+    code, out, _ = cli(["predict", small_folder, "--model", model, "--json"])
+    assert code == 0 and len(json.loads(out)) == n
+    (small_folder / "cat" / "broken.png").write_bytes(b"nope")
+    code, out, err = cli(["predict", small_folder, small_folder / "missing.jpg",
+                          str(small_folder / "non-cat" / "*.png"), "--model", model, "--json"])
+    rows = json.loads(out)
+    assert code == 1
+    errors = {r["path"].rsplit("/", 1)[1]: r["error"] for r in rows if "error" in r}
+    assert errors == {"broken.png": "not an image", "missing.jpg": "no such file or folder"}
+    assert len(rows) == n + 2  # the glob's files were already found through the folder
+    code, out, _ = cli(["predict", small_folder, "--model", model, "--csv"])
+    lines = out.strip().splitlines()
+    assert lines[0] == "path,probability,label,error" and len(lines) == n + 2
+
+
+def test_config_file_and_flag_precedence(tmp_path, cli, small_folder):
+    import catlr.modelfile as mf
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("lr = 0.01\niters = 30\nprint_every = 10\n")
+    code, out, err = cli(["train", small_folder, "--config", cfg, "--iters", "20",
+                          "--out", tmp_path / "m.npz"])
+    assert code == 0, err
+    _, meta = mf.load(tmp_path / "m.npz")
+    assert meta["lr"] == 0.01 and meta["iters"] == 20 and meta["config"]["print_every"] == 10
+    assert "Cost after iteration 10:" in out
+    cfg.write_text("lr = 0.01\nlearning_rate = 3\n")
+    code, _, err = cli(["train", small_folder, "--config", cfg])
+    assert code == 1 and "unknown key 'learning_rate'" in err and "valid keys are lr, iters" in err
+
+
+def test_default_config_file_matches_defaults():
+    from catlr.config import DEFAULTS, read_toml
+    from conftest import ROOT
+
+    assert read_toml(ROOT / "configs" / "default.toml") == DEFAULTS
+    for extra in (ROOT / "configs").glob("*.toml"):
+        read_toml(extra)  # every shipped config is valid
+
+
+def test_sweep_inspect_and_plots(tmp_path, cli, small_folder):
+    code, out, err = cli(["sweep", small_folder, "--lr", "0.1", "--lr", "0.01", "--iters", "40",
+                          "--plot", tmp_path / "sweep.png", "--json"])
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["lr"] for r in rows] == [0.1, 0.01] and rows[0]["final_cost"] < rows[1]["final_cost"]
+    _assert_picture(tmp_path / "sweep.png", min_size=(300, 200))
+    model = tmp_path / "m.npz"
+    code, _, _ = cli(["train", small_folder, "--iters", "40", "--out", model,
+                      "--plot", tmp_path / "cost.png"])
+    _assert_picture(tmp_path / "cost.png", min_size=(300, 200))
+    code, out, _ = cli(["inspect", model, "--weights", tmp_path / "w.png"])
+    assert code == 0 and "image_size" in out
+    _assert_picture(tmp_path / "w.png", min_size=(500, 150))
+    code, out, _ = cli(["inspect", model, "--json"])
+    assert json.loads(out)["image_size"] == 64
+    code, out, _ = cli(["eval", "--model", model, "--errors", tmp_path / "err.png"])
+    assert code == 0
+    _assert_picture(tmp_path / "err.png", min_size=(300, 30))
+
+
+def _assert_picture(path, min_size):
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size[0] >= min_size[0] and im.size[1] >= min_size[1]
+        a = np.asarray(im.convert("RGB"))
+    assert a.std() > 5 and len(np.unique(a.reshape(-1, 3), axis=0)) > 3  # not blank
+
+
+def test_demo_runs_offline(tmp_path, cli):
+    code, out, err = cli(["demo", tmp_path / "d"])
+    assert code == 0, err
+    for step in ("catlr prepare", "catlr train", "catlr eval", "catlr predict", "test accuracy"):
+        assert step in out
+    for name in ("prepared.h5", "model.npz", "cost.png", "errors.png"):
+        assert (tmp_path / "d" / name).exists()
+
+
+@needs_course
+def test_train_on_prepared_file_and_course_pair_agree(tmp_path, cli, course_png_copy, course_model):
+    import catlr.modelfile as mf
+
+    cli(["prepare", course_png_copy, "--out", tmp_path / "p.h5"])
+    code, _, err = cli(["train", tmp_path / "p.h5", "--out", tmp_path / "p.npz"])
+    assert code == 0, err
+    a, _ = mf.load(tmp_path / "p.npz")
+    b, _ = mf.load(course_model[0])
+    assert np.array_equal(a.w, b.w)  # same arrays, same arithmetic: bit for bit
