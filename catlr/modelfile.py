@@ -69,9 +69,12 @@ def load(path):
         raise CatlrError(f"model file {path} not found, train one with "
                          f"'catlr train DATA --out {path}' or pass --model")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise ValueError("a single array, not an .npz archive")
+        if os.path.getsize(path) > MAX_ENTRY_BYTES:
+            raise ValueError("the file is implausibly large")
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with npz:
             missing = {"w", "b", "costs", "meta"} - set(npz.files)
             if missing:
                 raise ValueError(f"missing {', '.join(sorted(missing))}")

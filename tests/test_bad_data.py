@@ -1,0 +1,70 @@
+"""Bad data gives one clear line naming the file or folder, exit code 1."""
+
+import h5py
+import numpy as np
+import pytest
+
+
+def _h5(path, **arrays):
+    with h5py.File(path, "w") as f:
+        for k, v in arrays.items():
+            f.create_dataset(k, data=v)
+    return path
+
+
+GOOD_X = np.zeros((4, 8, 8, 3), np.uint8)
+GOOD_Y = np.array([0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda d: d / "nothing", "does not exist"),
+    (lambda d: (d / "empty").mkdir() or d / "empty", "has no class folders"),
+    (lambda d: (d / "one" / "cat").mkdir(parents=True) or d / "one", "has only one class folder"),
+    (lambda d: _h5(d / "a.h5", foo=GOOD_Y), "has no train_set_x / train_set_y datasets (found: foo)"),
+    (lambda d: _h5(d / "a.h5", train_set_x=np.zeros((4, 8, 8)), train_set_y=GOOD_Y,
+                   test_set_x=GOOD_X, test_set_y=GOOD_Y), "expected (m, size, size, 3) uint8"),
+    (lambda d: _h5(d / "a.h5", train_set_x=GOOD_X.astype(np.float32), train_set_y=GOOD_Y,
+                   test_set_x=GOOD_X, test_set_y=GOOD_Y), "dtype float32"),
+    (lambda d: _h5(d / "a.h5", train_set_x=GOOD_X, train_set_y=np.array([0, 1, 2, 1]),
+                   test_set_x=GOOD_X, test_set_y=GOOD_Y), "labels other than 0 and 1 ([2])"),
+    (lambda d: _h5(d / "a.h5", train_set_x=GOOD_X, train_set_y=GOOD_Y[:3],
+                   test_set_x=GOOD_X, test_set_y=GOOD_Y), "has shape (3,), expected (4,)"),
+    (lambda d: _h5(d / "a.h5", train_set_x=GOOD_X, train_set_y=GOOD_Y,
+                   test_set_x=np.zeros((2, 16, 16, 3), np.uint8), test_set_y=GOOD_Y[:2]),
+     "train images are (8, 8, 3) but test images are (16, 16, 3)"),
+    (lambda d: [(d / "t.h5").write_text("hello"), d / "t.h5"][1], "is not a readable HDF5 file"),
+])
+def test_bad_data_is_one_clear_line(tmp_path, cli, make, message):
+    data = make(tmp_path)
+    code, out, err = cli(["train", data, "--iters", "5", "--out", tmp_path / "m.npz"])
+    assert code == 1, err
+    assert err.startswith("Error: ") and message in err and err.count("\n") == 1
+    assert str(data.name) in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_folder_of_only_broken_files(tmp_path, cli):
+    for c in ("cat", "non-cat"):
+        (tmp_path / "s" / c).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "s" / c / f"{i}.jpg").write_bytes(b"\xff\xd8 not really")
+    code, _, err = cli(["train", tmp_path / "s"])
+    assert code == 1 and "no usable images in the train split" in err
+
+
+def test_interrupted_prepare_exits_130_and_writes_nothing(tmp_path, cli, small_folder, monkeypatch):
+    import catlr.prepare as prep
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prep, "load_image", boom)
+    code, _, err = cli(["prepare", small_folder, "--out", tmp_path / "p.h5", "--workers", "1"])
+    assert code == 130 and err.startswith("Interrupted:")
+    assert list(tmp_path.glob("*.h5")) == [] and list(tmp_path.glob(".p.h5*")) == []
+
+
+def test_debug_shows_the_traceback(tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("CATLR_DEBUG", "1")
+    code, out, err = cli(["train", tmp_path / "missing"])
+    assert code == 1  # the exception propagates to the runner
