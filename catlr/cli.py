@@ -5,8 +5,6 @@ Pillow and matplotlib are imported by the library functions a command calls,
 so `catlr --help` and argument errors import none of them.
 """
 
-from __future__ import annotations
-
 import contextlib
 import json
 import os
@@ -49,11 +47,22 @@ class _Group(TyperGroup):
 
 
 app = typer.Typer(name="catlr", cls=_Group, rich_markup_mode=None, pretty_exceptions_enable=False,
-                  add_completion=False, no_args_is_help=True,
-                  help="Train the course's cat / non-cat logistic regression on your images.")
+                  add_completion=False, no_args_is_help=True)
+
+
+@app.callback()
+def _root():
+    """Train the course's cat / non-cat logistic regression on your images."""
 
 
 def main():
+    # Typer turns every registered command into a click command at each start;
+    # build only the one being run (help and typos still see all of them).
+    name = sys.argv[1] if len(sys.argv) > 1 else None
+    chosen = [c for c in app.registered_commands
+              if (c.name or c.callback.__name__) == name]
+    if chosen:
+        app.registered_commands[:] = chosen
     app()
 
 
@@ -89,11 +98,30 @@ def _fail(message: str, code: int):
     raise typer.Exit(code)
 
 
-def _console(json_mode=False):
-    """Human output: stdout, or stderr when stdout is reserved for --json."""
+def _console(json_mode=False, plain=False):
+    """Human output: stdout, or stderr when stdout is reserved for --json.
+
+    With plain=True (commands that print lines, no tables) and no terminal to
+    draw on, rich is not imported at all: a script's `catlr train` starts faster.
+    """
+    stream = sys.stderr if json_mode else sys.stdout
+    if plain and not stream.isatty():
+        return _PlainConsole(stream)
     from rich.console import Console
 
     return Console(stderr=json_mode, highlight=False)
+
+
+class _PlainConsole:
+    """The part of rich's Console that line-printing commands use, without rich."""
+
+    is_terminal = False
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def print(self, *objects, **_):
+        print(*objects, file=self.stream)
 
 
 def _settings(config, **flags):
@@ -147,7 +175,7 @@ def prepare(
         from .prepare import prepare as run
 
         console = _console(json_out)
-        with _progress(console, "Decoding", unit="images") as on_event:
+        with _events(console, quiet=True) as on_event:
             report = run(src, out, cfg, dedupe=dedupe, strict=strict, on_event=on_event)
         if json_out:
             _print_json(report)
@@ -179,8 +207,8 @@ def train(
                         workers=workers)
         from .train import train as run
 
-        console = _console(json_out)
-        with _training(console, verbose, quiet=json_out) as on_event:
+        console = _console(json_out, plain=True)
+        with _events(console, verbose=verbose, quiet=json_out) as on_event:
             model, meta = run(data, cfg, on_event=on_event)
         if plot is not None:
             from .plots import cost_curve
@@ -275,7 +303,7 @@ def sweep(
         from .train import sweep as run
 
         console = _console(json_out)
-        with _training(console, False, quiet=True) as on_event:
+        with _events(console, quiet=True) as on_event:
             rows = run(data, cfg, rates, on_event=on_event)
         if plot is not None:
             from .plots import sweep_curves
@@ -345,52 +373,51 @@ def demo(
 
 @contextlib.contextmanager
 def _events(console, *, verbose=False, quiet=False):
-    """A rich progress display fed by the library's on_event(name, info) callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Draw the library's on_event(name, info) reports: lines, and bars on a terminal."""
+    progress, tasks = None, {}
+    if console.is_terminal:  # off a terminal there is nothing to animate: skip rich.progress
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn)
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                        console=console, transient=True, disable=not console.is_terminal)
-    tasks = {}
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                            console=console, transient=True)
+    say = progress.console.print if progress else console.print
+
+    def bar(key, label, total, done, with_rate=False):
+        if progress is None:
+            return
+        if key not in tasks:
+            tasks[key] = progress.add_task(label, total=total, rate="")
+        speed = progress.tasks[tasks[key]].speed if with_rate else None
+        progress.update(tasks[key], completed=done, rate=f"{speed:,.0f} images/s" if speed else "")
 
     def on_event(name, info):
         if name == "decode":
-            if "decode" not in tasks:
-                tasks["decode"] = progress.add_task("Decoding images", total=info["total"],
-                                                    rate="")
-            t = tasks["decode"]
-            speed = progress.tasks[t].speed
-            progress.update(t, completed=info["done"],
-                            rate=f"{speed:,.0f} images/s" if speed else "")
+            bar("decode", "Decoding images", info["total"], info["done"], with_rate=True)
         elif name == "data" and not quiet:
-            ds = info["dataset"]
-            progress.console.print(
-                f"Data: {ds.kind} {ds.source}: {len(ds.y_train)} train and {len(ds.y_test)} "
-                f"test images of {ds.size} x {ds.size} ({ds.classes[1]}: "
-                f"{int(ds.y_train.sum())} train, {int(ds.y_test.sum())} test)")
+            say(_data_line(info["dataset"]))
         elif name == "form" and verbose:
-            progress.console.print(
-                f"Training: {info['form']} form (m = {info['m']}, n_x = {info['n_x']}), "
+            say(f"Training: {info['form']} form (m = {info['m']}, n_x = {info['n_x']}), "
                 f"{info['dtype']}")
         elif name == "cost":
-            key = ("train", info.get("lr"))
-            if key not in tasks:
-                label = "Training" if info.get("lr") is None else f"lr = {info['lr']:g}"
-                tasks[key] = progress.add_task(label, total=info["iters"], rate="")
-            progress.update(tasks[key], completed=info["i"])
+            lr = info.get("lr")
+            bar(("train", lr), "Training" if lr is None else f"lr = {lr:g}", info["iters"],
+                info["i"])
             if not quiet:
-                progress.console.print(f"Cost after iteration {info['i']}: {info['cost']:f}")
+                say(f"Cost after iteration {info['i']}: {info['cost']:f}")
 
+    if progress is None:
+        yield on_event
+        return
     with progress:
         yield on_event
 
 
-def _progress(console, description="", unit=""):
-    return _events(console, quiet=True)
-
-
-def _training(console, verbose, quiet=False):
-    return _events(console, verbose=verbose, quiet=quiet)
+def _data_line(ds):
+    return (f"Data: {ds.kind} {ds.source}: {len(ds.y_train)} train and {len(ds.y_test)} "
+            f"test images of {ds.size} x {ds.size} ({ds.classes[1]}: "
+            f"{int(ds.y_train.sum())} train, {int(ds.y_test.sum())} test)")
 
 
 def _table(*columns, title=None):

@@ -40,9 +40,7 @@ def load_image(path, size: int = 64, fit: str = "stretch"):
     import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    # Pillow warns (but decodes) between 1x and 2x its pixel limit, and raises
-    # above 2x: keep the error, drop the warning that would clutter the output.
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    _quiet_bomb_warning(Image)
     try:
         if os.path.getsize(path) == 0:
             raise ImageError(path, "empty file")
@@ -71,6 +69,14 @@ def load_image(path, size: int = 64, fit: str = "stretch"):
     except MemoryError:
         raise ImageError(path, "too large to decode in memory") from None
     return np.asarray(_fit(rgb, size, fit), dtype=np.uint8)
+
+
+def _quiet_bomb_warning(Image, _done=[]):
+    # Pillow warns (but decodes) between 1x and 2x its pixel limit, and raises
+    # above 2x: keep the error, drop the warning that would clutter the output.
+    if not _done:
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        _done.append(True)
 
 
 def _short(e: Exception) -> str:

@@ -47,9 +47,9 @@ class LogisticRegression:
 
     def fit(self, X, Y, callback=None) -> LogisticRegression:
         """Train on X (n_x, m) and Y (1, m); `callback(i, cost)` every `cost_every` iterations."""
-        from .train import gradient_descent
+        from .descent import gradient_descent
 
-        Y = _check_xy(X, Y)
+        Y = check_xy(X, Y)
         self.w, self.b, self.costs, self.form = gradient_descent(
             X, Y, self.lr, self.iters, cost_every=self.cost_every, form=self.form,
             callback=callback)
@@ -75,7 +75,7 @@ class LogisticRegression:
         return (self.predict_proba(X) > threshold).astype(np.int64)
 
 
-def _check_xy(X, Y):
+def check_xy(X, Y):
     import numpy as np
 
     if getattr(X, "ndim", 0) != 2:

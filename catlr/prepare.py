@@ -125,35 +125,58 @@ def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
 
 
 def _workers(n: int) -> int:
+    """Threads for `--workers n`; 0 means every core plus one, since the GIL-holding
+    Python parts of each decode would otherwise leave a core idle (bench/prepare_speed.py)."""
     if n and n > 0:
         return n
     try:
-        return max(len(os.sched_getaffinity(0)), 1)
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(cores, 1) + 1
 
 
 def decode_many(paths, size=64, fit="stretch", workers=0):
-    """Yield (path, array or ImageError) in input order, decoding in parallel threads.
+    """Start decoding `paths` now, in parallel threads; return an iterator of
+    (path, array or ImageError) in input order.
 
     Pillow releases the GIL while decoding and resizing, so threads scale over
-    cores without copying pixels between processes.
+    cores without copying pixels between processes. At most 2 * CHUNK images
+    are in flight (bounded memory); work starts before the first next(), so the
+    caller can import modules or open files meanwhile.
     """
+    import itertools
+    from collections import deque
+
     def one(p):
         try:
             return load_image(p, size, fit)
         except ImageError as e:
             return e
 
-    if len(paths) <= 1 or _workers(workers) == 1:  # no pool to start for one photo
-        yield from ((p, one(p)) for p in paths)
-        return
+    n = _workers(workers)
+    if len(paths) <= 1 or n == 1:  # no pool to start for one photo
+        return ((p, one(p)) for p in paths)
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(_workers(workers)) as pool:
-        for start in range(0, len(paths), CHUNK):
-            chunk = paths[start:start + CHUNK]
-            yield from zip(chunk, pool.map(one, chunk))
+    pool = ThreadPoolExecutor(n)
+    todo = iter(paths)
+    window = deque((p, pool.submit(one, p)) for p in itertools.islice(todo, 2 * CHUNK))
+
+    def results():
+        try:
+            while window:
+                p, future = window.popleft()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    window.append((nxt, pool.submit(one, nxt)))
+                yield p, future.result()
+        finally:  # also on Ctrl-C: drop what has not started, wait for the rest
+            for _, future in window:
+                future.cancel()
+            pool.shutdown(wait=True)
+
+    return results()
 
 
 class _ArraySink:
@@ -206,9 +229,18 @@ class _H5Sink:
             ds[-n:] = values
 
 
-def ingest(layout: Layout, sink, *, size=64, fit="stretch", workers=0, dedupe=False,
-           strict=False, on_event=None) -> dict:
-    """Decode every image of `layout` into `sink`; returns the report (counts, skips, duplicates)."""
+def start_decoding(layout: Layout, size=64, fit="stretch", workers=0):
+    """Begin decoding every image of `layout`, train then test (see decode_many)."""
+    return decode_many([os.path.join(layout.root, p) for p, _ in layout.train + layout.test],
+                       size, fit, workers)
+
+
+def ingest(layout: Layout, stream, sink, *, dedupe=False, strict=False, on_event=None) -> dict:
+    """Put the images of `layout`, decoded by `stream` (start_decoding), into `sink`.
+
+    Returns the report: counts per split and class, skipped files with their
+    reasons, ignored files, duplicates (a hash of the final pixels) and speed.
+    """
     emit = on_event or (lambda name, info: None)
     started = time.perf_counter()
     total = len(layout.train) + len(layout.test)
@@ -217,9 +249,8 @@ def ingest(layout: Layout, sink, *, size=64, fit="stretch", workers=0, dedupe=Fa
     skipped, dropped, done = [], 0, 0
     counts = {s: {c: 0 for c in layout.classes} for s in ("train", "test")}
     for split, items in (("train", layout.train), ("test", layout.test)):
-        labels = dict(items)
         batch = ([], [], [])
-        for rel, result in _decode_rel(layout.root, items, size, fit, workers):
+        for (rel, label), (_, result) in zip(items, stream):
             done += 1
             if isinstance(result, ImageError):
                 if strict:
@@ -232,8 +263,8 @@ def ingest(layout: Layout, sink, *, size=64, fit="stretch", workers=0, dedupe=Fa
                 if first[1] != rel:
                     dups["across" if first[0] != split else split].append([first[1], rel])
                 if first[1] == rel or not dedupe:
-                    batch[0].append(result), batch[1].append(labels[rel]), batch[2].append(rel)
-                    counts[split][layout.classes[labels[rel]]] += 1
+                    batch[0].append(result), batch[1].append(label), batch[2].append(rel)
+                    counts[split][layout.classes[label]] += 1
                 else:
                     dropped += 1
             if len(batch[0]) >= CHUNK:
@@ -243,8 +274,8 @@ def ingest(layout: Layout, sink, *, size=64, fit="stretch", workers=0, dedupe=Fa
         sink.add(split, *batch)
         if items and not sum(counts[split].values()):
             raise CatlrError(f"no usable images in the {split} split of {layout.root} "
-                             f"({len(skipped)} skipped as unreadable, {dropped} dropped as duplicates), "
-                             "replace the broken files")
+                             f"({len(skipped)} skipped as unreadable, {dropped} dropped as "
+                             "duplicates), replace the broken files")
     seconds = time.perf_counter() - started
     pos = sum(counts[s][layout.classes[1]] for s in counts)
     kept = sum(sum(c.values()) for c in counts.values())
@@ -256,25 +287,20 @@ def ingest(layout: Layout, sink, *, size=64, fit="stretch", workers=0, dedupe=Fa
             "images_per_second": total / seconds if seconds > 0 else None}
 
 
-def _decode_rel(root, items, size, fit, workers):
-    paths = [os.path.join(root, p) for p, _ in items]
-    for (rel, _), (_, result) in zip(items, decode_many(paths, size, fit, workers)):
-        yield rel, result
-
-
 def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=None) -> dict:
     """Write SRC as one HDF5 file in the course's schema at `out`, atomically; returns the report."""
-    import h5py
-
     from . import __version__
     from .atomic import atomic_path
 
     layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"])
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    stream = start_decoding(layout, cfg["size"], cfg["fit"], cfg["workers"])
+    import h5py  # imported while the first images decode
+
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w", track_order=False) as f:
-            report = ingest(layout, _H5Sink(f, cfg["size"], layout.classes), size=cfg["size"],
-                            fit=cfg["fit"], workers=cfg["workers"], dedupe=dedupe, strict=strict,
-                            on_event=on_event)
+            report = ingest(layout, stream, _H5Sink(f, cfg["size"], layout.classes),
+                            dedupe=dedupe, strict=strict, on_event=on_event)
             f.attrs.update({"catlr_version": __version__, "size": cfg["size"], "fit": cfg["fit"],
                             "positive": cfg["positive"], "split": str(layout.split or "given")})
     report["out"] = os.path.abspath(os.fspath(out))
@@ -287,8 +313,8 @@ def prepare_in_memory(src, cfg: dict, *, on_event=None):
 
     layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"])
     sink = _ArraySink(cfg["size"])
-    report = ingest(layout, sink, size=cfg["size"], fit=cfg["fit"], workers=cfg["workers"],
-                    on_event=on_event)
+    report = ingest(layout, start_decoding(layout, cfg["size"], cfg["fit"], cfg["workers"]),
+                    sink, on_event=on_event)
     (xtr, ytr, ptr), (xte, yte, pte) = sink.arrays("train"), sink.arrays("test")
     return Dataset(xtr, ytr, xte, yte, layout.classes, layout.root, "folder", layout.split,
                    ptr, pte, report)

@@ -164,15 +164,15 @@ def test_interrupted_train_leaves_the_old_model_intact(tmp_path, cli, small_fold
     code, _, _ = cli(["train", small_folder, "--iters", "20", "--out", out])
     before = out.read_bytes()
 
-    import catlr.train as tr
+    import catlr.descent as tr
 
-    real = tr.gradient_descent
+    real = tr.fit_pixels
 
     def interrupted(*a, **kw):
         kw["callback"] = lambda i, c: (_ for _ in ()).throw(KeyboardInterrupt) if i >= 10 else None
         return real(*a, **kw)
 
-    monkeypatch.setattr(tr, "gradient_descent", interrupted)
+    monkeypatch.setattr(tr, "fit_pixels", interrupted)
     code, out_text, err = cli(["train", small_folder, "--iters", "50", "--print-every", "5",
                                "--out", out])
     assert code == 130

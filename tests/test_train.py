@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from catlr.train import choose_form, gradient_descent
+from catlr.descent import choose_form, gradient_descent
 from conftest import COURSE, needs_course, rel, seed_loop
 
 

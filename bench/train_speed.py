@@ -1,0 +1,174 @@
+"""catlr's trainer against the seed's loop (and scikit-learn), side by side in one run.
+
+    python bench/train_speed.py [--runs 5] [--quick]
+
+1. Whole process on the course pair: `catlr train <pair> --lr 0.005 --iters 2000`
+   against a script that loads the same files and runs the seed's loop in the same
+   Python; medians of alternated runs, their ratio (issue 3 target: <= 0.20), and
+   the weights of both compared (relative difference, target <= 1e-9).
+2. In process, on the course pair and synthetic sets (m = 2000 and m = 20000):
+   catlr's trainer (the form it chooses), the seed loop, and scikit-learn's
+   LogisticRegression(C=inf), i.e. no penalty, where installed.
+3. For m > n_x: the primal form's time per iteration against two matrix-vector
+   products over X (issue 3 target: <= 1.5x).
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import COURSE, alternate, catlr_cmd, compile_catlr, machine, median, report
+
+SEED_SCRIPT = """
+import sys, glob
+import h5py, numpy as np
+folder, out, lr, iters = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+with h5py.File(glob.glob(folder + '/train_*.h5')[0], 'r') as f:
+    x, y = f['train_set_x'][()], f['train_set_y'][()]
+X = x.reshape(x.shape[0], -1).T / 255.
+Y = y.reshape(1, -1)
+m = X.shape[1]
+w, b = np.zeros((X.shape[0], 1)), 0.
+for i in range(iters):
+    A = 1 / (1 + np.exp(-(w.T @ X + b)))
+    cost = -np.sum(Y * np.log(A) + (1 - Y) * np.log(1 - A)) / m
+    dw = X @ (A - Y).T / m
+    db = np.sum(A - Y) / m
+    w, b = w - lr * dw, b - lr * db
+    if i % 100 == 0:
+        print('Cost after iteration %i: %f' % (i, cost))
+np.save(out, w)
+"""
+
+
+def seed_loop(X, Y, lr, iters):
+    m = X.shape[1]
+    w, b = np.zeros((X.shape[0], 1)), 0.0
+    for _ in range(iters):
+        A = 1 / (1 + np.exp(-(w.T @ X + b)))
+        dw = X @ (A - Y).T / m
+        db = np.sum(A - Y) / m
+        w, b = w - lr * dw, b - lr * db
+    return w
+
+
+def best_of(fn, repeat):
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        ts.append(time.perf_counter() - t)
+    return median(ts), out
+
+
+def whole_process(runs):
+    from catlr import modelfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "seed.py").write_text(SEED_SCRIPT)
+        times = alternate({
+            "catlr train (whole process)": catlr_cmd("train", COURSE, "--lr", "0.005", "--iters",
+                                                     "2000", "--out", tmp / "m.npz"),
+            "seed loop script (whole process)": [sys.executable, str(tmp / "seed.py"), str(COURSE),
+                                                 str(tmp / "w.npy"), "0.005", "2000"],
+        }, runs)
+        r = report(times, "seed loop script (whole process)",
+                   "1. Course pair, lr 0.005, 2000 iterations, whole process:")
+        model, _ = modelfile.load(tmp / "m.npz")
+        w_ref = np.load(tmp / "w.npy")
+        diff = np.linalg.norm(model.w - w_ref) / np.linalg.norm(w_ref)
+    ratio = r["catlr train (whole process)"]
+    print(f"  ratio {ratio:.3f} ({'meets' if ratio <= 0.20 else 'misses'} the 0.20 target); "
+          f"weights differ by {diff:.1e} relative ({'ok' if diff <= 1e-9 else 'TOO FAR'})")
+
+
+def synthetic(m, n_x=12288, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (m, n_x), dtype=np.uint8)
+    y = (x[:, :64].mean(axis=1) + rng.normal(0, 8, m) > 127.5).astype(np.int64)
+    return x, y
+
+
+def in_process(sets, iters, repeat):
+    from catlr.datasets import flatten
+    from catlr.descent import choose_form, gradient_descent
+
+    try:
+        from sklearn.linear_model import LogisticRegression as SK
+    except ImportError:
+        SK = None
+    print(f"\n2. In process, {iters} iterations (medians of {repeat}):")
+    for name, (x, y, seed_iters) in sets.items():
+        X = flatten(x.reshape(len(x), -1, 1, 1).reshape(len(x), 64, 64, 3))
+        Y = y.reshape(1, -1)
+        form = choose_form(*X.shape, iters)
+        t_catlr, (w, *_rest) = best_of(lambda: gradient_descent(X, Y, 0.005, iters), repeat)
+        line = f"  {name:<22} catlr ({form}) {t_catlr * 1000:9.1f} ms"
+        t_seed, w_seed = best_of(lambda: seed_loop(X, Y, 0.005, seed_iters), 1)
+        t_seed *= iters / seed_iters  # the seed loop's cost is the same every iteration
+        diff = ""
+        if seed_iters == iters:
+            diff = f", weights differ {np.linalg.norm(w - w_seed) / np.linalg.norm(w_seed):.1e}"
+        line += f" | seed loop {t_seed * 1000:9.1f} ms" + (
+            "" if seed_iters == iters else f" (from {seed_iters} iterations)")
+        line += f" | ratio {t_catlr / t_seed:.3f}{diff}"
+        if SK is not None and len(y) <= 2000:
+            t_sk, _ = best_of(lambda: SK(C=np.inf, max_iter=iters).fit(X.T, y), 1)
+            line += f" | scikit-learn lbfgs {t_sk * 1000:8.1f} ms (catlr / sklearn {t_catlr / t_sk:.3f})"
+        print(line)
+        del X
+
+
+def primal_per_iteration(m, iters=10):
+    from catlr.datasets import flatten
+    from catlr.descent import choose_form, gradient_descent
+
+    x, y = synthetic(m, seed=1)
+    X = flatten(x.reshape(m, 64, 64, 3))
+    Y = y.reshape(1, -1)
+    assert choose_form(*X.shape, 2000) == "primal"
+    gradient_descent(X, Y, 0.005, 2, form="primal")  # warm up
+    t, _ = best_of(lambda: gradient_descent(X, Y, 0.005, iters, form="primal"), 3)
+    w = np.zeros(X.shape[0])
+    dz = np.zeros(m)
+
+    def two_matvecs():
+        for _ in range(iters):
+            w @ X
+            X @ dz
+
+    t_ref, _ = best_of(two_matvecs, 3)
+    r = t / t_ref
+    print(f"\n3. m = {m} > n_x = {X.shape[0]}: primal chosen; {t / iters * 1000:.1f} ms per iteration, "
+          f"two matrix-vector products {t_ref / iters * 1000:.1f} ms: ratio {r:.2f} "
+          f"({'meets' if r <= 1.5 else 'misses'} the 1.5x target)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="skip m = 20000")
+    args = ap.parse_args()
+    compile_catlr()
+    print(f"Machine: {machine()}")
+    whole_process(args.runs)
+    import h5py
+
+    with h5py.File(COURSE / "train_catvnoncat.h5", "r") as f:
+        cx, cy = f["train_set_x"][()], f["train_set_y"][()]
+    sets = {"course (m = 209)": (cx.reshape(len(cx), -1), cy, 2000),
+            "synthetic m = 2000": (*synthetic(2000), 100)}
+    if not args.quick:
+        sets["synthetic m = 20000"] = (*synthetic(20000), 5)
+    in_process(sets, 2000, 3)
+    if not args.quick:
+        primal_per_iteration(20000)
+
+
+if __name__ == "__main__":
+    main()
