@@ -174,13 +174,15 @@ def prepare(
                         positive=positive, fit=fit, workers=workers)
         from .prepare import prepare as run
 
-        console = _console(json_out)
-        with _events(console, quiet=True) as on_event:
+        # Off a terminal nothing is drawn while images decode, so rich (for the final
+        # tables) is imported then, on the main thread, while the workers decode.
+        with _events(_console(json_out, plain=True), quiet=True,
+                     warm=lambda: __import__("rich.table")) as on_event:
             report = run(src, out, cfg, dedupe=dedupe, strict=strict, on_event=on_event)
         if json_out:
             _print_json(report)
         else:
-            _prepare_report(console, report)
+            _prepare_report(_console(), report)
 
 
 @app.command()
@@ -372,9 +374,13 @@ def demo(
 # ---- rendering: everything below only draws what the library returned ----
 
 @contextlib.contextmanager
-def _events(console, *, verbose=False, quiet=False):
-    """Draw the library's on_event(name, info) reports: lines, and bars on a terminal."""
+def _events(console, *, verbose=False, quiet=False, warm=None):
+    """Draw the library's on_event(name, info) reports: lines, and bars on a terminal.
+
+    `warm`, if given, is called once at the first event (work is under way by then).
+    """
     progress, tasks = None, {}
+    pending = [warm] if warm else []
     if console.is_terminal:  # off a terminal there is nothing to animate: skip rich.progress
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn)
@@ -393,6 +399,8 @@ def _events(console, *, verbose=False, quiet=False):
         progress.update(tasks[key], completed=done, rate=f"{speed:,.0f} images/s" if speed else "")
 
     def on_event(name, info):
+        while pending:
+            pending.pop()()
         if name == "decode":
             bar("decode", "Decoding images", info["total"], info["done"], with_rate=True)
         elif name == "data" and not quiet:

@@ -37,7 +37,6 @@ def is_image_name(name: str) -> bool:
 
 def load_image(path, size: int = 64, fit: str = "stretch"):
     """Decode `path` into a (size, size, 3) uint8 array, or raise ImageError."""
-    import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     _quiet_bomb_warning(Image)
@@ -68,6 +67,8 @@ def load_image(path, size: int = 64, fit: str = "stretch"):
         raise ImageError(path, f"truncated or corrupt ({_short(e)})") from None
     except MemoryError:
         raise ImageError(path, "too large to decode in memory") from None
+    import numpy as np  # after decoding: prepare's first images decode while numpy imports
+
     return np.asarray(_fit(rgb, size, fit), dtype=np.uint8)
 
 

@@ -82,8 +82,6 @@ def _ordered(found, positive, label=None):
 
 def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
     """Find the classes and the train/test split of an image folder."""
-    import numpy as np
-
     src = os.path.abspath(os.fspath(src))
     if not os.path.isdir(src):
         raise CatlrError(f"{src} is not a folder, give a folder with cat/ and non-cat/ "
@@ -100,6 +98,8 @@ def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
         train, test = _ordered(tr, positive), _ordered(te, positive)
         split, ignored = None, ign1 + ign2
     else:
+        import numpy as np
+
         found, ignored = _scan(src, src, positive)
         names = sorted(found)
         rng = np.random.default_rng(seed)
