@@ -355,18 +355,18 @@ def demo(
                       "(cat/ and non-cat/) and a few new images in "
                       f"{paths['unseen']}\n")
         h5, model = folder / "prepared.h5", folder / "model.npz"
-        steps = [
-            ("prepare", [paths["images"], "--out", str(h5)]),
-            ("train", [str(h5), "--iters", "1000", "--out", str(model),
-                       "--plot", str(folder / "cost.png")]),
-            ("eval", ["--model", str(model), "--errors", str(folder / "errors.png")]),
-            ("predict", [paths["unseen"], "--model", str(model)]),
+        images, unseen = Path(paths["images"]), Path(paths["unseen"])
+        steps = [  # each step as a user would type it, then the command itself
+            (f"prepare {images} --out {h5}", lambda: prepare(images, out=h5)),
+            (f"train {h5} --iters 1000 --out {model} --plot {folder / 'cost.png'}",
+             lambda: train(h5, iters=1000, out=model, plot=folder / "cost.png")),
+            (f"eval --model {model} --errors {folder / 'errors.png'}",
+             lambda: evaluate(model=model, errors=folder / "errors.png")),
+            (f"predict {unseen} --model {model}", lambda: predict([str(unseen)], model=model)),
         ]
-        for name, args in steps:
-            _step(console, "catlr " + " ".join([name, *args]))
-            code = app(args=[name, *args], standalone_mode=False)
-            if code:
-                raise typer.Exit(code)
+        for command, run in steps:
+            _step(console, "catlr " + command)
+            run()
         console.print(f"\nDone. Pictures: {folder / 'cost.png'}, {folder / 'errors.png'}. "
                       "Next: point 'catlr train' at your own folder with cat/ and non-cat/.")
 

@@ -1,6 +1,7 @@
 """The commands as a user runs them: exit codes, one-line messages, --json shapes."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -173,8 +174,10 @@ def _assert_picture(path, min_size):
     assert a.std() > 5 and len(np.unique(a.reshape(-1, 3), axis=0)) > 3  # not blank
 
 
-def test_demo_runs_offline(tmp_path, cli):
-    code, out, err = cli(["demo", tmp_path / "d"])
+def test_demo_runs_offline(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "catlr", "demo", str(tmp_path / "d")],
+                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    code, out, err = r.returncode, r.stdout, r.stderr
     assert code == 0, err
     for step in ("catlr prepare", "catlr train", "catlr eval", "catlr predict", "test accuracy"):
         assert step in out
@@ -192,3 +195,30 @@ def test_train_on_prepared_file_and_course_pair_agree(tmp_path, cli, course_png_
     a, _ = mf.load(tmp_path / "p.npz")
     b, _ = mf.load(course_model[0])
     assert np.array_equal(a.w, b.w)  # same arrays, same arithmetic: bit for bit
+
+
+def test_eval_on_a_folder_uses_the_very_split_train_held_out(tmp_path, cli, small_folder):
+    import catlr.modelfile as mf
+
+    model = tmp_path / "m.npz"
+    code, _, err = cli(["train", small_folder, "--iters", "80", "--test-fraction", "0.25",
+                        "--seed", "7", "--out", model])
+    assert code == 0, err
+    _, meta = mf.load(model)
+    assert meta["split"] == {"seed": 7, "test_fraction": 0.25} and meta["m_test"] == 4
+    code, out, _ = cli(["eval", "--model", model, "--json"])
+    f = json.loads(out)
+    assert f["m"] == 4 and f["accuracy"] == pytest.approx(meta["test_accuracy"])
+    code, out, _ = cli(["eval", "--model", model, "--split", "train", "--json"])
+    assert json.loads(out)["accuracy"] == pytest.approx(meta["train_accuracy"])
+
+
+def test_library_use_from_python(tmp_path, small_folder):
+    from catlr import config, evaluate, predict, train
+
+    cfg = config.resolve(None, iters=30, model=str(tmp_path / "m.npz"))
+    model, meta = train.train(small_folder, cfg)
+    assert model.w.shape == (12288, 1) and meta["form"] == "dual"
+    assert evaluate.evaluate(tmp_path / "m.npz").figures["m"] == meta["m_test"]
+    rows = predict.predict([small_folder / "cat"], tmp_path / "m.npz")
+    assert len(rows) == 8 and all(0 <= r["probability"] <= 1 for r in rows)
