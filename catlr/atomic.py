@@ -25,11 +25,8 @@ def _umask() -> int:
 def atomic_path(dest: str | os.PathLike):
     """Yield a temporary path beside `dest`; on success rename it to `dest`."""
     dest = Path(dest)
-    folder = dest.parent if str(dest.parent) else Path(".")
-    if not folder.is_dir():
-        from .errors import CatlrError
-
-        raise CatlrError(f"cannot write {dest}: folder {folder} does not exist, create it first")
+    folder = dest.parent
+    folder.mkdir(parents=True, exist_ok=True)  # --out models/m.npz works without a mkdir
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{dest.name}.", suffix=".tmp")
     os.close(fd)
     try:

@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from .config import DEFAULTS
-from .errors import CatlrError
+from .errors import CatlrError, UsageError
 
 # typer < 0.28 uses click, 0.28 vendors it: find its exception classes either way.
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -33,7 +33,10 @@ class _Group(TyperGroup):
             code = rv if isinstance(rv, int) else 0
         except _UsageError as e:
             where = e.ctx.command_path if e.ctx else "catlr"
-            print(f"Error: {e.format_message().rstrip('.')}, see '{where} --help'", file=sys.stderr)
+            message = e.format_message().rstrip(".")
+            hint = f"see '{where} --help'"
+            print(f"Error: {message}{' ' + hint[0].upper() + hint[1:] if message.endswith('?') else ', ' + hint}",
+                  file=sys.stderr)
             code = 2
         except _ClickException as e:
             print(f"Error: {e.format_message()}", file=sys.stderr)
@@ -109,7 +112,8 @@ def _console(json_mode=False, plain=False):
         return _PlainConsole(stream)
     from rich.console import Console
 
-    return Console(stderr=json_mode, highlight=False)
+    # markup off: paths such as "cat[1].jpg" are printed as they are
+    return Console(stderr=json_mode, highlight=False, markup=False)
 
 
 class _PlainConsole:
@@ -152,7 +156,7 @@ FitOpt = Annotated[Optional[str], typer.Option(help="Resize policy: stretch (as 
 FracOpt = Annotated[Optional[float], typer.Option("--test-fraction", help=f"Held-out fraction when SRC has no train/ and test/ [default: {D['test_fraction']}].")]
 SeedOpt = Annotated[Optional[int], typer.Option(help=f"Seed of the split [default: {D['seed']}].")]
 PosOpt = Annotated[Optional[str], typer.Option(help="Name of the positive class folder [default: cat].")]
-WorkersOpt = Annotated[Optional[int], typer.Option(help="Decoding threads, 0 = one per core [default: 0].")]
+WorkersOpt = Annotated[Optional[int], typer.Option(help="Decoding threads, 0 = one per core plus one [default: 0].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model file written by 'catlr train'.")]
 ThresholdOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability above which an image is positive.")]
@@ -160,7 +164,7 @@ ThresholdOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability
 
 @app.command()
 def prepare(
-    src: Annotated[Path, typer.Argument(help="Image folder: SRC/cat/ + SRC/non-cat/, or SRC/train/<class>/ + SRC/test/<class>/.")],
+    src: Annotated[Path, typer.Argument(metavar="SRC", help="Image folder: SRC/cat/ + SRC/non-cat/, or SRC/train/<class>/ + SRC/test/<class>/.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write, in the course's schema.")] = Path("data/prepared.h5"),
     size: SizeOpt = None, test_fraction: FracOpt = None, seed: SeedOpt = None,
     positive: PosOpt = None, fit: FitOpt = None, workers: WorkersOpt = None,
@@ -187,7 +191,7 @@ def prepare(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Image folder, prepared .h5, or folder with train_*.h5 + test_*.h5.")],
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="Image folder, prepared .h5, or folder with train_*.h5 + test_*.h5.")],
     lr: Annotated[Optional[float], typer.Option("--lr", help=f"Learning rate [default: {D['lr']}].")] = None,
     iters: Annotated[Optional[int], typer.Option("--iters", help=f"Gradient-descent iterations [default: {D['iters']}].")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Model file to write [default: model.npz].")] = None,
@@ -225,7 +229,7 @@ def train(
 
 @app.command("eval")
 def evaluate(
-    data: Annotated[Optional[Path], typer.Argument(help="Data to evaluate on [default: the data the model was trained on].")] = None,
+    data: Annotated[Optional[Path], typer.Argument(metavar="[DATA]", help="Data to evaluate on [default: the data the model was trained on].")] = None,
     model: ModelOpt = Path(DEFAULTS["model"]),
     split: Annotated[str, typer.Option(help="test or train.")] = "test",
     threshold: ThresholdOpt = 0.5,
@@ -234,6 +238,8 @@ def evaluate(
 ):
     """Accuracy, precision, recall, F1, log loss, ROC AUC and the confusion matrix."""
     with _guard():
+        if split not in ("train", "test"):
+            raise UsageError(f"--split must be train or test, got {split!r}")
         from .evaluate import evaluate as run
 
         result = run(model, data, split=split, threshold=threshold)
@@ -251,7 +257,7 @@ def evaluate(
 
 @app.command()
 def predict(
-    inputs: Annotated[List[str], typer.Argument(help="Image files, folders (searched for images) and globs.")],
+    inputs: Annotated[List[str], typer.Argument(metavar="INPUT...", help="Image files, folders (searched for images) and globs.")],
     model: ModelOpt = Path(DEFAULTS["model"]),
     threshold: ThresholdOpt = 0.5,
     json_out: JsonOpt = False,
@@ -278,7 +284,7 @@ def predict(
                             r.get("error", "")])
         else:
             width = max(len(r["path"]) for r in rows) if rows else 4
-            print(f"{'path':<{width}}  {'p(cat)':>7}  label")
+            print(f"{'path':<{width}}  {'p':>7}  label")
             for r in rows:
                 tail = (f"{r['probability']:7.3f}  {r['label']}" if "error" not in r
                         else f"{'-':>7}  error: {r['error']}")
@@ -289,7 +295,7 @@ def predict(
 
 @app.command()
 def sweep(
-    data: Annotated[Path, typer.Argument(help="Image folder, prepared .h5, or folder with train_*.h5 + test_*.h5.")],
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="Image folder, prepared .h5, or folder with train_*.h5 + test_*.h5.")],
     lr: Annotated[Optional[List[float]], typer.Option("--lr", help="A learning rate; repeat the flag [default: 0.01, 0.001, 0.0001].")] = None,
     iters: Annotated[int, typer.Option("--iters", help="Iterations for each model.")] = 1500,
     config: ConfigOpt = None,
@@ -319,7 +325,7 @@ def sweep(
 
 @app.command()
 def inspect(
-    model: Annotated[Path, typer.Argument(help="Model file.")] = Path(DEFAULTS["model"]),
+    model: Annotated[Path, typer.Argument(metavar="[MODEL]", help="Model file.")] = Path(DEFAULTS["model"]),
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Render w as a size x size x 3 picture (PNG).")] = None,
     json_out: JsonOpt = False,
 ):
@@ -343,7 +349,7 @@ def inspect(
 
 @app.command()
 def demo(
-    folder: Annotated[Path, typer.Argument(help="Where to write the sample and its outputs.")] = Path("catlr-demo"),
+    folder: Annotated[Path, typer.Argument(metavar="[DIR]", help="Where to write the sample and its outputs.")] = Path("catlr-demo"),
 ):
     """Make a sample image folder and run prepare, train, eval and predict on it."""
     with _guard():
@@ -351,7 +357,7 @@ def demo(
 
         console = _console()
         paths = make_sample(folder)
-        console.print(f"[bold]catlr demo[/]: drew a sample folder in {paths['images']} "
+        console.print(f"catlr demo: drew a sample folder in {paths['images']} "
                       "(cat/ and non-cat/) and a few new images in "
                       f"{paths['unseen']}\n")
         h5, model = folder / "prepared.h5", folder / "model.npz"
@@ -447,14 +453,18 @@ def _prepare_report(console, r):
         n = sum(c.values())
         table.add_row(split, str(c[neg]), str(c[pos]), str(n), _pct(c[pos] / n if n else None))
     console.print(table)
+    for split, c in r["counts"].items():
+        missing = [name for name, n in c.items() if n == 0]
+        if sum(c.values()) and missing:
+            console.print(f"The {split} split has no {' or '.join(missing)} images.", style="yellow")
     split = r["split"]
     console.print("Split: " + ("kept the folder's train/ and test/" if split is None else
                                f"seed {split['seed']}, test fraction {split['test_fraction']:g}, "
                                "stratified by class"))
     share = r["positive_fraction"]
     if share is not None and not 0.3 <= share <= 0.7:
-        console.print(f"[yellow]Class imbalance[/]: {_pct(share)} of images are {pos}; "
-                      "accuracy alone will flatter the model, look at precision and recall.")
+        console.print(f"Class imbalance: {_pct(share)} of images are {pos}; accuracy alone "
+                      "will flatter the model, look at precision and recall.", style="yellow")
     if r["skipped"]:
         t = _table("file", "reason", title=f"Skipped {len(r['skipped'])} unreadable files")
         for s in r["skipped"][:20]:
@@ -463,14 +473,14 @@ def _prepare_report(console, r):
             t.add_row(f"... and {len(r['skipped']) - 20} more", "")
         console.print(t)
     if r["ignored"]:
-        console.print(f"Ignored {len(r['ignored'])} files that are not images in class folders "
-                      f"(e.g. {r['ignored'][0]}).")
+        console.print(f"Ignored {len(r['ignored'])} files that are not images or not in a class "
+                      f"folder (e.g. {r['ignored'][0]}).")
     d = r["duplicates"]
     for key, what in (("train", "within train"), ("test", "within test"),
                       ("across", "across train and test (leakage)")):
         if d[key]:
             a, b = d[key][0]
-            console.print(f"[yellow]Duplicates {what}[/]: {len(d[key])} (e.g. {a} = {b})")
+            console.print(f"Duplicates {what}: {len(d[key])} (e.g. {a} = {b})", style="yellow")
     if r["dropped_duplicates"]:
         console.print(f"Dropped {r['dropped_duplicates']} duplicates (--dedupe).")
     elif any(d.values()):
@@ -534,4 +544,4 @@ def _inspect_table(console, path, meta, model, weights):
 
 def _step(console, command):
     console.print()
-    console.rule(f"[bold]$ {command}", align="left")
+    console.rule(f"$ {command}", align="left", style="bold")

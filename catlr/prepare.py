@@ -293,7 +293,6 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=None) -
     from .atomic import atomic_path
 
     layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"])
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     stream = start_decoding(layout, cfg["size"], cfg["fit"], cfg["workers"])
     import h5py  # imported while the first images decode
 

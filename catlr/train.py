@@ -4,6 +4,8 @@ The arithmetic of gradient descent lives in descent.py; this module loads the
 data, runs it, measures the result and saves it.
 """
 
+from .errors import CatlrError
+
 
 def fit_dataset(ds, cfg: dict, callback=None):
     """Train on a Dataset's train split with a resolved config; returns (model, figures).
@@ -17,6 +19,10 @@ def fit_dataset(ds, cfg: dict, callback=None):
 
     model = LogisticRegression(cfg["lr"], cfg["iters"], cfg["print_every"], cfg["form"])
     check_xy(ds.x_train.reshape(len(ds.x_train), -1).T, ds.y_train)
+    if len(set(ds.y_train.tolist())) < 2:
+        only = ds.classes[int(ds.y_train[0])]
+        raise CatlrError(f"the train split of {ds.source} holds only {only} images, add images "
+                         f"of the other class ({ds.classes[1 - int(ds.y_train[0])]})")
     model.w, model.b, model.costs, model.form, z = fit_pixels(
         ds.x_train, ds.y_train, cfg["lr"], cfg["iters"], cost_every=cfg["print_every"],
         form=cfg["form"], dtype=cfg["dtype"], callback=callback)

@@ -68,3 +68,13 @@ def test_debug_shows_the_traceback(tmp_path, cli, monkeypatch):
     monkeypatch.setenv("CATLR_DEBUG", "1")
     code, out, err = cli(["train", tmp_path / "missing"])
     assert code == 1  # the exception propagates to the runner
+
+
+def test_train_split_with_one_class_is_refused(tmp_path, cli):
+    import numpy as np
+
+    x = np.zeros((4, 8, 8, 3), np.uint8)
+    _h5(tmp_path / "one.h5", train_set_x=x, train_set_y=np.ones(4, int), test_set_x=x,
+        test_set_y=np.array([0, 1, 0, 1]))
+    code, _, err = cli(["train", tmp_path / "one.h5"])
+    assert code == 1 and "holds only cat images, add images of the other class (non-cat)" in err
