@@ -410,7 +410,8 @@ def _events(console, *, verbose=False, quiet=False, warm=None):
         if name == "decode":
             bar("decode", "Decoding images", info["total"], info["done"], with_rate=True)
         elif name == "data" and not quiet:
-            say(_data_line(info["dataset"]))
+            for line in _data_lines(info["dataset"]):
+                say(line)
         elif name == "form" and verbose:
             say(f"Training: {info['form']} form (m = {info['m']}, n_x = {info['n_x']}), "
                 f"{info['dtype']}")
@@ -428,10 +429,19 @@ def _events(console, *, verbose=False, quiet=False, warm=None):
         yield on_event
 
 
-def _data_line(ds):
-    return (f"Data: {ds.kind} {ds.source}: {len(ds.y_train)} train and {len(ds.y_test)} "
-            f"test images of {ds.size} x {ds.size} ({ds.classes[1]}: "
-            f"{int(ds.y_train.sum())} train, {int(ds.y_test.sum())} test)")
+def _data_lines(ds):
+    yield (f"Data: {ds.kind} {ds.source}: {len(ds.y_train)} train and {len(ds.y_test)} "
+           f"test images of {ds.size} x {ds.size} ({ds.classes[1]}: "
+           f"{int(ds.y_train.sum())} train, {int(ds.y_test.sum())} test)")
+    report = ds.report or {}
+    skipped = report.get("skipped", [])
+    if skipped:
+        shown = "; ".join(f"{s['path']} ({s['reason']})" for s in skipped[:3])
+        yield f"Skipped {len(skipped)} unreadable files: {shown}{'; ...' if len(skipped) > 3 else ''}"
+    leaks = report.get("duplicates", {}).get("across", [])
+    if leaks:
+        yield (f"{len(leaks)} test images repeat a train image (e.g. {leaks[0][1]} = "
+               f"{leaks[0][0]}); 'catlr prepare --dedupe' drops them")
 
 
 def _table(*columns, title=None):

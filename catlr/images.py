@@ -39,7 +39,7 @@ def load_image(path, size: int = 64, fit: str = "stretch"):
     """Decode `path` into a (size, size, 3) uint8 array, or raise ImageError."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    _quiet_bomb_warning(Image)
+    _quiet_pillow_warnings(Image)
     try:
         if os.path.getsize(path) == 0:
             raise ImageError(path, "empty file")
@@ -72,11 +72,14 @@ def load_image(path, size: int = 64, fit: str = "stretch"):
     return np.asarray(_fit(rgb, size, fit), dtype=np.uint8)
 
 
-def _quiet_bomb_warning(Image, _done=[]):
-    # Pillow warns (but decodes) between 1x and 2x its pixel limit, and raises
-    # above 2x: keep the error, drop the warning that would clutter the output.
+def _quiet_pillow_warnings(Image, _done=[]):
+    # Pillow warns (but decodes) between 1x and 2x its pixel limit, and on damaged
+    # TIFF tags or EXIF blocks: an image it can decode is used, one it cannot is
+    # skipped with a reason, and these warnings would only clutter the output.
+    # (A filter set once: warnings.catch_warnings is not safe across threads.)
     if not _done:
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
         _done.append(True)
 
 

@@ -222,3 +222,10 @@ def test_library_use_from_python(tmp_path, small_folder):
     assert evaluate.evaluate(tmp_path / "m.npz").figures["m"] == meta["m_test"]
     rows = predict.predict([small_folder / "cat"], tmp_path / "m.npz")
     assert len(rows) == 8 and all(0 <= r["probability"] <= 1 for r in rows)
+
+
+def test_train_on_a_folder_names_the_files_it_skipped(tmp_path, cli, small_folder):
+    (small_folder / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    code, out, err = cli(["train", small_folder, "--iters", "10", "--out", tmp_path / "m.npz"])
+    assert code == 0, err
+    assert "Skipped 1 unreadable files: cat/broken.jpg (truncated or corrupt" in out

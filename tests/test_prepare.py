@@ -245,3 +245,21 @@ def test_output_file_permissions_follow_umask(tmp_path, cli, small_folder):
         os.umask(old)
     assert (tmp_path / "p.h5").stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_damaged_tiff_tags_print_no_warnings(tmp_path, cli):
+    for c in ("cat", "non-cat"):
+        (tmp_path / "s" / c).mkdir(parents=True)
+        for i in range(4):
+            _jpeg(tmp_path / "s" / c / f"ok{i}.jpg", colour=(10 * i, 200 if c == "cat" else 0, 0))
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(buf, "TIFF")
+    raw = bytearray(buf.getvalue())
+    (tmp_path / "s" / "cat" / "cut.tif").write_bytes(bytes(raw[:-10]))
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "catlr", "prepare", str(tmp_path / "s"), "--out",
+                        str(tmp_path / "o.h5")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""  # Pillow's warnings about the damaged tags are not shown
