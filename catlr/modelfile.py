@@ -128,6 +128,8 @@ def _check(path, w, b, costs, meta_arr) -> dict:
     if not (isinstance(classes, list) and len(classes) == 2
             and all(isinstance(c, str) for c in classes)):
         raise bad("classes must be a list of two names")
+    if meta.get("fit", "stretch") not in ("stretch", "crop", "pad"):
+        raise bad(f"fit {meta.get('fit')!r} is not stretch, crop or pad")
     if w.dtype.kind != "f" or w.ndim not in (1, 2) or w.size != size * size * 3:
         raise bad(f"w has shape {w.shape} and dtype {w.dtype}, expected "
                   f"({size * size * 3},) float for {size} x {size} images")

@@ -66,11 +66,11 @@ def weights_picture(w, size, path, *, title="Weights w as an image"):
 
 
 def mistakes_sheet(images, labels, probabilities, paths, classes, path, *, threshold=0.5,
-                   title="Misclassified images", scale=2, columns=6):
-    """A contact sheet of misclassified images, most confident mistakes first.
+                   title="Misclassified images", scale=2, columns=6, limit=60):
+    """A contact sheet of misclassified images, most confident mistakes first (at most `limit`).
 
     images (m, s, s, 3) uint8, labels (m,), probabilities (m,) of the positive class.
-    Returns the number of mistakes drawn.
+    Returns the number of mistakes (all of them, drawn or not).
     """
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
@@ -78,6 +78,8 @@ def mistakes_sheet(images, labels, probabilities, paths, classes, path, *, thres
     labels, probs = np.ravel(labels), np.ravel(probabilities)
     wrong = np.flatnonzero((probs > threshold).astype(int) != labels)
     wrong = wrong[np.argsort(-np.abs(probs[wrong] - threshold), kind="stable")]
+    total = len(wrong)
+    wrong = wrong[:limit]
     s = images.shape[1] * scale
     font = ImageFont.load_default(size=12)
     head, cap, pad = 34, 34, 8
@@ -86,8 +88,9 @@ def mistakes_sheet(images, labels, probabilities, paths, classes, path, *, thres
     width = max(cols * (s + pad) + pad, 420)
     sheet = Image.new("RGB", (width, head + rows * (s + cap + pad) + pad), "white")
     draw = ImageDraw.Draw(sheet)
-    summary = f"{title}: {len(wrong)} of {len(labels)}" + (
-        ", most confident first" if len(wrong) else " (none)")
+    summary = f"{title}: {total} of {len(labels)}" + (
+        (", most confident first" + (f", the first {limit} shown" if total > limit else ""))
+        if total else " (none)")
     draw.text((pad, 10), summary, fill="black", font=ImageFont.load_default(size=15))
     for k, i in enumerate(wrong):
         x0 = pad + (k % cols) * (s + pad)
@@ -99,4 +102,4 @@ def mistakes_sheet(images, labels, probabilities, paths, classes, path, *, thres
                   font=font)
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
-    return len(wrong)
+    return total

@@ -229,3 +229,19 @@ def test_train_on_a_folder_names_the_files_it_skipped(tmp_path, cli, small_folde
     code, out, err = cli(["train", small_folder, "--iters", "10", "--out", tmp_path / "m.npz"])
     assert code == 0, err
     assert "Skipped 1 unreadable files: cat/broken.jpg (truncated or corrupt" in out
+
+
+def test_mistakes_sheet_is_capped_and_ordered(tmp_path):
+    from catlr.plots import mistakes_sheet
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (200, 8, 8, 3), dtype=np.uint8)
+    labels = np.zeros(200, int)
+    probs = np.linspace(0.51, 0.99, 200)  # every one a mistake, the last the most confident
+    n = mistakes_sheet(images, labels, probs, [str(i) for i in range(200)], ["no", "yes"],
+                       tmp_path / "s.png", scale=1, columns=10, limit=30)
+    assert n == 200
+    with Image.open(tmp_path / "s.png") as im:
+        sheet = np.asarray(im.convert("RGB"))
+    assert sheet.shape[0] < 34 + 3 * (8 + 34 + 8) + 20  # 30 tiles in 3 rows, not 20 rows
+    assert np.array_equal(sheet[34:42, 8:16], images[199])  # most confident mistake first

@@ -53,6 +53,7 @@ def test_round_trip(tmp_path):
     ("bad_json", "meta is not valid JSON"),
     ("npy", "a single array"),
     ("int_weights", "dtype int64"),
+    ("bad_fit", "fit 'zoom' is not stretch, crop or pad"),
 ])
 def test_bad_model_files_are_refused(tmp_path, case, message, cli):
     p = tmp_path / "bad.npz"
@@ -83,6 +84,8 @@ def test_bad_model_files_are_refused(tmp_path, case, message, cli):
             np.save(f, np.zeros(3))
     elif case == "int_weights":
         _write(p, w=np.zeros(12288, dtype=np.int64))
+    elif case == "bad_fit":
+        _write(p, meta=np.str_(json.dumps({**META, "fit": "zoom"})))
     with pytest.raises(CatlrError) as e:
         modelfile.load(p)
     assert message in str(e.value)
