@@ -5,6 +5,8 @@ from __future__ import annotations
 import glob
 import os
 
+SCORE_BATCH = 1024  # images per matrix product (100 MB of float64 at 64 x 64)
+
 
 def collect(inputs) -> tuple[list[str], list[dict]]:
     """Expand INPUTs (files, folders searched for images, globs) into image paths.
@@ -52,19 +54,26 @@ def predict(inputs, model_path, *, threshold=0.5, workers=0, on_event=None) -> l
     size, fit = meta["image_size"], meta.get("fit", "stretch")
     negative, positive = meta["classes"]
     paths, rows = collect(inputs)
-    arrays, kept = [], []
     emit = on_event or (lambda name, info: None)
+    batch, kept = [], []
+
+    def score():  # one matrix product per SCORE_BATCH images: memory stays bounded
+        X = np.stack(batch).reshape(len(batch), -1).T / 255.0
+        for path, p in zip(kept, model.predict_proba(X).ravel().tolist()):
+            rows.append({"path": path, "probability": p,
+                         "label": positive if p > threshold else negative})
+        batch.clear(), kept.clear()
+
     for done, (path, result) in enumerate(decode_many(paths, size, fit, workers), 1):
         if isinstance(result, ImageError):
             rows.append({"path": path, "error": result.reason})
         else:
-            arrays.append(result)
+            batch.append(result)
             kept.append(path)
+            if len(batch) == SCORE_BATCH:
+                score()
         emit("decode", {"done": done, "total": len(paths)})
-    if arrays:
-        X = np.stack(arrays).reshape(len(arrays), -1).T / 255.0
-        for path, p in zip(kept, model.predict_proba(X).ravel().tolist()):
-            rows.append({"path": path, "probability": p,
-                         "label": positive if p > threshold else negative})
+    if batch:
+        score()
     order = {p: i for i, p in enumerate(paths)}
     return sorted(rows, key=lambda r: order.get(r["path"], -1))
