@@ -245,3 +245,17 @@ def test_mistakes_sheet_is_capped_and_ordered(tmp_path):
         sheet = np.asarray(im.convert("RGB"))
     assert sheet.shape[0] < 34 + 3 * (8 + 34 + 8) + 20  # 30 tiles in 3 rows, not 20 rows
     assert np.array_equal(sheet[34:42, 8:16], images[199])  # most confident mistake first
+
+
+def test_verbose_says_which_form_and_float32_is_recorded(tmp_path, cli, small_folder):
+    import catlr.modelfile as mf
+
+    code, out, err = cli(["train", small_folder, "--iters", "20", "-v", "--dtype", "float32",
+                          "--out", tmp_path / "m.npz"])
+    assert code == 0, err
+    assert "Training: dual form (m = 12, n_x = 12288), float32" in out
+    _, meta = mf.load(tmp_path / "m.npz")
+    assert meta["form"] == "dual" and meta["dtype"] == "float32"
+    code, out, _ = cli(["train", small_folder, "--iters", "20", "-v", "--form", "primal",
+                        "--out", tmp_path / "p.npz"])
+    assert "Training: primal form" in out and mf.load(tmp_path / "p.npz")[1]["form"] == "primal"
