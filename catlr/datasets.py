@@ -105,9 +105,11 @@ def read_split(path, split: str):
     with f:
         xk, yk = f"{split}_set_x", f"{split}_set_y"
         if xk not in f or yk not in f:
+            hint = ("use the course's schema (data/README.md)" if "train_set_x" not in f
+                    else f"for the course pair pass the folder that holds both files "
+                         f"({os.path.dirname(os.path.abspath(path))})")
             raise CatlrError(f"{path} has no {xk} / {yk} datasets (found: "
-                             f"{', '.join(sorted(f.keys())) or 'none'}), use the course's "
-                             "schema (data/README.md)")
+                             f"{', '.join(sorted(f.keys())) or 'none'}), {hint}")
         x, y = f[xk], f[yk]
         if not isinstance(x, h5py.Dataset) or not isinstance(y, h5py.Dataset):
             raise CatlrError(f"{path}: {xk} and {yk} must be datasets, not groups")

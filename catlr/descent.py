@@ -175,4 +175,5 @@ def primal(X, y, lr, iters, cost_every=100, callback=None):
 
 def _diverged(i: int, lr: float):
     raise CatlrError(f"training diverged at iteration {i} (weights are no longer finite "
-                     f"with --lr {lr:g}), use a smaller learning rate such as --lr {lr / 10:g}")
+                     f"with --lr {lr:g}), use a smaller learning rate such as --lr {lr / 10:g} "
+                     "(the course uses 0.005)")

@@ -68,6 +68,14 @@ def load(path):
     if not os.path.isfile(path):
         raise CatlrError(f"model file {path} not found, train one with "
                          f"'catlr train DATA --out {path}' or pass --model")
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    if not magic.startswith(b"PK"):  # an .npz is a zip archive
+        kind = ("an HDF5 file: pass data as DATA, not --model" if magic.startswith(b"\x89HDF")
+                else "a single .npy array" if magic.startswith(b"\x93NUMPY")
+                else "not an .npz archive")
+        raise CatlrError(f"{path} is not a valid catlr model file ({kind}), "
+                         "train one with 'catlr train'")
     try:
         if os.path.getsize(path) > MAX_ENTRY_BYTES:
             raise ValueError("the file is implausibly large")

@@ -43,6 +43,13 @@ def test_bad_data_is_one_clear_line(tmp_path, cli, make, message):
     assert not (tmp_path / "m.npz").exists()
 
 
+def test_one_file_of_the_course_pair_points_to_its_folder(tmp_path, cli):
+    _h5(tmp_path / "train_x.h5", train_set_x=GOOD_X, train_set_y=GOOD_Y)
+    code, _, err = cli(["train", tmp_path / "train_x.h5"])
+    assert code == 1 and "has no test_set_x / test_set_y" in err
+    assert f"pass the folder that holds both files ({tmp_path})" in err
+
+
 def test_folder_of_only_broken_files(tmp_path, cli):
     for c in ("cat", "non-cat"):
         (tmp_path / "s" / c).mkdir(parents=True)

@@ -51,7 +51,8 @@ def test_round_trip(tmp_path):
     ("future", "has model format 7, this catlr reads format 1, upgrade catlr"),
     ("no_meta", "missing meta"),
     ("bad_json", "meta is not valid JSON"),
-    ("npy", "a single array"),
+    ("npy", "a single .npy array"),
+    ("hdf5", "an HDF5 file: pass data as DATA, not --model"),
     ("int_weights", "dtype int64"),
     ("bad_fit", "fit 'zoom' is not stretch, crop or pad"),
 ])
@@ -82,6 +83,11 @@ def test_bad_model_files_are_refused(tmp_path, case, message, cli):
     elif case == "npy":
         with open(p, "wb") as f:
             np.save(f, np.zeros(3))
+    elif case == "hdf5":
+        import h5py
+
+        with h5py.File(p, "w") as f:
+            f["train_set_x"] = np.zeros((1, 2, 2, 3), np.uint8)
     elif case == "int_weights":
         _write(p, w=np.zeros(12288, dtype=np.int64))
     elif case == "bad_fit":
