@@ -337,7 +337,7 @@ def inspect(
         if weights is not None:
             from .plots import weights_picture
 
-            weights_picture(m.w, meta["image_size"], weights,
+            weights_picture(m.w, meta["image_size"], weights, classes=meta["classes"],
                             title=f"Weights of {model.name} ({meta['classes'][1]} vs "
                                   f"{meta['classes'][0]})")
         if json_out:

@@ -45,7 +45,7 @@ def sweep_curves(rows, path, *, title="Cost per learning rate"):
     _save(fig, path)
 
 
-def weights_picture(w, size, path, *, title="Weights w as an image"):
+def weights_picture(w, size, path, *, classes=("non-cat", "cat"), title="Weights w as an image"):
     """w (n_x, 1) reshaped to size x size x 3: red pushes towards the positive class, blue away."""
     import numpy as np
     from matplotlib.figure import Figure
@@ -59,8 +59,8 @@ def weights_picture(w, size, path, *, title="Weights w as an image"):
     for ax, (name, a) in zip(axes, panels):
         shown = ax.imshow(a, cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set(title=name, xticks=[], yticks=[])
-    fig.colorbar(shown, ax=list(axes), label="weight (red: towards positive, blue: towards negative)",
-                 shrink=0.85)
+    fig.colorbar(shown, ax=list(axes), shrink=0.85,
+                 label=f"weight (red: towards {classes[1]}, blue: towards {classes[0]})")
     fig.suptitle(title)
     _save(fig, path)
 
