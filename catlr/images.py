@@ -14,8 +14,11 @@ import warnings
 from .errors import CatlrError
 
 EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+     ".avif", ".heic", ".heif"}
 )
+# iPhone photos: counted as images so that they are reported, not silently ignored
+UNSUPPORTED = {".heic": "HEIC", ".heif": "HEIF"}
 FITS = ("stretch", "crop", "pad")
 # Transparent pixels and padding become white, as image viewers show them.
 BACKGROUND = (255, 255, 255)
@@ -54,6 +57,10 @@ def load_image(path, size: int = 64, fit: str = "stretch"):
     except ImageError:
         raise
     except UnidentifiedImageError:
+        ext = os.path.splitext(os.fspath(path))[1].lower()
+        if ext in UNSUPPORTED:
+            raise ImageError(path, f"{UNSUPPORTED[ext]} is not readable by Pillow, convert it "
+                                   "to JPEG") from None
         raise ImageError(path, "not an image") from None
     except Image.DecompressionBombError:
         raise ImageError(path, "too large (over Pillow's decompression-bomb limit)") from None

@@ -82,8 +82,11 @@ def _awkward_folder(root):
     _jpeg(buf, size=(400, 300))
     (non / "half.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
     (non / "notes.txt").write_text("not an image")
+    (non / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic" + bytes(100))
+    Image.new("RGB", (30, 30), (5, 6, 7)).save(non / "browser.jfif", "JPEG")
     return {"skipped": {"non-cat/page.jpg": "not an image", "non-cat/empty.png": "empty file",
-                        "non-cat/half.jpg": "truncated or corrupt"}}
+                        "non-cat/half.jpg": "truncated or corrupt",
+                        "non-cat/IMG_0001.HEIC": "HEIC is not readable by Pillow"}}
 
 
 def test_every_awkward_file(tmp_path, cli):
@@ -105,7 +108,8 @@ def test_every_awkward_file(tmp_path, cli):
     paths = [p.decode() for p in np.concatenate([data["train_set_paths"], data["test_set_paths"]])]
     assert not any(".ipynb" in p or "DS_Store" in p for p in paths)
     assert "non-cat/UPPER.JPG" in paths and "non-cat/pic.webp" in paths
-    assert len(paths) == 11
+    assert "non-cat/browser.jfif" in paths
+    assert len(paths) == 12
     assert list(data["list_classes"]) == [b"non-cat", b"cat"]
 
 
