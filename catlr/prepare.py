@@ -222,6 +222,8 @@ class _H5Sink:
         if not arrays:
             return
         n = len(arrays)
+        # a file name that is not valid UTF-8 is stored with replacement characters
+        paths = [q.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for q in paths]
         for key, values in (("x", np.stack(arrays)), ("y", np.asarray(labels, np.int64)),
                             ("paths", paths)):
             ds = self.f[f"{split}_set_{key}"]

@@ -259,3 +259,24 @@ def test_verbose_says_which_form_and_float32_is_recorded(tmp_path, cli, small_fo
     code, out, _ = cli(["train", small_folder, "--iters", "20", "-v", "--form", "primal",
                         "--out", tmp_path / "p.npz"])
     assert "Training: primal form" in out and mf.load(tmp_path / "p.npz")[1]["form"] == "primal"
+
+
+def test_progress_display_on_a_terminal(tmp_path):
+    """The rich bars (terminal only) take every event the library sends."""
+    import io
+
+    from rich.console import Console
+
+    from catlr import cli as c
+    from catlr.train import train
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=100, highlight=False)
+    from catlr.config import resolve
+
+    folder = __import__("catlr.demo", fromlist=["x"]).make_sample(tmp_path, 6, unseen=0)["images"]
+    with c._events(console, verbose=True) as on_event:
+        train(folder, resolve(None, iters=300, model=str(tmp_path / "m.npz")), on_event=on_event)
+    text = buf.getvalue()
+    assert "Cost after iteration 200" in text and "Training: dual form" in text
+    assert "Decoding images" in text or "Training" in text

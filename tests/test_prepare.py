@@ -268,3 +268,18 @@ def test_damaged_tiff_tags_print_no_warnings(tmp_path, cli):
                         str(tmp_path / "o.h5")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""  # Pillow's warnings about the damaged tags are not shown
+
+
+def test_odd_file_names(tmp_path, cli):
+    src = tmp_path / "s"
+    for c in ("cat", "non-cat"):
+        (src / c).mkdir(parents=True)
+        for i in range(3):
+            _jpeg(src / c / f"{i}.jpg", colour=(40 * i, 90 if c == "cat" else 0, 0))
+    _jpeg(src / "cat" / "chat noir [1] été.jpg", colour=(1, 2, 3))
+    _jpeg(os.path.join(os.fsencode(src / "cat"), b"latin1-\xe9.jpg"), colour=(3, 2, 1))
+    code, out, err = cli(["prepare", src, "--out", tmp_path / "p.h5"])
+    assert code == 0, err
+    paths = [p.decode() for k in ("train_set_paths", "test_set_paths")
+             for p in _read(tmp_path / "p.h5")[k]]
+    assert "cat/chat noir [1] été.jpg" in paths and "cat/latin1-\ufffd.jpg" in paths
