@@ -105,28 +105,29 @@ def _form(form, n_x, m, iters):
 def dual(K, y, lr, iters, cost_every=100, callback=None):
     """The dual loop on K = X.T X (m, m), modified in place. Returns (c, b, costs, z_final).
 
-    A - Y is written as tanh(Z / 2) / 2 + (1/2 - Y): one call for the sigmoid,
-    exact for any Z (tanh saturates at +-1 without overflow).
+    A - Y is written as (tanh(Z / 2) + 1 - 2Y) / 2: one call for the sigmoid, exact for
+    any Z (tanh saturates at +-1 without overflow). The loop runs on u = 2 c m / lr,
+    so that each step is u -= tanh(Z / 2) + (1 - 2Y), with Z / 2 = (lr / 2m) (K + 1) u.
     """
     import numpy as np
 
     from .model import cost
 
     m = len(y)
-    step = lr / m
+    scale = lr / (2 * m)  # c = scale * u
     K += 1.0
-    K *= 0.5  # K now gives Z / 2
-    c = np.zeros(m, K.dtype)
+    K *= 0.5 * scale  # K now maps u to Z / 2
+    u = np.zeros(m, K.dtype)
     half_z = np.empty(m, K.dtype)
-    shift = step * (0.5 - y)
+    shift = 1.0 - 2.0 * y
     costs = []
-    # Each step moves every c_k by at most lr / m, so |Z / 2| <= max row sum of |K|
-    # * lr * iters / m: when that cannot overflow, no per-iteration check is needed.
-    check = float(np.abs(K).sum(axis=1).max()) * step * iters > 1e300
+    # |u_k| grows by at most 2 per step, so |Z / 2| <= 2 iters * max row sum of |K|:
+    # when that cannot overflow, no per-iteration check is needed.
     dot, tanh = np.dot, np.tanh
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by name
+        check = not float(np.abs(K).sum(axis=1).max()) * 2.0 * iters < 1e300
         for i in range(iters):
-            dot(K, c, out=half_z)
+            dot(K, u, out=half_z)
             if check and not math.isfinite(half_z.sum()):
                 _diverged(i, lr)
             if i % cost_every == 0:
@@ -134,12 +135,12 @@ def dual(K, y, lr, iters, cost_every=100, callback=None):
                 if callback is not None:
                     callback(i, costs[-1])
             tanh(half_z, out=half_z)
-            half_z *= 0.5 * step
             half_z += shift
-            c -= half_z  # c -= lr (A - Y) / m
-        z = 2 * (K @ c)
+            u -= half_z  # c -= lr (A - Y) / m
+        z = 2 * (K @ u)
     if not np.isfinite(z).all():
         _diverged(iters, lr)
+    c = scale * u
     return c, float(c.sum()), costs, z
 
 
