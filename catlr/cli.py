@@ -32,12 +32,16 @@ class _Group(TyperGroup):
                               standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0
         except _UsageError as e:
-            where = e.ctx.command_path if e.ctx else "catlr"
-            message = e.format_message().rstrip(".")
-            hint = f"see '{where} --help'"
-            print(f"Error: {message}{' ' + hint[0].upper() + hint[1:] if message.endswith('?') else ', ' + hint}",
-                  file=sys.stderr)
-            code = 2
+            message = e.format_message()
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `catlr`: the help is the answer
+                print(message)
+                code = 0
+            else:
+                message = message.rstrip(".")
+                hint = f"see '{e.ctx.command_path if e.ctx else 'catlr'} --help'"
+                tail = f" {hint[0].upper()}{hint[1:]}" if message.endswith("?") else f", {hint}"
+                print(f"Error: {message}{tail}", file=sys.stderr)
+                code = 2
         except _ClickException as e:
             print(f"Error: {e.format_message()}", file=sys.stderr)
             code = e.exit_code
@@ -53,8 +57,19 @@ app = typer.Typer(name="catlr", cls=_Group, rich_markup_mode=None, pretty_except
                   add_completion=False, no_args_is_help=True)
 
 
+def _version(value: bool):
+    if value:
+        from . import __version__
+
+        print(f"catlr {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root():
+def _root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+                                          help="Print catlr's version and exit.")] = False,
+):
     """Train the course's cat / non-cat logistic regression on your images."""
 
 

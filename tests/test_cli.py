@@ -280,3 +280,14 @@ def test_progress_display_on_a_terminal(tmp_path):
     text = buf.getvalue()
     assert "Cost after iteration 200" in text and "Training: dual form" in text
     assert "Decoding images" in text or "Training" in text
+
+
+def test_bare_catlr_prints_help_and_version_works(cli):
+    code, out, err = cli([])
+    assert code == 0 and out.startswith("Usage: catlr") and "prepare" in out and err == ""
+    code, out, _ = cli(["--version"])
+    from catlr import __version__
+
+    assert code == 0 and out.strip() == f"catlr {__version__}"
+    code, _, err = cli(["trian"])
+    assert code == 2 and err == "Error: No such command 'trian'. Did you mean 'train'? See 'catlr --help'\n"
