@@ -37,6 +37,18 @@ def fit_dataset(ds, cfg: dict, callback=None):
     return model, figures
 
 
+def _load(data, cfg, emit):
+    from . import datasets
+    from .config import DEFAULTS
+
+    ds = datasets.load(data, cfg, on_event=emit)
+    if ds.kind != "folder" and cfg["size"] not in (DEFAULTS["size"], ds.size):
+        raise CatlrError(f"{ds.source} holds {ds.size} x {ds.size} images; --size {cfg['size']} "
+                         "applies to image folders, run 'catlr prepare' on the images at that size")
+    emit("data", {"dataset": ds})
+    return ds
+
+
 def _accuracy(pred, y):
     return float((pred == y).mean()) if len(y) else None
 
@@ -47,12 +59,11 @@ def train(data, cfg: dict, *, on_event=None):
     `on_event(name, info)` reports progress: "data" (the loaded dataset),
     "decode" (images done / total, for image folders), "form", "cost" (i, cost).
     """
-    from . import datasets, modelfile
+    from . import modelfile
     from .descent import choose_form
 
     emit = on_event or (lambda name, info: None)
-    ds = datasets.load(data, cfg, on_event=emit)
-    emit("data", {"dataset": ds})
+    ds = _load(data, cfg, emit)
     m, n_x = len(ds.y_train), ds.n_x
     form = cfg["form"] if cfg["form"] != "auto" else choose_form(n_x, m, cfg["iters"])
     emit("form", {"form": form, "n_x": n_x, "m": m, "dtype": cfg["dtype"]})
@@ -69,11 +80,8 @@ def sweep(data, cfg: dict, lrs, *, on_event=None):
 
     Returns a list of dicts {lr, costs, cost_every, final_cost, train_accuracy, test_accuracy, ...}.
     """
-    from . import datasets
-
     emit = on_event or (lambda name, info: None)
-    ds = datasets.load(data, cfg, on_event=emit)
-    emit("data", {"dataset": ds})
+    ds = _load(data, cfg, emit)
     rows = []
     for lr in lrs:
         model, figures = fit_dataset(ds, {**cfg, "lr": lr}, callback=lambda i, c, lr=lr: emit(

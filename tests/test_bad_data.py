@@ -85,3 +85,12 @@ def test_train_split_with_one_class_is_refused(tmp_path, cli):
         test_set_y=np.array([0, 1, 0, 1]))
     code, _, err = cli(["train", tmp_path / "one.h5"])
     assert code == 1 and "holds only cat images, add images of the other class (non-cat)" in err
+
+
+def test_size_flag_on_prepared_data_is_refused(tmp_path, cli):
+    _h5(tmp_path / "p.h5", train_set_x=GOOD_X, train_set_y=GOOD_Y, test_set_x=GOOD_X,
+        test_set_y=GOOD_Y)
+    code, _, err = cli(["train", tmp_path / "p.h5", "--size", "32"])
+    assert code == 1 and "holds 8 x 8 images; --size 32 applies to image folders" in err
+    code, _, err = cli(["train", tmp_path / "p.h5", "--iters", "5", "--out", tmp_path / "m.npz"])
+    assert code == 0, err  # the default size never gets in the way of other data
