@@ -299,10 +299,10 @@ def predict(
                             r.get("error", "")])
         else:
             width = max(len(r["path"]) for r in rows) if rows else 4
-            print(f"{'path':<{width}}  {'p':>7}  label")
+            print(f"{'path':<{width}}  probability  label")
             for r in rows:
-                tail = (f"{r['probability']:7.3f}  {r['label']}" if "error" not in r
-                        else f"{'-':>7}  error: {r['error']}")
+                tail = (f"{r['probability']:11.3f}  {r['label']}" if "error" not in r
+                        else f"{'-':>11}  error: {r['error']}")
                 print(f"{r['path']:<{width}}  {tail}")
         if any("error" in r for r in rows):
             raise typer.Exit(1)

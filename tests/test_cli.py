@@ -84,7 +84,7 @@ def test_predict_real_photos(course_model, cli):
         assert 0 < r["probability"] < 1 and r["label"] in ("cat", "non-cat")
         assert r["label"] == ("cat" if r["probability"] > 0.5 else "non-cat")
     code, out, _ = cli(["predict", PHOTOS, "--model", path])
-    assert code == 0 and "cat-in-iran.jpg" in out and out.split()[:3] == ["path", "p", "label"]
+    assert code == 0 and "cat-in-iran.jpg" in out and out.split()[:3] == ["path", "probability", "label"]
 
 
 @needs_course
