@@ -98,34 +98,37 @@ def in_process(sets, iters, repeat):
     """sets: {name: (x, y, catlr's iterations, the seed loop's iterations)}. A shorter run is
     scaled to `iters` (only done where each iteration costs the same: the seed loop, and
     catlr's primal form); weights are compared when both ran `iters`."""
-    from catlr.datasets import flatten
-    from catlr.descent import choose_form, gradient_descent
-
     try:
         from sklearn.linear_model import LogisticRegression as SK
     except ImportError:
         SK = None
     print(f"\n2. In process, times for {iters} iterations (medians of {repeat}):")
     for name, (x, y, c_iters, s_iters) in sets.items():
-        X = flatten(x.reshape(len(x), 64, 64, 3))
-        Y = y.reshape(1, -1)
-        form = choose_form(*X.shape, iters)
-        assert c_iters == iters or form == "primal"
-        t_catlr, (w, *_rest) = best_of(lambda: gradient_descent(X, Y, 0.005, c_iters, form=form),
-                                       repeat if c_iters == iters else 1)
-        t_seed, w_seed = best_of(lambda: seed_loop(X, Y, 0.005, s_iters), 1)
-        t_catlr, t_seed = t_catlr * iters / c_iters, t_seed * iters / s_iters
-        line = (f"  {name:<22} catlr ({form}) {t_catlr * 1000:9.1f} ms | seed loop "
-                f"{t_seed * 1000:9.1f} ms | ratio {t_catlr / t_seed:.3f}")
-        if c_iters == s_iters == iters:
-            line += f" | weights differ {np.linalg.norm(w - w_seed) / np.linalg.norm(w_seed):.1e}"
-        else:
-            line += f" (catlr timed over {c_iters}, the seed loop over {s_iters} iterations)"
-        if SK is not None and len(y) <= 2000:
-            t_sk, _ = best_of(lambda: SK(C=np.inf, max_iter=iters).fit(X.T, y), 1)
-            line += f" | scikit-learn lbfgs {t_sk * 1000:8.1f} ms (catlr / sklearn {t_catlr / t_sk:.3f})"
-        print(line)
-        del X
+        print(_compare(name, x, y, c_iters, s_iters, iters, repeat, SK))
+
+
+def _compare(name, x, y, c_iters, s_iters, iters, repeat, SK):
+    from catlr.datasets import flatten
+    from catlr.descent import choose_form, gradient_descent
+
+    X = flatten(x.reshape(len(x), 64, 64, 3))
+    Y = y.reshape(1, -1)
+    form = choose_form(*X.shape, iters)
+    assert c_iters == iters or form == "primal"
+    t_catlr, (w, *_rest) = best_of(lambda: gradient_descent(X, Y, 0.005, c_iters, form=form),
+                                   repeat if c_iters == iters else 1)
+    t_seed, w_seed = best_of(lambda: seed_loop(X, Y, 0.005, s_iters), 1)
+    t_catlr, t_seed = t_catlr * iters / c_iters, t_seed * iters / s_iters
+    line = (f"  {name:<22} catlr ({form}) {t_catlr * 1000:9.1f} ms | seed loop "
+            f"{t_seed * 1000:9.1f} ms | ratio {t_catlr / t_seed:.3f}")
+    if c_iters == s_iters == iters:
+        line += f" | weights differ {np.linalg.norm(w - w_seed) / np.linalg.norm(w_seed):.1e}"
+    else:
+        line += f" (catlr timed over {c_iters}, the seed loop over {s_iters} iterations)"
+    if SK is not None and len(y) <= 2000:
+        t_sk, _ = best_of(lambda: SK(C=np.inf, max_iter=iters).fit(X.T, y), 1)
+        line += f" | scikit-learn lbfgs {t_sk * 1000:8.1f} ms (catlr / sklearn {t_catlr / t_sk:.3f})"
+    return line
 
 
 def primal_per_iteration(m, iters=10):

@@ -79,15 +79,19 @@ def load_image(path, size: int = 64, fit: str = "stretch"):
     return np.asarray(_fit(rgb, size, fit), dtype=np.uint8)
 
 
-def _quiet_pillow_warnings(Image, _done=[]):
+_quieted = False
+
+
+def _quiet_pillow_warnings(Image):
     # Pillow warns (but decodes) between 1x and 2x its pixel limit, and on damaged
     # TIFF tags or EXIF blocks: an image it can decode is used, one it cannot is
     # skipped with a reason, and these warnings would only clutter the output.
     # (A filter set once: warnings.catch_warnings is not safe across threads.)
-    if not _done:
+    global _quieted
+    if not _quieted:
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-        _done.append(True)
+        _quieted = True
 
 
 def _short(e: Exception) -> str:

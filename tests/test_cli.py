@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import COURSE, PHOTOS, needs_course
+from conftest import PHOTOS, needs_course
 
 
 def test_help_imports_no_heavy_module():

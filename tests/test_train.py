@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from catlr.descent import choose_form, gradient_descent
-from conftest import COURSE, needs_course, rel, seed_loop
+from conftest import needs_course, rel, seed_loop
 
 
 @needs_course
