@@ -257,7 +257,8 @@ def evaluate(
             raise UsageError(f"--split must be train or test, got {split!r}")
         from .evaluate import evaluate as run
 
-        result = run(model, data, split=split, threshold=threshold)
+        with _events(_console(json_out, plain=True), quiet=True) as on_event:  # a bar for folders
+            result = run(model, data, split=split, threshold=threshold, on_event=on_event)
         if errors is not None:
             from .plots import mistakes_sheet
 
