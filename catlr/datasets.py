@@ -13,7 +13,7 @@ import glob
 import os
 from dataclasses import dataclass, field
 
-from .errors import CatlrError
+from .errors import CatlrError, describe
 
 DEFAULT_CLASSES = ("non-cat", "cat")
 
@@ -100,7 +100,7 @@ def read_split(path, split: str):
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise CatlrError(f"{path} is not a readable HDF5 file ({str(e).splitlines()[0][:80]}), "
+        raise CatlrError(f"{path} is not a readable HDF5 file ({describe(e)}), "
                          "give a .h5 written by 'catlr prepare' or the course") from None
     with f:
         xk, yk = f"{split}_set_x", f"{split}_set_y"

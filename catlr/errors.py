@@ -15,3 +15,10 @@ class UsageError(CatlrError):
     """A flag with a value that cannot work (exit code 2, like Typer's own usage errors)."""
 
     exit_code = 2
+
+
+def describe(e: BaseException, limit: int = 80) -> str:
+    """The first line of an exception's text (its type when it has none), cut to `limit`:
+    what catlr quotes from a library's error inside its own one-line message."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:limit]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from .errors import CatlrError
+from .errors import CatlrError, describe
 
 EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
@@ -71,7 +71,7 @@ def load_image(path, size: int = 64, fit: str = "stretch"):
     except PermissionError:
         raise ImageError(path, "permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
-        raise ImageError(path, f"truncated or corrupt ({_short(e)})") from None
+        raise ImageError(path, f"truncated or corrupt ({describe(e)})") from None
     except MemoryError:
         raise ImageError(path, "too large to decode in memory") from None
     import numpy as np  # after decoding: prepare's first images decode while numpy imports
@@ -92,11 +92,6 @@ def _quiet_pillow_warnings(Image):
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
         _quieted = True
-
-
-def _short(e: Exception) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text[:80]
 
 
 def _to_rgb(im):

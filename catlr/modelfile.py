@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 
-from .errors import CatlrError
+from .errors import CatlrError, describe
 
 FORMAT = 1
 # A model file is small (about 100 KB at 64 x 64); refuse to inflate anything huge.
@@ -71,11 +71,9 @@ def load(path):
     with open(path, "rb") as f:
         magic = f.read(8)
     if not magic.startswith(b"PK"):  # an .npz is a zip archive
-        kind = ("an HDF5 file: pass data as DATA, not --model" if magic.startswith(b"\x89HDF")
-                else "a single .npy array" if magic.startswith(b"\x93NUMPY")
-                else "not an .npz archive")
-        raise CatlrError(f"{path} is not a valid catlr model file ({kind}), "
-                         "train one with 'catlr train'")
+        raise _invalid(path, "an HDF5 file: pass data as DATA, not --model"
+                       if magic.startswith(b"\x89HDF") else "a single .npy array"
+                       if magic.startswith(b"\x93NUMPY") else "not an .npz archive")
     try:
         if os.path.getsize(path) > MAX_ENTRY_BYTES:
             raise ValueError("the file is implausibly large")
@@ -93,8 +91,7 @@ def load(path):
     except CatlrError:
         raise
     except Exception as e:  # anything a malformed or hostile file can raise
-        raise CatlrError(f"{path} is not a valid catlr model file ({_why(e)}), "
-                         "train a new one with 'catlr train'") from None
+        raise _invalid(path, describe(e, 100)) from None
     meta = _check(path, w, b, costs, meta_arr)
     model = LogisticRegression(meta.get("lr", 0.005), meta.get("iters", 0),
                                meta.get("cost_every", 100), meta.get("form", "auto"))
@@ -104,26 +101,22 @@ def load(path):
     return model, meta
 
 
-def _why(e: Exception) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text[:100]
+def _invalid(path, why: str) -> CatlrError:
+    return CatlrError(f"{path} is not a valid catlr model file ({why}), "
+                      "train a new one with 'catlr train'")
 
 
 def _check(path, w, b, costs, meta_arr) -> dict:
     import numpy as np
 
-    def bad(why):
-        return CatlrError(f"{path} is not a valid catlr model file ({why}), "
-                          "train a new one with 'catlr train'")
-
     if meta_arr.dtype.kind != "U" or meta_arr.shape != ():
-        raise bad("meta is not a JSON string")
+        raise _invalid(path, "meta is not a JSON string")
     try:
         meta = json.loads(str(meta_arr))
     except ValueError:
-        raise bad("meta is not valid JSON") from None
+        raise _invalid(path, "meta is not valid JSON") from None
     if not isinstance(meta, dict):
-        raise bad("meta is not a JSON object")
+        raise _invalid(path, "meta is not a JSON object")
     fmt = meta.get("format")
     if fmt != FORMAT:
         hint = "upgrade catlr" if isinstance(fmt, int) and fmt > FORMAT else "retrain it"
@@ -131,20 +124,20 @@ def _check(path, w, b, costs, meta_arr) -> dict:
                          f"{hint}")
     size = meta.get("image_size")
     if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
-        raise bad(f"image_size {size!r} is not a positive integer")
+        raise _invalid(path, f"image_size {size!r} is not a positive integer")
     classes = meta.get("classes")
     if not (isinstance(classes, list) and len(classes) == 2
             and all(isinstance(c, str) for c in classes)):
-        raise bad("classes must be a list of two names")
+        raise _invalid(path, "classes must be a list of two names")
     if meta.get("fit", "stretch") not in ("stretch", "crop", "pad"):
-        raise bad(f"fit {meta.get('fit')!r} is not stretch, crop or pad")
+        raise _invalid(path, f"fit {meta.get('fit')!r} is not stretch, crop or pad")
     if w.dtype.kind != "f" or w.ndim not in (1, 2) or w.size != size * size * 3:
-        raise bad(f"w has shape {w.shape} and dtype {w.dtype}, expected "
+        raise _invalid(path, f"w has shape {w.shape} and dtype {w.dtype}, expected "
                   f"({size * size * 3},) float for {size} x {size} images")
     if b.dtype.kind != "f" or b.size != 1:
-        raise bad(f"b has shape {b.shape} and dtype {b.dtype}, expected a float scalar")
+        raise _invalid(path, f"b has shape {b.shape} and dtype {b.dtype}, expected a float scalar")
     if costs.dtype.kind != "f" or costs.ndim != 1:
-        raise bad("costs is not a 1-D float array")
+        raise _invalid(path, "costs is not a 1-D float array")
     if not (np.isfinite(w).all() and np.isfinite(b).all()):
-        raise bad("the weights are not finite")
+        raise _invalid(path, "the weights are not finite")
     return meta

@@ -17,21 +17,16 @@ def collect(inputs) -> tuple[list[str], list[dict]]:
 
     paths, errors, seen = [], [], set()
     for item in map(os.fspath, inputs):
-        if os.path.isdir(item):
-            found = [os.path.join(item, p) for p in walk_images(item)[0]]
-            if not found:
-                errors.append({"path": item, "error": "folder holds no images"})
-        elif os.path.exists(item):
-            found = [item]
+        if os.path.exists(item):
+            matches, none = [item], "folder holds no images"
         elif glob.has_magic(item):
-            found = sorted(glob.glob(item, recursive=True))
-            found = [p for q in found for p in
-                     ([os.path.join(q, r) for r in walk_images(q)[0]] if os.path.isdir(q) else [q])]
-            if not found:
-                errors.append({"path": item, "error": "pattern matches no file"})
+            matches, none = sorted(glob.glob(item, recursive=True)), "pattern matches no file"
         else:
-            errors.append({"path": item, "error": "no such file or folder"})
-            found = []
+            matches, none = [], "no such file or folder"
+        found = [p for q in matches for p in
+                 ([os.path.join(q, r) for r in walk_images(q)[0]] if os.path.isdir(q) else [q])]
+        if not found:
+            errors.append({"path": item, "error": none})
         for p in found:
             if p not in seen:
                 seen.add(p)
