@@ -15,7 +15,7 @@ from typing import Annotated, List, Optional
 import typer
 from typer.core import TyperGroup
 
-from .config import DEFAULTS
+from .config import DEFAULTS, resolve
 from .errors import CatlrError, UsageError
 
 # typer < 0.28 uses click, 0.28 vendors it: find its exception classes either way.
@@ -143,12 +143,6 @@ class _PlainConsole:
         print(*objects, file=self.stream)
 
 
-def _settings(config, **flags):
-    from .config import resolve
-
-    return resolve(config, **flags)
-
-
 def _print_json(data):
     sys.stdout.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
 
@@ -189,7 +183,7 @@ def prepare(
 ):
     """Turn an image folder into one HDF5 file in the course's schema."""
     with _guard("stopped, the output file was not written"):
-        cfg = _settings(config, size=size, test_fraction=test_fraction, seed=seed,
+        cfg = resolve(config, size=size, test_fraction=test_fraction, seed=seed,
                         positive=positive, fit=fit, workers=workers)
         from .prepare import prepare as run
 
@@ -222,7 +216,7 @@ def train(
 ):
     """Train by batch gradient descent from w = 0, b = 0 and save the model."""
     with _guard("stopped, no model was written (an existing one is unchanged)"):
-        cfg = _settings(config, lr=lr, iters=iters, model=None if out is None else str(out),
+        cfg = resolve(config, lr=lr, iters=iters, model=None if out is None else str(out),
                         print_every=print_every, dtype=dtype, form=form, size=size,
                         test_fraction=test_fraction, seed=seed, positive=positive, fit=fit,
                         workers=workers)
@@ -321,9 +315,9 @@ def sweep(
     """The course's learning-rate comparison: one model per --lr, one table, one plot."""
     with _guard():
         rates = lr or [0.01, 0.001, 0.0001]
-        cfg = _settings(config, iters=iters)
+        cfg = resolve(config, iters=iters)
         for rate in rates:
-            _settings(None, lr=rate)  # each rate checked before any work
+            resolve(None, lr=rate)  # each rate checked before any work
         from .train import sweep as run
 
         console = _console(json_out)

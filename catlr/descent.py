@@ -39,7 +39,7 @@ def gradient_descent(X, Y, lr: float, iters: int, *, cost_every: int = 100,
     import numpy as np
 
     n_x, m = X.shape
-    form = _form(form, n_x, m, iters)
+    form = resolve_form(form, n_x, m, iters)
     y = np.asarray(Y, dtype=X.dtype).reshape(m)
     if form == "dual":
         c, b, costs, _ = dual(X.T @ X, y, lr, iters, cost_every, callback)
@@ -50,13 +50,13 @@ def gradient_descent(X, Y, lr: float, iters: int, *, cost_every: int = 100,
 
 
 def fit_pixels(x, y, lr: float, iters: int, *, cost_every=100, form="auto", dtype="float64",
-               callback=None):
+               callback=None, gram=None):
     """gradient_descent on images x (m, s, s, 3) uint8 without building X when it can.
 
     The dual form reads K and w = X c from the pixels a block of features at a
     time, so the (n_x, m) float matrix is never allocated; the primal form builds
-    X once. Returns (w (n_x, 1), b, costs, form, z) with z = w.T X + b (m,) after
-    the last step.
+    X once. `gram`, if given, is gram_pixels(x) computed earlier (it is not modified).
+    Returns (w (n_x, 1), b, costs, form, z) with z = w.T X + b (m,) after the last step.
     """
     import numpy as np
 
@@ -65,12 +65,10 @@ def fit_pixels(x, y, lr: float, iters: int, *, cost_every=100, form="auto", dtyp
     m = len(x)
     flat = x.reshape(m, -1)
     n_x = flat.shape[1]
-    form = _form(form, n_x, m, iters)
+    form = resolve_form(form, n_x, m, iters)
     yv = np.asarray(y, dtype=dtype).reshape(m)
     if form == "dual":
-        K = np.zeros((m, m), dtype)
-        for block in _blocks(flat, dtype):
-            K += block @ block.T
+        K = gram_pixels(x, dtype) if gram is None else gram.copy()
         c, b, costs, z = dual(K, yv, lr, iters, cost_every, callback)
         w = np.empty(n_x, dtype)
         for start, block in zip(range(0, n_x, BLOCK), _blocks(flat, dtype)):
@@ -80,6 +78,17 @@ def fit_pixels(x, y, lr: float, iters: int, *, cost_every=100, form="auto", dtyp
         w, b, costs = primal(X, yv, lr, iters, cost_every, callback)
         z = w @ X + b
     return w.astype(np.float64).reshape(n_x, 1), b, costs, form, z
+
+
+def gram_pixels(x, dtype="float64"):
+    """K = X.T X (m, m) for the images x (m, s, s, 3) uint8, X never built."""
+    import numpy as np
+
+    flat = x.reshape(len(x), -1)
+    K = np.zeros((len(x), len(x)), dtype)
+    for block in _blocks(flat, dtype):
+        K += block @ block.T  # numpy runs a @ a.T as a symmetric rank-k update
+    return K
 
 
 def _blocks(flat, dtype):
@@ -94,7 +103,8 @@ def _blocks(flat, dtype):
         yield out
 
 
-def _form(form, n_x, m, iters):
+def resolve_form(form, n_x, m, iters):
+    """The form to run: `form` itself, or choose_form's pick for "auto"."""
     if form == "auto":
         return choose_form(n_x, m, iters)
     if form not in FORMS:
@@ -121,10 +131,10 @@ def dual(K, y, lr, iters, cost_every=100, callback=None):
     half_z = np.empty(m, K.dtype)
     shift = 1.0 - 2.0 * y
     costs = []
-    # |u_k| grows by at most 2 per step, so |Z / 2| <= 2 iters * max row sum of |K|:
-    # when that cannot overflow, no per-iteration check is needed.
     dot, tanh = np.dot, np.tanh
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by name
+        # |u_k| grows by at most 2 per step, so |Z / 2| <= 2 iters * max row sum of |K|:
+        # when that cannot overflow, no per-iteration check is needed.
         check = not float(np.abs(K).sum(axis=1).max()) * 2.0 * iters < 1e300
         for i in range(iters):
             dot(K, u, out=half_z)

@@ -72,12 +72,11 @@ def _scan(folder, root, positive):
     return found, ignored
 
 
-def _ordered(found, positive, label=None):
+def _ordered(found, positive):
     """(relative path, label) sorted by the path inside the class folder, then the class:
     files numbered across classes (000.png, 001.png, ...) keep their original order."""
-    items = [(inner, c, rel) for c in found for inner, rel in found[c]
-             if label is None or int(c == positive) == label]
-    return [(rel, int(c == positive)) for inner, c, rel in sorted(items)]
+    items = sorted((inner, c, rel) for c in found for inner, rel in found[c])
+    return [(rel, int(c == positive)) for inner, c, rel in items]
 
 
 def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
@@ -103,22 +102,21 @@ def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
         found, ignored = _scan(src, src, positive)
         names = sorted(found)
         rng = np.random.default_rng(seed)
-        keep, held_out = set(), set()
+        every = _ordered(found, positive)
+        held_out = set()
         for label in (0, 1):  # stratified: each label split on its own
-            items = _ordered(found, positive, label)
+            items = [it for it in every if it[1] == label]
             n_test = min(max(round(len(items) * test_fraction), 1 if len(items) > 1 else 0),
                          max(len(items) - 1, 0))
-            chosen = set(rng.permutation(len(items))[:n_test].tolist())
-            for k, item in enumerate(items):
-                (held_out if k in chosen else keep).add(item)
-        every = _ordered(found, positive)
-        train = [it for it in every if it in keep]
+            held_out.update(items[k] for k in rng.permutation(len(items))[:n_test].tolist())
+        train = [it for it in every if it not in held_out]
         test = [it for it in every if it in held_out]
         split = {"seed": seed, "test_fraction": test_fraction}
     negatives = [c for c in names if c != positive]
     classes = (negatives[0] if len(negatives) == 1 else f"non-{positive}", positive)
-    if not any(lbl == 1 for _, lbl in train + test) or not any(lbl == 0 for _, lbl in train + test):
-        which = positive if not any(lbl == 1 for _, lbl in train + test) else "negative"
+    labels = {lbl for _, lbl in train + test}
+    if labels != {0, 1}:
+        which = positive if 1 not in labels else "negative"
         raise CatlrError(f"{src} has no {which} images (extensions: .jpg .png .bmp .gif "
                          ".webp .tif), add some")
     return Layout(src, classes, train, test, split, ignored)

@@ -7,11 +7,11 @@ data, runs it, measures the result and saves it.
 from .errors import CatlrError
 
 
-def fit_dataset(ds, cfg: dict, callback=None):
+def fit_dataset(ds, cfg: dict, callback=None, gram=None):
     """Train on a Dataset's train split with a resolved config; returns (model, figures).
 
     figures: final_cost (after the last update), train_accuracy, test_accuracy
-    (None for an empty split), m_train, m_test.
+    (None for an empty split), m_train, m_test. `gram`: see descent.fit_pixels.
     """
     from . import datasets
     from .descent import fit_pixels
@@ -25,7 +25,7 @@ def fit_dataset(ds, cfg: dict, callback=None):
                          f"of the other class ({ds.classes[1 - int(ds.y_train[0])]})")
     model.w, model.b, model.costs, model.form, z = fit_pixels(
         ds.x_train, ds.y_train, cfg["lr"], cfg["iters"], cost_every=cfg["print_every"],
-        form=cfg["form"], dtype=cfg["dtype"], callback=callback)
+        form=cfg["form"], dtype=cfg["dtype"], callback=callback, gram=gram)
     test_pred = (model.predict(datasets.flatten(ds.x_test, cfg["dtype"])).ravel()
                  if len(ds.y_test) else None)
     figures = {
@@ -60,12 +60,12 @@ def train(data, cfg: dict, *, on_event=None):
     "decode" (images done / total, for image folders), "form", "cost" (i, cost).
     """
     from . import modelfile
-    from .descent import choose_form
+    from .descent import resolve_form
 
     emit = on_event or (lambda name, info: None)
     ds = _load(data, cfg, emit)
     m, n_x = len(ds.y_train), ds.n_x
-    form = cfg["form"] if cfg["form"] != "auto" else choose_form(n_x, m, cfg["iters"])
+    form = resolve_form(cfg["form"], n_x, m, cfg["iters"])
     emit("form", {"form": form, "n_x": n_x, "m": m, "dtype": cfg["dtype"]})
     model, figures = fit_dataset(
         ds, {**cfg, "form": form},
@@ -80,12 +80,18 @@ def sweep(data, cfg: dict, lrs, *, on_event=None):
 
     Returns a list of dicts {lr, costs, cost_every, final_cost, train_accuracy, test_accuracy, ...}.
     """
+    from .descent import gram_pixels, resolve_form
+
     emit = on_event or (lambda name, info: None)
     ds = _load(data, cfg, emit)
+    form = resolve_form(cfg["form"], ds.n_x, len(ds.y_train), cfg["iters"])
+    # K depends on the data alone: computed once, not once per learning rate
+    gram = gram_pixels(ds.x_train, cfg["dtype"]) if form == "dual" else None
     rows = []
     for lr in lrs:
-        model, figures = fit_dataset(ds, {**cfg, "lr": lr}, callback=lambda i, c, lr=lr: emit(
-            "cost", {"i": i, "cost": c, "iters": cfg["iters"], "lr": lr}))
+        model, figures = fit_dataset(
+            ds, {**cfg, "lr": lr, "form": form}, gram=gram, callback=lambda i, c, lr=lr: emit(
+                "cost", {"i": i, "cost": c, "iters": cfg["iters"], "lr": lr}))
         rows.append({"lr": lr, "costs": model.costs,
                      "cost_every": cfg["print_every"], **figures})
     return rows

@@ -71,10 +71,18 @@ def test_interrupted_prepare_exits_130_and_writes_nothing(tmp_path, cli, small_f
     assert list(tmp_path.glob("*.h5")) == [] and list(tmp_path.glob(".p.h5*")) == []
 
 
-def test_debug_shows_the_traceback(tmp_path, cli, monkeypatch):
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from catlr.cli import app
+    from catlr.errors import CatlrError
+
+    args = ["train", str(tmp_path / "missing")]
+    quiet = CliRunner().invoke(app, args)
+    assert isinstance(quiet.exception, SystemExit) and quiet.stderr.startswith("Error: ")
     monkeypatch.setenv("CATLR_DEBUG", "1")
-    code, out, err = cli(["train", tmp_path / "missing"])
-    assert code == 1  # the exception propagates to the runner
+    loud = CliRunner().invoke(app, args)
+    assert isinstance(loud.exception, CatlrError) and "Error: " not in loud.stderr
 
 
 def test_train_split_with_one_class_is_refused(tmp_path, cli):

@@ -141,3 +141,19 @@ def test_course_png_copy_trains_to_the_same_weights(course_png_copy, course_orac
     model, meta = mf.load(tmp_path / "png.npz")
     assert rel(model.w, course_oracle[0]) <= 1e-9
     assert meta["data_kind"] == "folder" and meta["split"] is None
+
+
+def test_sweep_computes_k_once_and_matches_single_runs(small_folder, monkeypatch):
+    import catlr.descent as descent
+    from catlr import config, train
+
+    calls = []
+    real = descent.gram_pixels
+    monkeypatch.setattr(descent, "gram_pixels", lambda *a: calls.append(1) or real(*a))
+    cfg = config.resolve(None, iters=50)
+    rows = train.sweep(small_folder, cfg, [0.1, 0.01, 0.001])
+    assert len(calls) == 1
+    monkeypatch.setattr(descent, "gram_pixels", real)
+    single, _ = train.fit_dataset(train._load(small_folder, {**cfg, "lr": 0.01},
+                                              lambda *a: None), {**cfg, "lr": 0.01})
+    assert rows[1]["costs"] == pytest.approx(single.costs, rel=1e-12)
