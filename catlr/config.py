@@ -1,7 +1,9 @@
 """Settings: one commented block of defaults, a TOML file that overrides a few, flags over both.
 
-configs/default.toml repeats this block; `catlr train --config FILE` reads
-another, and the resolved config is stored in the model file's metadata.
+This module is also the one registry of every choice (CHOICES) and limit (LIMITS):
+the checks of config files and flags, the CLI's help and the model file's checks
+all read them here. configs/default.toml repeats the block; the resolved config
+is stored in the model file's metadata.
 """
 
 from __future__ import annotations
@@ -25,17 +27,43 @@ DEFAULTS = {
     "seed": 1,              # seeds that split
     "positive": "cat",      # the class folder whose images are label 1
     "workers": 0,           # decoding threads, 0 = one per core
+    # sweep: the course's learning-rate comparison
+    "sweep_lrs": [0.01, 0.001, 0.0001],
     # output
     "model": "model.npz",   # train writes it; eval, predict and inspect read it
 }
 
-CHOICES = {"dtype": ("float64", "float32"), "form": ("auto", "primal", "dual"),
-           "fit": ("stretch", "crop", "pad")}
+# Every setting with a fixed set of values: index 0 is never special, DEFAULTS says the default.
+CHOICES = {
+    "dtype": ("float64", "float32"),
+    "form": ("auto", "primal", "dual"),
+    "fit": ("stretch", "crop", "pad"),
+}
+# Inclusive bounds of the integer settings (None: no upper bound).
+LIMITS = {
+    "iters": (1, None),
+    "print_every": (1, None),
+    "size": (1, 1024),      # 1024 x 1024 x 3 = 3.1 M weights: 25 MB of float64
+    "seed": (0, None),
+    "workers": (0, None),
+}
+# Names a setting had in earlier versions (model files keep them): old -> current.
+RENAMED = {"cost_every": "print_every"}
+
+
+def one_of(key: str) -> str:
+    """'stretch, crop or pad': a choice's values, for messages and help."""
+    values = CHOICES[key]
+    return f"{', '.join(values[:-1])} or {values[-1]}"
 
 
 def problem(key: str, value) -> str | None:
     """Why `value` cannot be used for `key`, or None when it can."""
     kind = type(DEFAULTS[key])
+    if kind is list:
+        if not isinstance(value, list) or not value:
+            return f"must be a non-empty list of numbers, got {value!r}"
+        return next((problem("lr", v) for v in value if problem("lr", v)), None)
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"must be a number, got {value!r}"
@@ -46,11 +74,11 @@ def problem(key: str, value) -> str | None:
     elif kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             return f"must be an integer, got {value!r}"
-        low = 0 if key in ("seed", "workers") else 1
+        low, high = LIMITS[key]
         if value < low:
             return f"must be {'at least 0' if low == 0 else 'a positive integer'}, got {value}"
-        if key == "size" and value > 1024:
-            return f"must be at most 1024, got {value}"
+        if high is not None and value > high:
+            return f"must be at most {high}, got {value}"
     elif not isinstance(value, str) or not value:
         return f"must be a non-empty string, got {value!r}"
     elif key in CHOICES and value not in CHOICES[key]:
@@ -79,12 +107,20 @@ def read_toml(path) -> dict:
         raise CatlrError(f"config file {path} has unknown key {', '.join(map(repr, unknown))}, "
                          f"valid keys are {', '.join(DEFAULTS)}")
     for key, value in data.items():
-        if isinstance(DEFAULTS[key], float) and isinstance(value, int) and not isinstance(value, bool):
-            data[key] = value = float(value)
+        data[key] = value = _widen(key, value)
         why = problem(key, value)
         if why:
             raise CatlrError(f"config file {path}: {key} {why}, fix it in the file")
     return data
+
+
+def _widen(key, value):
+    """TOML's 1 where a float is expected is 1.0 (also inside a list of rates)."""
+    if isinstance(DEFAULTS[key], float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(DEFAULTS[key], list) and isinstance(value, list):
+        return [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    return value
 
 
 def resolve(config_file=None, **flags) -> dict:
@@ -102,3 +138,11 @@ def resolve(config_file=None, **flags) -> dict:
             raise UsageError(f"--{key.replace('_', '-')} {why}")
         cfg[key] = value
     return cfg
+
+
+def from_saved(saved) -> dict:
+    """A config saved in a model file, as a resolved config: old names read, bad values
+    and unknown keys dropped (a file from another version or a hostile one)."""
+    saved = saved if isinstance(saved, dict) else {}
+    saved = {RENAMED.get(k, k): v for k, v in saved.items()}
+    return {**DEFAULTS, **{k: v for k, v in saved.items() if k in DEFAULTS and not problem(k, v)}}

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+from PIL import Image, ImageDraw
+
 
 def _background(rng, w, h):
-    from PIL import Image
-
     top = tuple(int(v) for v in rng.integers(90, 256, 3))
     bottom = tuple(int(v) for v in rng.integers(60, 220, 3))
     im = Image.new("RGB", (w, h), top)
-    from PIL import ImageDraw
-
     draw = ImageDraw.Draw(im)
     for y in range(h):  # a vertical gradient, like a wall or the sky
         t = y / max(h - 1, 1)
@@ -74,8 +73,6 @@ def _non_cat(rng, w, h):
 
 def make_sample(folder, n_per_class: int = 60, seed: int = 0, unseen: int = 4) -> dict:
     """Write FOLDER/images/{cat,non-cat}/ and FOLDER/unseen/ (for predict); returns their paths."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     images = os.path.join(folder, "images")
     unseen_dir = os.path.join(folder, "unseen")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import datasets, metrics, modelfile
+from .config import from_saved
 from .errors import CatlrError
+from .events import ignore
 
 
 @dataclass
@@ -19,16 +22,13 @@ class Evaluation:
     paths: list
 
 
-def evaluate(model_path, data=None, *, split="test", threshold=0.5, on_event=None) -> Evaluation:
+def evaluate(model_path, data=None, *, split="test", threshold=0.5, on_event=ignore) -> Evaluation:
     """Figures (metrics.report) of the model on `split` of DATA.
 
     DATA defaults to the data recorded in the model file; an image folder is split
     again with the model's recorded seed and fraction, so this is the very test
     split that train held out.
     """
-    from . import datasets, metrics, modelfile
-    from .config import DEFAULTS, problem
-
     model, meta = modelfile.load(model_path)
     if split not in ("train", "test"):
         raise CatlrError(f"--split must be train or test, got {split!r}")
@@ -36,10 +36,8 @@ def evaluate(model_path, data=None, *, split="test", threshold=0.5, on_event=Non
         data = meta.get("data")
         if not data:
             raise CatlrError(f"{model_path} records no training data, pass DATA")
-    saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    cfg = {**DEFAULTS, **{k: v for k, v in saved.items() if k in DEFAULTS and not problem(k, v)},
-           "size": meta["image_size"]}
-    ds = datasets.load(data, cfg, on_event=on_event)
+    cfg = {**from_saved(meta.get("config")), "size": meta["image_size"]}
+    ds = datasets.load(data, cfg, on_event)
     if ds.size != meta["image_size"]:
         raise CatlrError(f"{data} holds {ds.size} x {ds.size} images but the model was trained "
                          f"on {meta['image_size']} x {meta['image_size']}, prepare it with "
@@ -47,7 +45,7 @@ def evaluate(model_path, data=None, *, split="test", threshold=0.5, on_event=Non
     x, y = (ds.x_train, ds.y_train) if split == "train" else (ds.x_test, ds.y_test)
     if len(y) == 0:
         raise CatlrError(f"the {split} split of {data} is empty, choose --split train or other data")
-    p = model.predict_proba(datasets.flatten(x)).ravel()
+    p = model.proba_pixels(x)
     paths = ds.paths_train if split == "train" else ds.paths_test
     if len(paths) != len(y):
         paths = [f"{split}[{i}]" for i in range(len(y))]

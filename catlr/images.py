@@ -11,6 +11,10 @@ from __future__ import annotations
 import os
 import warnings
 
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import CHOICES, one_of
 from .errors import CatlrError, describe
 
 EXTENSIONS = frozenset(
@@ -19,7 +23,6 @@ EXTENSIONS = frozenset(
 )
 # iPhone photos: counted as images so that they are reported, not silently ignored
 UNSUPPORTED = {".heic": "HEIC", ".heif": "HEIF"}
-FITS = ("stretch", "crop", "pad")
 # Transparent pixels and padding become white, as image viewers show them.
 BACKGROUND = (255, 255, 255)
 
@@ -40,9 +43,6 @@ def is_image_name(name: str) -> bool:
 
 def load_image(path, size: int = 64, fit: str = "stretch"):
     """Decode `path` into a (size, size, 3) uint8 array, or raise ImageError."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    _quiet_pillow_warnings(Image)
     try:
         if os.path.getsize(path) == 0:
             raise ImageError(path, "empty file")
@@ -74,30 +74,19 @@ def load_image(path, size: int = 64, fit: str = "stretch"):
         raise ImageError(path, f"truncated or corrupt ({describe(e)})") from None
     except MemoryError:
         raise ImageError(path, "too large to decode in memory") from None
-    import numpy as np  # after decoding: prepare's first images decode while numpy imports
-
     return np.asarray(_fit(rgb, size, fit), dtype=np.uint8)
 
 
-_quieted = False
-
-
-def _quiet_pillow_warnings(Image):
-    # Pillow warns (but decodes) between 1x and 2x its pixel limit, and on damaged
-    # TIFF tags or EXIF blocks: an image it can decode is used, one it cannot is
-    # skipped with a reason, and these warnings would only clutter the output.
-    # (A filter set once: warnings.catch_warnings is not safe across threads.)
-    global _quieted
-    if not _quieted:
-        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-        _quieted = True
+# Pillow warns (but decodes) between 1x and 2x its pixel limit, and on damaged
+# TIFF tags or EXIF blocks: an image it can decode is used, one it cannot is
+# skipped with a reason, and these warnings would only clutter the output.
+# (Set once here: warnings.catch_warnings is not safe across decoding threads.)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
 
 
 def _to_rgb(im):
     """Turn a loaded image of any Pillow mode into RGB without clipping or losing alpha."""
-    from PIL import Image
-
     if im.mode == "RGB":
         return im
     if im.mode == "P" and "transparency" in im.info:
@@ -114,9 +103,6 @@ def _to_rgb(im):
 
 def _scale_wide_gray(im):
     """16-bit, 32-bit integer and float grayscale: scale to 0..255 (convert('L') would clip)."""
-    import numpy as np
-    from PIL import Image
-
     a = np.asarray(im).astype(np.float64)
     if im.mode.startswith("I;16"):
         top = 65535.0
@@ -132,8 +118,6 @@ def _scale_wide_gray(im):
 
 
 def _fit(im, size: int, fit: str):
-    from PIL import Image
-
     w, h = im.size
     if fit == "crop" and w != h:
         side = min(w, h)
@@ -144,8 +128,8 @@ def _fit(im, size: int, fit: str):
         canvas = Image.new("RGB", (side, side), BACKGROUND)
         canvas.paste(im, ((side - w) // 2, (side - h) // 2))
         im = canvas
-    elif fit not in FITS:
-        raise CatlrError(f"unknown fit {fit!r}, use one of {', '.join(FITS)}")
+    elif fit not in CHOICES["fit"]:
+        raise CatlrError(f"unknown fit {fit!r}, use {one_of('fit')}")
     # Pillow returns an exact copy when the size already matches, so a lossless
     # 64 x 64 copy of the course data comes back bit for bit.
     return im.resize((size, size), Image.Resampling.BILINEAR)

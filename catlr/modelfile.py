@@ -3,7 +3,7 @@
 Entries (README, "The model file"):
     w      (n_x,) float64   the weights, n_x = size * size * 3
     b      ()     float64   the bias
-    costs  (k,)   float64   the cost at iterations 0, cost_every, 2 cost_every, ...
+    costs  (k,)   float64   the cost at iterations 0, print_every, 2 print_every, ...
     meta   ()     str       JSON: format, image size, classes, training settings, figures
 Loading never runs code from the file: no pickles, and every entry is checked
 (keys, dtypes, shapes, finite values, a known format) before catlr uses it.
@@ -14,7 +14,14 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+
+from . import __version__
+from .atomic import atomic_path
+from .config import CHOICES, LIMITS, RENAMED, one_of
+from .design import NORMALIZATION
 from .errors import CatlrError, describe
+from .model import LogisticRegression
 
 FORMAT = 1
 # A model file is small (about 100 KB at 64 x 64); refuse to inflate anything huge.
@@ -23,8 +30,6 @@ MAX_ENTRY_BYTES = 256 * 1024 * 1024
 
 def metadata(model, ds, cfg: dict, figures: dict) -> dict:
     """The JSON metadata saved with the weights: enough to re-create the data and preprocessing."""
-    from . import __version__
-
     return {
         "format": FORMAT,
         "catlr_version": __version__,
@@ -32,12 +37,12 @@ def metadata(model, ds, cfg: dict, figures: dict) -> dict:
         "n_x": ds.n_x,
         "classes": list(ds.classes),
         "positive": ds.classes[1],
-        "normalization": "x / 255",
+        "normalization": NORMALIZATION,
         "fit": cfg["fit"],
         "lr": cfg["lr"],
         "iters": cfg["iters"],
-        "cost_every": cfg["print_every"],
-        "form": model.form,
+        "print_every": cfg["print_every"],
+        "form": model.form_,
         "dtype": cfg["dtype"],
         "data": ds.source,
         "data_kind": ds.kind,
@@ -49,21 +54,13 @@ def metadata(model, ds, cfg: dict, figures: dict) -> dict:
 
 def save(path, model, meta: dict) -> None:
     """Write the model atomically: an existing file stays intact until the new one is complete."""
-    import numpy as np
-
-    from .atomic import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, w=np.asarray(model.w, dtype=np.float64).ravel(), b=np.float64(model.b),
-                 costs=np.asarray(model.costs, dtype=np.float64), meta=np.str_(json.dumps(meta)))
+        np.savez(f, w=np.asarray(model.w_, dtype=np.float64).ravel(), b=np.float64(model.b_),
+                 costs=np.asarray(model.costs_, dtype=np.float64), meta=np.str_(json.dumps(meta)))
 
 
 def load(path):
     """Read and validate a model file; returns (LogisticRegression, meta dict)."""
-    import numpy as np
-
-    from .model import LogisticRegression
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CatlrError(f"model file {path} not found, train one with "
@@ -93,11 +90,9 @@ def load(path):
     except Exception as e:  # anything a malformed or hostile file can raise
         raise _invalid(path, describe(e, 100)) from None
     meta = _check(path, w, b, costs, meta_arr)
-    model = LogisticRegression(meta.get("lr", 0.005), meta.get("iters", 0),
-                               meta.get("cost_every", 100), meta.get("form", "auto"))
-    model.w = w.astype(np.float64).reshape(-1, 1)
-    model.b = float(b)
-    model.costs = costs.astype(np.float64).tolist()
+    model = LogisticRegression.from_weights(
+        w, b, costs, form=meta.get("form"), lr=meta.get("lr", 0.005), iters=meta.get("iters", 0),
+        print_every=meta.get("print_every", 100))
     return model, meta
 
 
@@ -107,8 +102,6 @@ def _invalid(path, why: str) -> CatlrError:
 
 
 def _check(path, w, b, costs, meta_arr) -> dict:
-    import numpy as np
-
     if meta_arr.dtype.kind != "U" or meta_arr.shape != ():
         raise _invalid(path, "meta is not a JSON string")
     try:
@@ -117,23 +110,28 @@ def _check(path, w, b, costs, meta_arr) -> dict:
         raise _invalid(path, "meta is not valid JSON") from None
     if not isinstance(meta, dict):
         raise _invalid(path, "meta is not a JSON object")
+    meta = {RENAMED.get(k, k): v for k, v in meta.items()}  # files of earlier versions
     fmt = meta.get("format")
     if fmt != FORMAT:
         hint = "upgrade catlr" if isinstance(fmt, int) and fmt > FORMAT else "retrain it"
         raise CatlrError(f"{path} has model format {fmt!r}, this catlr reads format {FORMAT}, "
                          f"{hint}")
     size = meta.get("image_size")
-    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
-        raise _invalid(path, f"image_size {size!r} is not a positive integer")
+    low, high = LIMITS["size"]
+    if not isinstance(size, int) or isinstance(size, bool) or not low <= size <= high:
+        raise _invalid(path, f"image_size {size!r} is not an integer from {low} to {high}")
     classes = meta.get("classes")
     if not (isinstance(classes, list) and len(classes) == 2
             and all(isinstance(c, str) for c in classes)):
         raise _invalid(path, "classes must be a list of two names")
-    if meta.get("fit", "stretch") not in ("stretch", "crop", "pad"):
-        raise _invalid(path, f"fit {meta.get('fit')!r} is not stretch, crop or pad")
+    if meta.get("fit", "stretch") not in CHOICES["fit"]:
+        raise _invalid(path, f"fit {meta.get('fit')!r} is not {one_of('fit')}")
+    if meta.get("normalization", NORMALIZATION) != NORMALIZATION:
+        raise _invalid(path, f"normalization {meta.get('normalization')!r} is not "
+                             f"{NORMALIZATION!r}, the only one this catlr applies")
     if w.dtype.kind != "f" or w.ndim not in (1, 2) or w.size != size * size * 3:
         raise _invalid(path, f"w has shape {w.shape} and dtype {w.dtype}, expected "
-                  f"({size * size * 3},) float for {size} x {size} images")
+                             f"({size * size * 3},) float for {size} x {size} images")
     if b.dtype.kind != "f" or b.size != 1:
         raise _invalid(path, f"b has shape {b.shape} and dtype {b.dtype}, expected a float scalar")
     if costs.dtype.kind != "f" or costs.ndim != 1:

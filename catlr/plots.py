@@ -6,6 +6,10 @@ the mistake sheet is drawn with Pillow. Every file is written atomically.
 
 from __future__ import annotations
 
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
+
 from .atomic import atomic_path
 
 
@@ -20,7 +24,6 @@ def _iterations(costs, every):
 
 def cost_curve(costs, every, path, *, title="Cost during training"):
     """Cost against iteration for one run."""
-    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
@@ -32,12 +35,11 @@ def cost_curve(costs, every, path, *, title="Cost during training"):
 
 def sweep_curves(rows, path, *, title="Cost per learning rate"):
     """One cost curve per learning rate (rows as returned by train.sweep), with a legend."""
-    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     for row in rows:
-        ax.plot(_iterations(row["costs"], row["cost_every"]), row["costs"],
+        ax.plot(_iterations(row["costs"], row["print_every"]), row["costs"],
                 label=f"lr = {row['lr']:g}")
     ax.set(title=title, xlabel="iteration", ylabel="cost J")
     ax.legend(title="learning rate")
@@ -47,8 +49,6 @@ def sweep_curves(rows, path, *, title="Cost per learning rate"):
 
 def weights_picture(w, size, path, *, classes=("non-cat", "cat"), title="Weights w as an image"):
     """w (n_x, 1) reshaped to size x size x 3: red pushes towards the positive class, blue away."""
-    import numpy as np
-    from matplotlib.figure import Figure
 
     img = np.asarray(w, dtype=np.float64).reshape(size, size, 3)
     panels = [("mean of R, G, B", img.mean(axis=2)), ("red channel", img[..., 0]),
@@ -72,8 +72,6 @@ def mistakes_sheet(images, labels, probabilities, paths, classes, path, *, thres
     images (m, s, s, 3) uint8, labels (m,), probabilities (m,) of the positive class.
     Returns the number of mistakes (all of them, drawn or not).
     """
-    import numpy as np
-    from PIL import Image, ImageDraw, ImageFont
 
     labels, probs = np.ravel(labels), np.ravel(probabilities)
     wrong = np.flatnonzero((probs > threshold).astype(int) != labels)

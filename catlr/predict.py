@@ -1,9 +1,16 @@
-"""The predict stage: probabilities for image files, folders and globs, in one matrix product."""
+"""The predict stage: probabilities for image files, folders and globs, in batched products."""
 
 from __future__ import annotations
 
 import glob
 import os
+
+import numpy as np
+
+from . import modelfile
+from .events import Decoded, ignore
+from .images import ImageError
+from .ingest import decode_many, walk_images
 
 SCORE_BATCH = 1024  # images per matrix product (100 MB of float64 at 64 x 64)
 
@@ -13,8 +20,6 @@ def collect(inputs) -> tuple[list[str], list[dict]]:
 
     Returns (paths in input order without repeats, error rows for inputs that match nothing).
     """
-    from .prepare import walk_images
-
     paths, errors, seen = [], [], set()
     for item in map(os.fspath, inputs):
         if os.path.exists(item):
@@ -34,27 +39,19 @@ def collect(inputs) -> tuple[list[str], list[dict]]:
     return paths, errors
 
 
-def predict(inputs, model_path, *, threshold=0.5, workers=0, on_event=None) -> list[dict]:
+def predict(inputs, model_path, *, threshold=0.5, workers=0, on_event=ignore) -> list[dict]:
     """One row per image: {path, probability, label}, or {path, error} when it cannot be read.
 
     Images go through the preprocessing recorded in the model (size, fit, / 255).
     """
-    import numpy as np
-
-    from . import modelfile
-    from .images import ImageError
-    from .prepare import decode_many
-
     model, meta = modelfile.load(model_path)
     size, fit = meta["image_size"], meta.get("fit", "stretch")
     negative, positive = meta["classes"]
     paths, rows = collect(inputs)
-    emit = on_event or (lambda name, info: None)
     batch, kept = [], []
 
-    def score():  # one matrix product per SCORE_BATCH images: memory stays bounded
-        X = np.stack(batch).reshape(len(batch), -1).T / 255.0
-        for path, p in zip(kept, model.predict_proba(X).ravel().tolist()):
+    def score():  # one product per SCORE_BATCH images: memory stays bounded
+        for path, p in zip(kept, model.proba_pixels(np.stack(batch)).tolist()):
             rows.append({"path": path, "probability": p,
                          "label": positive if p > threshold else negative})
         batch.clear(), kept.clear()
@@ -67,7 +64,7 @@ def predict(inputs, model_path, *, threshold=0.5, workers=0, on_event=None) -> l
             kept.append(path)
             if len(batch) == SCORE_BATCH:
                 score()
-        emit("decode", {"done": done, "total": len(paths)})
+        on_event(Decoded(done, total=len(paths)))
     if batch:
         score()
     order = {p: i for i, p in enumerate(paths)}

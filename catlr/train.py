@@ -1,33 +1,36 @@
 """The train stage: DATA -> a fitted model and its file; and the learning-rate sweep.
 
-The arithmetic of gradient descent lives in descent.py; this module loads the
-data, runs it, measures the result and saves it.
+The arithmetic of gradient descent lives in descent.py (through model.py); this
+module loads the data, runs it, measures the result and saves it.
 """
 
+from __future__ import annotations
+
+from . import datasets, modelfile
+from .config import DEFAULTS
+from .descent import resolve_form
+from .design import Pixels
 from .errors import CatlrError
+from .events import Loaded, ignore
+from .loss import cost, sigmoid
+from .model import LogisticRegression, check_labels
 
 
-def fit_dataset(ds, cfg: dict, callback=None, gram=None):
+def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None):
     """Train on a Dataset's train split with a resolved config; returns (model, figures).
 
     figures: final_cost (after the last update), train_accuracy, test_accuracy
-    (None for an empty split), m_train, m_test. `gram`: see descent.fit_pixels.
+    (None for an empty split), m_train, m_test. `gram`: see LogisticRegression.fit_pixels.
     """
-    from . import datasets
-    from .descent import fit_pixels
-    from .model import LogisticRegression, check_xy, cost, sigmoid
-
-    model = LogisticRegression(cfg["lr"], cfg["iters"], cfg["print_every"], cfg["form"])
-    check_xy(ds.x_train.reshape(len(ds.x_train), -1).T, ds.y_train)
-    if len(set(ds.y_train.tolist())) < 2:
+    if len(ds.y_train) and len(set(ds.y_train.tolist())) < 2:
         only = ds.classes[int(ds.y_train[0])]
         raise CatlrError(f"the train split of {ds.source} holds only {only} images, add images "
                          f"of the other class ({ds.classes[1 - int(ds.y_train[0])]})")
-    model.w, model.b, model.costs, model.form, z = fit_pixels(
-        ds.x_train, ds.y_train, cfg["lr"], cfg["iters"], cost_every=cfg["print_every"],
-        form=cfg["form"], dtype=cfg["dtype"], callback=callback, gram=gram)
-    test_pred = (model.predict(datasets.flatten(ds.x_test, cfg["dtype"])).ravel()
-                 if len(ds.y_test) else None)
+    model = LogisticRegression(cfg["lr"], cfg["iters"], cfg["print_every"], cfg["form"],
+                               cfg["dtype"])
+    model.fit_design(_design(ds.x_train, cfg, ds.y_train), ds.y_train, on_event, gram, tag)
+    z = model.train_z_
+    test_pred = model.proba_pixels(ds.x_test) > 0.5 if len(ds.y_test) else None
     figures = {
         "final_cost": cost(z, ds.y_train),
         "train_accuracy": _accuracy(sigmoid(z) > 0.5, ds.y_train),
@@ -37,61 +40,50 @@ def fit_dataset(ds, cfg: dict, callback=None, gram=None):
     return model, figures
 
 
-def _load(data, cfg, emit):
-    from . import datasets
-    from .config import DEFAULTS
-
-    ds = datasets.load(data, cfg, on_event=emit)
-    if ds.kind != "folder" and cfg["size"] not in (DEFAULTS["size"], ds.size):
-        raise CatlrError(f"{ds.source} holds {ds.size} x {ds.size} images; --size {cfg['size']} "
-                         "applies to image folders, run 'catlr prepare' on the images at that size")
-    emit("data", {"dataset": ds})
-    return ds
+def _design(x, cfg, y):
+    check_labels(y, len(x))
+    return Pixels(x, cfg["dtype"])
 
 
 def _accuracy(pred, y):
     return float((pred == y).mean()) if len(y) else None
 
 
-def train(data, cfg: dict, *, on_event=None):
+def load(data, cfg, on_event=ignore):
+    """The dataset a training command uses, checked against cfg's size."""
+    ds = datasets.load(data, cfg, on_event)
+    if ds.kind != "folder" and cfg["size"] not in (DEFAULTS["size"], ds.size):
+        raise CatlrError(f"{ds.source} holds {ds.size} x {ds.size} images; --size {cfg['size']} "
+                         "applies to image folders, run 'catlr prepare' on the images at that size")
+    on_event(Loaded(ds))
+    return ds
+
+
+def train(data, cfg: dict, *, on_event=ignore):
     """The train stage: load DATA, fit, save the model file; returns (model, meta).
 
-    `on_event(name, info)` reports progress: "data" (the loaded dataset),
-    "decode" (images done / total, for image folders), "form", "cost" (i, cost).
+    on_event receives events.Loaded, Decoded (image folders), Plan and Step.
     """
-    from . import modelfile
-    from .descent import resolve_form
-
-    emit = on_event or (lambda name, info: None)
-    ds = _load(data, cfg, emit)
-    m, n_x = len(ds.y_train), ds.n_x
-    form = resolve_form(cfg["form"], n_x, m, cfg["iters"])
-    emit("form", {"form": form, "n_x": n_x, "m": m, "dtype": cfg["dtype"]})
-    model, figures = fit_dataset(
-        ds, {**cfg, "form": form},
-        callback=lambda i, c: emit("cost", {"i": i, "cost": c, "iters": cfg["iters"]}))
-    meta = modelfile.metadata(model, ds, cfg, figures)
+    ds = load(data, cfg, on_event)
+    model, figures = fit_dataset(ds, cfg, on_event)
+    meta = modelfile.metadata(model, ds, {**cfg, "form": model.form_}, figures)
     modelfile.save(cfg["model"], model, meta)
     return model, meta
 
 
-def sweep(data, cfg: dict, lrs, *, on_event=None):
-    """The course's learning-rate comparison: one model per rate on the same data.
+def sweep(data, cfg: dict, lrs=None, *, on_event=ignore):
+    """The course's learning-rate comparison: one model per rate (cfg's sweep_lrs by default).
 
-    Returns a list of dicts {lr, costs, cost_every, final_cost, train_accuracy, test_accuracy, ...}.
+    Returns a list of dicts {lr, costs, print_every, final_cost, train_accuracy, ...}.
     """
-    from .descent import gram_pixels, resolve_form
-
-    emit = on_event or (lambda name, info: None)
-    ds = _load(data, cfg, emit)
-    form = resolve_form(cfg["form"], ds.n_x, len(ds.y_train), cfg["iters"])
+    ds = load(data, cfg, on_event)
+    lrs = cfg["sweep_lrs"] if lrs is None else lrs
     # K depends on the data alone: computed once, not once per learning rate
-    gram = gram_pixels(ds.x_train, cfg["dtype"]) if form == "dual" else None
+    form = resolve_form(cfg["form"], ds.n_x, len(ds.y_train), cfg["iters"])
+    gram = _design(ds.x_train, cfg, ds.y_train).gram() if form == "dual" else None
     rows = []
     for lr in lrs:
-        model, figures = fit_dataset(
-            ds, {**cfg, "lr": lr, "form": form}, gram=gram, callback=lambda i, c, lr=lr: emit(
-                "cost", {"i": i, "cost": c, "iters": cfg["iters"], "lr": lr}))
-        rows.append({"lr": lr, "costs": model.costs,
-                     "cost_every": cfg["print_every"], **figures})
+        model, figures = fit_dataset(ds, {**cfg, "lr": lr, "form": form}, on_event, gram, lr)
+        rows.append({"lr": lr, "costs": model.costs_, "print_every": cfg["print_every"],
+                     **figures})
     return rows

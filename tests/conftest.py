@@ -17,19 +17,10 @@ needs_course = pytest.mark.skipif(not (COURSE / "train_catvnoncat.h5").exists(),
 
 
 def seed_loop(X, Y, lr, iters, every=100):
-    """The course's week-2 loop, written plainly: the oracle every trainer is checked against."""
-    n_x, m = X.shape
-    w, b, costs = np.zeros((n_x, 1)), 0.0, []
-    for i in range(iters):
-        A = 1 / (1 + np.exp(-(w.T @ X + b)))
-        cost = -np.sum(Y * np.log(A) + (1 - Y) * np.log(1 - A)) / m
-        dw = X @ (A - Y).T / m
-        db = np.sum(A - Y) / m
-        w = w - lr * dw
-        b = b - lr * db
-        if i % every == 0:
-            costs.append(float(cost))
-    return w, float(b), costs
+    """The course's week-2 loop, written plainly (catlr.descent.reference): the oracle."""
+    from catlr.descent import reference
+
+    return reference(X, Y, lr, iters, every)
 
 
 def rel(a, b):
@@ -51,11 +42,25 @@ def course():
 
 
 @pytest.fixture(scope="session")
-def course_oracle(course):
-    """The seed loop on the course data, lr 0.005, 2000 iterations (about 3 s, once)."""
+def course_oracle(course, request):
+    """The seed loop on the course data, lr 0.005, 2000 iterations: about 3 s on a 2-core
+    machine, run once per checkout and kept in pytest's cache (keyed by the data and the
+    reference loop's source, so a change to either recomputes it)."""
+    import hashlib
+    import inspect
+
+    from catlr.descent import reference
+
     x, y = course["train"]
+    key = hashlib.sha256(x.tobytes() + y.tobytes() + inspect.getsource(reference).encode())
+    name = f"catlr/course_oracle/{key.hexdigest()[:16]}"
+    cached = request.config.cache.get(name, None)
+    if cached is not None:
+        return np.array(cached["w"]).reshape(-1, 1), cached["b"], cached["costs"]
     X = x.reshape(len(x), -1).T / 255.0
-    return seed_loop(X, y.reshape(1, -1), 0.005, 2000)
+    w, b, costs = seed_loop(X, y.reshape(1, -1), 0.005, 2000)
+    request.config.cache.set(name, {"w": w.ravel().tolist(), "b": b, "costs": costs})
+    return w, b, costs
 
 
 @pytest.fixture(scope="session")

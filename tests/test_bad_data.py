@@ -60,12 +60,12 @@ def test_folder_of_only_broken_files(tmp_path, cli):
 
 
 def test_interrupted_prepare_exits_130_and_writes_nothing(tmp_path, cli, small_folder, monkeypatch):
-    import catlr.prepare as prep
+    import catlr.ingest as ingest
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(prep, "load_image", boom)
+    monkeypatch.setattr(ingest, "load_image", boom)
     code, _, err = cli(["prepare", small_folder, "--out", tmp_path / "p.h5", "--workers", "1"])
     assert code == 130 and err.startswith("Interrupted:")
     assert list(tmp_path.glob("*.h5")) == [] and list(tmp_path.glob(".p.h5*")) == []

@@ -194,7 +194,7 @@ def test_train_on_prepared_file_and_course_pair_agree(tmp_path, cli, course_png_
     assert code == 0, err
     a, _ = mf.load(tmp_path / "p.npz")
     b, _ = mf.load(course_model[0])
-    assert np.array_equal(a.w, b.w)  # same arrays, same arithmetic: bit for bit
+    assert np.array_equal(a.w_, b.w_)  # same arrays, same arithmetic: bit for bit
 
 
 def test_eval_on_a_folder_uses_the_very_split_train_held_out(tmp_path, cli, small_folder):
@@ -218,7 +218,7 @@ def test_library_use_from_python(tmp_path, small_folder):
 
     cfg = config.resolve(None, iters=30, model=str(tmp_path / "m.npz"))
     model, meta = train.train(small_folder, cfg)
-    assert model.w.shape == (12288, 1) and meta["form"] == "dual"
+    assert model.w_.shape == (12288, 1) and meta["form"] == "dual"
     assert evaluate.evaluate(tmp_path / "m.npz").figures["m"] == meta["m_test"]
     rows = predict.predict([small_folder / "cat"], tmp_path / "m.npz")
     assert len(rows) == 8 and all(0 <= r["probability"] <= 1 for r in rows)
@@ -228,7 +228,7 @@ def test_train_on_a_folder_names_the_files_it_skipped(tmp_path, cli, small_folde
     (small_folder / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
     code, out, err = cli(["train", small_folder, "--iters", "10", "--out", tmp_path / "m.npz"])
     assert code == 0, err
-    assert "Skipped 1 unreadable files: cat/broken.jpg (truncated or corrupt" in out
+    assert "Skipped 1 unreadable file: cat/broken.jpg (truncated or corrupt" in out
 
 
 def test_mistakes_sheet_is_capped_and_ordered(tmp_path):
@@ -267,7 +267,7 @@ def test_progress_display_on_a_terminal(tmp_path):
 
     from rich.console import Console
 
-    from catlr import cli as c
+    from catlr.progress import events
     from catlr.train import train
 
     buf = io.StringIO()
@@ -275,7 +275,7 @@ def test_progress_display_on_a_terminal(tmp_path):
     from catlr.config import resolve
 
     folder = __import__("catlr.demo", fromlist=["x"]).make_sample(tmp_path, 6, unseen=0)["images"]
-    with c._events(console, verbose=True) as on_event:
+    with events(console, verbose=True) as on_event:
         train(folder, resolve(None, iters=300, model=str(tmp_path / "m.npz")), on_event=on_event)
     text = buf.getvalue()
     assert "Cost after iteration 200" in text and "Training: dual form" in text

@@ -16,16 +16,14 @@ from catlr.model import LogisticRegression
 
 
 def _model(n_x=12288, b=0.5):
-    m = LogisticRegression()
-    m.w, m.b, m.costs = np.linspace(-1, 1, n_x).reshape(-1, 1), b, [0.69, 0.5]
-    return m
+    return LogisticRegression.from_weights(np.linspace(-1, 1, n_x), b, [0.69, 0.5])
 
 
 META = {"format": 1, "image_size": 64, "classes": ["non-cat", "cat"], "lr": 0.005}
 
 
 def _write(path, **entries):
-    base = {"w": _model().w.ravel(), "b": np.float64(0.5), "costs": np.array([0.6]),
+    base = {"w": _model().w_.ravel(), "b": np.float64(0.5), "costs": np.array([0.6]),
             "meta": np.str_(json.dumps(META))}
     base.update(entries)
     base = {k: v for k, v in base.items() if v is not None}
@@ -36,7 +34,7 @@ def _write(path, **entries):
 def test_round_trip(tmp_path):
     modelfile.save(tmp_path / "m.npz", _model(), META)
     model, meta = modelfile.load(tmp_path / "m.npz")
-    assert model.w.shape == (12288, 1) and model.b == 0.5 and meta == META
+    assert model.w_.shape == (12288, 1) and model.b_ == 0.5 and meta == META
     with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
         assert z["w"].dtype == np.float64 and z["w"].shape == (12288,) and z["b"].shape == ()
 
@@ -173,15 +171,17 @@ def test_interrupted_train_leaves_the_old_model_intact(tmp_path, cli, small_fold
     code, _, _ = cli(["train", small_folder, "--iters", "20", "--out", out])
     before = out.read_bytes()
 
-    import catlr.descent as tr
+    import catlr.descent as descent
 
-    real = tr.fit_pixels
+    real = descent.run
 
     def interrupted(*a, **kw):
-        kw["callback"] = lambda i, c: (_ for _ in ()).throw(KeyboardInterrupt) if i >= 10 else None
-        return real(*a, **kw)
+        def on_event(e):
+            if getattr(e, "i", 0) >= 10:
+                raise KeyboardInterrupt
+        return real(*a, **{**kw, "on_event": on_event})
 
-    monkeypatch.setattr(tr, "fit_pixels", interrupted)
+    monkeypatch.setattr(descent, "run", interrupted)
     code, out_text, err = cli(["train", small_folder, "--iters", "50", "--print-every", "5",
                                "--out", out])
     assert code == 130

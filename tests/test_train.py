@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
-from catlr.descent import choose_form, gradient_descent
+from catlr.descent import choose_form
+from catlr.model import LogisticRegression
 from conftest import needs_course, rel, seed_loop
+
+
+def gradient_descent(X, Y, lr, iters, cost_every=100, form="auto"):
+    """LogisticRegression.fit, the one training path, as (w, b, costs, form used)."""
+    m = LogisticRegression(lr, iters, cost_every, form).fit(X, Y)
+    return m.w_, m.b_, m.costs_, m.form_
 
 
 @needs_course
@@ -14,9 +21,9 @@ def test_cli_train_on_course_pair_equals_seed_loop(course_model, course_oracle):
     path, out = course_model
     w_ref, b_ref, costs_ref = course_oracle
     model, meta = mf.load(path)
-    assert rel(model.w, w_ref) <= 1e-9
-    assert abs(model.b - b_ref) <= 1e-9 * abs(b_ref)
-    assert len(model.costs) == 20 and rel(model.costs, costs_ref) <= 1e-9
+    assert rel(model.w_, w_ref) <= 1e-9
+    assert abs(model.b_ - b_ref) <= 1e-9 * abs(b_ref)
+    assert len(model.costs_) == 20 and rel(model.costs_, costs_ref) <= 1e-9
     for i, c in enumerate(costs_ref):  # the course prints them to 6 decimals
         assert f"Cost after iteration {i * 100}: {c:f}" in out
     # the course's published figures: 99.04306220095694 % train, 70.0 % test
@@ -66,7 +73,7 @@ def test_float32_stays_close(form):
 @pytest.mark.parametrize("form", ["primal", "dual"])
 def test_gradient_matches_finite_differences(form):
     """The step the trainer takes at iteration k is lr times the true gradient at w_k."""
-    from catlr.model import cost
+    from catlr.loss import cost
 
     rng = np.random.default_rng(7)
     X = rng.normal(size=(6, 25))
@@ -139,21 +146,21 @@ def test_course_png_copy_trains_to_the_same_weights(course_png_copy, course_orac
     code, _, err = cli(["train", course_png_copy, "--out", tmp_path / "png.npz"])
     assert code == 0, err
     model, meta = mf.load(tmp_path / "png.npz")
-    assert rel(model.w, course_oracle[0]) <= 1e-9
+    assert rel(model.w_, course_oracle[0]) <= 1e-9
     assert meta["data_kind"] == "folder" and meta["split"] is None
 
 
 def test_sweep_computes_k_once_and_matches_single_runs(small_folder, monkeypatch):
-    import catlr.descent as descent
     from catlr import config, train
+    from catlr.design import Pixels
 
     calls = []
-    real = descent.gram_pixels
-    monkeypatch.setattr(descent, "gram_pixels", lambda *a: calls.append(1) or real(*a))
+    real = Pixels.gram
+    monkeypatch.setattr(Pixels, "gram", lambda self: calls.append(1) or real(self))
     cfg = config.resolve(None, iters=50)
     rows = train.sweep(small_folder, cfg, [0.1, 0.01, 0.001])
     assert len(calls) == 1
-    monkeypatch.setattr(descent, "gram_pixels", real)
-    single, _ = train.fit_dataset(train._load(small_folder, {**cfg, "lr": 0.01},
-                                              lambda *a: None), {**cfg, "lr": 0.01})
-    assert rows[1]["costs"] == pytest.approx(single.costs, rel=1e-12)
+    monkeypatch.setattr(Pixels, "gram", real)
+    single, _ = train.fit_dataset(train.load(small_folder, {**cfg, "lr": 0.01}),
+                                  {**cfg, "lr": 0.01})
+    assert rows[1]["costs"] == pytest.approx(single.costs_, rel=1e-12)

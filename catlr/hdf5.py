@@ -1,0 +1,97 @@
+"""The course's HDF5 schema: read one split (pixels left on disk), write both in chunks.
+
+    {split}_set_x      (m, size, size, 3) uint8   RGB pixels
+    {split}_set_y      (m,) int64                 1 = positive
+    list_classes       (2,) bytes                 [negative, positive]
+    {split}_set_paths  (m,) UTF-8                 written by catlr prepare
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+
+from .errors import CatlrError, describe
+
+DEFAULT_CLASSES = ("non-cat", "cat")
+
+
+def open_file(path):
+    """An h5py.File opened for reading, or one line saying why it cannot be."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise CatlrError(f"{path} is not a readable HDF5 file ({describe(e)}), "
+                         "give a .h5 written by 'catlr prepare' or the course") from None
+
+
+def has_split(f, split: str) -> bool:
+    return f"{split}_set_x" in f and f"{split}_set_y" in f
+
+
+def read_split(f, split: str):
+    """One split of an open file, checked against the schema.
+
+    Returns (x, y, classes, paths): x the (m, s, s, 3) uint8 h5py dataset itself (the
+    pixels stay on disk until read), y (m,) int64, classes a tuple, paths a list.
+    """
+    path = f.filename
+    xk, yk = f"{split}_set_x", f"{split}_set_y"
+    if not has_split(f, split):
+        hint = ("use the course's schema (see 'catlr prepare --help')" if "train_set_x" not in f
+                else f"for the course pair pass the folder that holds both files "
+                     f"({os.path.dirname(os.path.abspath(path))})")
+        raise CatlrError(f"{path} has no {xk} / {yk} datasets (found: "
+                         f"{', '.join(sorted(f.keys())) or 'none'}), {hint}")
+    x, y = f[xk], f[yk]
+    if not isinstance(x, h5py.Dataset) or not isinstance(y, h5py.Dataset):
+        raise CatlrError(f"{path}: {xk} and {yk} must be datasets, not groups")
+    if x.ndim != 4 or x.shape[3] != 3 or x.shape[1] != x.shape[2] or x.dtype != np.uint8:
+        raise CatlrError(f"{path}: {xk} has shape {x.shape} and dtype {x.dtype}, expected "
+                         "(m, size, size, 3) uint8 RGB images")
+    if y.shape not in ((x.shape[0],), (1, x.shape[0])):
+        raise CatlrError(f"{path}: {yk} has shape {y.shape}, expected ({x.shape[0]},), "
+                         f"one label per image of {xk}")
+    ys = y[()].reshape(-1)
+    if ys.dtype.kind not in "iub" or not np.isin(ys, (0, 1)).all():
+        bad = sorted(set(np.unique(ys).tolist()) - {0, 1})[:5]
+        raise CatlrError(f"{path}: {yk} holds labels other than 0 and 1 ({bad}), "
+                         "relabel as 0 = negative, 1 = positive")
+    classes = DEFAULT_CLASSES
+    if "list_classes" in f:
+        names = [c.decode() if isinstance(c, bytes) else str(c) for c in f["list_classes"][()]]
+        classes = tuple(names) if len(names) == 2 else classes
+    pk = f"{split}_set_paths"
+    paths = [p.decode() if isinstance(p, bytes) else str(p) for p in f[pk][()]] if pk in f else []
+    return x, ys.astype(np.int64), classes, paths
+
+
+class Sink:
+    """Appends each split to resizable datasets of an open, writable file (bounded memory)."""
+
+    def __init__(self, f, size, classes):
+        self.f = f
+        strings = h5py.string_dtype("utf-8")
+        for split in ("train", "test"):
+            f.create_dataset(f"{split}_set_x", (0, size, size, 3), np.uint8, track_times=False,
+                             maxshape=(None, size, size, 3), chunks=(64, size, size, 3))
+            f.create_dataset(f"{split}_set_y", (0,), np.int64, maxshape=(None,), chunks=(4096,),
+                             track_times=False)
+            f.create_dataset(f"{split}_set_paths", (0,), strings, maxshape=(None,),
+                             chunks=(1024,), track_times=False)
+        f.create_dataset("list_classes", data=np.array([c.encode() for c in classes]),
+                         track_times=False)
+
+    def add(self, split, arrays, labels, paths):
+        if not arrays:
+            return
+        n = len(arrays)
+        # a file name that is not valid UTF-8 is stored with replacement characters
+        paths = [q.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for q in paths]
+        for key, values in (("x", np.stack(arrays)), ("y", np.asarray(labels, np.int64)),
+                            ("paths", paths)):
+            ds = self.f[f"{split}_set_{key}"]
+            ds.resize(ds.shape[0] + n, axis=0)
+            ds[-n:] = values

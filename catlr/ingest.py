@@ -1,0 +1,254 @@
+"""Ingestion: image folders -> decoded arrays, for prepare, train FOLDER and predict.
+
+discover (class folders, hidden files skipped, a seeded stratified split),
+decode in parallel threads (images.load_image), skip broken files with a reason,
+hash every result to find duplicates, and hand the arrays to a sink in bounded
+chunks. No HDF5 here: prepare.py's sink writes the file, ArraySink keeps memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import CatlrError
+from .events import Decoded, ignore
+from .images import EXTENSIONS, ImageError, is_image_name, load_image
+
+CHUNK = 256  # images decoded and handed over per step: bounds memory, fixed for determinism
+
+
+@dataclass
+class Layout:
+    """What discovery found: (relative path, label) per split, class names by label."""
+
+    root: str
+    classes: tuple
+    train: list
+    test: list
+    split: dict | None        # the seeded split, or None when SRC had train/ and test/
+    ignored: list = field(default_factory=list)  # files that are not images
+
+
+def walk_images(folder, root=None):
+    """(sorted relative image paths, sorted relative other files) under `folder`, hidden skipped."""
+    root = root or folder
+    images, others = [], []
+    for here, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            rel = os.path.relpath(os.path.join(here, name), root)
+            (images if is_image_name(name) else others).append(rel)
+    return images, others
+
+
+def _class_dirs(folder):
+    return sorted(d for d in os.listdir(folder)
+                  if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
+
+
+def _scan(folder, root, positive):
+    """({class name: [(path inside the class folder, path relative to root)]}, ignored files)."""
+    classes = _class_dirs(folder)
+    found, ignored = {}, []
+    for c in classes:
+        images, others = walk_images(os.path.join(folder, c), root)
+        inner = [os.path.relpath(os.path.join(root, p), os.path.join(folder, c)) for p in images]
+        found[c] = list(zip(inner, images))
+        ignored += others
+    if positive not in found:
+        named = ", ".join(f"{c}/" for c in classes) or "no class folders"
+        raise CatlrError(f"{folder} has {named}; expected a class folder named {positive}/ "
+                         f"(and one for the rest), or pass --positive NAME")
+    if len(classes) < 2:
+        raise CatlrError(f"{folder} has only one class folder ({positive}/), add a folder "
+                         "of negative examples beside it (e.g. non-cat/)")
+    # Files beside the class folders have no class: counted as ignored, never used.
+    ignored += [os.path.relpath(os.path.join(folder, n), root) for n in sorted(os.listdir(folder))
+                if not n.startswith(".") and os.path.isfile(os.path.join(folder, n))]
+    return found, ignored
+
+
+def _ordered(found, positive):
+    """(relative path, label) sorted by the path inside the class folder, then the class:
+    files numbered across classes (000.png, 001.png, ...) keep their original order."""
+    items = sorted((inner, c, rel) for c in found for inner, rel in found[c])
+    return [(rel, int(c == positive)) for inner, c, rel in items]
+
+
+def _split(every, test_fraction, seed):
+    """(train, test): each label's items split on its own (stratified), seeded."""
+    rng = np.random.default_rng(seed)
+    held_out = set()
+    for label in (0, 1):
+        items = [it for it in every if it[1] == label]
+        n_test = min(max(round(len(items) * test_fraction), 1 if len(items) > 1 else 0),
+                     max(len(items) - 1, 0))
+        held_out.update(items[k] for k in rng.permutation(len(items))[:n_test].tolist())
+    return [it for it in every if it not in held_out], [it for it in every if it in held_out]
+
+
+def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
+    """Find the classes and the train/test split of an image folder."""
+    src = os.path.abspath(os.fspath(src))
+    if not os.path.isdir(src):
+        raise CatlrError(f"{src} is not a folder, give a folder with cat/ and non-cat/ "
+                         "(or train/ and test/) inside")
+    subdirs = _class_dirs(src)
+    if not subdirs:
+        raise CatlrError(f"{src} has no class folders, put images in {src}/cat/ and "
+                         f"{src}/non-cat/ (see 'catlr prepare --help')")
+    lower = {d.lower(): d for d in subdirs}
+    if "train" in lower and "test" in lower:
+        tr, ign1 = _scan(os.path.join(src, lower["train"]), src, positive)
+        te, ign2 = _scan(os.path.join(src, lower["test"]), src, positive)
+        names = sorted(set(tr) | set(te))
+        train, test = _ordered(tr, positive), _ordered(te, positive)
+        split, ignored = None, ign1 + ign2
+    else:
+        found, ignored = _scan(src, src, positive)
+        names = sorted(found)
+        train, test = _split(_ordered(found, positive), test_fraction, seed)
+        split = {"seed": seed, "test_fraction": test_fraction}
+    negatives = [c for c in names if c != positive]
+    classes = (negatives[0] if len(negatives) == 1 else f"non-{positive}", positive)
+    labels = {lbl for _, lbl in train + test}
+    if labels != {0, 1}:
+        which = positive if 1 not in labels else "negative"
+        raise CatlrError(f"{src} has no {which} images (extensions: "
+                         f"{' '.join(sorted(EXTENSIONS))}), add some")
+    return Layout(src, classes, train, test, split, ignored)
+
+
+def _workers(n: int) -> int:
+    """Threads for `--workers n`; 0 means every core plus one, since the GIL-holding
+    Python parts of each decode would otherwise leave a core idle (bench/prepare_speed.py)."""
+    if n and n > 0:
+        return n
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(cores, 1) + 1
+
+
+def decode_many(paths, size=64, fit="stretch", workers=0):
+    """Start decoding `paths` now, in parallel threads; return an iterator of
+    (path, array or ImageError) in input order.
+
+    Pillow releases the GIL while decoding and resizing, so threads scale over
+    cores without copying pixels between processes. At most 2 * CHUNK images
+    are in flight (bounded memory); work starts before the first next(), so the
+    caller can import modules or open files meanwhile.
+    """
+    def one(p):
+        try:
+            return load_image(p, size, fit)
+        except ImageError as e:
+            return e
+
+    n = _workers(workers)
+    if len(paths) <= 1 or n == 1:  # no pool to start for one photo
+        return ((p, one(p)) for p in paths)
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(n)
+    todo = iter(paths)
+    window = deque((p, pool.submit(one, p)) for p in itertools.islice(todo, 2 * CHUNK))
+
+    def results():
+        try:
+            while window:
+                p, future = window.popleft()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    window.append((nxt, pool.submit(one, nxt)))
+                yield p, future.result()
+        finally:  # also on Ctrl-C: drop what has not started, wait for the rest
+            for _, future in window:
+                future.cancel()
+            pool.shutdown(wait=True)
+
+    return results()
+
+
+def start_decoding(layout: Layout, size=64, fit="stretch", workers=0):
+    """Begin decoding every image of `layout`, train then test (see decode_many)."""
+    return decode_many([os.path.join(layout.root, p) for p, _ in layout.train + layout.test],
+                       size, fit, workers)
+
+
+class ArraySink:
+    """Collects each split's images in memory (train and eval on a folder)."""
+
+    def __init__(self, size):
+        self.size, self.data = size, {"train": ([], [], []), "test": ([], [], [])}
+
+    def add(self, split, arrays, labels, paths):
+        xs, ys, ps = self.data[split]
+        xs.extend(arrays), ys.extend(labels), ps.extend(paths)
+
+    def arrays(self, split):
+        """(x (m, size, size, 3) uint8, y (m,) int64, paths) of one split."""
+        xs, ys, ps = self.data[split]
+        x = np.stack(xs) if xs else np.zeros((0, self.size, self.size, 3), np.uint8)
+        return x, np.asarray(ys, dtype=np.int64), ps
+
+
+def ingest(layout: Layout, stream, sink, *, dedupe=False, strict=False, on_event=ignore) -> dict:
+    """Put the images of `layout`, decoded by `stream` (start_decoding), into `sink`.
+
+    Returns the report: counts per split and class, skipped files with their
+    reasons, ignored files, duplicates (a hash of the final pixels) and speed.
+    """
+    started = time.perf_counter()
+    total = len(layout.train) + len(layout.test)
+    seen: dict[str, tuple[str, str]] = {}  # pixel hash -> (split, path) of its first image
+    dups = {"train": [], "test": [], "across": []}
+    skipped, dropped, done = [], 0, 0
+    counts = {s: {c: 0 for c in layout.classes} for s in ("train", "test")}
+    for split, items in (("train", layout.train), ("test", layout.test)):
+        batch = ([], [], [])
+        for (rel, label), (_, result) in zip(items, stream):
+            done += 1
+            if isinstance(result, ImageError):
+                if strict:
+                    raise CatlrError(f"{rel}: {result.reason} (--strict stops at the first "
+                                     "broken file), fix or remove it, or drop --strict")
+                skipped.append({"path": rel, "reason": result.reason})
+            else:
+                h = hashlib.blake2b(result.tobytes(), digest_size=16).hexdigest()
+                first = seen.setdefault(h, (split, rel))
+                if first[1] != rel:
+                    dups["across" if first[0] != split else split].append([first[1], rel])
+                if first[1] == rel or not dedupe:
+                    batch[0].append(result), batch[1].append(label), batch[2].append(rel)
+                    counts[split][layout.classes[label]] += 1
+                else:
+                    dropped += 1
+            if len(batch[0]) >= CHUNK:
+                sink.add(split, *batch)
+                batch = ([], [], [])
+            on_event(Decoded(done, total))
+        sink.add(split, *batch)
+        if items and not sum(counts[split].values()):
+            raise CatlrError(f"no usable images in the {split} split of {layout.root} "
+                             f"({len(skipped)} skipped as unreadable, {dropped} dropped as "
+                             "duplicates), replace the broken files")
+    seconds = time.perf_counter() - started
+    pos = sum(counts[s][layout.classes[1]] for s in counts)
+    kept = sum(sum(c.values()) for c in counts.values())
+    return {"source": layout.root, "classes": list(layout.classes), "counts": counts,
+            "positive_fraction": pos / kept if kept else None,
+            "skipped": skipped, "ignored": layout.ignored, "duplicates": dups,
+            "dropped_duplicates": dropped, "split": layout.split,
+            "images": total, "seconds": seconds,
+            "images_per_second": total / seconds if seconds > 0 else None}

@@ -1,0 +1,58 @@
+"""Progress for the CLI: the library's events (events.py) as lines, and bars on a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+
+from . import render
+from .events import Decoded, Loaded, Plan, Step
+
+
+@contextlib.contextmanager
+def events(console, *, verbose=False, quiet=False, warm=None):
+    """Yield an on_event that draws the library's events on `console`.
+
+    Lines: the data loaded and each recorded cost (unless quiet), the plan (verbose).
+    Bars, on a terminal only. `warm`, if given, is called once at the first event
+    (work is under way by then).
+    """
+    progress, tasks = None, {}
+    pending = [warm] if warm else []
+    if console.is_terminal:  # off a terminal there is nothing to animate: skip rich.progress
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn)
+
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                            console=console, transient=True)
+    say = progress.console.print if progress else console.print
+
+    def bar(key, label, total, done, with_rate=False):
+        if progress is None:
+            return
+        if key not in tasks:
+            tasks[key] = progress.add_task(label, total=total, rate="")
+        speed = progress.tasks[tasks[key]].speed if with_rate else None
+        progress.update(tasks[key], completed=done, rate=f"{speed:,.0f} images/s" if speed else "")
+
+    def on_event(event):
+        while pending:
+            pending.pop()()
+        if isinstance(event, Decoded):
+            bar("decode", "Decoding images", event.total, event.done, with_rate=True)
+        elif isinstance(event, Loaded) and not quiet:
+            for line in render.data_lines(event.dataset):
+                say(line)
+        elif isinstance(event, Plan) and verbose:
+            say(f"Training: {event.form} form (m = {event.m}, n_x = {event.n_x}), {event.dtype}")
+        elif isinstance(event, Step):
+            lr = event.lr
+            bar(("train", lr), "Training" if lr is None else f"lr = {lr:g}", event.iters, event.i)
+            if event.cost is not None and not quiet:
+                say(f"Cost after iteration {event.i}: {event.cost:f}")
+
+    if progress is None:
+        yield on_event
+        return
+    with progress:
+        yield on_event

@@ -1,0 +1,221 @@
+"""Rendering for the CLI: the one output path (table, --json, --csv) and the human reports.
+
+Only cli.py and progress.py import this module. rich is imported where a table is
+drawn, so a command that prints plain lines off a terminal never loads it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+
+
+def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
+    """Write a command's result to stdout: the one place output formats live.
+
+    fmt "json": one JSON document (always valid: NaN and infinities become null);
+    "csv": `data` is a list of dicts, one row each, in `columns`; "table": human(data).
+    """
+    if fmt == "json":
+        sys.stdout.write(json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
+    elif fmt == "csv":
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(columns)
+        for row in data:
+            w.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+    else:
+        human(data)
+
+
+def _plain(x):
+    """x with numpy values as Python ones and non-finite floats as None (JSON has neither)."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if hasattr(x, "tolist"):
+        return _plain(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if x is None or isinstance(x, (str, int, float, bool)):
+        return x
+    return str(x)
+
+
+def console(json_mode=False, plain=False):
+    """Human output: stdout, or stderr when stdout is reserved for --json.
+
+    With plain=True (commands that print lines, no tables) and no terminal to
+    draw on, rich is not imported at all: a script's `catlr train` starts faster.
+    """
+    stream = sys.stderr if json_mode else sys.stdout
+    if plain and not stream.isatty():
+        return PlainConsole(stream)
+    from rich.console import Console
+
+    # markup off: paths such as "cat[1].jpg" are printed as they are
+    return Console(stderr=json_mode, highlight=False, markup=False)
+
+
+class PlainConsole:
+    """The part of rich's Console that line-printing commands use, without rich."""
+
+    is_terminal = False
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def print(self, *objects, **_):
+        print(*objects, file=self.stream)
+
+
+def pct(x):
+    return "n/a" if x is None else f"{x:.2%}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def data_lines(ds):
+    """What train and sweep say about the data they loaded."""
+    yield (f"Data: {ds.kind} {ds.source}: {len(ds.y_train)} train and {len(ds.y_test)} "
+           f"test images of {ds.size} x {ds.size} ({ds.classes[1]}: "
+           f"{int(ds.y_train.sum())} train, {int(ds.y_test.sum())} test)")
+    report = ds.report or {}
+    skipped = report.get("skipped", [])
+    if skipped:
+        shown = "; ".join(f"{s['path']} ({s['reason']})" for s in skipped[:3])
+        yield (f"Skipped {plural(len(skipped), 'unreadable file')}: {shown}"
+               f"{'; ...' if len(skipped) > 3 else ''}")
+    leaks = report.get("duplicates", {}).get("across", [])
+    if leaks:
+        yield (f"{len(leaks)} test images repeat a train image (e.g. {leaks[0][1]} = "
+               f"{leaks[0][0]}); 'catlr prepare --dedupe' drops them")
+
+
+def _table(*columns, title=None):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for c in columns:
+        table.add_column(c, justify="right" if c not in ("", "split", "class", "file",
+                                                         "reason", "key", "value") else "left")
+    return table
+
+
+def prepare_report(console, r):
+    neg, pos = r["classes"]
+    console.print(f"Wrote {r['out']}")
+    table = _table("split", neg, pos, "total", f"{pos} share")
+    for split in ("train", "test"):
+        c = r["counts"][split]
+        n = sum(c.values())
+        table.add_row(split, str(c[neg]), str(c[pos]), str(n), pct(c[pos] / n if n else None))
+    console.print(table)
+    for split, c in r["counts"].items():
+        missing = [name for name, n in c.items() if n == 0]
+        if sum(c.values()) and missing:
+            console.print(f"The {split} split has no {' or '.join(missing)} images.", style="yellow")
+    split = r["split"]
+    console.print("Split: " + ("kept the folder's train/ and test/" if split is None else
+                               f"seed {split['seed']}, test fraction {split['test_fraction']:g}, "
+                               "stratified by class"))
+    share = r["positive_fraction"]
+    if share is not None and not 0.3 <= share <= 0.7:
+        console.print(f"Class imbalance: {pct(share)} of images are {pos}; accuracy alone "
+                      "will flatter the model, look at precision and recall.", style="yellow")
+    if r["skipped"]:
+        t = _table("file", "reason", title=f"Skipped {plural(len(r['skipped']), 'unreadable file')}")
+        for s in r["skipped"][:20]:
+            t.add_row(s["path"], s["reason"])
+        if len(r["skipped"]) > 20:
+            t.add_row(f"... and {len(r['skipped']) - 20} more", "")
+        console.print(t)
+    if r["ignored"]:
+        console.print(f"Ignored {plural(len(r['ignored']), 'file')} that are not images or not "
+                      f"in a class folder (e.g. {r['ignored'][0]}).")
+    d = r["duplicates"]
+    for key, what in (("train", "within train"), ("test", "within test"),
+                      ("across", "across train and test (leakage)")):
+        if d[key]:
+            a, b = d[key][0]
+            console.print(f"Duplicates {what}: {len(d[key])} (e.g. {a} = {b})", style="yellow")
+    if r["dropped_duplicates"]:
+        console.print(f"Dropped {r['dropped_duplicates']} duplicates (--dedupe).")
+    elif any(d.values()):
+        console.print("Pass --dedupe to drop them.")
+    if r["images_per_second"]:
+        console.print(f"Decoded {r['images']} files in {r['seconds']:.2f} s "
+                      f"({r['images_per_second']:,.0f} images/s).")
+
+
+def train_summary(console, meta, model_path, plot):
+    console.print(f"train accuracy: {pct(meta['train_accuracy'])}")
+    console.print(f"test accuracy: {pct(meta['test_accuracy'])}")
+    console.print(f"Saved {model_path}" + (f" and the cost curve {plot}" if plot else ""))
+
+
+def eval_report(console, f, errors):
+    neg, pos = f["classes"]
+    console.print(f"Model {f['model']} on the {f['split']} split of {f['data']} ({f['m']} images)")
+    t = _table("metric", "value")
+    for key in ("accuracy", "precision", "recall", "f1"):
+        t.add_row(key, pct(f[key]))
+    t.add_row("log_loss", "n/a" if f["log_loss"] is None else f"{f['log_loss']:.4f}")
+    t.add_row("roc_auc", "n/a" if f["roc_auc"] is None else f"{f['roc_auc']:.4f}")
+    console.print(t)
+    cm = _table("true \\ predicted", neg, pos, "total",
+                title=f"Confusion matrix (threshold {f['threshold']:g})")
+    cm.add_row(neg, f"{f['tn']} (tn)", f"{f['fp']} (fp)", str(f["negatives"]))
+    cm.add_row(pos, f"{f['fn']} (fn)", f"{f['tp']} (tp)", str(f["positives"]))
+    console.print(cm)
+    if errors:
+        console.print(f"Saved the {f['fp'] + f['fn']} misclassified images to {errors}")
+
+
+def predict_table(rows):
+    """Plain text, not rich: predict in a loop is mostly start-up (README, Performance)."""
+    width = max(len(r["path"]) for r in rows) if rows else 4
+    print(f"{'path':<{width}}  probability  label")
+    for r in rows:
+        tail = (f"{r['probability']:11.3f}  {r['label']}" if "error" not in r
+                else f"{'-':>11}  error: {r['error']}")
+        print(f"{r['path']:<{width}}  {tail}")
+
+
+def sweep_table(console, rows, plot):
+    t = _table("learning rate", "final cost", "train accuracy", "test accuracy",
+               title="Learning-rate sweep")
+    for r in rows:
+        t.add_row(f"{r['lr']:g}", f"{r['final_cost']:.6f}", pct(r["train_accuracy"]),
+                  pct(r["test_accuracy"]))
+    console.print(t)
+    if plot:
+        console.print(f"Saved the cost curves to {plot}")
+
+
+def inspect_table(console, path, meta, model, weights):
+    t = _table("key", "value", title=path)
+    for key in ("format", "catlr_version", "image_size", "classes", "fit", "normalization", "lr",
+                "iters", "print_every", "form", "dtype", "data", "data_kind", "split",
+                "m_train", "m_test"):
+        if key in meta:
+            t.add_row(key, str(meta[key]))
+    t.add_row("train_accuracy", pct(meta.get("train_accuracy")))
+    t.add_row("test_accuracy", pct(meta.get("test_accuracy")))
+    t.add_row("b", f"{model.b_:.6g}")
+    t.add_row("|w|", f"{float((model.w_ ** 2).sum()) ** 0.5:.6g}")
+    if model.costs_:
+        t.add_row("cost first / last", f"{model.costs_[0]:.6f} / {model.costs_[-1]:.6f}")
+    console.print(t)
+    if weights:
+        console.print(f"Saved the weights picture to {weights}")
+
+
+def step(console, command):
+    """A heading for each step the demo runs, as the user would type it."""
+    console.print()
+    console.rule(f"$ {command}", align="left", style="bold")
