@@ -9,4 +9,4 @@ Library entry points (the CLI is a thin layer over these):
 Nothing heavy is imported here, so `import catlr` and `catlr --help` stay instant.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -98,9 +98,10 @@ class Dense(Design):
         self.dtype = X.dtype
 
     def blocks(self):
-        xt, k = self.X.T, self.block_rows()
-        for start in range(0, self.m, k):
-            yield start, xt[start:start + k]
+        # One block: X is in memory already, and on 2 cores smaller blocks that stay in
+        # the cache between the two products measured no faster (1 MB blocks 2.3 x slower,
+        # 8 MB 1.05 x, whole X 1.0 x at m = 20,000).
+        yield 0, self.X.T
 
     def gram(self):
         return self.X.T @ self.X  # numpy runs a.T @ a as a symmetric rank-k update

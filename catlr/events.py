@@ -1,31 +1,29 @@
 """What the library reports while it works: one small type per kind of event.
 
 Library functions take `on_event(event)` and call it with these; only the CLI
-(catlr/progress.py) draws them. A new kind of event is a new class here.
+(catlr/progress.py) draws them. A new kind of event is a new class here. (Named
+tuples rather than dataclasses: four frozen dataclasses took 4.9 ms at every start.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Decoded:
+class Decoded(NamedTuple):
     """`done` of `total` image files decoded (prepare, train and eval on a folder, predict)."""
 
     done: int
     total: int
 
 
-@dataclass(frozen=True)
-class Loaded:
+class Loaded(NamedTuple):
     """The data a command will use (a datasets.Dataset)."""
 
     dataset: object
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """How training is computed: the form (primal or dual), its size and dtype, and why."""
 
     form: str
@@ -35,8 +33,7 @@ class Plan:
     why: str = ""
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """Iteration `i` of `iters` is about to run; `cost` is set where the cost is recorded.
 
     `lr` names the run in a sweep (None for a single training run).

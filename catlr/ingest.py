@@ -158,6 +158,7 @@ def decode_many(paths, size=64, fit="stretch", workers=0):
     n = _workers(workers)
     if len(paths) <= 1 or n == 1:  # no pool to start for one photo
         return ((p, one(p)) for p in paths)
+    # here, not at the top: `catlr predict photo.jpg` saves the 5 ms it takes to import
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(n)

@@ -6,11 +6,11 @@ that ravels to (m,)); they agree with scikit-learn's functions of the same names
 
 from __future__ import annotations
 
+import numpy as np
+
 
 def confusion(y, pred) -> dict:
     """Counts tp, fp, tn, fn of predicted labels against true labels."""
-    import numpy as np
-
     y, pred = np.ravel(y).astype(bool), np.ravel(pred).astype(bool)
     return {"tp": int((y & pred).sum()), "fp": int((~y & pred).sum()),
             "tn": int((~y & ~pred).sum()), "fn": int((y & ~pred).sum())}
@@ -18,8 +18,6 @@ def confusion(y, pred) -> dict:
 
 def log_loss(y, p) -> float:
     """Mean cross-entropy; p clipped to [eps, 1 - eps] as scikit-learn does."""
-    import numpy as np
-
     y, p = np.ravel(y).astype(np.float64), np.ravel(p).astype(np.float64)
     eps = np.finfo(np.float64).eps
     p = np.clip(p, eps, 1 - eps)
@@ -29,8 +27,6 @@ def log_loss(y, p) -> float:
 def roc_auc(y, p) -> float | None:
     """Area under the ROC curve: the chance a random positive outranks a random negative
     (ties count half), by the Mann-Whitney rank sum. None with a single class."""
-    import numpy as np
-
     y, p = np.ravel(y).astype(bool), np.ravel(p).astype(np.float64)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
@@ -47,8 +43,6 @@ def roc_auc(y, p) -> float | None:
 
 def report(y, p, threshold: float = 0.5) -> dict:
     """accuracy, precision, recall, f1, log_loss, roc_auc, tp/fp/tn/fn and class counts."""
-    import numpy as np
-
     y = np.ravel(y).astype(np.int64)
     p = np.ravel(p).astype(np.float64)
     c = confusion(y, p > threshold)

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import os
 
+import h5py
+
+from . import __version__
+from .atomic import atomic_path
 from .events import ignore
+from .hdf5 import Sink
 from .ingest import discover, ingest, start_decoding
 
 
 def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore) -> dict:
     """Write SRC as one HDF5 file in the course's schema at `out`, atomically; returns the report."""
-    from . import __version__
-    from .atomic import atomic_path
-
     layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"])
     stream = start_decoding(layout, cfg["size"], cfg["fit"], cfg["workers"])
-    # imported while the first images decode: h5py's import overlaps the decoding
-    import h5py
-
-    from .hdf5 import Sink
-
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w", track_order=False) as f:
             report = ingest(layout, stream, Sink(f, cfg["size"], layout.classes),

@@ -64,9 +64,13 @@ def test_eval_finds_data_from_model(course_model, cli):
     assert code == 0, err
     f = json.loads(out)
     assert f["accuracy"] == pytest.approx(0.70) and f["tp"] + f["fp"] + f["tn"] + f["fn"] == 50
-    for key in ("accuracy", "precision", "recall", "f1", "log_loss", "roc_auc"):
-        assert 0 <= f[key] <= 1 or key == "log_loss"
-    code, out, _ = cli(["eval", "--model", path, "--split", "train", "--json"])
+    tp, fp, fn = f["tp"], f["fp"], f["fn"]
+    assert f["precision"] == pytest.approx(tp / (tp + fp), abs=1e-12)
+    assert f["recall"] == pytest.approx(tp / (tp + fn), abs=1e-12)
+    assert f["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-12)
+    assert 0.5 < f["roc_auc"] <= 1 and f["log_loss"] > 0
+    code, out, err = cli(["eval", "--model", path, "--split", "train", "--json"])
+    assert code == 0, err
     assert json.loads(out)["accuracy"] == pytest.approx(207 / 209)
     code, out, _ = cli(["eval", "--model", path])
     assert code == 0 and "Confusion matrix" in out and "accuracy" in out and "70.00%" in out
@@ -117,6 +121,7 @@ def test_predict_folder_json_has_a_row_per_image_and_errors(tmp_path, cli, small
     assert errors == {"broken.png": "not an image", "missing.jpg": "no such file or folder"}
     assert len(rows) == n + 2  # the glob's files were already found through the folder
     code, out, _ = cli(["predict", small_folder, "--model", model, "--csv"])
+    assert code == 1  # broken.png is an error row
     lines = out.strip().splitlines()
     assert lines[0] == "path,probability,label,error" and len(lines) == n + 2
 
@@ -137,6 +142,40 @@ def test_config_file_and_flag_precedence(tmp_path, cli, small_folder):
     assert code == 1 and "unknown key 'learning_rate'" in err and "valid keys are lr, iters" in err
 
 
+def test_sweep_reads_iters_and_rates_from_a_config_file(tmp_path, cli, small_folder):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("iters = 30\nprint_every = 10\nsweep_lrs = [0.2, 0.02]\n")
+    code, out, err = cli(["sweep", small_folder, "--config", cfg, "--json"])
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["lr"] for r in rows] == [0.2, 0.02]
+    assert all(len(r["costs"]) == 3 and r["print_every"] == 10 for r in rows)  # 0, 10, 20
+    code, out, err = cli(["sweep", small_folder, "--config", cfg, "--iters", "20", "--lr", "0.5",
+                          "--json"])
+    assert code == 0, err
+    assert [(r["lr"], len(r["costs"])) for r in json.loads(out)] == [(0.5, 2)]  # flags win
+
+
+def test_sweep_defaults_come_from_the_defaults_block(tmp_path, cli, small_folder, monkeypatch):
+    from catlr import config
+
+    monkeypatch.setitem(config.DEFAULTS, "sweep_lrs", [0.3])
+    monkeypatch.setitem(config.DEFAULTS, "iters", 7)
+    code, out, err = cli(["sweep", small_folder, "--json", "--print-every", "1"])
+    assert code == 0, err
+    assert [(r["lr"], len(r["costs"])) for r in json.loads(out)] == [(0.3, 7)]
+
+
+def test_sweep_takes_the_data_flags_train_takes(tmp_path, cli, small_folder):
+    code, out, err = cli(["sweep", small_folder, "--iters", "20", "--lr", "0.1", "--size", "16",
+                          "--fit", "pad", "--dtype", "float32", "--form", "primal", "--json"])
+    assert code == 0, err
+    row = json.loads(out)[0]
+    assert row["lr"] == 0.1 and len(row["costs"]) == 1
+    code, _, err = cli(["sweep", small_folder, "--fit", "zoom"])
+    assert code == 2 and "--fit must be one of stretch, crop, pad" in err
+
+
 def test_default_config_file_matches_defaults():
     from catlr.config import DEFAULTS, read_toml
     from conftest import ROOT
@@ -154,14 +193,15 @@ def test_sweep_inspect_and_plots(tmp_path, cli, small_folder):
     assert [r["lr"] for r in rows] == [0.1, 0.01] and rows[0]["final_cost"] < rows[1]["final_cost"]
     _assert_picture(tmp_path / "sweep.png", min_size=(300, 200))
     model = tmp_path / "m.npz"
-    code, _, _ = cli(["train", small_folder, "--iters", "40", "--out", model,
-                      "--plot", tmp_path / "cost.png"])
+    code, _, err = cli(["train", small_folder, "--iters", "40", "--out", model,
+                        "--plot", tmp_path / "cost.png"])
+    assert code == 0, err
     _assert_picture(tmp_path / "cost.png", min_size=(300, 200))
     code, out, _ = cli(["inspect", model, "--weights", tmp_path / "w.png"])
     assert code == 0 and "image_size" in out
     _assert_picture(tmp_path / "w.png", min_size=(500, 150))
     code, out, _ = cli(["inspect", model, "--json"])
-    assert json.loads(out)["image_size"] == 64
+    assert code == 0 and json.loads(out)["image_size"] == 64
     code, out, _ = cli(["eval", "--model", model, "--errors", tmp_path / "err.png"])
     assert code == 0
     _assert_picture(tmp_path / "err.png", min_size=(300, 30))
@@ -189,7 +229,8 @@ def test_demo_runs_offline(tmp_path):
 def test_train_on_prepared_file_and_course_pair_agree(tmp_path, cli, course_png_copy, course_model):
     import catlr.modelfile as mf
 
-    cli(["prepare", course_png_copy, "--out", tmp_path / "p.h5"])
+    code, _, err = cli(["prepare", course_png_copy, "--out", tmp_path / "p.h5"])
+    assert code == 0, err
     code, _, err = cli(["train", tmp_path / "p.h5", "--out", tmp_path / "p.npz"])
     assert code == 0, err
     a, _ = mf.load(tmp_path / "p.npz")
@@ -206,10 +247,12 @@ def test_eval_on_a_folder_uses_the_very_split_train_held_out(tmp_path, cli, smal
     assert code == 0, err
     _, meta = mf.load(model)
     assert meta["split"] == {"seed": 7, "test_fraction": 0.25} and meta["m_test"] == 4
-    code, out, _ = cli(["eval", "--model", model, "--json"])
+    code, out, err = cli(["eval", "--model", model, "--json"])
+    assert code == 0, err
     f = json.loads(out)
     assert f["m"] == 4 and f["accuracy"] == pytest.approx(meta["test_accuracy"])
-    code, out, _ = cli(["eval", "--model", model, "--split", "train", "--json"])
+    code, out, err = cli(["eval", "--model", model, "--split", "train", "--json"])
+    assert code == 0, err
     assert json.loads(out)["accuracy"] == pytest.approx(meta["train_accuracy"])
 
 
@@ -258,6 +301,7 @@ def test_verbose_says_which_form_and_float32_is_recorded(tmp_path, cli, small_fo
     assert meta["form"] == "dual" and meta["dtype"] == "float32"
     code, out, _ = cli(["train", small_folder, "--iters", "20", "-v", "--form", "primal",
                         "--out", tmp_path / "p.npz"])
+    assert code == 0, err
     assert "Training: primal form" in out and mf.load(tmp_path / "p.npz")[1]["form"] == "primal"
 
 

@@ -43,10 +43,13 @@ def test_eval_figures_equal_scikit_learn_on_a_real_model(cli, small_folder, tmp_
     from catlr.evaluate import evaluate
 
     model = tmp_path / "m.npz"
-    cli(["train", small_folder, "--iters", "60", "--out", model, "--test-fraction", "0.4"])
+    code, _, err = cli(["train", small_folder, "--iters", "60", "--out", model,
+                        "--test-fraction", "0.4"])
+    assert code == 0, err
     ev = evaluate(model)
     y, p = ev.labels, ev.probabilities
-    code, out, _ = cli(["eval", "--model", model, "--json"])
+    code, out, err = cli(["eval", "--model", model, "--json"])
+    assert code == 0, err
     f = json.loads(out)
     assert f["accuracy"] == pytest.approx(sk.accuracy_score(y, p > 0.5))
     assert f["roc_auc"] == pytest.approx(sk.roc_auc_score(y, p))

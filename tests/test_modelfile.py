@@ -168,7 +168,8 @@ def test_truncated_real_images_only_raise_image_errors(tmp_path, cut, ext):
 
 def test_interrupted_train_leaves_the_old_model_intact(tmp_path, cli, small_folder, monkeypatch):
     out = tmp_path / "m.npz"
-    code, _, _ = cli(["train", small_folder, "--iters", "20", "--out", out])
+    code, _, err = cli(["train", small_folder, "--iters", "20", "--out", out])
+    assert code == 0, err
     before = out.read_bytes()
 
     import catlr.descent as descent
@@ -211,6 +212,7 @@ def test_model_at_another_size_is_used_at_that_size(tmp_path, cli, small_folder)
     code, out, err = cli(["eval", "--model", model, "--json"])
     assert code == 0, err
     h5 = tmp_path / "p64.h5"
-    cli(["prepare", small_folder, "--out", h5])
+    code, _, err = cli(["prepare", small_folder, "--out", h5])
+    assert code == 0, err
     code, _, err = cli(["eval", h5, "--model", model])
     assert code == 1 and "64 x 64 images but the model was trained on 32 x 32" in err

@@ -140,15 +140,20 @@ def test_each_mode_becomes_the_right_rgb(tmp_path):
     assert t.shape == (64, 64, 3) and t[0, 0].tolist() == [1, 2, 3]
 
 
-def test_wide_grayscale_scaling_exact():
-    from catlr.images import _scale_wide_gray
-
-    im = Image.fromarray(np.array([[0, 65535, 300]], np.int32))  # 16-bit data in mode I
-    assert np.asarray(_scale_wide_gray(im))[0, :, 0].tolist() == [0, 255, 1]
-    im = Image.fromarray(np.array([[0, 200, 255]], np.int32))  # 8-bit data in mode I
-    assert np.asarray(_scale_wide_gray(im))[0, :, 0].tolist() == [0, 200, 255]
-    im = Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32))
-    assert np.asarray(_scale_wide_gray(im))[0, :, 0].tolist() == [0, 128, 255]
+@pytest.mark.parametrize("values,mode,fmt,expected", [
+    ([0, 65535, 300], np.int32, "TIFF", [0, 255, 1]),     # 16-bit data in mode I
+    ([0, 200, 255], np.int32, "TIFF", [0, 200, 255]),     # 8-bit data in mode I
+    ([0.0, 0.5, 1.0], np.float32, "TIFF", [0, 128, 255]),  # floats in 0..1
+    ([0, 32768, 65535], np.uint16, "PNG", [0, 128, 255]),  # 16-bit PNG
+])
+def test_wide_grayscale_scaling_exact(tmp_path, values, mode, fmt, expected):
+    """Each value fills a 4 x 4 image, loaded at size 4 (no resize): scaled, not clipped."""
+    got = []
+    for v in values:
+        path = tmp_path / f"g{len(got)}.{fmt.lower()}"
+        Image.fromarray(np.full((4, 4), v, mode)).save(path, fmt)
+        got.append(int(load_image(path, 4)[0, 0, 0]))
+    assert got == expected
 
 
 @pytest.mark.parametrize("fit", ["stretch", "crop", "pad"])
@@ -166,7 +171,7 @@ def test_fit_policies(tmp_path, fit):
         assert (out[:, :8] == 255).all()
 
 
-def test_decompression_bomb_is_skipped(tmp_path, cli, monkeypatch):
+def test_decompression_bomb_is_skipped(tmp_path, monkeypatch):
     _jpeg(tmp_path / "big.jpg", size=(300, 300))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     from catlr.images import ImageError
@@ -251,7 +256,7 @@ def test_output_file_permissions_follow_umask(tmp_path, cli, small_folder):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_damaged_tiff_tags_print_no_warnings(tmp_path, cli):
+def test_damaged_tiff_tags_print_no_warnings(tmp_path):
     for c in ("cat", "non-cat"):
         (tmp_path / "s" / c).mkdir(parents=True)
         for i in range(4):
