@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
+
+NAME_MAX = 255  # bytes in a file name on the file systems catlr meets
 
 
 def _umask() -> int:
@@ -21,19 +22,32 @@ def _umask() -> int:
     return mask
 
 
+def _create_temp(folder: Path, name: str) -> Path:
+    """A new empty file `.NAME.RANDOM.tmp` beside the destination (mode 0600), its name
+    cut so that it fits wherever NAME fits. (No tempfile module: it costs 3 ms at start.)"""
+    room = NAME_MAX - len(".") - len(".0123456789abcdef.tmp")
+    stem = os.fsencode(name)[:room].decode(errors="ignore") or "out"
+    while True:
+        path = folder / f".{stem}.{os.urandom(8).hex()}.tmp"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return path
+        except FileExistsError:
+            continue
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike):
     """Yield a temporary path beside `dest`; on success rename it to `dest`."""
     dest = Path(dest)
     folder = dest.parent
     folder.mkdir(parents=True, exist_ok=True)  # --out models/m.npz works without a mkdir
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _create_temp(folder, dest.name)
     try:
-        yield Path(tmp)
+        yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        # mkstemp makes the file 0600; give it the mode any new file would get.
+        # the temporary file is made 0600; give it the mode any new file would get.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dest)
     except BaseException:

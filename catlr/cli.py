@@ -134,7 +134,7 @@ SeedOpt = Annotated[Optional[int], typer.Option(help=f"Seed of the split [defaul
 PosOpt = Annotated[Optional[str], typer.Option(help=f"Name of the positive class folder [default: {D['positive']}].")]
 WorkersOpt = Annotated[Optional[int], typer.Option(help=f"Decoding threads, 0 = one per core plus one [default: {D['workers']}].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
-ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model file written by 'catlr train'.")]
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help=f"Model file written by 'catlr train' [default: the newest run in {D['runs']}/, else {D['model']}].")]
 ThresholdOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability above which an image is positive.")]
 DataArg = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder, prepared .h5, or folder with train_*.h5 + test_*.h5.")]
 
@@ -171,7 +171,9 @@ def train(
     data: DataArg,
     lr: Annotated[Optional[float], typer.Option("--lr", help=f"Learning rate [default: {D['lr']}].")] = None,
     iters: ItersOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help=f"Model file to write [default: {D['model']}].")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help=f"Write the model to exactly this file, not to a new run folder in {D['runs']}/.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Name of the run folder [default: train-1, train-2, ...].")] = None,
+    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Let --name reuse an existing run folder, replacing its files.")] = False,
     config: ConfigOpt = None, print_every: EveryOpt = None, dtype: DtypeOpt = None,
     form: FormOpt = None, size: SizeOpt = None, test_fraction: FracOpt = None,
     seed: SeedOpt = None, positive: PosOpt = None, fit: FitOpt = None,
@@ -182,8 +184,7 @@ def train(
 ):
     """Train by batch gradient descent from w = 0, b = 0 and save the model."""
     with _guard("stopped, no model was written (an existing one is unchanged)"):
-        cfg = resolve(config, lr=lr, iters=iters, model=None if out is None else str(out),
-                      print_every=print_every, dtype=dtype, form=form, size=size,
+        cfg = resolve(config, lr=lr, iters=iters, print_every=print_every, dtype=dtype, form=form, size=size,
                       test_fraction=test_fraction, seed=seed, positive=positive, fit=fit,
                       workers=workers)
         from . import render
@@ -192,14 +193,20 @@ def train(
 
         console = render.console(json_out, plain=True)
         with events(console, verbose=verbose, quiet=json_out) as on_event:
-            model, meta = run(data, cfg, on_event=on_event)
+            model, meta, where = run(data, cfg, out=out, name=name, exist_ok=exist_ok,
+                                     on_event=on_event)
         if plot is not None:
             from .plots import cost_curve
 
-            cost_curve(model.costs_, cfg["print_every"], plot,
+            plots = [plot] if out is not None else [Path(where) / "cost.png", plot]
+            cost_curve(model.costs_, cfg["print_every"], plots,
                        title=f"Cost during training (lr = {cfg['lr']:g})")
-        render.show({"model": cfg["model"], **meta, "costs": model.costs_}, _fmt(json_out),
-                    human=lambda m: render.train_summary(console, m, cfg["model"], plot))
+        for warning in meta["warnings"]:
+            print(f"Warning: {warning}", file=sys.stderr)
+        model_file = where if out is not None else str(Path(where) / "model.npz")
+        render.show({"model": model_file, "run": None if out is not None else where, **meta,
+                     "costs": model.costs_}, _fmt(json_out),
+                    human=lambda m: render.train_summary(console, m, where, out is None, plot))
 
 
 @app.command("eval")
@@ -218,6 +225,9 @@ def evaluate(
         from . import render
         from .evaluate import evaluate as run
         from .progress import events
+        from .runs import resolve_model
+
+        model, chosen = resolve_model(model)
 
         with events(render.console(json_out, plain=True), quiet=True) as on_event:  # folders: a bar
             result = run(model, data, split=split, threshold=threshold, on_event=on_event)
@@ -228,7 +238,7 @@ def evaluate(
                            result.figures["classes"], errors, threshold=threshold,
                            title=f"Misclassified ({split} split)")
         render.show(result.figures, _fmt(json_out),
-                    human=lambda f: render.eval_report(render.console(), f, errors))
+                    human=lambda f: render.eval_report(render.console(), f, errors, chosen))
 
 
 @app.command()
@@ -246,10 +256,13 @@ def predict(
             raise CatlrError("--json and --csv both asked for, choose one")
         from . import render
         from .predict import predict as run
+        from .runs import resolve_model
 
+        model, chosen = resolve_model(model)
         rows = run(inputs, model, threshold=threshold, workers=workers or 0)
         render.show(rows, "json" if json_out else "csv" if csv_out else "table",
-                    human=render.predict_table, columns=["path", "probability", "label", "error"])
+                    human=lambda r: render.predict_table(r, model, chosen),
+                    columns=["path", "probability", "label", "error"])
         if any("error" in r for r in rows):
             raise typer.Exit(1)
 
@@ -286,7 +299,7 @@ def sweep(
 
 @app.command()
 def inspect(
-    model: Annotated[Path, typer.Argument(metavar="[MODEL]", help="Model file.")] = Path(DEFAULTS["model"]),
+    model: Annotated[Optional[Path], typer.Argument(metavar="[MODEL]", help=f"Model file [default: the newest run in {D['runs']}/, else {D['model']}].")] = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Render w as a size x size x 3 picture (PNG).")] = None,
     json_out: JsonOpt = False,
 ):
@@ -294,18 +307,34 @@ def inspect(
     with _guard():
         from . import render
         from .modelfile import load
+        from .runs import resolve_model
 
+        model, chosen = resolve_model(model)
         m, meta = load(model)
         if weights is not None:
             from .plots import weights_picture
 
             weights_picture(m.w_, meta["image_size"], weights, classes=meta["classes"],
-                            title=f"Weights of {model.name} ({meta['classes'][1]} vs "
+                            title=f"Weights of {model} ({meta['classes'][1]} vs "
                                   f"{meta['classes'][0]})")
         doc = {**meta, "b": m.b_, "w_norm": float((m.w_ ** 2).sum() ** 0.5), "costs": m.costs_}
         render.show(doc, _fmt(json_out),
-                    human=lambda _: render.inspect_table(render.console(), str(model), meta, m,
-                                                         weights))
+                    human=lambda _: render.inspect_table(render.console(), model, chosen, meta,
+                                                         m, weights))
+
+
+@app.command("runs")
+def list_runs(
+    json_out: JsonOpt = False,
+):
+    """Every run train wrote in runs/, newest first: settings and figures side by side."""
+    with _guard():
+        from . import render
+        from .runs import table
+
+        rows = table(DEFAULTS["runs"])
+        render.show(rows, _fmt(json_out),
+                    human=lambda r: render.runs_table(render.console(), r, DEFAULTS["runs"]))
 
 
 @app.command()

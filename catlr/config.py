@@ -30,7 +30,8 @@ DEFAULTS = {
     # sweep: the course's learning-rate comparison
     "sweep_lrs": [0.01, 0.001, 0.0001],
     # output
-    "model": "model.npz",   # train writes it; eval, predict and inspect read it
+    "runs": "runs",         # train writes runs/train-1/, runs/train-2/, ... (unless --out)
+    "model": "model.npz",   # eval, predict and inspect read it when runs/ holds no run
 }
 
 # Every setting with a fixed set of values: index 0 is never special, DEFAULTS says the default.

@@ -17,6 +17,7 @@ tested against it.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,19 +27,22 @@ from .errors import CatlrError
 from .events import Plan, Step, ignore
 from .loss import cost
 
-TICKS = 100  # progress events per run, besides the recorded costs
+REPORTS_PER_SECOND = 10  # progress events a second, so a bar moves smoothly
+MIN_SAMPLES = 50         # cost samples a run takes at least, to notice a rising cost
 
 
 @dataclass
 class Fit:
     """What a run of gradient descent returns: w (n_x,), b, the recorded costs, the form
-    used, and z = w.T X + b (m,) after the last update."""
+    used, z = w.T X + b (m,) after the last update, and trace: (iteration, cost) at every
+    recorded and every sampled iteration (at least MIN_SAMPLES of them)."""
 
     w: object
     b: float
     costs: list
     form: str
     z: object
+    trace: list
 
 
 def reference(X, Y, lr, iters, print_every=100):
@@ -96,31 +100,44 @@ def run(design, y, lr, iters, *, print_every=100, form="auto", on_event=ignore, 
     if chosen == "dual":
         K = design.gram() if gram is None else gram.copy()
         c, costs, z = dual(K, y, lr, iters, steps)
-        return Fit(design.times(c).astype(np.float64), float(c.sum()), costs, chosen, z)
+        return Fit(design.times(c).astype(np.float64), float(c.sum()), costs, chosen, z,
+                   steps.trace)
     w, b, costs = primal(design.dense(), y, lr, iters, steps)
-    return Fit(w.astype(np.float64), b, costs, chosen, design.scores(w, b))
+    return Fit(w.astype(np.float64), b, costs, chosen, design.scores(w, b), steps.trace)
 
 
 class _Steps:
-    """When the loops record a cost and report progress (a Step about TICKS times a run)."""
+    """When the loops look at the cost: every print_every iterations (recorded and printed),
+    and between those about REPORTS_PER_SECOND times a second (sampled, and a Step sent
+    so a progress bar moves), at least MIN_SAMPLES times a run. The clock is read only
+    at these iterations, never in between."""
 
     def __init__(self, iters, print_every, on_event, tag):
         self.iters, self.every, self.on_event, self.tag = iters, print_every, on_event, tag
-        self.tick = max(1, iters // TICKS)
-        self.costs = []
+        self.most = max(1, iters // MIN_SAMPLES)
+        self.next, self.last = 0, (0, time.perf_counter())
+        self.costs, self.trace = [], []
 
     def due(self, i) -> bool:
-        return i % self.every == 0 or i % self.tick == 0
+        return i == self.next or i % self.every == 0
 
     def report(self, i, lr, cost_of):
-        """At a due iteration: record the cost (a printing iteration) and send a Step."""
-        value = None
-        if i % self.every == 0:
-            value = cost_of()
-            if not math.isfinite(value):
-                _diverged(i, lr)
+        """At a due iteration: sample the cost (record it at a printing one), send a Step."""
+        value = cost_of()
+        if not math.isfinite(value):
+            _diverged(i, lr)
+        self.trace.append((i, value))
+        printed = i % self.every == 0
+        if printed:
             self.costs.append(value)
-        self.on_event(Step(i, self.iters, value, self.tag))
+        self.on_event(Step(i, self.iters, value if printed else None, self.tag))
+        if i >= self.next:
+            now = time.perf_counter()
+            done, seconds = i - self.last[0], now - self.last[1]
+            per_second = done / seconds if done and seconds > 0 else 0.0
+            stride = int(per_second / REPORTS_PER_SECOND)
+            self.next = i + min(max(stride, 1), self.most)
+            self.last = (i, now)
 
 
 def primal(design, y, lr, iters, steps):

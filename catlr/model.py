@@ -25,7 +25,8 @@ class LogisticRegression:
     print_every, form ("auto", "primal" or "dual"), dtype (of X built from pixels).
     Fitted attributes, scikit-learn style: `w_` (n_x, 1), `b_`, `costs_` (the cost
     every `print_every` iterations from iteration 0), `form_` (the form used),
-    `train_z_` (Z on the training data after the last update, (m,)).
+    `train_z_` (Z on the training data after the last update, (m,)), `cost_trace_`
+    ((iteration, cost) wherever the cost was looked at: recorded and sampled).
     """
 
     def __init__(self, lr: float = 0.005, iters: int = 2000, print_every: int = 100,
@@ -37,6 +38,7 @@ class LogisticRegression:
         self.costs_: list[float] = []
         self.form_ = None
         self.train_z_ = None
+        self.cost_trace_: list[tuple[int, float]] = []
 
     @classmethod
     def from_weights(cls, w, b, costs=(), form=None, **params) -> LogisticRegression:
@@ -65,6 +67,7 @@ class LogisticRegression:
                           form=self.form, on_event=on_event, gram=gram, tag=tag)
         self.w_ = fit.w.reshape(-1, 1)
         self.b_, self.costs_, self.form_, self.train_z_ = fit.b, fit.costs, fit.form, fit.z
+        self.cost_trace_ = fit.trace
         return self
 
     def _weights(self, n_x):

@@ -6,6 +6,8 @@ the mistake sheet is drawn with Pillow. Every file is written atomically.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
@@ -13,9 +15,13 @@ from PIL import Image, ImageDraw, ImageFont
 from .atomic import atomic_path
 
 
-def _save(fig, path):
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+def _save(fig, paths):
+    """Render once, write the PNG to `paths` (one path or a list), each atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    for path in paths if isinstance(paths, (list, tuple)) else [paths]:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buf.getvalue())
 
 
 def _iterations(costs, every):
@@ -23,7 +29,7 @@ def _iterations(costs, every):
 
 
 def cost_curve(costs, every, path, *, title="Cost during training"):
-    """Cost against iteration for one run."""
+    """Cost against iteration for one run; `path` may be a list of files to write."""
 
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()

@@ -6,7 +6,6 @@ drawn, so a command that prints plain lines off a terminal never loads it.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import sys
@@ -21,6 +20,8 @@ def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
     if fmt == "json":
         sys.stdout.write(json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
     elif fmt == "csv":
+        import csv  # only here: a table or JSON never needs it, and it costs 1.4 ms at start
+
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(columns)
         for row in data:
@@ -55,8 +56,10 @@ def console(json_mode=False, plain=False):
         return PlainConsole(stream)
     from rich.console import Console
 
-    # markup off: paths such as "cat[1].jpg" are printed as they are
-    return Console(stderr=json_mode, highlight=False, markup=False)
+    # markup off: paths such as "cat[1].jpg" are printed as they are. Off a terminal
+    # nothing is wrapped: a pipe or a file gets each line whole, however long.
+    wide = {} if stream.isatty() else {"width": 100_000, "soft_wrap": True}
+    return Console(stderr=json_mode, highlight=False, markup=False, **wide)
 
 
 class PlainConsole:
@@ -87,7 +90,7 @@ def data_lines(ds):
     report = ds.report or {}
     skipped = report.get("skipped", [])
     if skipped:
-        shown = "; ".join(f"{s['path']} ({s['reason']})" for s in skipped[:3])
+        shown = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         yield (f"Skipped {plural(len(skipped), 'unreadable file')}: {shown}"
                f"{'; ...' if len(skipped) > 3 else ''}")
     leaks = report.get("duplicates", {}).get("across", [])
@@ -152,15 +155,25 @@ def prepare_report(console, r):
                       f"({r['images_per_second']:,.0f} images/s).")
 
 
-def train_summary(console, meta, model_path, plot):
+def train_summary(console, meta, where, is_run, plot):
     console.print(f"train accuracy: {pct(meta['train_accuracy'])}")
     console.print(f"test accuracy: {pct(meta['test_accuracy'])}")
-    console.print(f"Saved {model_path}" + (f" and the cost curve {plot}" if plot else ""))
+    if is_run:
+        files = "model.npz, config.toml, costs.csv, metrics.json" + (", cost.png" if plot else "")
+        console.print(f"Saved the run in {where}/ ({files})"
+                      + (f" and the cost curve {plot}" if plot else ""))
+    else:
+        console.print(f"Saved {where}" + (f" and the cost curve {plot}" if plot else ""))
 
 
-def eval_report(console, f, errors):
+def _model_line(path, chosen):
+    return f"{path}" + ("" if chosen == "given" else f" ({chosen})")
+
+
+def eval_report(console, f, errors, chosen="given"):
     neg, pos = f["classes"]
-    console.print(f"Model {f['model']} on the {f['split']} split of {f['data']} ({f['m']} images)")
+    console.print(f"Model {_model_line(f['model'], chosen)} on the {f['split']} split of "
+                  f"{f['data']} ({f['m']} images)")
     t = _table("metric", "value")
     for key in ("accuracy", "precision", "recall", "f1"):
         t.add_row(key, pct(f[key]))
@@ -176,7 +189,7 @@ def eval_report(console, f, errors):
         console.print(f"Saved the {f['fp'] + f['fn']} misclassified images to {errors}")
 
 
-def predict_table(rows):
+def predict_table(rows, model, chosen="given"):
     """Plain text, not rich: predict in a loop is mostly start-up (README, Performance)."""
     width = max(len(r["path"]) for r in rows) if rows else 4
     print(f"{'path':<{width}}  probability  label")
@@ -184,6 +197,7 @@ def predict_table(rows):
         tail = (f"{r['probability']:11.3f}  {r['label']}" if "error" not in r
                 else f"{'-':>11}  error: {r['error']}")
         print(f"{r['path']:<{width}}  {tail}")
+    print(f"Model: {_model_line(model, chosen)}")
 
 
 def sweep_table(console, rows, plot):
@@ -197,13 +211,27 @@ def sweep_table(console, rows, plot):
         console.print(f"Saved the cost curves to {plot}")
 
 
-def inspect_table(console, path, meta, model, weights):
-    t = _table("key", "value", title=path)
-    for key in ("format", "catlr_version", "image_size", "classes", "fit", "normalization", "lr",
-                "iters", "print_every", "form", "dtype", "data", "data_kind", "split",
-                "m_train", "m_test"):
+def split_text(meta) -> str:
+    """How the model's data was split into train and test, in words."""
+    split = meta.get("split")
+    if isinstance(split, dict) and {"seed", "test_fraction"} <= set(split):
+        return (f"made by catlr: seed {split['seed']}, test fraction {split['test_fraction']:g}, "
+                "stratified by class")
+    return {"folder": "the folder's own train/ and test/",
+            "course": "the course's train and test files"}.get(meta.get("data_kind"),
+                                                               "the prepared file's train and test sets")
+
+
+def inspect_table(console, path, chosen, meta, model, weights):
+    t = _table("key", "value", title=_model_line(path, chosen))
+    for key in ("format", "catlr_version", "created", "image_size", "classes", "fit",
+                "normalization", "lr", "iters", "print_every", "form", "dtype", "data",
+                "data_kind", "m_train", "m_test"):
         if key in meta:
             t.add_row(key, str(meta[key]))
+    t.add_row("split", split_text(meta))
+    for w in meta.get("warnings") or []:
+        t.add_row("warning", str(w))
     t.add_row("train_accuracy", pct(meta.get("train_accuracy")))
     t.add_row("test_accuracy", pct(meta.get("test_accuracy")))
     t.add_row("b", f"{model.b_:.6g}")
@@ -213,6 +241,34 @@ def inspect_table(console, path, meta, model, weights):
     console.print(t)
     if weights:
         console.print(f"Saved the weights picture to {weights}")
+
+
+def runs_table(console, rows, root):
+    if not rows:
+        console.print(f"No runs in {root}/ yet: 'catlr train DATA' writes the first one.")
+        return
+    t = _table("run", "when", "data", "lr", "iters", "dtype", "final cost", "train", "test",
+               "", title=f"Runs in {root}/, newest first")
+    for r in rows:
+        lr = r.get("lr")
+        t.add_row(r["name"], str(r.get("created") or "?"), _short(str(r.get("data") or "?"), 40),
+                  f"{lr:g}" if isinstance(lr, (int, float)) else "?", str(r.get("iters") or "?"),
+                  str(r.get("dtype") or "?"),
+                  f"{r['final_cost']:.6f}" if isinstance(r.get("final_cost"), float) else "?",
+                  pct(r.get("train_accuracy")), pct(r.get("test_accuracy")),
+                  "cost rose" if r.get("warnings") else "")
+    console.print(t)
+    if any(r.get("warnings") for r in rows):
+        console.print("'cost rose': the cost went up during training, the learning rate was "
+                      "too large ('catlr inspect runs/NAME/model.npz' says where).")
+
+
+def _short(text: str, width: int) -> str:
+    """text cut in the middle to `width` characters: both ends of a path stay readable."""
+    if len(text) <= width:
+        return text
+    keep = width - 3
+    return text[:keep // 2] + "..." + text[-(keep - keep // 2):]
 
 
 def step(console, command):

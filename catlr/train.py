@@ -6,7 +6,9 @@ module loads the data, runs it, measures the result and saves it.
 
 from __future__ import annotations
 
-from . import datasets, modelfile
+import time
+
+from . import datasets, modelfile, runs
 from .config import DEFAULTS
 from .descent import resolve_form
 from .design import Pixels
@@ -36,8 +38,26 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None):
         "train_accuracy": _accuracy(sigmoid(z) > 0.5, ds.y_train),
         "test_accuracy": _accuracy(test_pred, ds.y_test),
         "m_train": int(len(ds.y_train)), "m_test": int(len(ds.y_test)),
+        "warnings": cost_warnings(model.cost_trace_, cfg["lr"], cfg["iters"]),
     }
     return model, figures
+
+
+def rises(trace) -> list[int]:
+    """Iterations at which the sampled cost was higher than at the sample before."""
+    return [i for (_, before), (i, after) in zip(trace, trace[1:]) if after > before * (1 + 1e-12)]
+
+
+def cost_warnings(trace, lr, iters) -> list[str]:
+    """[] for a healthy run; else one sentence: where the cost rose, and a smaller rate."""
+    up = rises(trace)
+    if not up:
+        return []
+    shown = ", ".join(map(str, up[:5])) + (f" and {len(up) - 5} more" if len(up) > 5 else "")
+    first, last = trace[0][1], trace[-1][1]
+    return [f"the cost rose during training (at iteration{'s' if len(up) > 1 else ''} {shown} of {iters}; "
+            f"{first:.6f} at iteration 0, {last:.6f} at iteration {trace[-1][0]}): "
+            f"lr {lr:g} is too large for this data, try --lr {lr / 10:g}"]
 
 
 def _design(x, cfg, y):
@@ -59,16 +79,25 @@ def load(data, cfg, on_event=ignore):
     return ds
 
 
-def train(data, cfg: dict, *, on_event=ignore):
-    """The train stage: load DATA, fit, save the model file; returns (model, meta).
+def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, on_event=ignore):
+    """The train stage: load DATA, fit, save; returns (model, meta, where it was saved).
 
-    on_event receives events.Loaded, Decoded (image folders), Plan and Step.
+    With `out`, the model is written to exactly that file; else to a new run folder
+    under cfg["runs"] (runs.py), named `name` or train-N. on_event receives
+    events.Loaded, Decoded (image folders), Plan and Step.
     """
+    if out is None:
+        runs.check_name(cfg["runs"], name, exist_ok)  # before the work, not after
     ds = load(data, cfg, on_event)
     model, figures = fit_dataset(ds, cfg, on_event)
     meta = modelfile.metadata(model, ds, {**cfg, "form": model.form_}, figures)
-    modelfile.save(cfg["model"], model, meta)
-    return model, meta
+    meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    if out is not None:
+        modelfile.save(out, model, meta)
+        return model, meta, str(out)
+    folder = runs.save(cfg["runs"], name, exist_ok, model, meta,
+                       lambda path: modelfile.save(path, model, meta))
+    return model, meta, folder
 
 
 def sweep(data, cfg: dict, lrs=None, *, on_event=ignore):
@@ -85,5 +114,5 @@ def sweep(data, cfg: dict, lrs=None, *, on_event=ignore):
     for lr in lrs:
         model, figures = fit_dataset(ds, {**cfg, "lr": lr, "form": form}, on_event, gram, lr)
         rows.append({"lr": lr, "costs": model.costs_, "print_every": cfg["print_every"],
-                     **figures})
+                     "cost_rose": bool(figures["warnings"]), **figures})
     return rows

@@ -110,6 +110,8 @@ def small_folder(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
+def _no_debug(monkeypatch, tmp_path_factory):
+    """No CATLR_DEBUG, and each test in a fresh working folder: runs/ and model.npz land there."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     monkeypatch.delenv("CATLR_DEBUG", raising=False)
     os.environ.setdefault("COLUMNS", "120")

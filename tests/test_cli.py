@@ -259,8 +259,9 @@ def test_eval_on_a_folder_uses_the_very_split_train_held_out(tmp_path, cli, smal
 def test_library_use_from_python(tmp_path, small_folder):
     from catlr import config, evaluate, predict, train
 
-    cfg = config.resolve(None, iters=30, model=str(tmp_path / "m.npz"))
-    model, meta = train.train(small_folder, cfg)
+    cfg = config.resolve(None, iters=30)
+    model, meta, where = train.train(small_folder, cfg, out=tmp_path / "m.npz")
+    assert where == str(tmp_path / "m.npz")
     assert model.w_.shape == (12288, 1) and meta["form"] == "dual"
     assert evaluate.evaluate(tmp_path / "m.npz").figures["m"] == meta["m_test"]
     rows = predict.predict([small_folder / "cat"], tmp_path / "m.npz")
@@ -271,7 +272,9 @@ def test_train_on_a_folder_names_the_files_it_skipped(tmp_path, cli, small_folde
     (small_folder / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
     code, out, err = cli(["train", small_folder, "--iters", "10", "--out", tmp_path / "m.npz"])
     assert code == 0, err
-    assert "Skipped 1 unreadable file: cat/broken.jpg (truncated or corrupt" in out
+    line = next(x for x in out.splitlines() if x.startswith("Skipped"))
+    assert line.startswith("Skipped 1 unreadable file: cat/broken.jpg: truncated or corrupt (")
+    assert line.count("(") == line.count(")") and "))" not in line  # no doubled ")"
 
 
 def test_mistakes_sheet_is_capped_and_ordered(tmp_path):
@@ -320,7 +323,7 @@ def test_progress_display_on_a_terminal(tmp_path):
 
     folder = __import__("catlr.demo", fromlist=["x"]).make_sample(tmp_path, 6, unseen=0)["images"]
     with events(console, verbose=True) as on_event:
-        train(folder, resolve(None, iters=300, model=str(tmp_path / "m.npz")), on_event=on_event)
+        train(folder, resolve(None, iters=300), out=tmp_path / "m.npz", on_event=on_event)
     text = buf.getvalue()
     assert "Cost after iteration 200" in text and "Training: dual form" in text
     assert "Decoding images" in text and "Training" in text

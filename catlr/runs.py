@@ -1,0 +1,161 @@
+"""Runs: every `catlr train` without --out keeps its model in a folder of its own.
+
+    runs/<name>/model.npz     the weights and metadata (modelfile.py)
+    runs/<name>/config.toml   the resolved config (a valid --config file)
+    runs/<name>/costs.csv     iteration, cost
+    runs/<name>/metrics.json  the figures: final cost, accuracies, warnings, data, settings
+    runs/<name>/cost.png      the cost curve, when train is given --plot
+Names are train-1, train-2, ... unless --name gives one. eval, predict and inspect
+use the newest run's model (by the time it was written) when --model is not given.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+
+from .atomic import atomic_path
+from .config import DEFAULTS
+from .errors import CatlrError, UsageError
+
+PREFIX = "train-"
+SUMMARY = ("name", "created", "data", "lr", "iters", "dtype", "final_cost", "train_accuracy",
+           "test_accuracy", "warnings")
+
+
+def check_name(root, name: str | None, exist_ok: bool) -> None:
+    """Refuse a --name that cannot be a run folder, or one taken (unless exist_ok): before training."""
+    if name is None:
+        return
+    if not name or name.startswith(".") or "/" in name or os.sep in name or name in ("..",):
+        raise UsageError(f"--name {name!r} cannot name a folder, use letters, digits, - and _")
+    if os.path.exists(os.path.join(root, name)) and not exist_ok:
+        raise UsageError(f"run {name!r} already exists in {root}/, pick another --name or pass "
+                         "--exist-ok to replace its files")
+
+
+def _reserve(root, name, exist_ok) -> tuple[str, bool]:
+    """(the run folder, whether this call created it). Auto names never collide: mkdir decides."""
+    os.makedirs(root, exist_ok=True)
+    if name is not None:
+        folder = os.path.join(root, name)
+        try:
+            os.mkdir(folder)
+            return folder, True
+        except FileExistsError:
+            if not exist_ok:
+                check_name(root, name, exist_ok)
+            return folder, False
+    taken = [int(m.group(1)) for d in os.listdir(root) if (m := re.fullmatch(r"train-(\d+)", d))]
+    n = max(taken, default=0) + 1
+    while True:
+        folder = os.path.join(root, f"{PREFIX}{n}")
+        try:
+            os.mkdir(folder)
+            return folder, True
+        except FileExistsError:
+            n += 1
+
+
+def toml_text(cfg: dict) -> str:
+    """A flat config as TOML (strings, numbers and lists of numbers: all a config holds)."""
+    lines = ["# The resolved config of this run: catlr train DATA --config config.toml"]
+    for key, value in cfg.items():
+        if key in DEFAULTS:
+            lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def save(root, name, exist_ok, model, meta: dict, write_model) -> str:
+    """Write a run folder: model (by write_model(path)), config, costs, figures. Returns it.
+
+    A run that fails half-way is removed whole when this call created its folder.
+    """
+    folder, created = _reserve(root, name, exist_ok)
+    try:
+        files = {
+            "config.toml": toml_text(meta["config"]),
+            "costs.csv": _costs_csv(model.costs_, meta["print_every"]),
+            "metrics.json": json.dumps(summary(os.path.basename(folder), meta), indent=2) + "\n",
+        }
+        for file, text in files.items():
+            with atomic_path(os.path.join(folder, file)) as tmp:
+                tmp.write_text(text)
+        write_model(os.path.join(folder, "model.npz"))
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def _costs_csv(costs, every) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["iteration", "cost"])
+    w.writerows([i * every, repr(c)] for i, c in enumerate(costs))
+    return buf.getvalue()
+
+
+def summary(name, meta: dict) -> dict:
+    """One row of the runs table, from a model's metadata."""
+    return {"name": name, **{k: meta.get(k) for k in SUMMARY if k != "name"},
+            "warnings": meta.get("warnings") or []}
+
+
+def _models(root):
+    """[(mtime, name, model path)] of the runs under root that hold a model."""
+    found = []
+    if os.path.isdir(root):
+        for name in os.listdir(root):
+            path = os.path.join(root, name, "model.npz")
+            if not name.startswith(".") and os.path.isfile(path):
+                found.append((os.path.getmtime(path), name, path))
+    return sorted(found, reverse=True)
+
+
+def newest_model(root=DEFAULTS["runs"]) -> str | None:
+    """The model file of the newest run under root, or None when there is none."""
+    runs = _models(root)
+    return runs[0][2] if runs else None
+
+
+def resolve_model(model, root=DEFAULTS["runs"], fallback=DEFAULTS["model"]) -> tuple[str, str]:
+    """(model path, how it was chosen) for eval, predict and inspect.
+
+    An explicit --model is used as given; else the newest run; else `fallback` (model.npz)
+    if it exists; else one line saying how to get a model.
+    """
+    if model is not None:
+        return os.fspath(model), "given"
+    newest = newest_model(root)
+    if newest:
+        return newest, "the newest run"
+    if os.path.isfile(fallback):
+        return fallback, "no runs, the default file"
+    raise CatlrError(f"no model yet: {root}/ holds no runs and {fallback} does not exist, "
+                     "train one with 'catlr train DATA' or pass --model FILE")
+
+
+def table(root=DEFAULTS["runs"]) -> list[dict]:
+    """Every run under root, newest first: summary() rows (the runs command's table)."""
+    rows = []
+    for _, name, path in _models(root):
+        try:
+            with open(os.path.join(os.path.dirname(path), "metrics.json"), encoding="utf-8") as f:
+                row = json.load(f)
+            if not isinstance(row, dict):
+                raise ValueError("not an object")
+        except (OSError, ValueError):
+            from . import modelfile  # no metrics.json (written by hand?): read the model
+
+            try:
+                row = summary(name, modelfile.load(path)[1])
+            except CatlrError:
+                continue
+        rows.append({**{k: row.get(k) for k in SUMMARY}, "name": name, "model": path})
+    return rows
