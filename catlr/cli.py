@@ -7,15 +7,16 @@ argument errors import none of numpy, h5py, Pillow, matplotlib or rich.
 """
 
 import contextlib
+import glob
 import os
 import sys
 from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
-from .config import DEFAULTS, one_of, resolve
+from .config import DEFAULT_PREPARED, DEFAULTS, one_of, resolve
 from .errors import CatlrError, UsageError
 
 # typer < 0.28 uses click, 0.28 vendors it: find its exception classes either way.
@@ -53,8 +54,16 @@ class _Group(TyperGroup):
         return code
 
 
+class _Command(TyperCommand):
+    """Typer's command with usage lines that read `catlr train [OPTIONS] DATA`, not `{DATA}`."""
+
+    def collect_usage_pieces(self, ctx):
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p
+                for p in super().collect_usage_pieces(ctx)]
+
+
 app = typer.Typer(name="catlr", cls=_Group, rich_markup_mode=None, pretty_exceptions_enable=False,
-                  add_completion=False, no_args_is_help=True)
+                  add_completion=True, no_args_is_help=True)
 
 
 def _version(value: bool):
@@ -139,17 +148,30 @@ ThresholdOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability
 DataArg = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder, prepared .h5, or folder with train_*.h5 + test_*.h5.")]
 
 
-@app.command()
+@app.command(cls=_Command)
 def prepare(
     src: Annotated[Path, typer.Argument(metavar="SRC", help="Image folder: SRC/cat/ + SRC/non-cat/, or SRC/train/<class>/ + SRC/test/<class>/.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write, in the course's schema.")] = Path("data/prepared.h5"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write, in the course's schema.")] = Path(DEFAULT_PREPARED),
     size: SizeOpt = None, test_fraction: FracOpt = None, seed: SeedOpt = None,
     positive: PosOpt = None, fit: FitOpt = None, workers: WorkersOpt = None,
     strict: Annotated[bool, typer.Option(help="Fail on the first broken file, writing nothing.")] = False,
     dedupe: Annotated[bool, typer.Option(help="Drop images whose 64 x 64 pixels repeat an earlier one (and test images equal to a train image).")] = False,
     config: ConfigOpt = None, json_out: JsonOpt = False,
 ):
-    """Turn an image folder into one HDF5 file in the course's schema."""
+    """Turn an image folder into one HDF5 file in the course's schema.
+
+    \b
+    SRC is a folder of photos in class folders, split by catlr (--test-fraction, --seed):
+      SRC/cat/        IMG_0001.jpg, ...   (the positive class, --positive)
+      SRC/non-cat/    anything else
+    or split already, kept as it is:
+      SRC/train/cat/  SRC/train/non-cat/  SRC/test/cat/  SRC/test/non-cat/
+
+    Any image format Pillow reads (JPEG, PNG, GIF, WebP, TIFF, BMP, AVIF), any size:
+    EXIF rotation applied, resized by --fit. Broken files are skipped and listed.
+    The output holds train_set_x/_y, test_set_x/_y and list_classes, as the course's
+    files do: 'catlr train data/' then trains on it.
+    """
     with _guard("stopped, the output file was not written"):
         cfg = resolve(config, size=size, test_fraction=test_fraction, seed=seed,
                       positive=positive, fit=fit, workers=workers)
@@ -166,7 +188,7 @@ def prepare(
                     human=lambda r: render.prepare_report(render.console(), r))
 
 
-@app.command()
+@app.command(cls=_Command)
 def train(
     data: DataArg,
     lr: Annotated[Optional[float], typer.Option("--lr", help=f"Learning rate [default: {D['lr']}].")] = None,
@@ -182,7 +204,19 @@ def train(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say how training is computed.")] = False,
     json_out: JsonOpt = False,
 ):
-    """Train by batch gradient descent from w = 0, b = 0 and save the model."""
+    """Train by batch gradient descent from w = 0, b = 0.
+
+    \b
+    DATA is any of:
+      a folder holding the course's two files   train_catvnoncat.h5 + test_catvnoncat.h5
+      a prepared file, or a folder holding one  what 'catlr prepare PHOTOS' writes
+      an image folder                           DATA/cat/ + DATA/non-cat/, or
+                                                DATA/train/<class>/ + DATA/test/<class>/
+
+    Without --out the model goes to a new run folder, runs/train-1/, runs/train-2/, ...,
+    with its config, costs and figures; 'catlr runs' compares them, and eval, predict
+    and inspect use the newest.
+    """
     with _guard("stopped, no model was written (an existing one is unchanged)"):
         cfg = resolve(config, lr=lr, iters=iters, print_every=print_every, dtype=dtype, form=form, size=size,
                       test_fraction=test_fraction, seed=seed, positive=positive, fit=fit,
@@ -209,16 +243,21 @@ def train(
                     human=lambda m: render.train_summary(console, m, where, out is None, plot))
 
 
-@app.command("eval")
+@app.command("eval", cls=_Command)
 def evaluate(
     data: Annotated[Optional[Path], typer.Argument(metavar="[DATA]", help="Data to evaluate on [default: the data the model was trained on].")] = None,
-    model: ModelOpt = Path(DEFAULTS["model"]),
+    model: ModelOpt = None,
     split: Annotated[str, typer.Option(help="test or train.")] = "test",
     threshold: ThresholdOpt = 0.5,
-    errors: Annotated[Optional[Path], typer.Option("--errors", help="Save a sheet of the misclassified images as a PNG.")] = None,
+    errors: Annotated[Optional[Path], typer.Option("--errors", help="Save a sheet of the misclassified images, each captioned with its file, as a PNG.")] = None,
+    predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Save one CSV row per image: path (or split and index), true label, probability, predicted label, correct.")] = None,
     json_out: JsonOpt = False,
 ):
-    """Accuracy, precision, recall, F1, log loss, ROC AUC and the confusion matrix."""
+    """A model's accuracy, precision, recall, F1 and confusion matrix.
+
+    Also log loss and ROC AUC. DATA defaults to the data the model was trained on, and
+    for an image folder to the very test split that train held out.
+    """
     with _guard():
         if split not in ("train", "test"):
             raise UsageError(f"--split must be train or test, got {split!r}")
@@ -237,14 +276,19 @@ def evaluate(
             mistakes_sheet(result.images, result.labels, result.probabilities, result.paths,
                            result.figures["classes"], errors, threshold=threshold,
                            title=f"Misclassified ({split} split)")
+        if predictions is not None:
+            from .evaluate import write_predictions
+
+            write_predictions(result, predictions)
         render.show(result.figures, _fmt(json_out),
-                    human=lambda f: render.eval_report(render.console(), f, errors, chosen))
+                    human=lambda f: render.eval_report(render.console(), f, errors, chosen,
+                                                       predictions))
 
 
-@app.command()
+@app.command(cls=_Command)
 def predict(
     inputs: Annotated[List[str], typer.Argument(metavar="INPUT...", help="Image files, folders (searched for images) and globs.")],
-    model: ModelOpt = Path(DEFAULTS["model"]),
+    model: ModelOpt = None,
     threshold: ThresholdOpt = 0.5,
     json_out: JsonOpt = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV: path, probability, label, error.")] = False,
@@ -255,11 +299,17 @@ def predict(
         if json_out and csv_out:
             raise CatlrError("--json and --csv both asked for, choose one")
         from . import render
+        from .events import ignore
         from .predict import predict as run
+        from .progress import events
         from .runs import resolve_model
 
         model, chosen = resolve_model(model)
-        rows = run(inputs, model, threshold=threshold, workers=workers or 0)
+        many = len(inputs) > 1 or any(os.path.isdir(i) or glob.has_magic(i) for i in inputs)
+        with (events(render.console(json_out or csv_out, plain=True), quiet=True) if many
+              else contextlib.nullcontext(ignore)) as on_event:  # a bar for many images
+            rows = run(inputs, model, threshold=threshold, workers=workers or 0,
+                       on_event=on_event)
         render.show(rows, "json" if json_out else "csv" if csv_out else "table",
                     human=lambda r: render.predict_table(r, model, chosen),
                     columns=["path", "probability", "label", "error"])
@@ -267,7 +317,7 @@ def predict(
             raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_Command)
 def sweep(
     data: DataArg,
     lr: Annotated[Optional[List[float]], typer.Option("--lr", help=f"A learning rate; repeat the flag [default: {', '.join(map(str, D['sweep_lrs']))}].")] = None,
@@ -278,7 +328,11 @@ def sweep(
     plot: Annotated[Optional[Path], typer.Option(help="Save every cost curve in one PNG.")] = None,
     json_out: JsonOpt = False,
 ):
-    """The course's learning-rate comparison: one model per --lr, one table, one plot."""
+    """The course's learning-rate comparison, in one table.
+
+    One model per --lr (default: the config's sweep_lrs), one table, one plot; rates
+    whose cost rose during training are marked.
+    """
     with _guard():
         cfg = resolve(config, iters=iters, sweep_lrs=lr or None, print_every=print_every,
                       dtype=dtype, form=form, size=size, test_fraction=test_fraction, seed=seed,
@@ -297,7 +351,7 @@ def sweep(
         render.show(rows, _fmt(json_out), human=lambda r: render.sweep_table(console, r, plot))
 
 
-@app.command()
+@app.command(cls=_Command)
 def inspect(
     model: Annotated[Optional[Path], typer.Argument(metavar="[MODEL]", help=f"Model file [default: the newest run in {D['runs']}/, else {D['model']}].")] = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Render w as a size x size x 3 picture (PNG).")] = None,
@@ -323,11 +377,14 @@ def inspect(
                                                          m, weights))
 
 
-@app.command("runs")
+@app.command("runs", cls=_Command)
 def list_runs(
     json_out: JsonOpt = False,
 ):
-    """Every run train wrote in runs/, newest first: settings and figures side by side."""
+    """Every run train wrote in runs/, newest first, compared.
+
+    Settings and figures side by side; runs whose cost rose are marked.
+    """
     with _guard():
         from . import render
         from .runs import table
@@ -337,11 +394,15 @@ def list_runs(
                     human=lambda r: render.runs_table(render.console(), r, DEFAULTS["runs"]))
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
     folder: Annotated[Path, typer.Argument(metavar="[DIR]", help="Where to write the sample and its outputs.")] = Path("catlr-demo"),
 ):
-    """Make a sample image folder and run prepare, train, eval and predict on it."""
+    """Draw a sample photo folder and run every step on it.
+
+    prepare, train, eval and predict, each shown as you would type it; no data and no
+    network needed.
+    """
     with _guard():
         from . import render
         from .demo import make_sample

@@ -34,6 +34,8 @@ DEFAULTS = {
     "model": "model.npz",   # eval, predict and inspect read it when runs/ holds no run
 }
 
+DEFAULT_PREPARED = "data/prepared.h5"  # where `catlr prepare` writes, and train looks
+
 # Every setting with a fixed set of values: index 0 is never special, DEFAULTS says the default.
 CHOICES = {
     "dtype": ("float64", "float32"),

@@ -1,9 +1,11 @@
 """Datasets: what DATA can be, recognised and loaded through one small registry.
 
 SOURCES lists each kind of DATA with how it is recognised and how it loads:
-    prepared  one .h5 with both splits (written by `catlr prepare`)
-    course    a folder holding a course pair, train_*.h5 + test_*.h5
-    folder    an image folder: SRC/<class>/ or SRC/train/<class>/ + SRC/test/<class>/
+    prepared            one .h5 with both splits (written by `catlr prepare`)
+    course              a folder holding a course pair, train_*.h5 + test_*.h5
+    prepared-in-folder  a folder holding one prepared file (data/prepared.h5)
+    folder              an image folder: SRC/<class>/ or SRC/train/<class>/ + SRC/test/<class>/
+    nested              a folder whose one subfolder holds a course pair or a prepared file
 A new kind of DATA is one more entry. Images are (m, size, size, 3) uint8 and labels
 (m,) int64, as in the course files; from an HDF5 file the pixels stay on disk (an
 h5py dataset) until `in_memory()` reads them.
@@ -21,8 +23,9 @@ import numpy as np
 from . import hdf5
 from .errors import CatlrError
 from .events import ignore
+from .config import DEFAULT_PREPARED
 from .hdf5 import DEFAULT_CLASSES
-from .ingest import ArraySink, discover, ingest, start_decoding
+from .ingest import ArraySink, discover, has_images, ingest, start_decoding
 
 
 @dataclass
@@ -122,19 +125,82 @@ def _load_folder(path, cfg, on_event):
                    ptr, pte, report)
 
 
+def _prepared_in(folder) -> list[str]:
+    """The .h5 files directly in `folder` that hold both splits (catlr's prepared schema)."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(folder), "*.h5"))):
+        try:
+            with hdf5.open_file(path) as f:
+                if hdf5.has_split(f, "train") and hdf5.has_split(f, "test"):
+                    found.append(path)
+        except (CatlrError, OSError):
+            continue  # not HDF5, unreadable: not data here
+    return found
+
+
+def _one_prepared(folder) -> str | None:
+    """The prepared file a folder holds; None if none; one line if several."""
+    if not os.path.isdir(folder):
+        return None
+    found = _prepared_in(folder)
+    if len(found) > 1:
+        names = ", ".join(os.path.basename(p) for p in found)
+        raise CatlrError(f"{folder} holds {len(found)} prepared files ({names}), pass the one "
+                         f"to use as DATA, e.g. {found[0]}")
+    return found[0] if found else None
+
+
+def _image_folder(folder) -> str | None:
+    """An image folder: some visible subfolder holds images."""
+    if not os.path.isdir(folder):
+        return None
+    subs = [os.path.join(folder, d) for d in os.listdir(folder) if not d.startswith(".")]
+    return folder if any(os.path.isdir(sub) and has_images(sub) for sub in subs) else None
+
+
+def _nested(folder) -> str | None:
+    """A folder with no data of its own whose one subfolder holds a course pair or a prepared
+    file (data/ holding data/catvnoncat/): that subfolder."""
+    if not os.path.isdir(folder):
+        return None
+    inner = []
+    for name in sorted(os.listdir(folder)):
+        sub = os.path.join(folder, name)
+        if not name.startswith(".") and os.path.isdir(sub):
+            if _course(sub) or _one_prepared(sub):
+                inner.append(sub)
+    if len(inner) > 1:
+        names = ", ".join(os.path.basename(p) + "/" for p in inner)
+        raise CatlrError(f"{folder} holds data in {len(inner)} folders ({names}), pass the one "
+                         f"to use as DATA, e.g. {inner[0]}")
+    return inner[0] if inner else None
+
+
+def _course(folder) -> str | None:
+    return folder if os.path.isdir(folder) and find_course_pair(folder) is not None else None
+
+
+def _load_nested(path, cfg, on_event):
+    return load(path, cfg, on_event, in_memory=False)
+
+
 @dataclass(frozen=True)
 class Source:
-    """One kind of DATA: `recognise(path)` says whether it is this kind, `load` reads it."""
+    """One kind of DATA: `find(path)` gives what to load (path itself, or a file or folder
+    inside it) or None when DATA is not of this kind; `load` reads it."""
 
     kind: str
-    recognise: Callable[[str], bool]
+    find: Callable[[str], str | None]
     load: Callable[[str, dict, Callable], Dataset]
 
 
+# Tried in this order: the first whose find() answers is used.
 SOURCES = {s.kind: s for s in (
-    Source("prepared", os.path.isfile, _load_prepared),
-    Source("course", lambda p: os.path.isdir(p) and find_course_pair(p) is not None, _load_course),
-    Source("folder", os.path.isdir, _load_folder),
+    Source("prepared", lambda p: p if os.path.isfile(p) else None, _load_prepared),
+    Source("course", _course, _load_course),
+    Source("prepared-in-folder", _one_prepared, _load_prepared),
+    Source("folder", _image_folder, _load_folder),
+    Source("nested", _nested, _load_nested),
 )}
 
 
@@ -147,6 +213,15 @@ def load(data, cfg: dict, on_event=ignore, *, in_memory=True) -> Dataset:
     if not os.path.exists(path):
         raise CatlrError(f"{data} does not exist, give an image folder, a prepared .h5 file "
                          "or a folder holding train_*.h5 and test_*.h5")
-    source = next(s for s in SOURCES.values() if s.recognise(path))
-    ds = source.load(path, cfg, on_event)
-    return ds.in_memory() if in_memory else ds
+    for source in SOURCES.values():
+        found = source.find(path)
+        if found is not None:
+            ds = source.load(found, cfg, on_event)
+            return ds.in_memory() if in_memory else ds
+    out = os.path.join(os.fspath(data), "prepared.h5")
+    prepare = ("'catlr prepare PHOTOS' (it writes data/prepared.h5)"
+               if os.path.abspath(out) == os.path.abspath(DEFAULT_PREPARED) else
+               f"'catlr prepare PHOTOS --out {out}'")
+    raise CatlrError(f"{os.fspath(data).rstrip(os.sep)}/ holds no training data yet: copy the "
+                     "course's train_catvnoncat.h5 and test_catvnoncat.h5 into it, or run "
+                     f"{prepare} on a folder of photos with cat/ and non-cat/ inside")

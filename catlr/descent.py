@@ -28,14 +28,14 @@ from .events import Plan, Step, ignore
 from .loss import cost
 
 REPORTS_PER_SECOND = 10  # progress events a second, so a bar moves smoothly
-MIN_SAMPLES = 50         # cost samples a run takes at least, to notice a rising cost
+SAMPLE_EVERY = 20        # the cost is sampled every 20 iterations, to notice it rising
 
 
 @dataclass
 class Fit:
     """What a run of gradient descent returns: w (n_x,), b, the recorded costs, the form
-    used, z = w.T X + b (m,) after the last update, and trace: (iteration, cost) at every
-    recorded and every sampled iteration (at least MIN_SAMPLES of them)."""
+    used, z = w.T X + b (m,) after the last update, and trace: (iteration, cost) every
+    SAMPLE_EVERY iterations."""
 
     w: object
     b: float
@@ -107,36 +107,42 @@ def run(design, y, lr, iters, *, print_every=100, form="auto", on_event=ignore, 
 
 
 class _Steps:
-    """When the loops look at the cost: every print_every iterations (recorded and printed),
-    and between those about REPORTS_PER_SECOND times a second (sampled, and a Step sent
-    so a progress bar moves), at least MIN_SAMPLES times a run. The clock is read only
-    at these iterations, never in between."""
+    """When the loops look at the cost and report progress.
+
+    The cost is recorded (and printed) every print_every iterations and sampled every
+    SAMPLE_EVERY: iterations fixed in advance, so that the trace, and any warning drawn
+    from it, is the same on every machine whatever print_every is. Between those, a
+    Step goes out about REPORTS_PER_SECOND times a second so a progress bar moves;
+    the clock is read only at reported iterations, never in between.
+    """
 
     def __init__(self, iters, print_every, on_event, tag):
         self.iters, self.every, self.on_event, self.tag = iters, print_every, on_event, tag
-        self.most = max(1, iters // MIN_SAMPLES)
+        self.sample = SAMPLE_EVERY
         self.next, self.last = 0, (0, time.perf_counter())
         self.costs, self.trace = [], []
 
     def due(self, i) -> bool:
-        return i == self.next or i % self.every == 0
+        return i == self.next or i % self.sample == 0 or i % self.every == 0
 
     def report(self, i, lr, cost_of):
-        """At a due iteration: sample the cost (record it at a printing one), send a Step."""
-        value = cost_of()
-        if not math.isfinite(value):
-            _diverged(i, lr)
-        self.trace.append((i, value))
-        printed = i % self.every == 0
-        if printed:
-            self.costs.append(value)
+        """At a due iteration: sample the cost where fixed, record it where printed, send a Step."""
+        printed, sampled = i % self.every == 0, i % self.sample == 0
+        value = None
+        if printed or sampled:
+            value = cost_of()
+            if not math.isfinite(value):
+                _diverged(i, lr)
+            if sampled:
+                self.trace.append((i, value))
+            if printed:
+                self.costs.append(value)
         self.on_event(Step(i, self.iters, value if printed else None, self.tag))
         if i >= self.next:
             now = time.perf_counter()
             done, seconds = i - self.last[0], now - self.last[1]
             per_second = done / seconds if done and seconds > 0 else 0.0
-            stride = int(per_second / REPORTS_PER_SECOND)
-            self.next = i + min(max(stride, 1), self.most)
+            self.next = i + max(int(per_second / REPORTS_PER_SECOND), 1)
             self.last = (i, now)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import os
 from dataclasses import dataclass
 
 from . import datasets, metrics, modelfile
+from .atomic import atomic_path
 from .config import from_saved
 from .errors import CatlrError
 from .events import ignore
@@ -20,6 +23,33 @@ class Evaluation:
     labels: object
     probabilities: object
     paths: list
+    split: str = "test"
+    threshold: float = 0.5
+
+    def rows(self) -> list[dict]:
+        """One row per image: path (or '' for the course pair, which stores none), split,
+        index in the split, true label, probability of the positive class, predicted
+        label, correct."""
+        neg, pos = self.figures["classes"]
+        named = not self.paths or not self.paths[0].startswith(f"{self.split}[")
+        return [{"path": path if named else "", "split": self.split, "index": i,
+                 "label": (neg, pos)[int(y)], "probability": float(p),
+                 "predicted": pos if p > self.threshold else neg,
+                 "correct": int(p > self.threshold) == int(y)}
+                for i, (path, y, p) in enumerate(zip(self.paths, self.labels,
+                                                     self.probabilities))]
+
+
+def write_predictions(result: Evaluation, path) -> int:
+    """Write result.rows() as CSV to `path` (atomically); returns the number of rows."""
+    rows = result.rows()
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8",
+                                        errors="surrogateescape") as f:
+        w = csv.DictWriter(f, ["path", "split", "index", "label", "probability", "predicted",
+                               "correct"], lineterminator="\n")
+        w.writeheader()
+        w.writerows({**r, "probability": repr(r["probability"])} for r in rows)
+    return len(rows)
 
 
 def evaluate(model_path, data=None, *, split="test", threshold=0.5, on_event=ignore) -> Evaluation:
@@ -34,8 +64,13 @@ def evaluate(model_path, data=None, *, split="test", threshold=0.5, on_event=ign
         raise CatlrError(f"--split must be train or test, got {split!r}")
     if data is None:
         data = meta.get("data")
-        if not data:
-            raise CatlrError(f"{model_path} records no training data, pass DATA")
+        if not isinstance(data, str) or not data:
+            raise CatlrError(f"{model_path} records no training data, pass DATA: "
+                             "catlr eval DATA")
+        if not os.path.exists(data):
+            raise CatlrError(f"the data {model_path} was trained on, {data} (the path recorded "
+                             "in the model file), is gone, pass the data to evaluate on: "
+                             "catlr eval DATA")
     cfg = {**from_saved(meta.get("config")), "size": meta["image_size"]}
     ds = datasets.load(data, cfg, on_event)
     if ds.size != meta["image_size"]:
@@ -52,4 +87,4 @@ def evaluate(model_path, data=None, *, split="test", threshold=0.5, on_event=ign
     figures = metrics.report(y, p, threshold)
     figures.update({"split": split, "data": ds.source, "model": str(model_path),
                     "classes": list(ds.classes)})
-    return Evaluation(figures, x, y, p, paths)
+    return Evaluation(figures, x, y, p, paths, split, threshold)

@@ -50,9 +50,20 @@ def walk_images(folder, root=None):
     return images, others
 
 
+def has_images(folder) -> bool:
+    """Whether any visible file below `folder` has an image's name (stops at the first)."""
+    for here, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if any(is_image_name(name) for name in files):
+            return True
+    return False
+
+
 def _class_dirs(folder):
+    """The visible subfolders that hold images: a folder of readmes is no class."""
     return sorted(d for d in os.listdir(folder)
-                  if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
+                  if not d.startswith(".") and os.path.isdir(os.path.join(folder, d))
+                  and has_images(os.path.join(folder, d)))
 
 
 def _scan(folder, root, positive):

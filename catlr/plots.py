@@ -7,6 +7,7 @@ the mistake sheet is drawn with Pillow. Every file is written atomically.
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -26,6 +27,19 @@ def _save(fig, paths):
 
 def _iterations(costs, every):
     return [i * every for i in range(len(costs))]
+
+
+def _fit_text(draw, text: str, font, width: int) -> str:
+    """text, cut in the middle with '...' until it is at most `width` pixels wide."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    keep = len(text)
+    while keep > 2:
+        keep -= 1
+        short = text[:keep // 2] + "..." + text[len(text) - (keep - keep // 2):]
+        if draw.textlength(short, font=font) <= width:
+            return short
+    return "..."
 
 
 def cost_curve(costs, every, path, *, title="Cost during training"):
@@ -86,7 +100,7 @@ def mistakes_sheet(images, labels, probabilities, paths, classes, path, *, thres
     wrong = wrong[:limit]
     s = images.shape[1] * scale
     font = ImageFont.load_default(size=12)
-    head, cap, pad = 34, 34, 8
+    head, cap, pad = 34, 48, 8
     cols = max(1, min(columns, len(wrong)))
     rows = -(-len(wrong) // cols) if len(wrong) else 0
     width = max(cols * (s + pad) + pad, 420)
@@ -104,6 +118,8 @@ def mistakes_sheet(images, labels, probabilities, paths, classes, path, *, thres
         draw.text((x0, y0 + s + 2), f"true: {classes[int(labels[i])]}", fill="black", font=font)
         draw.text((x0, y0 + s + 16), f"p({classes[1]}) = {probs[i]:.2f}", fill="firebrick",
                   font=font)
+        draw.text((x0, y0 + s + 30), _fit_text(draw, os.path.basename(paths[i]), font, s),
+                  fill="dimgray", font=font)
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
     return total

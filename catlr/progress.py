@@ -20,11 +20,12 @@ def events(console, *, verbose=False, quiet=False, warm=None):
     pending = [warm] if warm else []
     if console.is_terminal:  # off a terminal there is nothing to animate: skip rich.progress
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn)
+                                   TimeElapsedColumn, TimeRemainingColumn)
 
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                            console=console, transient=True)
+                            TextColumn("left"), TimeRemainingColumn(),
+                            console=console, transient=True, refresh_per_second=8)
     say = progress.console.print if progress else console.print
 
     def bar(key, label, total, done, with_rate=False):

@@ -170,7 +170,7 @@ def _model_line(path, chosen):
     return f"{path}" + ("" if chosen == "given" else f" ({chosen})")
 
 
-def eval_report(console, f, errors, chosen="given"):
+def eval_report(console, f, errors, chosen="given", predictions=None):
     neg, pos = f["classes"]
     console.print(f"Model {_model_line(f['model'], chosen)} on the {f['split']} split of "
                   f"{f['data']} ({f['m']} images)")
@@ -187,6 +187,8 @@ def eval_report(console, f, errors, chosen="given"):
     console.print(cm)
     if errors:
         console.print(f"Saved the {f['fp'] + f['fn']} misclassified images to {errors}")
+    if predictions:
+        console.print(f"Saved one row per image ({f['m']}) to {predictions}")
 
 
 def predict_table(rows, model, chosen="given"):
@@ -201,12 +203,15 @@ def predict_table(rows, model, chosen="given"):
 
 
 def sweep_table(console, rows, plot):
-    t = _table("learning rate", "final cost", "train accuracy", "test accuracy",
+    t = _table("learning rate", "final cost", "train accuracy", "test accuracy", "",
                title="Learning-rate sweep")
     for r in rows:
         t.add_row(f"{r['lr']:g}", f"{r['final_cost']:.6f}", pct(r["train_accuracy"]),
-                  pct(r["test_accuracy"]))
+                  pct(r["test_accuracy"]), "cost rose" if r["cost_rose"] else "")
     console.print(t)
+    if any(r["cost_rose"] for r in rows):
+        console.print("'cost rose': the cost went up during training more than once, that rate "
+                      "is too large for this data.")
     if plot:
         console.print(f"Saved the cost curves to {plot}")
 
@@ -259,8 +264,8 @@ def runs_table(console, rows, root):
                   "cost rose" if r.get("warnings") else "")
     console.print(t)
     if any(r.get("warnings") for r in rows):
-        console.print("'cost rose': the cost went up during training, the learning rate was "
-                      "too large ('catlr inspect runs/NAME/model.npz' says where).")
+        console.print("'cost rose': the cost went up during training more than once, the "
+                      "learning rate was too large ('catlr inspect runs/NAME/model.npz' says where).")
 
 
 def _short(text: str, width: int) -> str:

@@ -43,15 +43,27 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None):
     return model, figures
 
 
+RISE = 0.05  # a cost 5% above the sample before it: smaller wobbles are not reported
+
+
 def rises(trace) -> list[int]:
-    """Iterations at which the sampled cost was higher than at the sample before."""
-    return [i for (_, before), (i, after) in zip(trace, trace[1:]) if after > before * (1 + 1e-12)]
+    """Iterations at which the sampled cost was more than RISE above the sample before.
+
+    On the course data, sampled every 20 iterations: lr 0.005 wobbles by at most 3.8%
+    early on, lr 0.0075 rises by up to 54%, lr 0.01 by up to 212% (and still ends low).
+    """
+    return [i for (_, before), (i, after) in zip(trace, trace[1:]) if after > before * (1 + RISE)]
 
 
 def cost_warnings(trace, lr, iters) -> list[str]:
-    """[] for a healthy run; else one sentence: where the cost rose, and a smaller rate."""
+    """[] for a healthy run; else one sentence: where the cost rose, and a smaller rate.
+
+    A run is flagged when its cost rose (rises()) more than once, or ended above where it
+    began: one early wobble that the run recovers from (the demo sample at lr 0.005,
+    at iteration 20) is the first steps overshooting, not a rate that is too large.
+    """
     up = rises(trace)
-    if not up:
+    if len(up) < 2 and not (trace and trace[-1][1] > trace[0][1]):
         return []
     shown = ", ".join(map(str, up[:5])) + (f" and {len(up) - 5} more" if len(up) > 5 else "")
     first, last = trace[0][1], trace[-1][1]

@@ -12,14 +12,22 @@ def _h5(path, **arrays):
     return path
 
 
+def _one_class(folder):
+    from PIL import Image
+
+    (folder / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(folder / "cat" / "a.png")
+    return folder
+
+
 GOOD_X = np.zeros((4, 8, 8, 3), np.uint8)
 GOOD_Y = np.array([0, 1, 0, 1])
 
 
 @pytest.mark.parametrize("make,message", [
     (lambda d: d / "nothing", "does not exist"),
-    (lambda d: (d / "empty").mkdir() or d / "empty", "has no class folders"),
-    (lambda d: (d / "one" / "cat").mkdir(parents=True) or d / "one", "has only one class folder"),
+    (lambda d: (d / "empty").mkdir() or d / "empty", "holds no training data yet: copy the course's"),
+    (lambda d: _one_class(d / "one"), "has only one class folder"),
     (lambda d: _h5(d / "a.h5", foo=GOOD_Y), "has no train_set_x / train_set_y datasets (found: foo)"),
     (lambda d: _h5(d / "a.h5", train_set_x=np.zeros((4, 8, 8)), train_set_y=GOOD_Y,
                    test_set_x=GOOD_X, test_set_y=GOOD_Y), "expected (m, size, size, 3) uint8"),

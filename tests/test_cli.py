@@ -289,7 +289,7 @@ def test_mistakes_sheet_is_capped_and_ordered(tmp_path):
     assert n == 200
     with Image.open(tmp_path / "s.png") as im:
         sheet = np.asarray(im.convert("RGB"))
-    assert sheet.shape[0] < 34 + 3 * (8 + 34 + 8) + 20  # 30 tiles in 3 rows, not 20 rows
+    assert sheet.shape[0] < 34 + 3 * (8 + 48 + 8) + 20  # 30 tiles in 3 rows, not 20 rows
     assert np.array_equal(sheet[34:42, 8:16], images[199])  # most confident mistake first
 
 
