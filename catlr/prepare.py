@@ -12,6 +12,8 @@ import h5py
 
 from . import __version__
 from .atomic import atomic_path
+from .datasets import find_course_pair
+from .errors import CatlrError
 from .events import ignore
 from .hdf5 import Sink
 from .ingest import discover, ingest, start_decoding
@@ -19,6 +21,11 @@ from .ingest import discover, ingest, start_decoding
 
 def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore) -> dict:
     """Write SRC as one HDF5 file in the course's schema at `out`, atomically; returns the report."""
+    pair = find_course_pair(src) if os.path.isdir(src) else None
+    if pair:
+        raise CatlrError(f"{src} holds the course pair ({os.path.basename(pair[0])} and "
+                         f"{os.path.basename(pair[1])}), which needs no preparing: "
+                         f"train on it directly with 'catlr train {src}'")
     layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"])
     stream = start_decoding(layout, cfg["size"], cfg["fit"], cfg["workers"])
     with atomic_path(out) as tmp:
