@@ -25,7 +25,6 @@ from .errors import CatlrError
 from .events import ignore
 from .config import DEFAULT_PREPARED
 from .hdf5 import DEFAULT_CLASSES
-from .ingest import ArraySink, discover, has_images, ingest, start_decoding
 
 
 @dataclass
@@ -116,6 +115,10 @@ def _load_course(path, cfg, on_event):
 
 
 def _load_folder(path, cfg, on_event):
+    # ingest (and Pillow with it) only for image folders: 'catlr train' on HDF5 data
+    # starts about 25 ms sooner without Pillow and hashlib (python -X importtime)
+    from .ingest import ArraySink, discover, ingest, start_decoding
+
     layout = discover(path, cfg["positive"], cfg["test_fraction"], cfg["seed"])
     sink = ArraySink(cfg["size"])
     report = ingest(layout, start_decoding(layout, cfg["size"], cfg["fit"], cfg["workers"]),
@@ -152,6 +155,8 @@ def _one_prepared(folder) -> str | None:
 
 def _image_folder(folder) -> str | None:
     """An image folder: some visible subfolder holds images."""
+    from .ingest import has_images  # see _load_folder
+
     if not os.path.isdir(folder):
         return None
     subs = [os.path.join(folder, d) for d in os.listdir(folder) if not d.startswith(".")]
