@@ -134,7 +134,10 @@ D = DEFAULTS
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file of settings (see configs/default.toml); flags override it.")]
 ItersOpt = Annotated[Optional[int], typer.Option("--iters", help=f"Gradient-descent iterations [default: {D['iters']}].")]
 EveryOpt = Annotated[Optional[int], typer.Option("--print-every", help=f"Record and print the cost every N iterations [default: {D['print_every']}].")]
-DtypeOpt = Annotated[Optional[str], typer.Option(help=f"Floats of X: {one_of('dtype')} [default: {D['dtype']}]; float64 gives the course's numbers, float32 half the memory.")]
+DtypeOpt = Annotated[Optional[str], typer.Option(help=f"Floats of X: {one_of('dtype')} [default: {D['dtype']}: float64 in the dual form, the course's numbers; float32 in the primal form, half the memory].")]
+EngineOpt = Annotated[Optional[str], typer.Option(help=f"Where training runs: {one_of('engine')} [default: {D['engine']}: in memory when it fits --memory, else streamed from the prepared file].")]
+MemoryOpt = Annotated[Optional[str], typer.Option(help=f"Memory budget, e.g. 512MB or 4GB [default: {D['memory']}: half of the memory free].")]
+SchedulerOpt = Annotated[Optional[str], typer.Option(help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786 [default: a local cluster of worker processes].")]
 FormOpt = Annotated[Optional[str], typer.Option(help=f"How gradient descent is computed: {one_of('form')} [default: {D['form']}].")]
 SizeOpt = Annotated[Optional[int], typer.Option(help=f"Images become SIZE x SIZE x 3 [default: {D['size']}].")]
 FitOpt = Annotated[Optional[str], typer.Option(help=f"Resize policy: {one_of('fit')} [default: {D['fit']}].")]
@@ -197,7 +200,8 @@ def train(
     name: Annotated[Optional[str], typer.Option("--name", help="Name of the run folder [default: train-1, train-2, ...].")] = None,
     exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Let --name reuse an existing run folder, replacing its files.")] = False,
     config: ConfigOpt = None, print_every: EveryOpt = None, dtype: DtypeOpt = None,
-    form: FormOpt = None, size: SizeOpt = None, test_fraction: FracOpt = None,
+    form: FormOpt = None, engine: EngineOpt = None, memory: MemoryOpt = None,
+    scheduler: SchedulerOpt = None, size: SizeOpt = None, test_fraction: FracOpt = None,
     seed: SeedOpt = None, positive: PosOpt = None, fit: FitOpt = None,
     workers: WorkersOpt = None,
     plot: Annotated[Optional[Path], typer.Option(help="Save the cost curve as a PNG.")] = None,
@@ -218,7 +222,8 @@ def train(
     and inspect use the newest.
     """
     with _guard("stopped, no model was written (an existing one is unchanged)"):
-        cfg = resolve(config, lr=lr, iters=iters, print_every=print_every, dtype=dtype, form=form, size=size,
+        cfg = resolve(config, lr=lr, iters=iters, print_every=print_every, dtype=dtype,
+                      form=form, engine=engine, memory=memory, scheduler=scheduler, size=size,
                       test_fraction=test_fraction, seed=seed, positive=positive, fit=fit,
                       workers=workers)
         from . import render
@@ -273,9 +278,11 @@ def evaluate(
         if errors is not None:
             from .plots import mistakes_sheet
 
-            mistakes_sheet(result.images, result.labels, result.probabilities, result.paths,
-                           result.figures["classes"], errors, threshold=threshold,
-                           title=f"Misclassified ({split} split)")
+            with contextlib.closing(result):  # images may be read from the file
+                mistakes_sheet(result.images, result.labels, result.probabilities,
+                               result.paths, result.figures["classes"], errors,
+                               threshold=threshold, title=f"Misclassified ({split} split)")
+        result.close()
         if predictions is not None:
             from .evaluate import write_predictions
 
@@ -322,7 +329,8 @@ def sweep(
     data: DataArg,
     lr: Annotated[Optional[List[float]], typer.Option("--lr", help=f"A learning rate; repeat the flag [default: {', '.join(map(str, D['sweep_lrs']))}].")] = None,
     iters: ItersOpt = None, config: ConfigOpt = None, print_every: EveryOpt = None,
-    dtype: DtypeOpt = None, form: FormOpt = None, size: SizeOpt = None,
+    dtype: DtypeOpt = None, form: FormOpt = None, engine: EngineOpt = None,
+    memory: MemoryOpt = None, scheduler: SchedulerOpt = None, size: SizeOpt = None,
     test_fraction: FracOpt = None, seed: SeedOpt = None, positive: PosOpt = None,
     fit: FitOpt = None, workers: WorkersOpt = None,
     plot: Annotated[Optional[Path], typer.Option(help="Save every cost curve in one PNG.")] = None,
@@ -335,7 +343,8 @@ def sweep(
     """
     with _guard():
         cfg = resolve(config, iters=iters, sweep_lrs=lr or None, print_every=print_every,
-                      dtype=dtype, form=form, size=size, test_fraction=test_fraction, seed=seed,
+                      dtype=dtype, form=form, engine=engine, memory=memory, scheduler=scheduler,
+                      size=size, test_fraction=test_fraction, seed=seed,
                       positive=positive, fit=fit, workers=workers)
         from . import render
         from .progress import events

@@ -18,8 +18,12 @@ DEFAULTS = {
     "lr": 0.005,            # learning rate of batch gradient descent
     "iters": 2000,          # gradient-descent iterations
     "print_every": 100,     # record (and print) the cost every this many iterations
-    "dtype": "float64",     # float64 reproduces the course; float32 halves memory
+    "dtype": "auto",        # auto: float64 in the dual form (the course's numbers), float32
+                            # in the primal form (half the memory, twice the speed)
     "form": "auto",         # primal | dual | auto (dual when m is well below n_x)
+    "engine": "auto",       # memory | stream (from the file, a block at a time) | dask | auto
+    "memory": "auto",       # memory budget, e.g. 512MB or 4GB; auto: half of what is free
+    "scheduler": "",        # a Dask scheduler's address for --engine dask; "": a local cluster
     # data: how image folders become arrays
     "size": 64,             # images become size x size x 3
     "fit": "stretch",       # stretch (as the course) | crop (center square) | pad
@@ -38,7 +42,8 @@ DEFAULT_PREPARED = "data/prepared.h5"  # where `catlr prepare` writes, and train
 
 # Every setting with a fixed set of values: index 0 is never special, DEFAULTS says the default.
 CHOICES = {
-    "dtype": ("float64", "float32"),
+    "dtype": ("auto", "float64", "float32"),
+    "engine": ("auto", "memory", "stream", "dask"),
     "form": ("auto", "primal", "dual"),
     "fit": ("stretch", "crop", "pad"),
 }
@@ -82,11 +87,24 @@ def problem(key: str, value) -> str | None:
             return f"must be {'at least 0' if low == 0 else 'a positive integer'}, got {value}"
         if high is not None and value > high:
             return f"must be at most {high}, got {value}"
-    elif not isinstance(value, str) or not value:
+    elif not isinstance(value, str) or (not value and key != "scheduler"):
         return f"must be a non-empty string, got {value!r}"
+    elif key == "memory" and value != "auto" and parse_memory(value) is None:
+        return f"must be auto or a size such as 512MB or 4GB, got {value!r}"
     elif key in CHOICES and value not in CHOICES[key]:
         return f"must be one of {', '.join(CHOICES[key])}, got {value!r}"
     return None
+
+
+def parse_memory(text: str) -> int | None:
+    """'512MB' -> bytes (MB and GB are 2**20 and 2**30; KB too); None when not a size."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG])i?B?\s*", str(text), re.IGNORECASE)
+    if not match:
+        return None
+    size = float(match.group(1)) * {"K": 2**10, "M": 2**20, "G": 2**30}[match.group(2).upper()]
+    return int(size) if size >= 1 else None
 
 
 def read_toml(path) -> dict:

@@ -20,11 +20,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import hdf5
-from .errors import CatlrError
-from .events import ignore
+from . import engines, hdf5
 from .config import DEFAULT_PREPARED
-from .hdf5 import DEFAULT_CLASSES
+from .errors import CatlrError
+from .events import Preparing, ignore
+from .hdf5 import DEFAULT_CLASSES, find_course_pair
 
 
 @dataclass
@@ -74,18 +74,6 @@ class Dataset:
         self.close()
 
 
-def find_course_pair(folder) -> tuple[str, str] | None:
-    """(train file, test file) when `folder` holds exactly one train_*.h5 and one test_*.h5."""
-    train = sorted(glob.glob(os.path.join(glob.escape(os.fspath(folder)), "train_*.h5")))
-    test = sorted(glob.glob(os.path.join(glob.escape(os.fspath(folder)), "test_*.h5")))
-    if not train and not test:
-        return None
-    if len(train) != 1 or len(test) != 1:
-        raise CatlrError(f"{folder} holds {len(train)} train_*.h5 and {len(test)} test_*.h5 "
-                         "files, expected exactly one of each")
-    return train[0], test[0]
-
-
 def _from_files(path, kind, train_file, test_file) -> Dataset:
     files = [hdf5.open_file(train_file)]
     if test_file != train_file:
@@ -120,6 +108,18 @@ def _load_folder(path, cfg, on_event):
     from .ingest import ArraySink, discover, ingest, start_decoding
 
     layout = discover(path, cfg["positive"], cfg["test_fraction"], cfg["seed"])
+    n = len(layout.train) + len(layout.test)
+    need = n * cfg["size"] ** 2 * 3 * (1 + 4)  # the pixels, and X in float32
+    limit, why = engines.budget(cfg)
+    if need > limit:
+        from .prepare import prepare  # a folder too large for memory goes through a file
+
+        out = os.path.join(os.path.dirname(DEFAULT_PREPARED), os.path.basename(path) + ".h5")
+        on_event(Preparing(path, os.path.abspath(out),
+                           f"{n} images would take {engines.size_text(need)} in memory, over "
+                           f"the budget of {engines.size_text(limit)} ({why})"))
+        prepare(path, out, cfg, on_event=on_event)
+        return _load_prepared(os.path.abspath(out), cfg, on_event)
     sink = ArraySink(cfg["size"])
     report = ingest(layout, start_decoding(layout, cfg["size"], cfg["fit"], cfg["workers"]),
                     sink, on_event=on_event)

@@ -84,17 +84,18 @@ def resolve_form(form, n_x, m, iters):
 
 
 def run(design, y, lr, iters, *, print_every=100, form="auto", on_event=ignore, gram=None,
-        tag=None) -> Fit:
+        tag=None, why="") -> Fit:
     """Gradient descent on `design` (X, n_x x m) and labels y (m,) of 0/1.
 
     The cost is recorded before the update at every iteration i with i % print_every
     == 0, as the course does. `gram`, if given, is design.gram() computed earlier
-    (not modified). `tag` (a learning rate in a sweep) is passed on in Step events.
+    (not modified). `tag` (a learning rate in a sweep) is passed on in Step events, `why` (the reason
+    for the engine) in the Plan event.
     """
     n_x, m = design.n_x, design.m
     chosen = resolve_form(form, n_x, m, iters)
-    on_event(Plan(chosen, m, n_x, design.dtype.name,
-                  "chosen by cost" if form == "auto" else "asked for"))
+    on_event(Plan(chosen, m, n_x, design.dtype.name, design.engine, why,
+                  getattr(design, "detail", "")))
     y = np.asarray(y, dtype=design.dtype).reshape(m)
     steps = _Steps(iters, print_every, on_event, tag)
     if chosen == "dual":

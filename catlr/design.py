@@ -50,6 +50,7 @@ class Design:
     n_x: int
     m: int
     dtype: np.dtype
+    engine = "memory"  # where the products run, for -v and the model's metadata
 
     def blocks(self):
         """Yield (start, xt) with xt = X[:, start:start + k].T, (k, n_x) floats."""
@@ -87,6 +88,9 @@ class Design:
     def dense(self) -> Dense:
         """This X in memory as floats, for the primal form's many passes."""
         raise NotImplementedError
+
+    def close(self):
+        """Let go of what the source holds (a cluster, for the Dask engine)."""
 
 
 class Dense(Design):
@@ -159,3 +163,23 @@ class Pixels(Design):
         # reshape(m, -1).T is a view; the division writes the only copy, one example
         # per contiguous row of X.T, in its final dtype.
         return Dense(normalize(self._flat().T, self.dtype))
+
+
+class Stream(Pixels):
+    """Images on disk (an h5py dataset) read a block at a time at every pass: X is never
+    held whole, so memory stays near `block_bytes` whatever m is."""
+
+    engine = "stream"
+
+    def __init__(self, x, dtype="float32", block_bytes=64 << 20):
+        super().__init__(x, dtype)
+        self.block_bytes = block_bytes
+
+    def block_rows(self) -> int:
+        # a block's uint8 read and its float copy both fit block_bytes, in whole chunks
+        k = max(1, self.block_bytes // (self.n_x * (1 + self.dtype.itemsize)))
+        chunk = (getattr(self.x, "chunks", None) or (1,))[0]
+        return max(chunk, k // chunk * chunk) if k >= chunk else k
+
+    def dense(self):
+        return self

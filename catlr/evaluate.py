@@ -6,7 +6,7 @@ import csv
 import os
 from dataclasses import dataclass
 
-from . import datasets, metrics, modelfile
+from . import datasets, engines, metrics, modelfile
 from .atomic import atomic_path
 from .config import from_saved
 from .errors import CatlrError
@@ -16,7 +16,9 @@ from .events import ignore
 @dataclass
 class Evaluation:
     """figures: JSON-ready dict (metrics.report plus split, data, model, classes);
-    images (m, s, s, 3) uint8, labels (m,), probabilities (m,), paths: the split itself."""
+    images (m, s, s, 3) uint8, labels (m,), probabilities (m,), paths: the split itself.
+    images stay on disk (an h5py dataset) when the split would not fit the memory budget:
+    close() the Evaluation after drawing from them."""
 
     figures: dict
     images: object
@@ -25,6 +27,11 @@ class Evaluation:
     paths: list
     split: str = "test"
     threshold: float = 0.5
+    dataset: object = None
+
+    def close(self):
+        if self.dataset is not None:
+            self.dataset.close()
 
     def rows(self) -> list[dict]:
         """One row per image: path (or '' for the course pair, which stores none), split,
@@ -52,12 +59,14 @@ def write_predictions(result: Evaluation, path) -> int:
     return len(rows)
 
 
-def evaluate(model_path, data=None, *, split="test", threshold=0.5, on_event=ignore) -> Evaluation:
+def evaluate(model_path, data=None, *, split="test", threshold=0.5, memory="auto",
+             on_event=ignore) -> Evaluation:
     """Figures (metrics.report) of the model on `split` of DATA.
 
     DATA defaults to the data recorded in the model file; an image folder is split
     again with the model's recorded seed and fraction, so this is the very test
-    split that train held out.
+    split that train held out. `memory` is the budget (engines.budget) that decides
+    whether the split's images are read whole or left on disk.
     """
     model, meta = modelfile.load(model_path)
     if split not in ("train", "test"):
@@ -71,8 +80,16 @@ def evaluate(model_path, data=None, *, split="test", threshold=0.5, on_event=ign
             raise CatlrError(f"the data {model_path} was trained on, {data} (the path recorded "
                              "in the model file), is gone, pass the data to evaluate on: "
                              "catlr eval DATA")
-    cfg = {**from_saved(meta.get("config")), "size": meta["image_size"]}
-    ds = datasets.load(data, cfg, on_event)
+    cfg = {**from_saved(meta.get("config")), "size": meta["image_size"], "memory": memory}
+    ds = datasets.load(data, cfg, on_event, in_memory=False)
+    try:
+        return _evaluate(model, model_path, meta, ds, data, split, threshold, cfg)
+    except BaseException:
+        ds.close()
+        raise
+
+
+def _evaluate(model, model_path, meta, ds, data, split, threshold, cfg):
     if ds.size != meta["image_size"]:
         raise CatlrError(f"{data} holds {ds.size} x {ds.size} images but the model was trained "
                          f"on {meta['image_size']} x {meta['image_size']}, prepare it with "
@@ -80,11 +97,14 @@ def evaluate(model_path, data=None, *, split="test", threshold=0.5, on_event=ign
     x, y = (ds.x_train, ds.y_train) if split == "train" else (ds.x_test, ds.y_test)
     if len(y) == 0:
         raise CatlrError(f"the {split} split of {data} is empty, choose --split train or other data")
-    p = model.proba_pixels(x)
+    if x.shape[0] * ds.n_x <= engines.budget(cfg)[0] * engines.BLOCK_SHARE:
+        ds.in_memory()  # small: read whole, the file closed now
+        x = ds.x_train if split == "train" else ds.x_test
+    p = model.proba_pixels(x)  # a block at a time: the float X is never built whole
     paths = ds.paths_train if split == "train" else ds.paths_test
     if len(paths) != len(y):
         paths = [f"{split}[{i}]" for i in range(len(y))]
     figures = metrics.report(y, p, threshold)
     figures.update({"split": split, "data": ds.source, "model": str(model_path),
                     "classes": list(ds.classes)})
-    return Evaluation(figures, x, y, p, paths, split, threshold)
+    return Evaluation(figures, x, y, p, paths, split, threshold, ds)

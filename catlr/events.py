@@ -17,6 +17,14 @@ class Decoded(NamedTuple):
     total: int
 
 
+class Preparing(NamedTuple):
+    """An image folder too large for memory is being prepared to a file first, and why."""
+
+    source: str
+    out: str
+    why: str
+
+
 class Loaded(NamedTuple):
     """The data a command will use (a datasets.Dataset)."""
 
@@ -24,13 +32,16 @@ class Loaded(NamedTuple):
 
 
 class Plan(NamedTuple):
-    """How training is computed: the form (primal or dual), its size and dtype, and why."""
+    """How training is computed: the form (primal or dual), its size, dtype and engine
+    (memory, stream or dask), and why that engine."""
 
     form: str
     m: int
     n_x: int
     dtype: str
+    engine: str = "memory"
     why: str = ""
+    detail: str = ""  # what the engine says of itself (a Dask dashboard's address)
 
 
 class Step(NamedTuple):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 
 import h5py
@@ -16,6 +17,18 @@ import numpy as np
 from .errors import CatlrError, describe
 
 DEFAULT_CLASSES = ("non-cat", "cat")
+
+
+def find_course_pair(folder) -> tuple[str, str] | None:
+    """(train file, test file) when `folder` holds exactly one train_*.h5 and one test_*.h5."""
+    train = sorted(glob.glob(os.path.join(glob.escape(os.fspath(folder)), "train_*.h5")))
+    test = sorted(glob.glob(os.path.join(glob.escape(os.fspath(folder)), "test_*.h5")))
+    if not train and not test:
+        return None
+    if len(train) != 1 or len(test) != 1:
+        raise CatlrError(f"{folder} holds {len(train)} train_*.h5 and {len(test)} test_*.h5 "
+                         "files, expected exactly one of each")
+    return train[0], test[0]
 
 
 def open_file(path):

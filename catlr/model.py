@@ -61,10 +61,11 @@ class LogisticRegression:
         check_labels(y, x.shape[0])
         return self.fit_design(Pixels(x, self.dtype), y, on_event, gram)
 
-    def fit_design(self, design, y, on_event=ignore, gram=None, tag=None) -> LogisticRegression:
+    def fit_design(self, design, y, on_event=ignore, gram=None, tag=None,
+                   why="") -> LogisticRegression:
         """Train on any design-matrix source (design.py): the one training path."""
         fit = descent.run(design, y, self.lr, self.iters, print_every=self.print_every,
-                          form=self.form, on_event=on_event, gram=gram, tag=tag)
+                          form=self.form, on_event=on_event, gram=gram, tag=tag, why=why)
         self.w_ = fit.w.reshape(-1, 1)
         self.b_, self.costs_, self.form_, self.train_z_ = fit.b, fit.costs, fit.form, fit.z
         self.cost_trace_ = fit.trace

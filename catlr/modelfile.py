@@ -43,12 +43,12 @@ def metadata(model, ds, cfg: dict, figures: dict) -> dict:
         "iters": cfg["iters"],
         "print_every": cfg["print_every"],
         "form": model.form_,
-        "dtype": cfg["dtype"],
+        "dtype": figures.get("dtype", cfg["dtype"]),
         "data": ds.source,
         "data_kind": ds.kind,
         "split": ds.split,
         **figures,
-        "config": cfg,
+        "config": {**cfg, "form": model.form_},
     }
 
 

@@ -12,10 +12,9 @@ import h5py
 
 from . import __version__
 from .atomic import atomic_path
-from .datasets import find_course_pair
 from .errors import CatlrError
 from .events import ignore
-from .hdf5 import Sink
+from .hdf5 import Sink, find_course_pair
 from .ingest import discover, ingest, start_decoding
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from . import render
-from .events import Decoded, Loaded, Plan, Step
+from .events import Decoded, Loaded, Plan, Preparing, Step
 
 
 @contextlib.contextmanager
@@ -41,11 +41,16 @@ def events(console, *, verbose=False, quiet=False, warm=None):
             pending.pop()()
         if isinstance(event, Decoded):
             bar("decode", "Decoding images", event.total, event.done, with_rate=True)
+        elif isinstance(event, Preparing):
+            say(f"Preparing {event.source} into {event.out} first: {event.why}")
         elif isinstance(event, Loaded) and not quiet:
             for line in render.data_lines(event.dataset):
                 say(line)
         elif isinstance(event, Plan) and verbose:
-            say(f"Training: {event.form} form (m = {event.m}, n_x = {event.n_x}), {event.dtype}")
+            say(f"Training: {event.form} form (m = {event.m}, n_x = {event.n_x}), {event.dtype}, "
+                f"{event.engine} engine" + (f" ({event.why})" if event.why else ""))
+            if event.detail:
+                say(event.detail)
         elif isinstance(event, Step):
             lr = event.lr
             bar(("train", lr), "Training" if lr is None else f"lr = {lr:g}", event.iters, event.i)

@@ -8,29 +8,46 @@ from __future__ import annotations
 
 import time
 
-from . import datasets, modelfile, runs
+from . import datasets, engines, modelfile, runs
 from .config import DEFAULTS
-from .descent import resolve_form
-from .design import Pixels
 from .errors import CatlrError
 from .events import Loaded, ignore
 from .loss import cost, sigmoid
 from .model import LogisticRegression, check_labels
 
 
-def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None):
-    """Train on a Dataset's train split with a resolved config; returns (model, figures).
-
-    figures: final_cost (after the last update), train_accuracy, test_accuracy
-    (None for an empty split), m_train, m_test. `gram`: see LogisticRegression.fit_pixels.
-    """
-    if len(ds.y_train) and len(set(ds.y_train.tolist())) < 2:
+def plan(ds, cfg: dict) -> engines.Choice:
+    """How a Dataset's train split will be trained (engines.choose), its pixels read into
+    memory when that is the engine."""
+    check_labels(ds.y_train, len(ds.x_train))
+    if len(set(ds.y_train.tolist())) < 2:
         only = ds.classes[int(ds.y_train[0])]
         raise CatlrError(f"the train split of {ds.source} holds only {only} images, add images "
                          f"of the other class ({ds.classes[1 - int(ds.y_train[0])]})")
-    model = LogisticRegression(cfg["lr"], cfg["iters"], cfg["print_every"], cfg["form"],
-                               cfg["dtype"])
-    model.fit_design(_design(ds.x_train, cfg, ds.y_train), ds.y_train, on_event, gram, tag)
+    choice = engines.choose(len(ds.y_train), ds.n_x, cfg["iters"], cfg, on_disk=bool(ds.files))
+    if choice.engine == "memory":
+        ds.in_memory()
+    return choice
+
+
+def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None, design=None):
+    """Train on a Dataset's train split with a resolved config; returns (model, figures).
+
+    figures: final_cost (after the last update), train_accuracy, test_accuracy
+    (None for an empty split), m_train, m_test, warnings, and how it ran: form, engine,
+    dtype and engine_reason. `gram`: see LogisticRegression.fit_pixels; `choice` and
+    `design` (from plan() and engines.design()) are reused across a sweep.
+    """
+    choice = choice or plan(ds, cfg)
+    own = design is None
+    design = design or engines.design(choice, ds.x_train, cfg)
+    model = LogisticRegression(cfg["lr"], cfg["iters"], cfg["print_every"], choice.form,
+                               choice.dtype)
+    try:
+        model.fit_design(design, ds.y_train, on_event, gram, tag, choice.why)
+    finally:
+        if own:
+            design.close()
     z = model.train_z_
     test_pred = model.proba_pixels(ds.x_test) > 0.5 if len(ds.y_test) else None
     figures = {
@@ -39,6 +56,8 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None):
         "test_accuracy": _accuracy(test_pred, ds.y_test),
         "m_train": int(len(ds.y_train)), "m_test": int(len(ds.y_test)),
         "warnings": cost_warnings(model.cost_trace_, cfg["lr"], cfg["iters"]),
+        "form": model.form_, "engine": choice.engine, "dtype": choice.dtype,
+        "engine_reason": choice.why,
     }
     return model, figures
 
@@ -72,18 +91,14 @@ def cost_warnings(trace, lr, iters) -> list[str]:
             f"lr {lr:g} is too large for this data, try --lr {lr / 10:g}"]
 
 
-def _design(x, cfg, y):
-    check_labels(y, len(x))
-    return Pixels(x, cfg["dtype"])
-
-
 def _accuracy(pred, y):
     return float((pred == y).mean()) if len(y) else None
 
 
 def load(data, cfg, on_event=ignore):
-    """The dataset a training command uses, checked against cfg's size."""
-    ds = datasets.load(data, cfg, on_event)
+    """The dataset a training command uses, checked against cfg's size. Pixels in an
+    HDF5 file stay on disk until plan() decides: close the Dataset after use."""
+    ds = datasets.load(data, cfg, on_event, in_memory=False)
     if ds.kind != "folder" and cfg["size"] not in (DEFAULTS["size"], ds.size):
         raise CatlrError(f"{ds.source} holds {ds.size} x {ds.size} images; --size {cfg['size']} "
                          "applies to image folders, run 'catlr prepare' on the images at that size")
@@ -100,9 +115,9 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, on_event=igno
     """
     if out is None:
         runs.check_name(cfg["runs"], name, exist_ok)  # before the work, not after
-    ds = load(data, cfg, on_event)
-    model, figures = fit_dataset(ds, cfg, on_event)
-    meta = modelfile.metadata(model, ds, {**cfg, "form": model.form_}, figures)
+    with load(data, cfg, on_event) as ds:
+        model, figures = fit_dataset(ds, cfg, on_event)
+    meta = modelfile.metadata(model, ds, cfg, figures)
     meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
     if out is not None:
         modelfile.save(out, model, meta)
@@ -117,14 +132,19 @@ def sweep(data, cfg: dict, lrs=None, *, on_event=ignore):
 
     Returns a list of dicts {lr, costs, print_every, final_cost, train_accuracy, ...}.
     """
-    ds = load(data, cfg, on_event)
     lrs = cfg["sweep_lrs"] if lrs is None else lrs
-    # K depends on the data alone: computed once, not once per learning rate
-    form = resolve_form(cfg["form"], ds.n_x, len(ds.y_train), cfg["iters"])
-    gram = _design(ds.x_train, cfg, ds.y_train).gram() if form == "dual" else None
     rows = []
-    for lr in lrs:
-        model, figures = fit_dataset(ds, {**cfg, "lr": lr, "form": form}, on_event, gram, lr)
-        rows.append({"lr": lr, "costs": model.costs_, "print_every": cfg["print_every"],
-                     "cost_rose": bool(figures["warnings"]), **figures})
+    with load(data, cfg, on_event) as ds:
+        choice = plan(ds, cfg)
+        design = engines.design(choice, ds.x_train, cfg)
+        try:
+            # K depends on the data alone: computed once, not once per learning rate
+            gram = design.gram() if choice.form == "dual" else None
+            for lr in lrs:
+                model, figures = fit_dataset(ds, {**cfg, "lr": lr}, on_event, gram, lr, choice,
+                                             design)
+                rows.append({"lr": lr, "costs": model.costs_, "print_every": cfg["print_every"],
+                             "cost_rose": bool(figures["warnings"]), **figures})
+        finally:
+            design.close()
     return rows

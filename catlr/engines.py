@@ -1,0 +1,122 @@
+"""Where training runs and how: the engine, the form, the dtype, and why, within a memory budget.
+
+    memory  X (primal form) or K (dual form) built in memory once: fastest when it fits
+    stream  the prepared file's uint8 images read a block at a time at every iteration:
+            memory stays within the budget whatever m is
+    dask    the blocks kept in a Dask cluster's workers, the products run there
+The gradient step is the same in all three (descent.py over design.py's seam); an
+engine only says where blocks of X come from and where their products run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import parse_memory
+from .descent import choose_form
+from .design import Pixels, Stream
+from .errors import CatlrError, UsageError
+
+SHARE = 0.5  # of the memory that is free, when --memory is auto
+BLOCK_SHARE = 0.25  # of the budget that the streaming engine's block buffers may take
+
+
+def available_memory() -> int:
+    """Bytes of memory free for a new process (MemAvailable on Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def budget(cfg) -> tuple[int, str]:
+    """(bytes, how it was set): --memory, or SHARE of what is free."""
+    if cfg.get("memory", "auto") != "auto":
+        return parse_memory(cfg["memory"]), f"--memory {cfg['memory']}"
+    free = available_memory()
+    return int(free * SHARE), f"half of the {size_text(free)} free"
+
+
+def size_text(n: int) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+def needs(form: str, m: int, n_x: int, itemsize: int) -> int:
+    """Bytes the memory engine takes: the uint8 pixels, plus K (dual) or X (primal)."""
+    pixels = m * n_x
+    if form == "dual":
+        return pixels + m * m * 8 + m * 2048 * 8
+    return pixels + m * n_x * itemsize
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How to train: form (primal or dual), engine, dtype, the budget, and why (one phrase)."""
+
+    form: str
+    engine: str
+    dtype: str
+    budget: int
+    why: str
+
+
+def choose(m: int, n_x: int, iters: int, cfg: dict, on_disk: bool) -> Choice:
+    """The form, engine and dtype for m examples of n_x features, as cfg asks or auto.
+
+    on_disk: the pixels can be read again block by block (an HDF5 file), so that the
+    stream and dask engines are possible.
+    """
+    limit, limit_why = budget(cfg)
+    form, engine = cfg["form"], cfg["engine"]
+    if engine in ("stream", "dask") and form == "dual":
+        raise UsageError(f"--form dual needs K in memory, it cannot run on --engine {engine}, "
+                         "use --form primal or auto")
+    if engine in ("stream", "dask") and not on_disk:
+        raise UsageError(f"--engine {engine} reads the images from a prepared file, run "
+                         "'catlr prepare' on the folder and train on the .h5 it writes")
+    if form == "auto":
+        form = choose_form(n_x, m, iters) if engine in ("auto", "memory") else "primal"
+        if (form == "dual" and engine == "auto"
+                and needs("dual", m, n_x, 8) > limit):
+            form = "primal"
+    dtype = cfg["dtype"] if cfg["dtype"] != "auto" else (
+        "float64" if form == "dual" else "float32")
+    itemsize = np.dtype(dtype).itemsize
+    need = needs(form, m, n_x, itemsize)
+    if engine == "auto":
+        if need <= limit:
+            engine, why = "memory", f"{size_text(need)} fits the budget ({limit_why})"
+        elif on_disk:
+            engine, why = "stream", (f"{size_text(need)} in memory would pass the budget of "
+                                     f"{size_text(limit)} ({limit_why})")
+        else:
+            raise CatlrError(f"training in memory needs {size_text(need)}, over the budget of "
+                             f"{size_text(limit)} ({limit_why}), run 'catlr prepare' on the data and "
+                             "train on the .h5 it writes, or raise --memory")
+    else:
+        why = "asked for"
+    return Choice(form, engine, dtype, limit, why)
+
+
+def design(choice: Choice, x, cfg: dict):
+    """The design-matrix source for the chosen engine over images x (m, s, s, 3) uint8."""
+    if choice.engine == "memory":
+        return Pixels(np.asarray(x), choice.dtype)
+    if choice.engine == "stream":
+        return Stream(x, choice.dtype, block_bytes=int(choice.budget * BLOCK_SHARE))
+    try:
+        from .dask_engine import DaskPixels
+    except ImportError as e:
+        raise CatlrError(f"--engine dask needs Dask ({e.name} is not installed), install it "
+                         "with: pip install \"catlr[dask]\"") from None
+    return DaskPixels(x, choice.dtype, scheduler=cfg.get("scheduler") or None)

@@ -1,0 +1,176 @@
+"""Past one machine's memory: the streaming and Dask engines give the course loop's iterates,
+memory stays within the budget, and a lost Dask worker changes nothing."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import COURSE, needs_course, rel
+
+
+def _course_run(cli, tmp_path, *flags):
+    out = tmp_path / "m.npz"
+    code, text, err = cli(["train", COURSE, "--dtype", "float64", "--out", out, "--json", *flags])
+    assert code == 0, err
+    from catlr.modelfile import load
+
+    return load(out)[0], json.loads(text)
+
+
+@needs_course
+def test_streaming_gives_the_course_loop(cli, tmp_path, course_oracle):
+    model, meta = _course_run(cli, tmp_path, "--memory", "4MB")  # K and X do not fit
+    w_ref, b_ref, costs_ref = course_oracle
+    assert meta["engine"] == "stream" and meta["form"] == "primal"
+    assert "would pass the budget of 4 MB (--memory 4MB)" in meta["engine_reason"]
+    assert len(model.costs_) == 20 and rel(model.costs_, costs_ref) <= 1e-9
+    assert rel(model.w_, w_ref) <= 1e-9 and abs(model.b_ - b_ref) <= 1e-9 * abs(b_ref)
+    assert meta["test_accuracy"] == pytest.approx(0.70)
+
+
+@needs_course
+def test_dask_gives_the_course_loop_and_survives_a_lost_worker(cli, tmp_path, course_oracle,
+                                                              monkeypatch):
+    pytest.importorskip("distributed")
+    import catlr.descent as descent
+    from catlr.events import Step
+
+    real, killed = descent.run, []
+
+    def run_and_kill_a_worker(design, *a, **kw):
+        on_event = kw["on_event"]
+
+        def kill_at_500(event):
+            on_event(event)
+            if isinstance(event, Step) and event.i >= 500 and not killed:
+                pid = sorted(design.worker_pids().values())[0]
+                os.kill(pid, signal.SIGKILL)  # its block is lost: Dask reads it again
+                killed.append(pid)
+        return real(design, *a, **{**kw, "on_event": kill_at_500})
+
+    monkeypatch.setattr(descent, "run", run_and_kill_a_worker)
+    model, meta = _course_run(cli, tmp_path, "--engine", "dask", "--print-every", "100")
+    w_ref, b_ref, costs_ref = course_oracle
+    assert killed and meta["engine"] == "dask"
+    assert len(model.costs_) == 20 and rel(model.costs_, costs_ref) <= 1e-9
+    assert rel(model.w_, w_ref) <= 1e-9 and abs(model.b_ - b_ref) <= 1e-9 * abs(b_ref)
+
+
+def test_dask_says_where_its_dashboard_is(cli, tmp_path):
+    pytest.importorskip("distributed")
+    path = _prepared(tmp_path / "p.h5", 120)
+    code, out, err = cli(["train", path, "--engine", "dask", "--iters", "3", "-v",
+                          "--out", tmp_path / "m.npz"])
+    assert code == 0, err
+    assert "dask engine (asked for)" in out and "Dask dashboard: http://127.0.0.1:" in out
+
+
+def test_dask_missing_is_one_line(cli, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    monkeypatch.delitem(sys.modules, "catlr.dask_engine", raising=False)
+    code, out, err = cli(["train", _prepared(tmp_path / "p.h5", 20), "--engine", "dask"])
+    assert code == 1 and err.count("\n") == 1
+    assert 'pip install "catlr[dask]"' in err
+
+
+def _prepared(path, m, size=64, seed=0):
+    """A prepared file of m random images (labels from the mean of the red channel)."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        for split, n in (("train", m), ("test", max(m // 5, 2))):
+            x = f.create_dataset(f"{split}_set_x", (n, size, size, 3), np.uint8,
+                                 chunks=(min(64, n), size, size, 3))
+            y = np.zeros(n, np.int64)
+            for start in range(0, n, 1000):
+                part = rng.integers(0, 256, (min(1000, n - start), size, size, 3), np.uint8)
+                x[start:start + len(part)] = part
+                y[start:start + len(part)] = part[..., 0].mean(axis=(1, 2)) > 127.5
+            y[:2] = [0, 1]
+            f[f"{split}_set_y"] = y
+    return path
+
+
+def _peak_rss(args, cwd) -> int:
+    """Peak resident memory (bytes) of `catlr ARGS` run in a fresh process."""
+    code = ("import resource, sys\nfrom catlr.cli import main\n"
+            f"sys.argv = ['catlr', *{[str(a) for a in args]!r}]\n"
+            "try: main()\nexcept SystemExit as e: assert e.code == 0, e.code\n"
+            "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
+    # the environment a user's shell has: not the variables a Dask cluster started by an
+    # earlier test leaves in this process (thread counts, malloc settings)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MALLOC_", "OMP_", "MKL_", "OPENBLAS_NUM", "__DASK"))}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout.rsplit("RSS ", 1)[1])
+
+
+def test_a_file_larger_than_the_budget_trains_within_it(tmp_path):
+    """6,000 images: 74 MB of pixels, 295 MB (281 MiB) as a float32 X. With --memory 48MB the
+    streaming engine's peak stays within 48 MB of a run on 20 images (the interpreter
+    and libraries); the memory engine, for contrast, takes the whole X."""
+    big = _prepared(tmp_path / "big.h5", 6000)
+    small = _prepared(tmp_path / "small.h5", 20)
+    common = ["--iters", "3", "--form", "primal", "--out", tmp_path / "m.npz"]
+    # the least of two runs each: a process's peak varies by 100 MB from run to run on a
+    # busy machine (the allocator, transparent huge pages), never downwards past its need
+    base = min(_peak_rss(["train", small, *common, "--memory", "48MB"], tmp_path)
+               for _ in range(2))
+    stream = min(_peak_rss(["train", big, *common, "--memory", "48MB"], tmp_path)
+                 for _ in range(2))
+    memory = _peak_rss(["train", big, *common, "--engine", "memory"], tmp_path)
+    assert stream - base <= 48 << 20, (stream - base) >> 20
+    assert memory - stream > 200 << 20  # the contrast: X alone is 281 MiB in memory
+    from catlr.modelfile import load
+
+    assert load(tmp_path / "m.npz")[1]["engine"] == "memory"
+
+
+def test_primal_trains_in_float32_unless_asked(cli, tmp_path):
+    path = _prepared(tmp_path / "p.h5", 400, size=8)  # n_x = 192 < m: the primal form
+    code, out, err = cli(["train", path, "--iters", "50", "--json", "--out", tmp_path / "a.npz"])
+    assert code == 0, err
+    meta = json.loads(out)
+    assert (meta["form"], meta["dtype"], meta["engine"]) == ("primal", "float32", "memory")
+    code, out, err = cli(["train", path, "--iters", "50", "--json", "--dtype", "float64",
+                          "--out", tmp_path / "b.npz"])
+    assert code == 0 and json.loads(out)["dtype"] == "float64"
+    a, b = (json.loads(out)["final_cost"], meta["final_cost"])
+    assert a == pytest.approx(b, rel=1e-4)  # float32 and float64 train alike
+
+
+def test_a_folder_too_large_for_memory_is_prepared_to_a_file_first(cli, small_folder):
+    code, out, err = cli(["train", small_folder, "--iters", "5", "--memory", "512KB",
+                          "--out", "m.npz"])
+    assert code == 0, err
+    assert f"Preparing {small_folder} into " in out and "images.h5 first: 16 images" in out
+    assert os.path.exists(os.path.join("data", "images.h5"))
+
+
+def test_eval_on_a_large_split_reads_it_a_block_at_a_time(cli, tmp_path):
+    path = _prepared(tmp_path / "p.h5", 300)
+    code, _, err = cli(["train", path, "--iters", "20", "--out", tmp_path / "m.npz"])
+    assert code == 0, err
+    from catlr.evaluate import evaluate
+
+    whole = evaluate(tmp_path / "m.npz", path)
+    assert isinstance(whole.images, np.ndarray)
+    blocks = evaluate(tmp_path / "m.npz", path, memory="64KB")
+    assert isinstance(blocks.images, h5py.Dataset)  # left on disk
+    assert np.array_equal(blocks.probabilities, whole.probabilities)
+    blocks.close()
+
+
+def test_stream_and_dual_do_not_mix(cli, tmp_path):
+    path = _prepared(tmp_path / "p.h5", 20)
+    code, _, err = cli(["train", path, "--engine", "stream", "--form", "dual"])
+    assert code == 2 and "--form dual needs K in memory" in err
+    code, _, err = cli(["train", path, "--memory", "lots"])
+    assert code == 2 and "--memory must be auto or a size such as 512MB" in err
