@@ -11,6 +11,8 @@
    LogisticRegression(C=inf), i.e. no penalty, where installed.
 3. For m > n_x: the primal form's time per iteration against two matrix-vector
    products over X (issue 3 target: <= 1.5x).
+4. The form choice at m = 2000, 5000 and 10000, over 200 and 2000 iterations: both
+   forms timed, against the one catlr picks (--forms runs this part alone).
 """
 
 import argparse
@@ -144,13 +146,55 @@ def primal_per_iteration(m, iters=10):
           f"({'meets' if r <= 1.5 else 'misses'} the 1.5x target)")
 
 
+def forms(sizes=(2000, 5000, 10000), iters=(200, 2000)):
+    """4. Is choose_form right? Each form timed in parts on synthetic data (K, a few dual
+    steps; X, a few primal steps in float32), totals for 200 and 2000 iterations, against
+    the form catlr picks. Also prints the per-unit costs, to compare with descent's."""
+    from catlr import descent
+    from catlr.design import Pixels
+
+    print("\n4. Form choice: measured totals of each form, and the one choose_form picks")
+    n_x = 12288
+    for m in sizes:
+        x, y = synthetic(m, seed=2)
+        x = x.reshape(m, 64, 64, 3)
+        y = y.astype(np.float64)
+        design = Pixels(x, "float64")
+        t_k, K = best_of(design.gram, 1)
+        steps = 20
+        t_d, _ = best_of(lambda: descent.dual(K.copy(), y, 0.005, steps, descent._Steps(
+            steps, 10**9, descent.ignore, None)), 1)
+        del K
+        single = Pixels(x, "float32")
+        t_x, dense = best_of(single.dense, 1)
+        w = np.zeros(n_x, np.float32)
+        t_p, _ = best_of(lambda: dense.gradient(w, 0.0, y.astype(np.float32)), 3)
+        del dense
+        print(f"  m = {m}: K {t_k:.2f} s ({t_k / (m * m * n_x) * 1e12:.0f} ps per m^2 n_x), "
+              f"dual step {t_d / steps * 1e3:.1f} ms ({t_d / steps / (m * m) * 1e9:.2f} ns per "
+              f"m^2), X {t_x:.2f} s, primal step {t_p * 1e3:.1f} ms "
+              f"({t_p / (m * n_x * 4) * 1e9:.3f} ns per byte)")
+        for it in iters:
+            dual = t_k + it * t_d / steps
+            primal = t_x + it * t_p
+            chosen = descent.choose_form(n_x, m, it)
+            best = "dual" if dual < primal else "primal"
+            took = dual if chosen == "dual" else primal
+            print(f"    {it:>5} iterations: dual {dual:7.1f} s, primal {primal:7.1f} s; "
+                  f"catlr picks {chosen} ({'right' if chosen == best else 'WRONG'}, "
+                  f"{took / min(dual, primal):.2f} x the faster)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="skip m = 20000")
+    ap.add_argument("--quick", action="store_true", help="skip m = 20000 and the form check")
+    ap.add_argument("--forms", action="store_true", help="only the form check (section 4)")
     args = ap.parse_args()
     compile_catlr()
     print(f"Machine: {machine()}")
+    if args.forms:
+        return forms()
     whole_process(args.runs)
     import h5py
 
@@ -163,6 +207,7 @@ def main():
     in_process(sets, 2000, 3)
     if not args.quick:
         primal_per_iteration(20000)
+        forms()
 
 
 if __name__ == "__main__":

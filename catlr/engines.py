@@ -85,7 +85,9 @@ def choose(m: int, n_x: int, iters: int, cfg: dict, on_disk: bool) -> Choice:
         raise UsageError(f"--engine {engine} reads the images from a prepared file, run "
                          "'catlr prepare' on the folder and train on the .h5 it writes")
     if form == "auto":
-        form = choose_form(n_x, m, iters) if engine in ("auto", "memory") else "primal"
+        primal_size = np.dtype("float32" if cfg["dtype"] == "auto" else cfg["dtype"]).itemsize
+        form = (choose_form(n_x, m, iters, primal_size) if engine in ("auto", "memory")
+                else "primal")
         if (form == "dual" and engine == "auto"
                 and needs("dual", m, n_x, 8) > limit):
             form = "primal"
