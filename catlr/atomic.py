@@ -37,6 +37,32 @@ def _create_temp(folder: Path, name: str) -> Path:
 
 
 @contextlib.contextmanager
+def atomic_folder(dest: str | os.PathLike):
+    """Yield a temporary folder beside `dest`; on success it replaces `dest` (a store of
+    many files, such as Zarr's). An old `dest` is removed only once the new one is whole."""
+    import shutil
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _create_temp(dest.parent, dest.name)
+    os.unlink(tmp)
+    os.mkdir(tmp)
+    try:
+        yield tmp
+        old = None
+        if dest.exists():
+            old = _create_temp(dest.parent, dest.name + ".old")
+            os.unlink(old)
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike):
     """Yield a temporary path beside `dest`; on success rename it to `dest`."""
     dest = Path(dest)

@@ -22,11 +22,16 @@ BLOCK_BYTES = 64 << 20  # per task: large enough that scheduling stays a small s
 
 
 def read_block(path, key, start, stop, dtype):
-    """X[:, start:stop].T as floats, read from the HDF5 file by the worker."""
-    import h5py
+    """X[:, start:stop].T as floats, read by the worker from the HDF5 file or Zarr store."""
+    if os.path.isdir(path):
+        import zarr
 
-    with h5py.File(path, "r") as f:
-        part = f[key][start:stop]
+        part = zarr.open_array(store=path, path=key, mode="r")[start:stop]
+    else:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            part = f[key][start:stop]
     return normalize(part.reshape(len(part), -1), dtype)
 
 
@@ -44,7 +49,10 @@ class DaskPixels(Design):
     engine = "dask"
 
     def __init__(self, x, dtype="float32", scheduler=None, n_workers=None, block_bytes=None):
-        self.path, self.key = os.path.abspath(x.file.filename), x.name
+        if hasattr(x, "file"):  # an h5py dataset
+            self.path, self.key = os.path.abspath(x.file.filename), x.name
+        else:  # a zarr array in a local store
+            self.path, self.key = os.path.abspath(str(x.store.root)), x.path
         self.m = int(x.shape[0])
         self.n_x = int(np.prod(x.shape[1:], dtype=np.int64))
         self.dtype = np.dtype(dtype)

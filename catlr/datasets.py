@@ -2,6 +2,7 @@
 
 SOURCES lists each kind of DATA with how it is recognised and how it loads:
     prepared            one .h5 with both splits (written by `catlr prepare`)
+    zarr                the same schema in a Zarr store (`catlr prepare SRC --out NAME.zarr`)
     course              a folder holding a course pair, train_*.h5 + test_*.h5
     prepared-in-folder  a folder holding one prepared file (data/prepared.h5)
     folder              an image folder: SRC/<class>/ or SRC/train/<class>/ + SRC/test/<class>/
@@ -47,6 +48,11 @@ class Dataset:
     paths_test: list = field(default_factory=list)
     report: dict | None = None  # the ingestion report, for image folders
     files: list = field(default_factory=list)
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the pixels can be read again a block at a time (an HDF5 file, a Zarr store)."""
+        return not isinstance(self.x_train, np.ndarray)
 
     @property
     def size(self) -> int:
@@ -95,7 +101,29 @@ def _from_files(path, kind, train_file, test_file) -> Dataset:
 
 
 def _load_prepared(path, cfg, on_event):
+    if os.path.isdir(path):
+        return _load_zarr(path)
     return _from_files(path, "prepared", path, path)
+
+
+def _load_zarr(path):
+    from .zarr_store import open_store, read_split  # zarr (catlr[dask]) only for its stores
+
+    group = open_store(path)
+    tr, te = read_split(group, path, "train"), read_split(group, path, "test")
+    if tr[0].shape[1:] != te[0].shape[1:]:
+        raise CatlrError(f"{path}: train images are {tr[0].shape[1:]} but test images are "
+                         f"{te[0].shape[1:]}, prepare both splits at one --size")
+    return Dataset(tr[0], tr[1], te[0], te[1], tr[2], path, "prepared",
+                   paths_train=tr[3], paths_test=te[3])
+
+
+def _zarr(path) -> str | None:
+    """A Zarr store written by 'catlr prepare SRC --out NAME.zarr'."""
+    if not (os.path.isdir(path) and any(os.path.isfile(os.path.join(path, n))
+                                        for n in ("zarr.json", ".zgroup"))):
+        return None
+    return path
 
 
 def _load_course(path, cfg, on_event):
@@ -129,8 +157,10 @@ def _load_folder(path, cfg, on_event):
 
 
 def _prepared_in(folder) -> list[str]:
-    """The .h5 files directly in `folder` that hold both splits (catlr's prepared schema)."""
-    found = []
+    """The .h5 files and Zarr stores directly in `folder` that hold both splits (catlr's
+    prepared schema)."""
+    found = [p for p in sorted(glob.glob(os.path.join(glob.escape(folder), "*.zarr")))
+             if _zarr(p)]
     for path in sorted(glob.glob(os.path.join(glob.escape(folder), "*.h5"))):
         try:
             with hdf5.open_file(path) as f:
@@ -202,6 +232,7 @@ class Source:
 # Tried in this order: the first whose find() answers is used.
 SOURCES = {s.kind: s for s in (
     Source("prepared", lambda p: p if os.path.isfile(p) else None, _load_prepared),
+    Source("zarr", _zarr, _load_prepared),
     Source("course", _course, _load_course),
     Source("prepared-in-folder", _one_prepared, _load_prepared),
     Source("folder", _image_folder, _load_folder),

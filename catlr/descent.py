@@ -66,10 +66,10 @@ def reference(X, Y, lr, iters, print_every=100):
 
 # What each form costs on a machine, in seconds per unit, measured on a 2-core AMD EPYC
 # (python bench/train_speed.py --forms measures them again and checks the choice):
-K_TIME = 30e-12        # per m^2 n_x: K = X.T X from the pixels, a symmetric rank-k update
-DUAL_STEP = 1.1e-9     # per m^2: one dual iteration, an m x m product in float64
+K_TIME = 20e-12        # per m^2 n_x: K = X.T X from the pixels, a symmetric rank-k update
+DUAL_STEP = 1.2e-9     # per m^2: one dual iteration, an m x m product in float64
 X_TIME = 2e-9          # per m n_x: building X from the pixels
-PRIMAL_BYTE = 0.1e-9   # per byte of X: one primal iteration reads X twice, bound by memory
+PRIMAL_BYTE = 0.11e-9  # per byte of X: one primal iteration reads X twice, bound by memory
 
 
 def form_costs(n_x: int, m: int, iters: int, itemsize: int = 4) -> dict:

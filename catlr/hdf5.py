@@ -61,41 +61,55 @@ def read_split(f, split: str):
     x, y = f[xk], f[yk]
     if not isinstance(x, h5py.Dataset) or not isinstance(y, h5py.Dataset):
         raise CatlrError(f"{path}: {xk} and {yk} must be datasets, not groups")
-    if x.ndim != 4 or x.shape[3] != 3 or x.shape[1] != x.shape[2] or x.dtype != np.uint8:
-        raise CatlrError(f"{path}: {xk} has shape {x.shape} and dtype {x.dtype}, expected "
-                         "(m, size, size, 3) uint8 RGB images")
-    if y.shape not in ((x.shape[0],), (1, x.shape[0])):
-        raise CatlrError(f"{path}: {yk} has shape {y.shape}, expected ({x.shape[0]},), "
-                         f"one label per image of {xk}")
-    ys = y[()].reshape(-1)
-    if ys.dtype.kind not in "iub" or not np.isin(ys, (0, 1)).all():
-        bad = sorted(set(np.unique(ys).tolist()) - {0, 1})[:5]
-        raise CatlrError(f"{path}: {yk} holds labels other than 0 and 1 ({bad}), "
-                         "relabel as 0 = negative, 1 = positive")
+    ys = check_split(path, split, x, y)
     classes = DEFAULT_CLASSES
     if "list_classes" in f:
         names = [c.decode() if isinstance(c, bytes) else str(c) for c in f["list_classes"][()]]
         classes = tuple(names) if len(names) == 2 else classes
     pk = f"{split}_set_paths"
     paths = [p.decode() if isinstance(p, bytes) else str(p) for p in f[pk][()]] if pk in f else []
-    return x, ys.astype(np.int64), classes, paths
+    return x, ys, classes, paths
+
+
+def check_split(path, split, x, y):
+    """The labels (m,) int64 of a split whose images x and labels y (array-likes: an h5py
+    dataset, a zarr array) follow the schema; one line naming the file when they do not."""
+    xk, yk = f"{split}_set_x", f"{split}_set_y"
+    if x.ndim != 4 or x.shape[3] != 3 or x.shape[1] != x.shape[2] or x.dtype != np.uint8:
+        raise CatlrError(f"{path}: {xk} has shape {x.shape} and dtype {x.dtype}, expected "
+                         "(m, size, size, 3) uint8 RGB images")
+    if y.shape not in ((x.shape[0],), (1, x.shape[0])):
+        raise CatlrError(f"{path}: {yk} has shape {y.shape}, expected ({x.shape[0]},), "
+                         f"one label per image of {xk}")
+    ys = np.asarray(y[:]).reshape(-1)
+    if ys.dtype.kind not in "iub" or not np.isin(ys, (0, 1)).all():
+        bad = sorted(set(np.unique(ys).tolist()) - {0, 1})[:5]
+        raise CatlrError(f"{path}: {yk} holds labels other than 0 and 1 ({bad}), "
+                         "relabel as 0 = negative, 1 = positive")
+    return ys.astype(np.int64)
 
 
 class Sink:
-    """Appends each split to resizable datasets of an open, writable file (bounded memory)."""
+    """Appends each split to resizable arrays of an open, writable store (bounded memory):
+    an h5py.File, or a zarr group (zarr_store.py) whose arrays resize and slice alike."""
 
     def __init__(self, f, size, classes):
         self.f = f
-        strings = h5py.string_dtype("utf-8")
         for split in ("train", "test"):
-            f.create_dataset(f"{split}_set_x", (0, size, size, 3), np.uint8, track_times=False,
-                             maxshape=(None, size, size, 3), chunks=(64, size, size, 3))
-            f.create_dataset(f"{split}_set_y", (0,), np.int64, maxshape=(None,), chunks=(4096,),
-                             track_times=False)
-            f.create_dataset(f"{split}_set_paths", (0,), strings, maxshape=(None,),
-                             chunks=(1024,), track_times=False)
-        f.create_dataset("list_classes", data=np.array([c.encode() for c in classes]),
-                         track_times=False)
+            for key, shape, dtype, chunks in (("x", (size, size, 3), np.uint8, 64),
+                                              ("y", (), np.int64, 4096),
+                                              ("paths", (), str, 1024)):
+                self.create(f"{split}_set_{key}", shape, dtype, chunks)
+        self.write_classes(classes)
+
+    def create(self, name, shape, dtype, chunks):
+        strings = h5py.string_dtype("utf-8") if dtype is str else dtype
+        self.f.create_dataset(name, (0, *shape), strings, maxshape=(None, *shape),
+                              chunks=(chunks, *shape), track_times=False)
+
+    def write_classes(self, classes):
+        self.f.create_dataset("list_classes", data=np.array([c.encode() for c in classes]),
+                              track_times=False)
 
     def add(self, split, arrays, labels, paths):
         if not arrays:
@@ -106,5 +120,6 @@ class Sink:
         for key, values in (("x", np.stack(arrays)), ("y", np.asarray(labels, np.int64)),
                             ("paths", paths)):
             ds = self.f[f"{split}_set_{key}"]
-            ds.resize(ds.shape[0] + n, axis=0)
-            ds[-n:] = values
+            start = ds.shape[0]
+            ds.resize((start + n, *ds.shape[1:]))
+            ds[start:start + n] = values

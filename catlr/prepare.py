@@ -11,7 +11,7 @@ import os
 import h5py
 
 from . import __version__
-from .atomic import atomic_path
+from .atomic import atomic_folder, atomic_path
 from .errors import CatlrError
 from .events import ignore
 from .hdf5 import Sink, find_course_pair
@@ -27,11 +27,21 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
                          f"train on it directly with 'catlr train {src}'")
     layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"])
     stream = start_decoding(layout, cfg["size"], cfg["fit"], cfg["workers"])
-    with atomic_path(out) as tmp:
-        with h5py.File(tmp, "w", track_order=False) as f:
-            report = ingest(layout, stream, Sink(f, cfg["size"], layout.classes),
+    attrs = {"catlr_version": __version__, "size": cfg["size"], "fit": cfg["fit"],
+             "positive": cfg["positive"], "split": str(layout.split or "given")}
+    if os.fspath(out).rstrip(os.sep).endswith(".zarr"):  # a Zarr store, for a Dask cluster
+        from .zarr_store import ZarrSink, zarr
+
+        with atomic_folder(out) as tmp:
+            group = zarr.open_group(os.fspath(tmp), mode="w")
+            report = ingest(layout, stream, ZarrSink(group, cfg["size"], layout.classes),
                             dedupe=dedupe, strict=strict, on_event=on_event)
-            f.attrs.update({"catlr_version": __version__, "size": cfg["size"], "fit": cfg["fit"],
-                            "positive": cfg["positive"], "split": str(layout.split or "given")})
+            group.attrs.update(attrs)
+    else:
+        with atomic_path(out) as tmp:
+            with h5py.File(tmp, "w", track_order=False) as f:
+                report = ingest(layout, stream, Sink(f, cfg["size"], layout.classes),
+                                dedupe=dedupe, strict=strict, on_event=on_event)
+                f.attrs.update(attrs)
     report["out"] = os.path.abspath(os.fspath(out))
     return report

@@ -19,12 +19,12 @@ from .model import LogisticRegression, check_labels
 def plan(ds, cfg: dict) -> engines.Choice:
     """How a Dataset's train split will be trained (engines.choose), its pixels read into
     memory when that is the engine."""
-    check_labels(ds.y_train, len(ds.x_train))
+    check_labels(ds.y_train, ds.x_train.shape[0])
     if len(set(ds.y_train.tolist())) < 2:
         only = ds.classes[int(ds.y_train[0])]
         raise CatlrError(f"the train split of {ds.source} holds only {only} images, add images "
                          f"of the other class ({ds.classes[1 - int(ds.y_train[0])]})")
-    choice = engines.choose(len(ds.y_train), ds.n_x, cfg["iters"], cfg, on_disk=bool(ds.files))
+    choice = engines.choose(len(ds.y_train), ds.n_x, cfg["iters"], cfg, on_disk=ds.on_disk)
     if choice.engine == "memory":
         ds.in_memory()
     return choice

@@ -99,6 +99,11 @@ def test_form_choice_by_shape():
     assert choose_form(12288, 2000, 2000) == "dual"
     assert choose_form(12288, 20000, 2000) == "primal"
     assert choose_form(100, 5000, 100) == "primal"
+    # measured crossovers (bench/train_speed.py --forms): K pays at m = 2000 from about 150
+    # iterations; near m = n_x a dual step costs more than a float32 primal one
+    assert choose_form(12288, 2000, 200) == "dual" and choose_form(12288, 2000, 20) == "primal"
+    assert choose_form(12288, 10000, 2000) == "primal"
+    assert choose_form(12288, 10000, 2000, itemsize=8) == "primal"
 
 
 def test_large_learning_rate_gives_finite_costs_without_warnings():
