@@ -10,9 +10,41 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
+from .errors import UsageError
+
 NAME_MAX = 255  # bytes in a file name on the file systems catlr meets
+# The first bytes of each kind of file catlr writes: an output never replaces a file of
+# another kind (a model over the data it came from, a picture over a model).
+MAGIC = {"png": b"\x89PNG", "model": b"PK", "hdf5": b"\x89HDF"}
+NAMES = {"png": "a PNG picture", "model": "a model file (.npz)", "hdf5": "an HDF5 file",
+         "text": "a text file"}
+
+
+def check_output(dest, kind: str | None = None) -> Path:
+    """The path to write `dest` to, after refusing what must not be replaced: anything that
+    is not a regular file (a device, a FIFO, a folder), or a file of another kind than
+    `kind` ("png", "model", "hdf5", or "text": none of those). A symbolic link is written
+    through: its target is replaced."""
+    dest = Path(dest)
+    if dest.is_symlink():
+        dest = Path(os.path.realpath(dest))
+    if not dest.exists():
+        return dest
+    if not dest.is_file():
+        raise UsageError(f"{dest} exists and is not a regular file (a device, FIFO or folder), "
+                         "choose another output path")
+    if kind is not None and dest.stat().st_size:
+        with open(dest, "rb") as f:
+            head = f.read(8)
+        found = next((k for k, magic in MAGIC.items() if head.startswith(magic)), None)
+        if found is not None and found != kind:  # an unknown or damaged file may be replaced
+            what = NAMES[found]
+            raise UsageError(f"{dest} is {what}, not {NAMES[kind]}: catlr will not write over "
+                             "it, choose another output path")
+    return dest
 
 
 def _umask() -> int:
@@ -63,9 +95,12 @@ def atomic_folder(dest: str | os.PathLike):
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike):
-    """Yield a temporary path beside `dest`; on success rename it to `dest`."""
-    dest = Path(dest)
+def atomic_path(dest: str | os.PathLike, kind: str | None = None):
+    """Yield a temporary path beside `dest`; on success rename it to `dest`.
+
+    check_output refuses first what must not be replaced; an existing file keeps its mode."""
+    dest = check_output(dest, kind)
+    mode = stat.S_IMODE(dest.stat().st_mode) if dest.exists() else 0o666 & ~_umask()
     folder = dest.parent
     folder.mkdir(parents=True, exist_ok=True)  # --out models/m.npz works without a mkdir
     tmp = _create_temp(folder, dest.name)
@@ -73,8 +108,8 @@ def atomic_path(dest: str | os.PathLike):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        # the temporary file is made 0600; give it the mode any new file would get.
-        os.chmod(tmp, 0o666 & ~_umask())
+        # the temporary file is made 0600: give it the file's mode, or a new file's
+        os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -125,6 +125,33 @@ def _fail(message: str, code: int):
     raise typer.Exit(code)
 
 
+def _outputs(inputs=(), **outputs):
+    """Refuse, before any work, an output that is also an input or another output, or that
+    would replace something it must not (atomic.check_output): one line, exit 2.
+    outputs: {flag: (path or None, kind)}."""
+    from .atomic import check_output
+
+    seen = {}
+    for path in inputs:
+        if path is not None and os.path.exists(path):
+            seen[os.path.realpath(path)] = "an input"
+    for flag, (path, kind) in outputs.items():
+        if path is None:
+            continue
+        real = os.path.realpath(check_output(path, kind))
+        if real in seen:
+            raise UsageError(f"--{flag.replace('_', '-')} {path} is also {seen[real]}, writing it "
+                             "would destroy it: choose another path")
+        seen[real] = f"--{flag.replace('_', '-')}"
+
+
+def _threshold(value: float) -> float:
+    # click's min/max let NaN through (every comparison with NaN is false)
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"--threshold must be a probability from 0 to 1, got {value}")
+    return value
+
+
 def _fmt(json_out: bool) -> str:
     return "json" if json_out else "table"
 
@@ -178,6 +205,8 @@ def prepare(
     with _guard("stopped, the output file was not written"):
         cfg = resolve(config, size=size, test_fraction=test_fraction, seed=seed,
                       positive=positive, fit=fit, workers=workers)
+        if not os.fspath(out).rstrip(os.sep).endswith(".zarr"):
+            _outputs([src, config], out=(out, "hdf5"))
         from . import render
         from .prepare import prepare as run
         from .progress import events
@@ -226,6 +255,7 @@ def train(
                       form=form, engine=engine, memory=memory, scheduler=scheduler, size=size,
                       test_fraction=test_fraction, seed=seed, positive=positive, fit=fit,
                       workers=workers)
+        _outputs([data, config], out=(out, "model"), plot=(plot, "png"))
         from . import render
         from .progress import events
         from .train import train as run
@@ -266,12 +296,14 @@ def evaluate(
     with _guard():
         if split not in ("train", "test"):
             raise UsageError(f"--split must be train or test, got {split!r}")
+        _threshold(threshold)
         from . import render
         from .evaluate import evaluate as run
         from .progress import events
         from .runs import resolve_model
 
         model, chosen = resolve_model(model)
+        _outputs([model, data], errors=(errors, "png"), predictions=(predictions, "text"))
 
         with events(render.console(json_out, plain=True), quiet=True) as on_event:  # folders: a bar
             result = run(model, data, split=split, threshold=threshold, on_event=on_event)
@@ -304,7 +336,9 @@ def predict(
     """The probability that each image is a cat, and its label."""
     with _guard():
         if json_out and csv_out:
-            raise CatlrError("--json and --csv both asked for, choose one")
+            raise UsageError("--json and --csv both asked for, choose one")
+        _threshold(threshold)
+        resolve(None, workers=workers)  # a negative --workers is refused as prepare does
         from . import render
         from .events import ignore
         from .predict import predict as run
@@ -350,6 +384,7 @@ def sweep(
         from .progress import events
         from .train import sweep as run
 
+        _outputs([data, config], plot=(plot, "png"))
         console = render.console(json_out)
         with events(console, quiet=True) as on_event:
             rows = run(data, cfg, on_event=on_event)
@@ -373,6 +408,7 @@ def inspect(
         from .runs import resolve_model
 
         model, chosen = resolve_model(model)
+        _outputs([model], weights=(weights, "png"))
         m, meta = load(model)
         if weights is not None:
             from .plots import weights_picture

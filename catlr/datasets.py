@@ -249,6 +249,9 @@ def load(data, cfg: dict, on_event=ignore, *, in_memory=True) -> Dataset:
     if not os.path.exists(path):
         raise CatlrError(f"{data} does not exist, give an image folder, a prepared .h5 file "
                          "or a folder holding train_*.h5 and test_*.h5")
+    if not (os.path.isfile(path) or os.path.isdir(path)):
+        raise CatlrError(f"{data} is not a regular file or a folder (a device or a FIFO), give "
+                         "an image folder, a prepared .h5 file or a folder holding the course pair")
     for source in SOURCES.values():
         found = source.find(path)
         if found is not None:

@@ -50,7 +50,7 @@ class Evaluation:
 def write_predictions(result: Evaluation, path) -> int:
     """Write result.rows() as CSV to `path` (atomically); returns the number of rows."""
     rows = result.rows()
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8",
+    with atomic_path(path, "text") as tmp, open(tmp, "w", newline="", encoding="utf-8",
                                         errors="surrogateescape") as f:
         w = csv.DictWriter(f, ["path", "split", "index", "label", "probability", "predicted",
                                "correct"], lineterminator="\n")

@@ -33,6 +33,9 @@ def find_course_pair(folder) -> tuple[str, str] | None:
 
 def open_file(path):
     """An h5py.File opened for reading, or one line saying why it cannot be."""
+    if not os.path.isfile(path):  # a FIFO named train_x.h5 would block the read forever
+        raise CatlrError(f"{path} is not a regular file, give a .h5 written by "
+                         "'catlr prepare' or the course")
     try:
         return h5py.File(path, "r")
     except OSError as e:
@@ -58,9 +61,23 @@ def read_split(f, split: str):
                      f"({os.path.dirname(os.path.abspath(path))})")
         raise CatlrError(f"{path} has no {xk} / {yk} datasets (found: "
                          f"{', '.join(sorted(f.keys())) or 'none'}), {hint}")
+    for key in (xk, yk):
+        if isinstance(f.get(key, getlink=True), h5py.ExternalLink):
+            raise CatlrError(f"{path}: {key} is a link to another file, catlr reads data that "
+                             "lives in the file itself: copy the data in")
     x, y = f[xk], f[yk]
     if not isinstance(x, h5py.Dataset) or not isinstance(y, h5py.Dataset):
         raise CatlrError(f"{path}: {xk} and {yk} must be datasets, not groups")
+    for key, ds in ((xk, x), (yk, y)):
+        if ds.is_virtual or ds.external:
+            raise CatlrError(f"{path}: {key} keeps its data outside the file ("
+                             f"{'a virtual dataset' if ds.is_virtual else 'external storage'}), "
+                             "catlr reads data that lives in the file itself: copy the data in")
+    declared = x.size * x.dtype.itemsize
+    stored = x.id.get_storage_size()
+    if declared > (64 << 20) and stored * 1000 < declared:
+        raise CatlrError(f"{path}: {xk} declares {x.shape[0]} images ({declared >> 20} MB) but "
+                         f"stores {stored >> 10} KB: the file is damaged or forged, prepare it again")
     ys = check_split(path, split, x, y)
     classes = DEFAULT_CLASSES
     if "list_classes" in f:

@@ -23,6 +23,9 @@ EXTENSIONS = frozenset(
 )
 # iPhone photos: counted as images so that they are reported, not silently ignored
 UNSUPPORTED = {".heic": "HEIC", ".heif": "HEIF"}
+# catlr's own limit, checked from the header before decoding: far below Pillow's 179
+# megapixels, so a small PNG that declares 12000 x 12000 is refused, not decoded (1.2 GB).
+MAX_PIXELS = 64_000_000
 # Transparent pixels and padding become white, as image viewers show them.
 BACKGROUND = (255, 255, 255)
 
@@ -44,9 +47,18 @@ def is_image_name(name: str) -> bool:
 def load_image(path, size: int = 64, fit: str = "stretch"):
     """Decode `path` into a (size, size, 3) uint8 array, or raise ImageError."""
     try:
+        if not os.path.isfile(path):  # a FIFO or a device would block or never end
+            raise ImageError(path, "not a regular file" if os.path.exists(path) else "no such file")
         if os.path.getsize(path) == 0:
             raise ImageError(path, "empty file")
         with Image.open(path) as im:
+            width, height = im.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(path, f"too large ({width} x {height} pixels, over catlr's "
+                                       f"limit of {MAX_PIXELS // 1_000_000} megapixels)")
+            if fit == "pad" and max(width, height) ** 2 > MAX_PIXELS:
+                raise ImageError(path, f"too long and thin to pad ({width} x {height}: a "
+                                       f"{max(width, height)}-pixel square canvas)")
             if im.format == "JPEG":
                 # libjpeg can decode at 1/2, 1/4 or 1/8 scale for free; ask for
                 # twice the final size so the last resize still antialiases.
@@ -74,6 +86,8 @@ def load_image(path, size: int = 64, fit: str = "stretch"):
         raise ImageError(path, f"truncated or corrupt ({describe(e)})") from None
     except MemoryError:
         raise ImageError(path, "too large to decode in memory") from None
+    except Exception as e:  # a decoder's own failure (a corrupt AVIF, a DDS named .jpg)
+        raise ImageError(path, f"cannot be decoded ({type(e).__name__}: {describe(e)})") from None
     return np.asarray(_fit(rgb, size, fit), dtype=np.uint8)
 
 

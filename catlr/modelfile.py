@@ -24,8 +24,10 @@ from .errors import CatlrError, describe
 from .model import LogisticRegression
 
 FORMAT = 1
-# A model file is small (about 100 KB at 64 x 64); refuse to inflate anything huge.
-MAX_ENTRY_BYTES = 256 * 1024 * 1024
+# A model file is small (about 100 KB at 64 x 64, 25 MB at the largest size, 1024): refuse
+# to read, or to inflate, anything larger, and any entry compressed more than MAX_RATIO:1.
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
+MAX_RATIO = 50
 
 
 def metadata(model, ds, cfg: dict, figures: dict) -> dict:
@@ -54,7 +56,7 @@ def metadata(model, ds, cfg: dict, figures: dict) -> dict:
 
 def save(path, model, meta: dict) -> None:
     """Write the model atomically: an existing file stays intact until the new one is complete."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, "model") as tmp, open(tmp, "wb") as f:
         np.savez(f, w=np.asarray(model.w_, dtype=np.float64).ravel(), b=np.float64(model.b_),
                  costs=np.asarray(model.costs_, dtype=np.float64), meta=np.str_(json.dumps(meta)))
 
@@ -62,6 +64,9 @@ def save(path, model, meta: dict) -> None:
 def load(path):
     """Read and validate a model file; returns (LogisticRegression, meta dict)."""
     path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block, a device never end
+        raise CatlrError(f"model file {path} is not a regular file, pass a model written by "
+                         "'catlr train'")
     if not os.path.isfile(path):
         raise CatlrError(f"model file {path} not found, train one with "
                          f"'catlr train DATA --out {path}' or pass --model")
@@ -82,8 +87,13 @@ def load(path):
             if missing:
                 raise ValueError(f"missing {', '.join(sorted(missing))}")
             for name in ("w", "b", "costs", "meta"):
-                if npz.zip.getinfo(f"{name}.npy").file_size > MAX_ENTRY_BYTES:
-                    raise ValueError(f"entry {name} is implausibly large")
+                info = npz.zip.getinfo(f"{name}.npy")
+                if info.file_size > MAX_ENTRY_BYTES:
+                    raise ValueError(f"entry {name} declares {info.file_size} bytes, more than "
+                                     "any model holds")
+                if info.file_size > MAX_RATIO * max(info.compress_size, 1) + 4096:
+                    raise ValueError(f"entry {name} is compressed {info.file_size} : "
+                                     f"{info.compress_size}, a zip bomb")
             w, b, costs, meta_arr = npz["w"], npz["b"], npz["costs"], npz["meta"]
     except CatlrError:
         raise

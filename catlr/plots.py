@@ -21,7 +21,7 @@ def _save(fig, paths):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     for path in paths if isinstance(paths, (list, tuple)) else [paths]:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, "png") as tmp:
             tmp.write_bytes(buf.getvalue())
 
 
@@ -120,6 +120,6 @@ def mistakes_sheet(images, labels, probabilities, paths, classes, path, *, thres
                   font=font)
         draw.text((x0, y0 + s + 30), _fit_text(draw, os.path.basename(paths[i]), font, s),
                   fill="dimgray", font=font)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, "png") as tmp:
         sheet.save(tmp, format="PNG")
     return total

@@ -38,7 +38,7 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
                             dedupe=dedupe, strict=strict, on_event=on_event)
             group.attrs.update(attrs)
     else:
-        with atomic_path(out) as tmp:
+        with atomic_path(out, "hdf5") as tmp:
             with h5py.File(tmp, "w", track_order=False) as f:
                 report = ingest(layout, stream, Sink(f, cfg["size"], layout.classes),
                                 dedupe=dedupe, strict=strict, on_event=on_event)

@@ -83,7 +83,7 @@ def save(root, name, exist_ok, model, meta: dict, write_model) -> str:
             "metrics.json": json.dumps(summary(os.path.basename(folder), meta), indent=2) + "\n",
         }
         for file, text in files.items():
-            with atomic_path(os.path.join(folder, file)) as tmp:
+            with atomic_path(os.path.join(folder, file), "text") as tmp:
                 tmp.write_text(text)
         write_model(os.path.join(folder, "model.npz"))
     except BaseException:
