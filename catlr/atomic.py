@@ -55,17 +55,49 @@ def _umask() -> int:
 
 
 def _create_temp(folder: Path, name: str) -> Path:
-    """A new empty file `.NAME.RANDOM.tmp` beside the destination (mode 0600), its name
-    cut so that it fits wherever NAME fits. (No tempfile module: it costs 3 ms at start.)"""
-    room = NAME_MAX - len(".") - len(".0123456789abcdef.tmp")
+    """A new empty file `.NAME.PID-RANDOM.tmp` beside the destination (mode 0600), its name
+    cut so that it fits wherever NAME fits. Temporary files of the same output left by a
+    process that no longer runs (killed with SIGKILL, a power cut) are removed first.
+    (No tempfile module: it costs 3 ms at start.)"""
+    room = NAME_MAX - len(".") - len(".4194304-0123456789abcdef.tmp")
     stem = os.fsencode(name)[:room].decode(errors="ignore") or "out"
+    _remove_stale(folder, stem)
     while True:
-        path = folder / f".{stem}.{os.urandom(8).hex()}.tmp"
+        path = folder / f".{stem}.{os.getpid()}-{os.urandom(8).hex()}.tmp"
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             return path
         except FileExistsError:
             continue
+
+
+def _remove_stale(folder: Path, stem: str):
+    import re
+
+    pattern = re.compile(re.escape(f".{stem}.") + r"(\d+)-[0-9a-f]{16}\.tmp")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = pattern.fullmatch(entry.name)
+            if match and not _alive(int(match.group(1))):
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        import shutil
+
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process: alive
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -111,6 +143,12 @@ def atomic_path(dest: str | os.PathLike, kind: str | None = None):
         # the temporary file is made 0600: give it the file's mode, or a new file's
         os.chmod(tmp, mode)
         os.replace(tmp, dest)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if e.filename is None or str(e.filename) == str(tmp):  # say which output, not the temp
+            raise OSError(e.errno, e.strerror or str(e), str(dest)) from None
+        raise
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

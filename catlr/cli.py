@@ -82,7 +82,19 @@ def _root(
     """Train the course's cat / non-cat logistic regression on your images."""
 
 
+def _terminate(signum, frame):
+    from .errors import Terminated
+
+    raise Terminated(signum)
+
+
 def main():
+    import signal
+
+    # SIGTERM and SIGHUP unwind like Ctrl-C: temporary files go, outputs stay whole
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, _terminate)
     # Typer turns every registered command into a click command at each start;
     # build only the one being run (help and typos still see all of them).
     name = sys.argv[1] if len(sys.argv) > 1 else None
@@ -95,18 +107,29 @@ def main():
 
 @contextlib.contextmanager
 def _guard(interrupted="stopped, nothing was written"):
-    """Known errors become one line and exit 1 (2 for bad flags); Ctrl-C exits 130."""
+    """Known errors become one line and exit 1 (2 for bad flags); Ctrl-C exits 130, SIGTERM
+    143, SIGHUP 129; a closed pipe ends quietly. `interrupted` may be a callable that says
+    what was written by then."""
+    from .errors import Terminated
+
     debug = os.environ.get("CATLR_DEBUG") == "1"
+    said = interrupted if callable(interrupted) else lambda: interrupted
     try:
         yield
     except typer.Exit:
         raise
+    except BrokenPipeError:  # `catlr predict DIR --csv | head -1`: the reader has what it wanted
+        _quiet_stdout()
+        raise typer.Exit(141) from None
+    except Terminated as e:
+        print(f"Terminated: {said()}", file=sys.stderr)
+        raise typer.Exit(128 + e.signum) from None
     except CatlrError as e:
         if debug:
             raise
         _fail(str(e), e.exit_code)
     except KeyboardInterrupt:
-        print(f"Interrupted: {interrupted}", file=sys.stderr)
+        print(f"Interrupted: {said()}", file=sys.stderr)
         raise typer.Exit(130) from None
     except OSError as e:  # a full disk, a read-only folder: not a bug, say which file
         if debug:
@@ -121,8 +144,17 @@ def _guard(interrupted="stopped, nothing was written"):
 
 
 def _fail(message: str, code: int):
-    print(f"Error: {message}", file=sys.stderr)
+    from .errors import printable
+
+    print(f"Error: {printable(message)}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+def _quiet_stdout():
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _outputs(inputs=(), **outputs):
@@ -250,7 +282,9 @@ def train(
     with its config, costs and figures; 'catlr runs' compares them, and eval, predict
     and inspect use the newest.
     """
-    with _guard("stopped, no model was written (an existing one is unchanged)"):
+    saved = []
+    with _guard(lambda: f"stopped after saving {saved[0]}; the cost curve was not written"
+                if saved else "stopped, no model was written (an existing one is unchanged)"):
         cfg = resolve(config, lr=lr, iters=iters, print_every=print_every, dtype=dtype,
                       form=form, engine=engine, memory=memory, scheduler=scheduler, size=size,
                       test_fraction=test_fraction, seed=seed, positive=positive, fit=fit,
@@ -264,6 +298,7 @@ def train(
         with events(console, verbose=verbose, quiet=json_out) as on_event:
             model, meta, where = run(data, cfg, out=out, name=name, exist_ok=exist_ok,
                                      on_event=on_event)
+        saved.append(where)
         if plot is not None:
             from .plots import cost_curve
 
@@ -416,7 +451,7 @@ def inspect(
             weights_picture(m.w_, meta["image_size"], weights, classes=meta["classes"],
                             title=f"Weights of {model} ({meta['classes'][1]} vs "
                                   f"{meta['classes'][0]})")
-        doc = {**meta, "b": m.b_, "w_norm": float((m.w_ ** 2).sum() ** 0.5), "costs": m.costs_}
+        doc = {**meta, "b": m.b_, "w_norm": m.w_norm(), "costs": m.costs_}
         render.show(doc, _fmt(json_out),
                     human=lambda _: render.inspect_table(render.console(), model, chosen, meta,
                                                          m, weights))

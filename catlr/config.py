@@ -55,6 +55,7 @@ LIMITS = {
     "seed": (0, None),
     "workers": (0, None),
 }
+MAX_CONFIG_BYTES = 64 * 1024  # a config holds a few settings: more is not a config
 # Names a setting had in earlier versions (model files keep them): old -> current.
 RENAMED = {"cost_every": "print_every"}
 
@@ -114,15 +115,25 @@ def read_toml(path) -> dict:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
     path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise CatlrError(f"config file {path} is not a regular file, give a .toml file")
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            text = f.read(MAX_CONFIG_BYTES + 1)
+        if len(text) > MAX_CONFIG_BYTES:
+            raise CatlrError(f"config file {path} is over {MAX_CONFIG_BYTES // 1024} KB, a "
+                             "config holds a few settings (configs/default.toml shows them)")
+        data = tomllib.loads(text.decode("utf-8"))
     except FileNotFoundError:
         raise CatlrError(f"config file {path} not found, check the path "
                          "(configs/default.toml shows every key)") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise CatlrError(f"config file {path} cannot be read ({e}), fix its TOML syntax") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
+        raise CatlrError(f"config file {path} cannot be read ({type(e).__name__}: "
+                         f"{str(e)[:80]}), fix its TOML syntax") from None
     data = data.get("catlr", data)
+    if not isinstance(data, dict):
+        raise CatlrError(f"config file {path}: [catlr] must be a table of settings, got "
+                         f"{type(data).__name__}, see configs/default.toml")
     unknown = sorted(set(data) - set(DEFAULTS))
     if unknown:
         raise CatlrError(f"config file {path} has unknown key {', '.join(map(repr, unknown))}, "

@@ -13,6 +13,8 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .atomic import atomic_path
+
 
 def _background(rng, w, h):
     top = tuple(int(v) for v in rng.integers(90, 256, 3))
@@ -85,8 +87,7 @@ def make_sample(folder, n_per_class: int = 60, seed: int = 0, unseen: int = 4) -
         w, h = (int(v) for v in rng.integers(72, 200, 2))
         im = draw_one(rng, w, h)
         name = f"{'cat' if draw_one is _cat else 'thing'}-{k:03d}"
-        if k % 3 == 0:
-            im.save(os.path.join(where, name + ".png"))
-        else:
-            im.save(os.path.join(where, name + ".jpg"), quality=90)
+        fmt = "PNG" if k % 3 == 0 else "JPEG"
+        with atomic_path(os.path.join(where, f"{name}.{'png' if fmt == 'PNG' else 'jpg'}")) as tmp:
+            im.save(tmp, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     return {"images": images, "unseen": unseen_dir}

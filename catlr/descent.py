@@ -187,13 +187,13 @@ def dual(K, y, lr, iters, steps):
     """
     m = len(y)
     scale = lr / (2 * m)  # c = scale * u
-    K += 1.0
-    K *= 0.5 * scale  # K now maps u to Z / 2
     u = np.zeros(m, K.dtype)
     half_z = np.empty(m, K.dtype)
     shift = 1.0 - 2.0 * y
     dot, tanh = np.dot, np.tanh
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by name
+        K += 1.0
+        K *= 0.5 * scale  # K now maps u to Z / 2
         # |u_k| grows by at most 2 per step, so |Z / 2| <= 2 iters * max row sum of |K|:
         # when that cannot overflow, no per-iteration check is needed.
         check = not float(np.abs(K).sum(axis=1).max()) * 2.0 * iters < 1e300

@@ -17,6 +17,28 @@ class UsageError(CatlrError):
     exit_code = 2
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (temporary files removed, outputs
+    intact), and the CLI exits 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def printable(text: str) -> str:
+    """text on one line, printable with any output encoding: control characters (a newline
+    in a file name) and undecodable bytes (surrogates) escaped as Python writes them."""
+    out = []
+    for ch in str(text):
+        if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF:
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+                       if not 0xD800 <= ord(ch) <= 0xDFFF else f"\\x{ord(ch) - 0xDC00:02x}")
+    return "".join(out)
+
+
 def describe(e: BaseException, limit: int = 80) -> str:
     """The first line of an exception's text (its type when it has none), cut to `limit`:
     what catlr quotes from a library's error inside its own one-line message."""

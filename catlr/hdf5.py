@@ -79,13 +79,28 @@ def read_split(f, split: str):
         raise CatlrError(f"{path}: {xk} declares {x.shape[0]} images ({declared >> 20} MB) but "
                          f"stores {stored >> 10} KB: the file is damaged or forged, prepare it again")
     ys = check_split(path, split, x, y)
-    classes = DEFAULT_CLASSES
-    if "list_classes" in f:
-        names = [c.decode() if isinstance(c, bytes) else str(c) for c in f["list_classes"][()]]
-        classes = tuple(names) if len(names) == 2 else classes
-    pk = f"{split}_set_paths"
-    paths = [p.decode() if isinstance(p, bytes) else str(p) for p in f[pk][()]] if pk in f else []
-    return x, ys, classes, paths
+    return x, ys, _classes(f), _paths(f, f"{split}_set_paths", x.shape[0])
+
+
+def _text(value) -> str:
+    """A name stored as bytes or str, decoded whatever it holds (not UTF-8: replaced)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _classes(f) -> tuple:
+    """[negative, positive] from list_classes when it is a dataset of two names."""
+    ds = f.get("list_classes")
+    if isinstance(ds, h5py.Dataset) and ds.shape == (2,) and ds.dtype.kind in "SUO":
+        return tuple(_text(c) for c in ds[()])
+    return DEFAULT_CLASSES
+
+
+def _paths(f, key, m) -> list:
+    """Each image's path when {split}_set_paths is a dataset of m strings, else none."""
+    ds = f.get(key)
+    if isinstance(ds, h5py.Dataset) and ds.shape == (m,) and ds.dtype.kind in "SUO":
+        return [_text(p) for p in ds[()]]
+    return []
 
 
 def check_split(path, split, x, y):
@@ -99,8 +114,10 @@ def check_split(path, split, x, y):
         raise CatlrError(f"{path}: {yk} has shape {y.shape}, expected ({x.shape[0]},), "
                          f"one label per image of {xk}")
     ys = np.asarray(y[:]).reshape(-1)
-    if ys.dtype.kind not in "iub" or not np.isin(ys, (0, 1)).all():
-        bad = sorted(set(np.unique(ys).tolist()) - {0, 1})[:5]
+    # labels as integers, or as floats that are exactly 0.0 and 1.0
+    if ys.dtype.kind not in "iubf" or not np.isin(ys, (0, 1)).all():
+        bad = (sorted(set(np.unique(ys).tolist()) - {0, 1})[:5] if ys.dtype.kind in "iubf"
+               else f"dtype {ys.dtype}")
         raise CatlrError(f"{path}: {yk} holds labels other than 0 and 1 ({bad}), "
                          "relabel as 0 = negative, 1 = positive")
     return ys.astype(np.int64)

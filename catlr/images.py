@@ -118,14 +118,16 @@ def _to_rgb(im):
 def _scale_wide_gray(im):
     """16-bit, 32-bit integer and float grayscale: scale to 0..255 (convert('L') would clip)."""
     a = np.asarray(im).astype(np.float64)
+    if not np.isfinite(a).all():  # NaN or infinite pixels: not a picture catlr can scale
+        raise ImageError(getattr(im, "filename", "") or "image", "holds NaN or infinite pixels")
     if im.mode.startswith("I;16"):
         top = 65535.0
-    elif im.mode == "F" and a.size and np.nanmax(a) <= 1.0:
+    elif im.mode == "F" and a.size and a.max() <= 1.0:
         top = 1.0
     else:
         # Mode I (int32) often holds 8- or 16-bit data: scale by the smallest
         # of the 8-, 16- and 32-bit ranges that holds its largest value.
-        hi = float(np.nanmax(a)) if a.size else 0.0
+        hi = float(a.max()) if a.size else 0.0
         top = next((t for t in (255.0, 65535.0, 2147483647.0) if hi <= t), hi)
     g = np.clip(np.rint(np.nan_to_num(a) * (255.0 / top)), 0, 255).astype(np.uint8)
     return Image.fromarray(g).convert("RGB")

@@ -45,7 +45,7 @@ class LogisticRegression:
         """A fitted model from stored weights: w (n_x,) or (n_x, 1), b a scalar."""
         model = cls(**params)
         model.w_ = np.asarray(w, dtype=np.float64).reshape(-1, 1)
-        model.b_ = float(b)
+        model.b_ = float(np.asarray(b, dtype=np.float64).reshape(-1)[0])
         model.costs_ = [float(c) for c in costs]
         model.form_ = form
         return model
@@ -70,6 +70,11 @@ class LogisticRegression:
         self.b_, self.costs_, self.form_, self.train_z_ = fit.b, fit.costs, fit.form, fit.z
         self.cost_trace_ = fit.trace
         return self
+
+    def w_norm(self) -> float:
+        """|w|, scaled so that weights near the float limit do not overflow."""
+        top = float(np.abs(self.w_).max()) if self.w_ is not None and self.w_.size else 0.0
+        return top * float(np.linalg.norm(self.w_ / top)) if top else 0.0
 
     def _weights(self, n_x):
         if self.w_ is None:

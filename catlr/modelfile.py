@@ -24,6 +24,8 @@ from .errors import CatlrError, describe
 from .model import LogisticRegression
 
 FORMAT = 1
+FIGURES = ("final_cost", "train_accuracy", "test_accuracy", "m_train", "m_test", "lr", "iters",
+           "print_every")
 # A model file is small (about 100 KB at 64 x 64, 25 MB at the largest size, 1024): refuse
 # to read, or to inflate, anything larger, and any entry compressed more than MAX_RATIO:1.
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
@@ -101,8 +103,8 @@ def load(path):
         raise _invalid(path, describe(e, 100)) from None
     meta = _check(path, w, b, costs, meta_arr)
     model = LogisticRegression.from_weights(
-        w, b, costs, form=meta.get("form"), lr=meta.get("lr", 0.005), iters=meta.get("iters", 0),
-        print_every=meta.get("print_every", 100))
+        w, b, costs, form=meta.get("form"), lr=meta.get("lr") or 0.005,
+        iters=meta.get("iters") or 0, print_every=meta.get("print_every") or 100)
     return model, meta
 
 
@@ -118,8 +120,20 @@ def _check(path, w, b, costs, meta_arr) -> dict:
         meta = json.loads(str(meta_arr))
     except ValueError:
         raise _invalid(path, "meta is not valid JSON") from None
+    except RecursionError:
+        raise _invalid(path, "meta is nested too deeply") from None
     if not isinstance(meta, dict):
         raise _invalid(path, "meta is not a JSON object")
+    # figures and settings that catlr formats or uses: a wrong type is dropped, not trusted
+    for key in FIGURES:
+        if key in meta and (isinstance(meta[key], bool)
+                            or not isinstance(meta[key], (int, float, type(None)))):
+            meta[key] = None
+    for key in ("data", "data_kind", "created", "dtype", "form", "engine"):
+        if key in meta and not isinstance(meta[key], str):
+            meta[key] = None
+    if not isinstance(meta.get("warnings", []), list):
+        meta["warnings"] = [str(meta["warnings"])]
     meta = {RENAMED.get(k, k): v for k, v in meta.items()}  # files of earlier versions
     fmt = meta.get("format")
     if fmt != FORMAT:

@@ -6,9 +6,13 @@ drawn, so a command that prints plain lines off a terminal never loads it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
+
+from .errors import printable
 
 
 def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
@@ -25,7 +29,8 @@ def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(columns)
         for row in data:
-            w.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+            w.writerow(["" if row.get(c) is None else printable(row.get(c)) if c == "path"
+                        else row.get(c) for c in columns])
     else:
         human(data)
 
@@ -71,7 +76,12 @@ class PlainConsole:
         self.stream = stream
 
     def print(self, *objects, **_):
-        print(*objects, file=self.stream)
+        try:
+            print(*map(printable, objects), file=self.stream)
+        except BrokenPipeError:
+            # `catlr train ... | head`: the reader left; training goes on and saves its model
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
 
 
 def pct(x):
@@ -90,7 +100,7 @@ def data_lines(ds):
     report = ds.report or {}
     skipped = report.get("skipped", [])
     if skipped:
-        shown = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+        shown = "; ".join(f"{printable(s['path'])}: {s['reason']}" for s in skipped[:3])
         yield (f"Skipped {plural(len(skipped), 'unreadable file')}: {shown}"
                f"{'; ...' if len(skipped) > 3 else ''}")
     leaks = report.get("duplicates", {}).get("across", [])
@@ -133,19 +143,20 @@ def prepare_report(console, r):
     if r["skipped"]:
         t = _table("file", "reason", title=f"Skipped {plural(len(r['skipped']), 'unreadable file')}")
         for s in r["skipped"][:20]:
-            t.add_row(s["path"], s["reason"])
+            t.add_row(printable(s["path"]), printable(s["reason"]))
         if len(r["skipped"]) > 20:
             t.add_row(f"... and {len(r['skipped']) - 20} more", "")
         console.print(t)
     if r["ignored"]:
         console.print(f"Ignored {plural(len(r['ignored']), 'file')} that are not images or not "
-                      f"in a class folder (e.g. {r['ignored'][0]}).")
+                      f"in a class folder (e.g. {printable(r['ignored'][0])}).")
     d = r["duplicates"]
     for key, what in (("train", "within train"), ("test", "within test"),
                       ("across", "across train and test (leakage)")):
         if d[key]:
             a, b = d[key][0]
-            console.print(f"Duplicates {what}: {len(d[key])} (e.g. {a} = {b})", style="yellow")
+            console.print(f"Duplicates {what}: {len(d[key])} (e.g. {printable(a)} = "
+                          f"{printable(b)})", style="yellow")
     if r["dropped_duplicates"]:
         console.print(f"Dropped {r['dropped_duplicates']} duplicates (--dedupe).")
     elif any(d.values()):
@@ -193,12 +204,13 @@ def eval_report(console, f, errors, chosen="given", predictions=None):
 
 def predict_table(rows, model, chosen="given"):
     """Plain text, not rich: predict in a loop is mostly start-up (README, Performance)."""
-    width = max(len(r["path"]) for r in rows) if rows else 4
+    paths = [printable(r["path"]) for r in rows]
+    width = max(map(len, paths)) if rows else 4
     print(f"{'path':<{width}}  probability  label")
-    for r in rows:
-        tail = (f"{r['probability']:11.3f}  {r['label']}" if "error" not in r
+    for path, r in zip(paths, rows):
+        tail = (f"{r['probability']:11.3f}  {printable(r['label'])}" if "error" not in r
                 else f"{'-':>11}  error: {r['error']}")
-        print(f"{r['path']:<{width}}  {tail}")
+        print(f"{path:<{width}}  {tail}")
     print(f"Model: {_model_line(model, chosen)}")
 
 
@@ -240,7 +252,7 @@ def inspect_table(console, path, chosen, meta, model, weights):
     t.add_row("train_accuracy", pct(meta.get("train_accuracy")))
     t.add_row("test_accuracy", pct(meta.get("test_accuracy")))
     t.add_row("b", f"{model.b_:.6g}")
-    t.add_row("|w|", f"{float((model.w_ ** 2).sum()) ** 0.5:.6g}")
+    t.add_row("|w|", f"{model.w_norm():.6g}")
     if model.costs_:
         t.add_row("cost first / last", f"{model.costs_[0]:.6f} / {model.costs_[-1]:.6f}")
     console.print(t)

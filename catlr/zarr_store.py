@@ -39,7 +39,7 @@ def read_split(group, path, split: str):
     ys = check_split(path, split, x, y)
     classes = DEFAULT_CLASSES
     if "list_classes" in keys:
-        names = [str(c) for c in group["list_classes"][:]]
+        names = [str(c) for c in np.asarray(group["list_classes"][:]).reshape(-1)]
         classes = tuple(names) if len(names) == 2 else classes
     pk = f"{split}_set_paths"
     paths = [str(p) for p in group[pk][:]] if pk in keys else []

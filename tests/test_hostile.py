@@ -228,3 +228,219 @@ def test_an_output_name_that_fits_can_be_written(cli, small_folder, tmp_path):
     assert code == 0, err
     assert (tmp_path / name).exists() and [p.name for p in tmp_path.iterdir()
                                            if p.name.startswith(".")] == []
+
+
+# row 8: malformed files and settings, each one line
+def _h5(path, **arrays):
+    with h5py.File(path, "w") as f:
+        for k, v in arrays.items():
+            if isinstance(v, str) and v == "group":
+                f.create_group(k)
+            else:
+                f[k] = v
+    return path
+
+
+X4, Y4 = np.zeros((4, 8, 8, 3), np.uint8), np.array([0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("case", ["zero-train", "classes-not-utf8", "paths-a-group",
+                                  "float-labels"])
+def test_odd_hdf5_files(cli, tmp_path, case):
+    arrays = {"train_set_x": X4, "train_set_y": Y4, "test_set_x": X4, "test_set_y": Y4}
+    if case == "zero-train":
+        arrays.update(train_set_x=np.zeros((0, 8, 8, 3), np.uint8), train_set_y=np.zeros(0, int))
+    elif case == "classes-not-utf8":
+        arrays["list_classes"] = np.array([b"non-cat", b"ch\xe9at"])
+    elif case == "paths-a-group":
+        arrays["train_set_paths"] = "group"
+    else:
+        arrays.update(train_set_y=Y4.astype(np.float64))
+    code, out, err = cli(["train", _h5(tmp_path / "d.h5", **arrays), "--iters", "3",
+                          "--out", tmp_path / "m.npz"])
+    if case == "zero-train":
+        assert code == 1 and _one_line(err) and "no training examples" in err
+    else:
+        assert code == 0, err
+
+
+@pytest.mark.parametrize("case", ["b-1x1", "deep-meta", "data-a-number", "accuracy-a-string"])
+def test_odd_model_files(cli, model, tmp_path, case):
+    with np.load(model) as z:
+        entries = {k: z[k] for k in z.files}
+    meta = json.loads(str(entries["meta"]))
+    if case == "b-1x1":
+        entries["b"] = entries["b"].reshape(1, 1)
+    elif case == "deep-meta":
+        entries["meta"] = np.str_('{"a": ' * 100_000 + "1" + "}" * 100_000)
+    elif case == "data-a-number":
+        entries["meta"] = np.str_(json.dumps({**meta, "data": 5}))
+    else:
+        entries["meta"] = np.str_(json.dumps({**meta, "train_accuracy": "high"}))
+    path = tmp_path / "odd.npz"
+    with open(path, "wb") as f:
+        np.savez(f, **entries)
+    for args in (["inspect", path], ["eval", "--model", path]):
+        code, out, err = cli(args)
+        assert code in (0, 1) and "unexpected" not in err and "Traceback" not in err, args
+        assert code == 0 or _one_line(err)
+    if case == "deep-meta":
+        assert "nested too deeply" in err
+    if case == "data-a-number":
+        assert "records no training data" in err
+
+
+@pytest.mark.parametrize("text,message", [
+    ("catlr = 5\n", "[catlr] must be a table"),
+    ("a = " + "[" * 5000 + "]" * 5000 + "\n", "cannot be read"),
+])
+def test_odd_config_files(cli, small_folder, tmp_path, text, message):
+    (tmp_path / "c.toml").write_text(text)
+    code, _, err = cli(["train", small_folder, "--config", tmp_path / "c.toml"])
+    assert code == 1 and _one_line(err) and message in err
+
+
+def test_a_config_that_never_ends_is_refused(cli, small_folder):
+    code, _, err = cli(["train", small_folder, "--config", "/dev/zero"])
+    assert code == 1 and _one_line(err) and "is not a regular file" in err
+
+
+# row 10: SIGTERM and SIGHUP unwind like Ctrl-C; stale temporary files are removed
+@pytest.mark.parametrize("sig,code", [(15, 143), (1, 129)])
+def test_signals_leave_outputs_whole(small_folder, tmp_path, sig, code):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "m.npz"
+    out.write_bytes(b"PK old model")
+    p = subprocess.Popen([sys.executable, "-m", "catlr", "train", str(small_folder), "--form",
+                          "primal", "--iters", "10000000", "--out", str(out)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    p.send_signal(sig)
+    err = p.communicate(timeout=30)[1]
+    assert p.returncode == code and err.startswith("Terminated: ") and err.count("\n") == 1
+    assert out.read_bytes() == b"PK old model"
+    assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".")] == []
+
+
+def test_a_stale_temporary_file_is_removed_by_the_next_write(cli, small_folder, tmp_path):
+    stale = tmp_path / ".m.npz.4194303-0123456789abcdef.tmp"  # no such process
+    stale.write_bytes(b"half a model")
+    code, _, err = cli(["train", small_folder, "--iters", "3", "--out", tmp_path / "m.npz"])
+    assert code == 0, err and not stale.exists()
+
+
+# row 14: a closed pipe, a full disk, a newline in a path
+def test_a_closed_pipe_ends_quietly_and_train_still_saves(model, small_folder, tmp_path):
+    import subprocess
+
+    r = subprocess.run(["bash", "-c", f"set -o pipefail; python -m catlr predict "
+                        f"'{small_folder}' --model '{model}' --csv | head -1"],
+                       capture_output=True, text=True)
+    assert r.stdout.startswith("path,") and r.stderr == "" and r.returncode in (0, 141)
+    r = subprocess.run(["bash", "-c", f"python -m catlr train '{small_folder}' --iters 500 "
+                        f"--print-every 1 --out '{tmp_path / 'piped.npz'}' | head -1"],
+                       capture_output=True, text=True)
+    assert r.stderr == "" and (tmp_path / "piped.npz").exists()
+
+
+def test_a_full_disk_names_the_file(cli, small_folder, tmp_path, monkeypatch):
+    import catlr.atomic
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(catlr.atomic.os, "fsync", full)
+    code, _, err = cli(["train", small_folder, "--iters", "3", "--out", tmp_path / "m.npz"])
+    assert code == 1 and _one_line(err) and f"({tmp_path / 'm.npz'})" in err
+    assert "No space left on device" in err and list(tmp_path.glob(".m.npz*")) == []
+
+
+def test_a_newline_in_a_path_stays_on_one_line(cli, tmp_path):
+    code, _, err = cli(["train", str(tmp_path / "two\nlines")])
+    assert code == 1 and _one_line(err) and "two\\nlines" in err
+
+
+# row 17: no NumPy warnings; NaN pixels are a broken image
+def test_no_numpy_warnings_reach_the_user(model, tmp_path, small_folder):
+    import subprocess
+    import sys
+
+    with np.load(model) as z:
+        entries = {k: z[k] for k in z.files}
+    entries["w"] = np.full_like(entries["w"], 1e300)
+    with open(tmp_path / "huge.npz", "wb") as f:
+        np.savez(f, **entries)
+    for args in (["inspect", tmp_path / "huge.npz"],
+                 ["train", small_folder, "--lr", "1e308", "--out", tmp_path / "x.npz"]):
+        r = subprocess.run([sys.executable, "-m", "catlr", *map(str, args)],
+                           capture_output=True, text=True)
+        assert "Warning" not in r.stderr and r.stderr.count("\n") <= 1, r.stderr
+
+
+def test_nan_pixels_are_a_broken_image(tmp_path):
+    from catlr.images import ImageError, load_image
+
+    Image.fromarray(np.full((8, 8), np.nan, np.float32)).save(tmp_path / "nan.tif")
+    with pytest.raises(ImageError, match="NaN or infinite pixels"):
+        load_image(tmp_path / "nan.tif")
+
+
+# row 24: Ctrl-C while the plot is drawn says the model was saved
+def test_interrupted_plot_says_what_was_written(cli, small_folder, tmp_path, monkeypatch):
+    import catlr.plots
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(catlr.plots, "cost_curve", interrupted)
+    code, _, err = cli(["train", small_folder, "--iters", "3", "--out", tmp_path / "m.npz",
+                        "--plot", tmp_path / "c.png"])
+    assert code == 130 and f"stopped after saving {tmp_path / 'm.npz'}" in err
+    assert (tmp_path / "m.npz").exists() and not (tmp_path / "c.png").exists()
+
+
+# row 25: file names that are not UTF-8, printed with a strict encoding
+def test_undecodable_names_are_printed_escaped(model, small_folder, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    odd = os.path.join(os.fsencode(small_folder / "cat"), b"caf\xe9.jpg")
+    shutil.copy(next((small_folder / "cat").glob("*.jpg")), odd)
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    for args in (["predict", small_folder, "--model", model],
+                 ["predict", small_folder, "--model", model, "--csv"],
+                 ["prepare", small_folder, "--out", tmp_path / "p.h5"]):
+        r = subprocess.run([sys.executable, "-m", "catlr", *map(str, args)], capture_output=True,
+                           env=env)
+        assert r.returncode == 0 and b"unexpected" not in r.stderr, r.stderr
+    assert b"caf\\xe9.jpg" in subprocess.run(
+        [sys.executable, "-m", "catlr", "predict", str(small_folder), "--model", str(model)],
+        capture_output=True, env=env).stdout
+
+
+# row 27: the demo's sample is written atomically
+def test_the_demo_sample_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    from catlr import demo
+
+    calls = []
+    real = Image.Image.save
+
+    def failing(self, fp, *a, **k):
+        calls.append(fp)
+        if len(calls) == 5:
+            real(self, fp, *a, **k)
+            raise OSError(28, "No space left on device")
+        return real(self, fp, *a, **k)
+
+    monkeypatch.setattr(Image.Image, "save", failing)
+    with pytest.raises(OSError):
+        demo.make_sample(tmp_path / "d", n_per_class=4, unseen=0)
+    files = [p for p in (tmp_path / "d").rglob("*") if p.is_file()]
+    assert len(files) == 4 and not any(p.name.startswith(".") for p in files)
+    for p in files:
+        with Image.open(p) as im:
+            im.load()  # every file left is a whole image
