@@ -65,9 +65,10 @@ def read_split(f, split: str):
         if isinstance(f.get(key, getlink=True), h5py.ExternalLink):
             raise CatlrError(f"{path}: {key} is a link to another file, catlr reads data that "
                              "lives in the file itself: copy the data in")
-    x, y = f[xk], f[yk]
+    x, y = f.get(xk), f.get(yk)  # None for a link that points nowhere
     if not isinstance(x, h5py.Dataset) or not isinstance(y, h5py.Dataset):
-        raise CatlrError(f"{path}: {xk} and {yk} must be datasets, not groups")
+        raise CatlrError(f"{path}: {xk} and {yk} must be datasets (found "
+                         f"{_kind(x)} and {_kind(y)}), write the file with 'catlr prepare'")
     for key, ds in ((xk, x), (yk, y)):
         if ds.is_virtual or ds.external:
             raise CatlrError(f"{path}: {key} keeps its data outside the file ("
@@ -80,6 +81,11 @@ def read_split(f, split: str):
                          f"stores {stored >> 10} KB: the file is damaged or forged, prepare it again")
     ys = check_split(path, split, x, y)
     return x, ys, _classes(f), _paths(f, f"{split}_set_paths", x.shape[0])
+
+
+def _kind(obj) -> str:
+    return ("a link to nothing" if obj is None else "a group" if isinstance(obj, h5py.Group)
+            else "a dataset" if isinstance(obj, h5py.Dataset) else type(obj).__name__)
 
 
 def _text(value) -> str:

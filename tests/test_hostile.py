@@ -444,3 +444,47 @@ def test_the_demo_sample_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     for p in files:
         with Image.open(p) as im:
             im.load()  # every file left is a whole image
+
+
+# hypothesis: random HDF5 files (datasets, dtypes, shapes, links) never reach "unexpected"
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NAMES = ["train_set_x", "train_set_y", "test_set_x", "test_set_y", "list_classes",
+          "train_set_paths"]
+_DTYPES = [np.uint8, np.int64, np.float32, np.float64, np.int8, "S3", bool]
+_entry = st.tuples(
+    st.sampled_from(_NAMES),
+    st.sampled_from(["dataset", "group", "soft-link", "external-link", "scalar"]),
+    st.sampled_from(_DTYPES),
+    st.lists(st.integers(0, 5), min_size=0, max_size=4),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=st.lists(_entry, max_size=6), valid_base=st.booleans())
+def test_random_hdf5_files_only_give_one_line(cli, tmp_path, entries, valid_base):
+    path = tmp_path / "fuzz.h5"
+    with h5py.File(path, "w") as f:
+        if valid_base:
+            f["train_set_x"], f["train_set_y"] = X4, Y4
+            f["test_set_x"], f["test_set_y"] = X4, Y4
+        for name, kind, dtype, shape in entries:
+            if name in f:
+                del f[name]
+            if kind == "group":
+                f.create_group(name)
+            elif kind == "soft-link":
+                f[name] = h5py.SoftLink("/nowhere")
+            elif kind == "external-link":
+                f[name] = h5py.ExternalLink("/no/such.h5", "x")
+            elif kind == "scalar":
+                f.create_dataset(name, data=np.zeros((), dtype=dtype))
+            else:
+                f.create_dataset(name, data=np.zeros(tuple(shape), dtype=dtype))
+    for args in (["train", path, "--iters", "2", "--out", tmp_path / "m.npz"],
+                 ["eval", path, "--model", tmp_path / "none.npz"]):
+        code, out, err = cli(args)
+        assert code in (0, 1), (args, err)
+        assert "unexpected" not in err and "Traceback" not in err, err
+        assert code == 0 or _one_line(err)
