@@ -71,6 +71,14 @@ def _create_temp(folder: Path, name: str) -> Path:
             continue
 
 
+def remove_stale(dest) -> None:
+    """Remove the temporary files that dead processes left for the output `dest`."""
+    dest = Path(dest)
+    stem = os.fsencode(dest.name)[:NAME_MAX - len(".4194304-0123456789abcdef.tmp") - 1]
+    if dest.parent.is_dir():
+        _remove_stale(dest.parent, stem.decode(errors="ignore") or "out")
+
+
 def _remove_stale(folder: Path, stem: str):
     import re
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
+import re
 
 import numpy as np
 
@@ -13,6 +15,49 @@ from .images import ImageError
 from .ingest import decode_many, walk_images
 
 SCORE_BYTES = 16 << 20  # uint8 pixels per scoring batch: 1,365 images at 64 x 64, 5 at 1024
+
+
+def _pattern(pattern: str):
+    """A compiled regex for a glob pattern in which '**/' matches any number of folders."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2:]:
+            j = pattern.index("]", i + 2)
+            out.append(fnmatch.translate(pattern[i:j + 1])[4:-3])
+            i = j + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def expand(pattern: str) -> list[str]:
+    """glob.glob(pattern, recursive=True), except that '**' never follows a symbolic link to
+    a folder: a link to '..' would send glob round the same files forever."""
+    if "**" not in pattern:
+        return sorted(glob.glob(pattern))
+    root = os.path.dirname(pattern.split("**", 1)[0].rstrip("/")) if not pattern.startswith(
+        "**") else ""
+    regex, found = _pattern(pattern), []
+    for here, dirs, files in os.walk(root or "."):  # followlinks=False: no loops
+        dirs.sort()
+        for name in dirs + sorted(files):
+            path = os.path.join(here, name) if root else os.path.relpath(os.path.join(here, name))
+            if not name.startswith(".") and regex.match(path):
+                found.append(path)
+    return found
 
 
 def collect(inputs) -> tuple[list[str], list[dict]]:
@@ -25,7 +70,7 @@ def collect(inputs) -> tuple[list[str], list[dict]]:
         if os.path.exists(item):
             matches, none = [item], "folder holds no images"
         elif glob.has_magic(item):
-            matches, none = sorted(glob.glob(item, recursive=True)), "pattern matches no file"
+            matches, none = expand(item), "pattern matches no file"
         else:
             matches, none = [], "no such file or folder"
         found = [p for q in matches for p in
@@ -33,8 +78,9 @@ def collect(inputs) -> tuple[list[str], list[dict]]:
         if not found:
             errors.append({"path": item, "error": none})
         for p in found:
-            if p not in seen:
-                seen.add(p)
+            real = os.path.realpath(p)  # each file scored once, however it was reached
+            if real not in seen:
+                seen.add(real)
                 paths.append(p)
     return paths, errors
 

@@ -11,11 +11,30 @@ import os
 import h5py
 
 from . import __version__
-from .atomic import atomic_folder, atomic_path
+from .atomic import atomic_folder, atomic_path, remove_stale
 from .errors import CatlrError
 from .events import ignore
 from .hdf5 import Sink, find_course_pair
 from .ingest import discover, ingest, start_decoding
+
+
+def _check_room(out, n: int, size: int):
+    """Refuse before writing when the output cannot fit: HDF5 buffers its writes, and a disk
+    that fills up surfaces only when the file closes, inside h5py (where it has crashed the
+    interpreter). The estimate: the pixels, 8 bytes of label and a path per image, 2% and
+    1 MB of the format's own."""
+    import shutil
+
+    remove_stale(out)  # what a killed run left would count against the free space
+    folder = os.path.dirname(os.path.abspath(os.fspath(out))) or "."
+    while not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    need = int(n * (size * size * 3 + 8 + 100) * 1.02) + (1 << 20)
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise CatlrError(f"{out}: {n} images at {size} x {size} need about {need / 2**20:.1f} MB "
+                         f"and {folder} has {free / 2**20:.1f} MB free, free some space or choose "
+                         "another --out")
 
 
 def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore) -> dict:
@@ -26,6 +45,7 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
                          f"{os.path.basename(pair[1])}), which needs no preparing: "
                          f"train on it directly with 'catlr train {src}'")
     layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"])
+    _check_room(out, len(layout.train) + len(layout.test), cfg["size"])
     stream = start_decoding(layout, cfg["size"], cfg["fit"], cfg["workers"])
     attrs = {"catlr_version": __version__, "size": cfg["size"], "fit": cfg["fit"],
              "positive": cfg["positive"], "split": str(layout.split or "given")}

@@ -488,3 +488,45 @@ def test_random_hdf5_files_only_give_one_line(cli, tmp_path, entries, valid_base
         assert code in (0, 1), (args, err)
         assert "unexpected" not in err and "Traceback" not in err, err
         assert code == 0 or _one_line(err)
+
+
+# row 1: a disk too small for the output
+def test_a_full_disk_is_one_line_and_keeps_the_old_output(cli, tmp_path):
+    import subprocess
+
+    from catlr.demo import make_sample
+
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(tiny)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        src = make_sample(tmp_path / "s", n_per_class=60, unseen=0)["images"]
+        old = tiny / "p.h5"
+        old.write_bytes(b"\x89HDF old data")
+        code, out, err = cli(["prepare", src, "--out", old])
+        assert code == 1 and _one_line(err) and str(old) in err and "MB free" in err
+        assert old.read_bytes() == b"\x89HDF old data" and sorted(os.listdir(tiny)) == ["p.h5"]
+    finally:
+        subprocess.run(["umount", str(tiny)])
+
+
+# row 23: globs and walks never loop through symbolic links
+def test_a_symlink_loop_does_not_loop(cli, model, small_folder, tmp_path):
+    import shutil
+    import time
+
+    d = tmp_path / "d"
+    shutil.copytree(small_folder, d / "a")
+    os.symlink("..", d / "a" / "up")
+    started = time.monotonic()
+    code, out, err = cli(["predict", f"{d}/**/*.png", str(d), "--model", model, "--json"])
+    assert code == 0, err
+    rows = json.loads(out)
+    names = [r["path"] for r in rows]
+    assert len(names) == len({os.path.realpath(n) for n in names}) == 16  # each file once
+    assert time.monotonic() - started < 30
+    from catlr.predict import expand
+
+    assert expand(f"{d}/**/*.png") and all(p.endswith(".png") and "/up/" not in p for p in expand(f"{d}/**/*.png"))
