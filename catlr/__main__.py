@@ -1,3 +1,3 @@
-from catlr.cli import main
+from catlr.entry import main
 
 main()

@@ -203,6 +203,7 @@ FitOpt = Annotated[Optional[str], typer.Option(help=f"Resize policy: {one_of('fi
 FracOpt = Annotated[Optional[float], typer.Option("--test-fraction", help=f"Held-out fraction when SRC has no train/ and test/ [default: {D['test_fraction']}].")]
 SeedOpt = Annotated[Optional[int], typer.Option(help=f"Seed of the split [default: {D['seed']}].")]
 PosOpt = Annotated[Optional[str], typer.Option(help=f"Name of the positive class folder [default: {D['positive']}].")]
+PixelsOpt = Annotated[Optional[int], typer.Option("--max-pixels", help=f"Skip images larger than this many pixels, read from their header [default: {D['max_pixels']:,}].")]
 WorkersOpt = Annotated[Optional[int], typer.Option(help=f"Decoding threads, 0 = one per core plus one [default: {D['workers']}].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help=f"Model file written by 'catlr train' [default: the newest run in {D['runs']}/, else {D['model']}].")]
@@ -216,6 +217,7 @@ def prepare(
     out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write, in the course's schema.")] = Path(DEFAULT_PREPARED),
     size: SizeOpt = None, test_fraction: FracOpt = None, seed: SeedOpt = None,
     positive: PosOpt = None, fit: FitOpt = None, workers: WorkersOpt = None,
+    max_pixels: PixelsOpt = None,
     strict: Annotated[bool, typer.Option(help="Fail on the first broken file, writing nothing.")] = False,
     dedupe: Annotated[bool, typer.Option(help="Drop images whose 64 x 64 pixels repeat an earlier one (and test images equal to a train image).")] = False,
     config: ConfigOpt = None, json_out: JsonOpt = False,
@@ -236,7 +238,7 @@ def prepare(
     """
     with _guard("stopped, the output file was not written"):
         cfg = resolve(config, size=size, test_fraction=test_fraction, seed=seed,
-                      positive=positive, fit=fit, workers=workers)
+                      positive=positive, fit=fit, workers=workers, max_pixels=max_pixels)
         if not os.fspath(out).rstrip(os.sep).endswith(".zarr"):
             _outputs([src, config], out=(out, "hdf5"))
         from . import render
@@ -264,7 +266,7 @@ def train(
     form: FormOpt = None, engine: EngineOpt = None, memory: MemoryOpt = None,
     scheduler: SchedulerOpt = None, size: SizeOpt = None, test_fraction: FracOpt = None,
     seed: SeedOpt = None, positive: PosOpt = None, fit: FitOpt = None,
-    workers: WorkersOpt = None,
+    workers: WorkersOpt = None, max_pixels: PixelsOpt = None,
     plot: Annotated[Optional[Path], typer.Option(help="Save the cost curve as a PNG.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say how training is computed.")] = False,
     json_out: JsonOpt = False,
@@ -288,7 +290,7 @@ def train(
         cfg = resolve(config, lr=lr, iters=iters, print_every=print_every, dtype=dtype,
                       form=form, engine=engine, memory=memory, scheduler=scheduler, size=size,
                       test_fraction=test_fraction, seed=seed, positive=positive, fit=fit,
-                      workers=workers)
+                      workers=workers, max_pixels=max_pixels)
         _outputs([data, config], out=(out, "model"), plot=(plot, "png"))
         from . import render
         from .progress import events
@@ -366,14 +368,14 @@ def predict(
     threshold: ThresholdOpt = 0.5,
     json_out: JsonOpt = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV: path, probability, label, error.")] = False,
-    workers: WorkersOpt = None,
+    workers: WorkersOpt = None, max_pixels: PixelsOpt = None,
 ):
     """The probability that each image is a cat, and its label."""
     with _guard():
         if json_out and csv_out:
             raise UsageError("--json and --csv both asked for, choose one")
         _threshold(threshold)
-        resolve(None, workers=workers)  # a negative --workers is refused as prepare does
+        cfg = resolve(None, workers=workers, max_pixels=max_pixels)  # checked as prepare does
         from . import render
         from .events import ignore
         from .predict import predict as run
@@ -384,8 +386,8 @@ def predict(
         many = len(inputs) > 1 or any(os.path.isdir(i) or glob.has_magic(i) for i in inputs)
         with (events(render.console(json_out or csv_out, plain=True), quiet=True) if many
               else contextlib.nullcontext(ignore)) as on_event:  # a bar for many images
-            rows = run(inputs, model, threshold=threshold, workers=workers or 0,
-                       on_event=on_event)
+            rows = run(inputs, model, threshold=threshold, workers=cfg["workers"],
+                       max_pixels=cfg["max_pixels"], on_event=on_event)
         render.show(rows, "json" if json_out else "csv" if csv_out else "table",
                     human=lambda r: render.predict_table(r, model, chosen),
                     columns=["path", "probability", "label", "error"])

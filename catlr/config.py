@@ -31,6 +31,7 @@ DEFAULTS = {
     "seed": 1,              # seeds that split
     "positive": "cat",      # the class folder whose images are label 1
     "workers": 0,           # decoding threads, 0 = one per core
+    "max_pixels": 64_000_000,  # larger images are skipped, read from the header: no bombs
     # sweep: the course's learning-rate comparison
     "sweep_lrs": [0.01, 0.001, 0.0001],
     # output
@@ -54,6 +55,7 @@ LIMITS = {
     "size": (1, 1024),      # 1024 x 1024 x 3 = 3.1 M weights: 25 MB of float64
     "seed": (0, None),
     "workers": (0, None),
+    "max_pixels": (1, None),
 }
 MAX_CONFIG_BYTES = 64 * 1024  # a config holds a few settings: more is not a config
 # Names a setting had in earlier versions (model files keep them): old -> current.

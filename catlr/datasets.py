@@ -149,7 +149,7 @@ def _load_folder(path, cfg, on_event):
         prepare(path, out, cfg, on_event=on_event)
         return _load_prepared(os.path.abspath(out), cfg, on_event)
     sink = ArraySink(cfg["size"])
-    report = ingest(layout, start_decoding(layout, cfg["size"], cfg["fit"], cfg["workers"]),
+    report = ingest(layout, start_decoding(layout, cfg),
                     sink, on_event=on_event)
     (xtr, ytr, ptr), (xte, yte, pte) = sink.arrays("train"), sink.arrays("test")
     return Dataset(xtr, ytr, xte, yte, layout.classes, layout.root, "folder", layout.split,

@@ -44,8 +44,9 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in EXTENSIONS
 
 
-def load_image(path, size: int = 64, fit: str = "stretch"):
-    """Decode `path` into a (size, size, 3) uint8 array, or raise ImageError."""
+def load_image(path, size: int = 64, fit: str = "stretch", max_pixels: int = MAX_PIXELS):
+    """Decode `path` into a (size, size, 3) uint8 array, or raise ImageError. Images over
+    `max_pixels` (and pads whose square canvas would be) are refused from their header."""
     try:
         if not os.path.isfile(path):  # a FIFO or a device would block or never end
             raise ImageError(path, "not a regular file" if os.path.exists(path) else "no such file")
@@ -53,10 +54,10 @@ def load_image(path, size: int = 64, fit: str = "stretch"):
             raise ImageError(path, "empty file")
         with Image.open(path) as im:
             width, height = im.size
-            if width * height > MAX_PIXELS:
-                raise ImageError(path, f"too large ({width} x {height} pixels, over catlr's "
-                                       f"limit of {MAX_PIXELS // 1_000_000} megapixels)")
-            if fit == "pad" and max(width, height) ** 2 > MAX_PIXELS:
+            if width * height > max_pixels:
+                raise ImageError(path, f"too large ({width} x {height} pixels, over the limit "
+                                       f"of {max_pixels:,} pixels, --max-pixels)")
+            if fit == "pad" and max(width, height) ** 2 > max_pixels:
                 raise ImageError(path, f"too long and thin to pad ({width} x {height}: a "
                                        f"{max(width, height)}-pixel square canvas)")
             if im.format == "JPEG":

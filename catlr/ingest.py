@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import CatlrError
 from .events import Decoded, ignore
-from .images import EXTENSIONS, ImageError, is_image_name, load_image
+from .images import EXTENSIONS, MAX_PIXELS, ImageError, is_image_name, load_image
 
 CHUNK = 256  # images decoded and handed over per step: bounds memory, fixed for determinism
 
@@ -34,13 +34,20 @@ class Layout:
     test: list
     split: dict | None        # the seeded split, or None when SRC had train/ and test/
     ignored: list = field(default_factory=list)  # files that are not images
+    unreadable: list = field(default_factory=list)  # folders catlr may not list ("cat/x/")
 
 
-def walk_images(folder, root=None):
-    """(sorted relative image paths, sorted relative other files) under `folder`, hidden skipped."""
+def walk_images(folder, root=None, unreadable=None):
+    """(sorted relative image paths, sorted relative other files) under `folder`, hidden
+    skipped; folders that cannot be listed are appended to `unreadable` (relative, with /)."""
     root = root or folder
+
+    def cannot_list(error):
+        if unreadable is not None:
+            unreadable.append(os.path.relpath(error.filename, root) + "/")
+
     images, others = [], []
-    for here, dirs, files in os.walk(folder):
+    for here, dirs, files in os.walk(folder, onerror=cannot_list):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if name.startswith("."):
@@ -59,19 +66,30 @@ def has_images(folder) -> bool:
     return False
 
 
+def _readable(folder) -> bool:
+    try:
+        with os.scandir(folder):
+            return True
+    except OSError:
+        return False
+
+
 def _class_dirs(folder):
-    """The visible subfolders that hold images: a folder of readmes is no class."""
+    """The visible subfolders that hold images (a folder of readmes is no class), and those
+    catlr may not list: they are reported, not silently left out."""
     return sorted(d for d in os.listdir(folder)
                   if not d.startswith(".") and os.path.isdir(os.path.join(folder, d))
-                  and has_images(os.path.join(folder, d)))
+                  and (has_images(os.path.join(folder, d))
+                       or not _readable(os.path.join(folder, d))))
 
 
 def _scan(folder, root, positive):
-    """({class name: [(path inside the class folder, path relative to root)]}, ignored files)."""
+    """({class name: [(path inside the class folder, path relative to root)]}, ignored files,
+    folders that could not be listed)."""
     classes = _class_dirs(folder)
-    found, ignored = {}, []
+    found, ignored, unreadable = {}, [], []
     for c in classes:
-        images, others = walk_images(os.path.join(folder, c), root)
+        images, others = walk_images(os.path.join(folder, c), root, unreadable)
         inner = [os.path.relpath(os.path.join(root, p), os.path.join(folder, c)) for p in images]
         found[c] = list(zip(inner, images))
         ignored += others
@@ -85,7 +103,7 @@ def _scan(folder, root, positive):
     # Files beside the class folders have no class: counted as ignored, never used.
     ignored += [os.path.relpath(os.path.join(folder, n), root) for n in sorted(os.listdir(folder))
                 if not n.startswith(".") and os.path.isfile(os.path.join(folder, n))]
-    return found, ignored
+    return found, ignored, unreadable
 
 
 def _ordered(found, positive):
@@ -119,13 +137,13 @@ def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
                          f"{src}/non-cat/ (see 'catlr prepare --help')")
     lower = {d.lower(): d for d in subdirs}
     if "train" in lower and "test" in lower:
-        tr, ign1 = _scan(os.path.join(src, lower["train"]), src, positive)
-        te, ign2 = _scan(os.path.join(src, lower["test"]), src, positive)
+        tr, ign1, unr1 = _scan(os.path.join(src, lower["train"]), src, positive)
+        te, ign2, unr2 = _scan(os.path.join(src, lower["test"]), src, positive)
         names = sorted(set(tr) | set(te))
         train, test = _ordered(tr, positive), _ordered(te, positive)
-        split, ignored = None, ign1 + ign2
+        split, ignored, unreadable = None, ign1 + ign2, unr1 + unr2
     else:
-        found, ignored = _scan(src, src, positive)
+        found, ignored, unreadable = _scan(src, src, positive)
         names = sorted(found)
         train, test = _split(_ordered(found, positive), test_fraction, seed)
         split = {"seed": seed, "test_fraction": test_fraction}
@@ -134,9 +152,11 @@ def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
     labels = {lbl for _, lbl in train + test}
     if labels != {0, 1}:
         which = positive if 1 not in labels else "negative"
+        cause = (f"; catlr may not read {', '.join(unreadable[:3])}, check its permissions"
+                 if unreadable else "")
         raise CatlrError(f"{src} has no {which} images (extensions: "
-                         f"{' '.join(sorted(EXTENSIONS))}), add some")
-    return Layout(src, classes, train, test, split, ignored)
+                         f"{' '.join(sorted(EXTENSIONS))}){cause}, add some")
+    return Layout(src, classes, train, test, split, ignored, unreadable)
 
 
 def _workers(n: int) -> int:
@@ -151,51 +171,50 @@ def _workers(n: int) -> int:
     return max(cores, 1) + 1
 
 
-def decode_many(paths, size=64, fit="stretch", workers=0):
-    """Start decoding `paths` now, in parallel threads; return an iterator of
-    (path, array or ImageError) in input order.
+def decode_many(paths, size=64, fit="stretch", workers=0, max_pixels=MAX_PIXELS):
+    """Decode `paths` in parallel threads: an iterator of (path, array or ImageError) in
+    input order.
 
-    Pillow releases the GIL while decoding and resizing, so threads scale over
-    cores without copying pixels between processes. At most 2 * CHUNK images
-    are in flight (bounded memory); work starts before the first next(), so the
-    caller can import modules or open files meanwhile.
+    Pillow releases the GIL while decoding and resizing, so threads scale over cores
+    without copying pixels between processes. At most 2 * CHUNK images are in flight
+    (bounded memory). The pool lives inside the generator, so that an interrupt at any
+    moment (Ctrl-C as the first images are submitted) shuts it down: no thread is left
+    for the interpreter to wait on at exit.
     """
     def one(p):
         try:
-            return load_image(p, size, fit)
+            return load_image(p, size, fit, max_pixels)
         except ImageError as e:
             return e
 
     n = _workers(workers)
     if len(paths) <= 1 or n == 1:  # no pool to start for one photo
-        return ((p, one(p)) for p in paths)
+        yield from ((p, one(p)) for p in paths)
+        return
     # here, not at the top: `catlr predict photo.jpg` saves the 5 ms it takes to import
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(n)
-    todo = iter(paths)
-    window = deque((p, pool.submit(one, p)) for p in itertools.islice(todo, 2 * CHUNK))
-
-    def results():
-        try:
-            while window:
-                p, future = window.popleft()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    window.append((nxt, pool.submit(one, nxt)))
-                yield p, future.result()
-        finally:  # also on Ctrl-C: drop what has not started, wait for the rest
-            for _, future in window:
-                future.cancel()
-            pool.shutdown(wait=True)
-
-    return results()
+    try:
+        todo = iter(paths)
+        window = deque()
+        for p in itertools.islice(todo, 2 * CHUNK):
+            window.append((p, pool.submit(one, p)))
+        while window:
+            p, future = window.popleft()
+            nxt = next(todo, None)
+            if nxt is not None:
+                window.append((nxt, pool.submit(one, nxt)))
+            yield p, future.result()
+    finally:  # also on Ctrl-C: drop what has not started, wait for what runs
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def start_decoding(layout: Layout, size=64, fit="stretch", workers=0):
-    """Begin decoding every image of `layout`, train then test (see decode_many)."""
+def start_decoding(layout: Layout, cfg: dict):
+    """Decode every image of `layout`, train then test, with cfg's size, fit, workers and
+    max_pixels (see decode_many)."""
     return decode_many([os.path.join(layout.root, p) for p, _ in layout.train + layout.test],
-                       size, fit, workers)
+                       cfg["size"], cfg["fit"], cfg["workers"], cfg["max_pixels"])
 
 
 class ArraySink:
@@ -227,6 +246,11 @@ def ingest(layout: Layout, stream, sink, *, dedupe=False, strict=False, on_event
     dups = {"train": [], "test": [], "across": []}
     skipped, dropped, done = [], 0, 0
     counts = {s: {c: 0 for c in layout.classes} for s in ("train", "test")}
+    for folder in layout.unreadable:
+        if strict:
+            raise CatlrError(f"{folder}: permission denied, catlr cannot list this folder "
+                             "(--strict stops at it), fix its permissions or drop --strict")
+        skipped.append({"path": folder, "reason": "permission denied (a folder catlr cannot list)"})
     for split, items in (("train", layout.train), ("test", layout.test)):
         batch = ([], [], [])
         for (rel, label), (_, result) in zip(items, stream):

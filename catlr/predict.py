@@ -11,7 +11,7 @@ import numpy as np
 
 from . import modelfile
 from .events import Decoded, ignore
-from .images import ImageError
+from .images import MAX_PIXELS, ImageError
 from .ingest import decode_many, walk_images
 
 SCORE_BYTES = 16 << 20  # uint8 pixels per scoring batch: 1,365 images at 64 x 64, 5 at 1024
@@ -85,7 +85,8 @@ def collect(inputs) -> tuple[list[str], list[dict]]:
     return paths, errors
 
 
-def predict(inputs, model_path, *, threshold=0.5, workers=0, on_event=ignore) -> list[dict]:
+def predict(inputs, model_path, *, threshold=0.5, workers=0, max_pixels=MAX_PIXELS,
+            on_event=ignore) -> list[dict]:
     """One row per image: {path, probability, label}, or {path, error} when it cannot be read.
 
     Images go through the preprocessing recorded in the model (size, fit, / 255).
@@ -103,7 +104,7 @@ def predict(inputs, model_path, *, threshold=0.5, workers=0, on_event=ignore) ->
                          "label": positive if p > threshold else negative})
         batch.clear(), kept.clear()
 
-    for done, (path, result) in enumerate(decode_many(paths, size, fit, workers), 1):
+    for done, (path, result) in enumerate(decode_many(paths, size, fit, workers, max_pixels), 1):
         if isinstance(result, ImageError):
             rows.append({"path": path, "error": result.reason})
         else:

@@ -46,7 +46,7 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
                          f"train on it directly with 'catlr train {src}'")
     layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"])
     _check_room(out, len(layout.train) + len(layout.test), cfg["size"])
-    stream = start_decoding(layout, cfg["size"], cfg["fit"], cfg["workers"])
+    stream = start_decoding(layout, cfg)
     attrs = {"catlr_version": __version__, "size": cfg["size"], "fit": cfg["fit"],
              "positive": cfg["positive"], "split": str(layout.split or "given")}
     if os.fspath(out).rstrip(os.sep).endswith(".zarr"):  # a Zarr store, for a Dask cluster

@@ -530,3 +530,85 @@ def test_a_symlink_loop_does_not_loop(cli, model, small_folder, tmp_path):
     from catlr.predict import expand
 
     assert expand(f"{d}/**/*.png") and all(p.endswith(".png") and "/up/" not in p for p in expand(f"{d}/**/*.png"))
+
+
+# rows 19 and 20: Ctrl-C at any moment, from the imports on, is one line and 130
+@pytest.mark.parametrize("command", ["train", "prepare"])
+def test_ctrl_c_early_is_one_line_and_never_hangs(tmp_path, command):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from catlr.demo import make_sample
+
+    src = make_sample(tmp_path / "s", n_per_class=60, unseen=0)["images"]
+    out = tmp_path / "out"
+    out.mkdir()
+    args = {"train": ["train", src, "--form", "primal", "--iters", "1000000",
+                      "--out", out / "m.npz"],
+            "prepare": ["prepare", src, "--workers", "3", "--out", out / "p.h5"]}[command]
+    for delay in (0.1, 0.2, 0.3, 0.45, 0.6, 0.8):
+        p = subprocess.Popen([sys.executable, "-m", "catlr", *map(str, args)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        try:
+            err = p.communicate(timeout=20)[1]
+        except subprocess.TimeoutExpired:
+            p.kill()
+            pytest.fail(f"{command} hung after Ctrl-C at {delay} s")
+        written = [x for x in out.iterdir() if not x.name.startswith(".")]
+        if p.returncode == 0 or (p.returncode == -2 and err == "" and written):
+            # it finished before the signal came, or the signal came as the interpreter shut
+            # down after the work (Python restores the default handler then): nothing lost
+            for x in written:
+                x.unlink()
+            continue
+        assert p.returncode == 130, (delay, p.returncode, err)
+        assert err.startswith("Interrupted") and err.count("\n") == 1, (delay, err)
+        assert [x.name for x in out.iterdir() if x.name.startswith(".")] == [], delay
+
+
+# row 15: folders catlr may not list are reported, and --strict stops at them
+def test_unreadable_folders_are_listed_as_skipped(cli, small_folder, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(small_folder / "cat", small_folder / "cat" / "private")
+    real = os.scandir
+
+    def scandir(path="."):
+        if "private" in os.fspath(path):  # what mode 000 does to a user who is not root
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, out, err = cli(["prepare", small_folder, "--out", tmp_path / "p.h5", "--json"])
+    assert code == 0, err
+    skipped = json.loads(out)["skipped"]
+    assert {"path": "cat/private/", "reason": "permission denied (a folder catlr cannot list)"} \
+        in skipped
+    code, _, err = cli(["prepare", small_folder, "--out", tmp_path / "q.h5", "--strict"])
+    assert code == 1 and _one_line(err) and "cat/private/: permission denied" in err
+    assert not (tmp_path / "q.h5").exists()
+
+
+def test_max_pixels_is_a_setting(cli, model, tmp_path):
+    Image.new("RGB", (300, 300)).save(tmp_path / "big.png")
+    code, out, _ = cli(["predict", tmp_path / "big.png", "--model", model, "--json"])
+    assert code == 0 and "probability" in json.loads(out)[0]
+    code, out, _ = cli(["predict", tmp_path / "big.png", "--model", model, "--json",
+                        "--max-pixels", "50000"])
+    assert code == 1 and "over the limit of 50,000 pixels" in json.loads(out)[0]["error"]
+
+
+def test_scoring_batches_are_sized_by_bytes(cli, model, small_folder, monkeypatch):
+    import catlr.predict
+
+    code, out, _ = cli(["predict", small_folder, "--model", model, "--json"])
+    whole = json.loads(out)
+    monkeypatch.setattr(catlr.predict, "SCORE_BYTES", 3 * 64 * 64 * 3)  # 3 images a batch
+    code, out, _ = cli(["predict", small_folder, "--model", model, "--json"])
+    assert code == 0
+    assert [r["probability"] for r in json.loads(out)] == pytest.approx(
+        [r["probability"] for r in whole], rel=1e-12)
