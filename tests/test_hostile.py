@@ -612,3 +612,16 @@ def test_scoring_batches_are_sized_by_bytes(cli, model, small_folder, monkeypatc
     assert code == 0
     assert [r["probability"] for r in json.loads(out)] == pytest.approx(
         [r["probability"] for r in whole], rel=1e-12)
+
+
+def test_unreadable_files_exit_1_and_flags_exit_2(cli, model, small_folder, tmp_path):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5 at all")
+    for args in (["predict", small_folder, "--model", folder],
+                 ["train", small_folder, "--config", folder],
+                 ["train", tmp_path / "junk.h5"]):
+        code, out, err = cli(args)
+        assert code == 1 and _one_line(err), (args, err)
+    code, _, err = cli(["train", small_folder, "--iters", "0"])
+    assert code == 2 and _one_line(err)
