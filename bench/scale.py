@@ -42,7 +42,13 @@ def peak():  # VmHWM: ru_maxrss would carry over the forking parent's peak on Li
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 if engine == "floor":
     import h5py
-    from catlr.design import normalize
+    try:  # the same conversion the streaming engine uses
+        from catlr.kernels import normalize_into
+        normalize = lambda part, out: normalize_into(part, out)
+        out["conversion"] = "numba"
+    except ImportError:
+        from catlr.design import normalize
+        out["conversion"] = "numpy"
     with h5py.File(path, "r") as f:
         x = f["train_set_x"]
         k = 64 * 34  # the stream engine's block at --memory 512MB, float32: 2,176 images
@@ -52,7 +58,7 @@ if engine == "floor":
             t = time.perf_counter()
             for s in range(0, x.shape[0], k):
                 part = x[s:s + k]
-                normalize(part.reshape(len(part), -1), out=buf[:len(part)])
+                normalize(part.reshape(len(part), -1), buf[:len(part)])
             times.append(time.perf_counter() - t)
     out["per_iteration"] = sorted(times)[1]
 else:
@@ -67,6 +73,9 @@ else:
     memory = "512MB" if engine == "stream" else "64GB"
     cfg = config.resolve(None, iters=iters, print_every=1, form="primal", dtype=dtype,
                          engine=engine, memory=memory)
+    if engine == "stream" and len(sys.argv) > 6 and sys.argv[6] == "numpy":
+        sys.modules["catlr.kernels"] = None  # the streaming engine without numba
+    out["conversion"] = "numpy" if "catlr.kernels" in sys.modules else "numba, if installed"
     if engine == "dask":
         import catlr.dask_engine as de
         real = de.DaskPixels.close
@@ -105,9 +114,9 @@ def synthetic(path: Path, m: int, seed: int = 0):
             f[f"{split}_set_y"] = y
 
 
-def run(path, engine, dtype, iters, tmp):
+def run(path, engine, dtype, iters, tmp, conversion=""):
     r = subprocess.run([sys.executable, "-c", CHILD, str(path), engine, dtype, str(iters),
-                        str(tmp / "m.npz")], capture_output=True, text=True)
+                        str(tmp / "m.npz"), conversion], capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{engine} {dtype} failed: {r.stderr[-800:]}")
     return json.loads(r.stdout.rsplit("RESULT ", 1)[1])
@@ -133,11 +142,12 @@ def main():
             print(f"\nm = {m} ({m * 12288 / 2**30:.2f} GiB of uint8), {args.iters} iterations")
             rows = {}
             for engine, dtype in (("floor", "float32"), ("stream", "float32"),
-                                  ("memory", "float32"), ("memory", "float64"),
-                                  ("dask", "float32")):
-                if engine in args.skip:
+                                  ("stream-numpy", "float32"), ("memory", "float32"),
+                                  ("memory", "float64"), ("dask", "float32")):
+                if engine.split("-")[0] in args.skip or engine in args.skip:
                     continue
-                r = run(path, engine, dtype, args.iters, tmp)
+                r = run(path, engine.split("-")[0], dtype, args.iters, tmp,
+                        "numpy" if engine.endswith("numpy") else "")
                 rows[(engine, dtype)] = r
                 extra = (f", largest worker {r['worker_rss'] / 2**20:,.0f} MB"
                          if "worker_rss" in r else "")

@@ -206,3 +206,21 @@ def _has(module):
         return True
     except ImportError:
         return False
+
+
+def test_the_compiled_conversion_gives_the_same_blocks(tmp_path):
+    pytest.importorskip("numba")
+    from catlr import hdf5
+    from catlr.design import Pixels, Stream
+
+    path = _prepared(tmp_path / "p.h5", 300)
+    with hdf5.open_file(path) as f:
+        x, y = f["train_set_x"], f["train_set_y"][()].astype(np.float64)
+        w = np.random.default_rng(0).normal(size=x.shape[1] * x.shape[2] * 3) * 1e-3
+        for dtype in ("float32", "float64"):
+            fast = Stream(x, dtype, block_bytes=1 << 20)
+            plain = Stream(x, dtype, block_bytes=1 << 20)
+            plain.blocks = lambda: Pixels.blocks(plain)  # NumPy's conversion
+            for a, b in zip(fast.gradient(w.astype(dtype), 0.1, y.astype(dtype)),
+                            plain.gradient(w.astype(dtype), 0.1, y.astype(dtype))):
+                assert np.array_equal(a, b), dtype  # bit for bit
