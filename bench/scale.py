@@ -8,9 +8,11 @@ each in a fresh process, side by side in one run, on the same file:
     memory float64, memory float32   X built in memory once (catlr's in-memory primal form)
     stream                           --engine stream --memory 512MB
     dask                             --engine dask, a local cluster of 2 worker processes
+    stream-numpy                     the same without numba's conversion (NumPy's, one core)
     floor                            one pass that reads the uint8 blocks and converts them
-                                     to float32: what any engine must at least do per
-                                     iteration when X does not stay in memory
+                                     to float32 (numba's conversion when installed): what any
+                                     engine must at least do per iteration when X does not
+                                     stay in memory
 Time per iteration is measured between the Step events of iterations 1 and ITERS - 1
 (set-up, reading and the cluster's start excluded); peak RSS from /proc/self/status's VmHWM (for
 Dask, the client's and the largest worker's). Targets (issue 10): stream <= 1.4 x floor and
@@ -151,10 +153,14 @@ def main():
                 rows[(engine, dtype)] = r
                 extra = (f", largest worker {r['worker_rss'] / 2**20:,.0f} MB"
                          if "worker_rss" in r else "")
-                print(f"  {engine:<7}{dtype:<8} {r['per_iteration'] * 1000:9.1f} ms per "
+                print(f"  {engine:<13}{dtype:<8} {r['per_iteration'] * 1000:9.1f} ms per "
                       f"iteration   peak RSS {r['rss'] / 2**20:7,.0f} MB{extra}")
             floor = rows.get(("floor", "float32"))
             stream = rows.get(("stream", "float32"))
+            plain = rows.get(("stream-numpy", "float32"))
+            if stream and plain:
+                print(f"  stream with numba / with NumPy's conversion = "
+                      f"{stream['per_iteration'] / plain['per_iteration']:.2f}")
             if floor and stream:
                 print(f"  stream / floor = {stream['per_iteration'] / floor['per_iteration']:.2f}"
                       f" (target <= 1.4); stream peak RSS {stream['rss'] / 2**20:,.0f} MB "

@@ -113,18 +113,6 @@ class Dense(Design):
     def times(self, c):
         return self.X @ c
 
-    def blocks(self):
-        try:  # numba's conversion on every core, when installed: measured in bench/scale.py
-            from .kernels import normalize_into
-        except ImportError:
-            yield from super().blocks()
-            return
-        k = self.block_rows()
-        buf = np.empty((k, self.n_x), self.dtype)
-        for start in range(0, self.m, k):
-            part = np.asarray(self.x[start:start + k]).reshape(-1, self.n_x)
-            yield start, normalize_into(part, buf[:len(part)])
-
     def dense(self):
         return self
 

@@ -16,7 +16,7 @@ def test_help_imports_no_heavy_module():
     code = ("import sys; from catlr.cli import main; sys.argv=['catlr','--help']\n"
             "try: main()\nexcept SystemExit: pass\n"
             "heavy = [m for m in ('numpy','h5py','PIL','matplotlib','rich','dask','distributed',"
-            "'zarr') if m in sys.modules]\n"
+            "'zarr','numba') if m in sys.modules]\n"
             "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "Usage: catlr" in out and "HEAVY []" in out

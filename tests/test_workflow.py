@@ -173,9 +173,9 @@ def test_train_does_not_import_matplotlib_unless_asked(small_folder, tmp_path):
     code = ("import sys; from catlr.cli import main\n"
             f"sys.argv = ['catlr', 'train', {str(small_folder)!r}, '--iters', '5']\n"
             "try: main()\nexcept SystemExit as e: assert e.code == 0, e.code\n"
-            "print('MPL', 'matplotlib' in sys.modules)")
+            "print('MPL', 'matplotlib' in sys.modules, 'numba' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
-    assert "MPL False" in r.stdout, r.stderr
+    assert "MPL False False" in r.stdout, r.stderr  # nor numba: in memory, no stream
 
 
 def test_plot_goes_into_the_run_and_where_asked(cli, small_folder):
