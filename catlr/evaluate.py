@@ -6,6 +6,8 @@ import csv
 import os
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import datasets, engines, metrics, modelfile
 from .atomic import atomic_path
 from .config import from_saved
@@ -98,8 +100,8 @@ def _evaluate(model, model_path, meta, ds, data, split, threshold, cfg):
     if len(y) == 0:
         raise CatlrError(f"the {split} split of {data} is empty, choose --split train or other data")
     if x.shape[0] * ds.n_x <= engines.budget(cfg)[0] * engines.BLOCK_SHARE:
-        ds.in_memory()  # small: read whole, the file closed now
-        x = ds.x_train if split == "train" else ds.x_test
+        x = np.asarray(x)  # small: this split read whole (never the other), the file closed
+        ds.close()
     p = model.proba_pixels(x)  # a block at a time: the float X is never built whole
     paths = ds.paths_train if split == "train" else ds.paths_test
     if len(paths) != len(y):
