@@ -329,7 +329,8 @@ def test_a_stale_temporary_file_is_removed_by_the_next_write(cli, small_folder, 
     stale = tmp_path / ".m.npz.4194303-0123456789abcdef.tmp"  # no such process
     stale.write_bytes(b"half a model")
     code, _, err = cli(["train", small_folder, "--iters", "3", "--out", tmp_path / "m.npz"])
-    assert code == 0, err and not stale.exists()
+    assert code == 0, err
+    assert not stale.exists()
 
 
 # row 14: a closed pipe, a full disk, a newline in a path
