@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from .config import DEFAULT_PREPARED, DEFAULTS, one_of, resolve
-from .errors import CatlrError, UsageError
+from .errors import CatlrError, Terminated, UsageError, printable
 
 # typer < 0.28 uses click, 0.28 vendors it: find its exception classes either way.
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -83,8 +83,6 @@ def _root(
 
 
 def _terminate(signum, frame):
-    from .errors import Terminated
-
     raise Terminated(signum)
 
 
@@ -110,8 +108,6 @@ def _guard(interrupted="stopped, nothing was written"):
     """Known errors become one line and exit 1 (2 for bad flags); Ctrl-C exits 130, SIGTERM
     143, SIGHUP 129; a closed pipe ends quietly. `interrupted` may be a callable that says
     what was written by then."""
-    from .errors import Terminated
-
     debug = os.environ.get("CATLR_DEBUG") == "1"
     said = interrupted if callable(interrupted) else lambda: interrupted
     try:
@@ -119,7 +115,9 @@ def _guard(interrupted="stopped, nothing was written"):
     except typer.Exit:
         raise
     except BrokenPipeError:  # `catlr predict DIR --csv | head -1`: the reader has what it wanted
-        _quiet_stdout()
+        from .render import silence
+
+        silence(sys.stdout)
         raise typer.Exit(141) from None
     except Terminated as e:
         print(f"Terminated: {said()}", file=sys.stderr)
@@ -144,17 +142,9 @@ def _guard(interrupted="stopped, nothing was written"):
 
 
 def _fail(message: str, code: int):
-    from .errors import printable
-
     print(f"Error: {printable(message)}", file=sys.stderr)
     raise typer.Exit(code)
 
-
-def _quiet_stdout():
-    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _outputs(inputs=(), **outputs):
@@ -344,18 +334,17 @@ def evaluate(
 
         with events(render.console(json_out, plain=True), quiet=True) as on_event:  # folders: a bar
             result = run(model, data, split=split, threshold=threshold, on_event=on_event)
-        if errors is not None:
-            from .plots import mistakes_sheet
+        with contextlib.closing(result):  # the mistakes' images may be read from the file
+            if errors is not None:
+                from .plots import mistakes_sheet
 
-            with contextlib.closing(result):  # images may be read from the file
                 mistakes_sheet(result.images, result.labels, result.probabilities,
                                result.paths, result.figures["classes"], errors,
                                threshold=threshold, title=f"Misclassified ({split} split)")
-        result.close()
-        if predictions is not None:
-            from .evaluate import write_predictions
+            if predictions is not None:
+                from .evaluate import write_predictions
 
-            write_predictions(result, predictions)
+                write_predictions(result, predictions)
         render.show(result.figures, _fmt(json_out),
                     human=lambda f: render.eval_report(render.console(), f, errors, chosen,
                                                        predictions))
@@ -403,7 +392,7 @@ def sweep(
     dtype: DtypeOpt = None, form: FormOpt = None, engine: EngineOpt = None,
     memory: MemoryOpt = None, scheduler: SchedulerOpt = None, size: SizeOpt = None,
     test_fraction: FracOpt = None, seed: SeedOpt = None, positive: PosOpt = None,
-    fit: FitOpt = None, workers: WorkersOpt = None,
+    fit: FitOpt = None, workers: WorkersOpt = None, max_pixels: PixelsOpt = None,
     plot: Annotated[Optional[Path], typer.Option(help="Save every cost curve in one PNG.")] = None,
     json_out: JsonOpt = False,
 ):
@@ -416,7 +405,7 @@ def sweep(
         cfg = resolve(config, iters=iters, sweep_lrs=lr or None, print_every=print_every,
                       dtype=dtype, form=form, engine=engine, memory=memory, scheduler=scheduler,
                       size=size, test_fraction=test_fraction, seed=seed,
-                      positive=positive, fit=fit, workers=workers)
+                      positive=positive, fit=fit, workers=workers, max_pixels=max_pixels)
         from . import render
         from .progress import events
         from .train import sweep as run

@@ -87,10 +87,10 @@ def choose_form(n_x: int, m: int, iters: int, itemsize: int = 4) -> str:
     return "dual" if m < n_x and costs["dual"] < costs["primal"] else "primal"
 
 
-def resolve_form(form, n_x, m, iters):
+def resolve_form(form, n_x, m, iters, itemsize=4):
     """The form to run: `form` itself, or choose_form's pick for "auto"."""
     if form == "auto":
-        return choose_form(n_x, m, iters)
+        return choose_form(n_x, m, iters, itemsize)
     if form not in CHOICES["form"]:
         raise CatlrError(f"unknown form {form!r}, use one of {', '.join(CHOICES['form'])}")
     return form
@@ -106,7 +106,7 @@ def run(design, y, lr, iters, *, print_every=100, form="auto", on_event=ignore, 
     for the engine) in the Plan event.
     """
     n_x, m = design.n_x, design.m
-    chosen = resolve_form(form, n_x, m, iters)
+    chosen = resolve_form(form, n_x, m, iters, design.dtype.itemsize)
     on_event(Plan(chosen, m, n_x, design.dtype.name, design.engine, why,
                   getattr(design, "detail", "")))
     y = np.asarray(y, dtype=design.dtype).reshape(m)
@@ -116,8 +116,9 @@ def run(design, y, lr, iters, *, print_every=100, form="auto", on_event=ignore, 
         c, costs, z = dual(K, y, lr, iters, steps)
         return Fit(design.times(c).astype(np.float64), float(c.sum()), costs, chosen, z,
                    steps.trace)
-    w, b, costs = primal(design.dense(), y, lr, iters, steps)
-    return Fit(w.astype(np.float64), b, costs, chosen, design.scores(w, b), steps.trace)
+    dense = design.dense()  # X built once (memory), or the source itself (stream, dask)
+    w, b, costs = primal(dense, y, lr, iters, steps)
+    return Fit(w.astype(np.float64), b, costs, chosen, dense.scores(w, b), steps.trace)
 
 
 class _Steps:

@@ -80,8 +80,14 @@ class PlainConsole:
             print(*map(printable, objects), file=self.stream)
         except BrokenPipeError:
             # `catlr train ... | head`: the reader left; training goes on and saves its model
-            with contextlib.suppress(OSError, ValueError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            silence(self.stream)
+
+
+def silence(stream):
+    """Point a stream whose reader has gone at /dev/null, so that later writes and the
+    interpreter's last flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def pct(x):

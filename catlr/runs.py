@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 
+from . import modelfile
 from .atomic import atomic_path
 from .config import DEFAULTS
 from .errors import CatlrError, UsageError
@@ -151,9 +152,7 @@ def table(root=DEFAULTS["runs"]) -> list[dict]:
             if not isinstance(row, dict):
                 raise ValueError("not an object")
         except (OSError, ValueError):
-            from . import modelfile  # no metrics.json (written by hand?): read the model
-
-            try:
+            try:  # no metrics.json (a run copied by hand?): read the model
                 row = summary(name, modelfile.load(path)[1])
             except CatlrError:
                 continue

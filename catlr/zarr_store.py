@@ -14,12 +14,6 @@ from .errors import CatlrError, describe
 from .hdf5 import DEFAULT_CLASSES, Sink, check_split
 
 
-def is_store(path) -> bool:
-    """A folder that is a Zarr store (it has a zarr.json or .zgroup at its top)."""
-    return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, name))
-                                       for name in ("zarr.json", ".zgroup"))
-
-
 def open_store(path):
     try:
         return zarr.open_group(os.fspath(path), mode="r")
