@@ -347,3 +347,6 @@ def test_gitignore_covers_what_catlr_writes():
     if r.returncode == 128:
         pytest.skip("not a git checkout")
     assert r.stdout.split() == names
+    tracked = subprocess.run(["git", "ls-files", "runs", "catlr-demo", "model.npz"], cwd=ROOT,
+                             capture_output=True, text=True).stdout
+    assert tracked == ""  # nothing catlr writes is committed
