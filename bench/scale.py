@@ -44,11 +44,11 @@ def peak():  # VmHWM: ru_maxrss would carry over the forking parent's peak on Li
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 if engine == "floor":
     import h5py
-    try:  # the same conversion the streaming engine uses
-        from catlr.kernels import normalize_into
-        normalize = lambda part, out: normalize_into(part, out)
+    from catlr.engines import stream  # the same conversion the streaming engine uses
+    if stream.numba is not None:
+        normalize = stream.normalize_into
         out["conversion"] = "numba"
-    except ImportError:
+    else:
         from catlr.design import normalize
         out["conversion"] = "numpy"
     with h5py.File(path, "r") as f:
@@ -76,10 +76,11 @@ else:
     cfg = config.resolve(None, iters=iters, print_every=1, form="primal", dtype=dtype,
                          engine=engine, memory=memory)
     if engine == "stream" and len(sys.argv) > 6 and sys.argv[6] == "numpy":
-        sys.modules["catlr.kernels"] = None  # the streaming engine without numba
-    out["conversion"] = "numpy" if "catlr.kernels" in sys.modules else "numba, if installed"
+        sys.modules["numba"] = None  # the streaming engine without numba
+    from catlr.engines import stream
+    out["conversion"] = "numba" if stream.numba is not None else "numpy"
     if engine == "dask":
-        import catlr.dask_engine as de
+        import catlr.engines.dask as de
         real = de.DaskPixels.close
         def close(self):
             out["worker_rss"] = max(self.client.run(peak).values())

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from catlr.descent import choose_form, reference
+from catlr.descent import reference
+from catlr.engines import choose_form
 from catlr.design import normalize
 from catlr.model import LogisticRegression
 from common import COURSE, alternate, catlr_cmd, compile_catlr, machine, median, report
@@ -149,7 +150,7 @@ def primal_per_iteration(m, iters=10):
 def forms(sizes=(2000, 5000, 10000), iters=(200, 2000)):
     """4. Is choose_form right? Each form timed in parts on synthetic data (K, a few dual
     steps; X, a few primal steps in float32), totals for 200 and 2000 iterations, against
-    the form catlr picks. Also prints the per-unit costs, to compare with descent's."""
+    the form catlr picks. Also prints the per-unit costs, to compare with catlr.engines'."""
     from catlr import descent
     from catlr.design import Pixels
 
@@ -162,7 +163,7 @@ def forms(sizes=(2000, 5000, 10000), iters=(200, 2000)):
         design = Pixels(x, "float64")
         t_k, K = best_of(design.gram, 1)
         steps = 20
-        t_d, _ = best_of(lambda: descent.dual(K.copy(), y, 0.005, steps, descent._Steps(
+        t_d, _ = best_of(lambda: descent.dual(K.copy(), y, None, 0.005, steps, descent._Steps(
             steps, 10**9, descent.ignore, None)), 1)
         del K
         single = Pixels(x, "float32")
@@ -177,7 +178,7 @@ def forms(sizes=(2000, 5000, 10000), iters=(200, 2000)):
         for it in iters:
             dual = t_k + it * t_d / steps
             primal = t_x + it * t_p
-            chosen = descent.choose_form(n_x, m, it)
+            chosen = choose_form(n_x, m, it)
             best = "dual" if dual < primal else "primal"
             took = dual if chosen == "dual" else primal
             print(f"    {it:>5} iterations: dual {dual:7.1f} s, primal {primal:7.1f} s; "

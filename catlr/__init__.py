@@ -1,12 +1,35 @@
 """catlr: train the course's cat / non-cat logistic regression on your own images.
 
 Library entry points (the CLI is a thin layer over these):
+    catlr.load(path)                        a model file -> a fitted LogisticRegression
+    catlr.LogisticRegression                fit / predict_proba / predict on X (n_x, m)
+    catlr.Predictor.load(path)              score image files, bytes or pixels as predict does
     catlr.prepare.prepare(src, out, cfg)    image folder -> course-schema .h5
     catlr.train.train(data, cfg)            DATA -> model file
     catlr.evaluate.evaluate(model, data)    figures on a split
     catlr.predict.predict(inputs, model)    probabilities for image files
-    catlr.model.LogisticRegression          fit / predict_proba / predict on X (n_x, m)
-Nothing heavy is imported here, so `import catlr` and `catlr --help` stay instant.
+Nothing heavy is imported here (the names above load on first use), so `import catlr`
+and `catlr --help` stay instant.
 """
 
-__version__ = "0.2.0"
+from .version import __version__  # noqa: F401
+
+_LAZY = {"LogisticRegression": "model", "Predictor": "predictor"}
+
+
+def load(path):
+    """The fitted LogisticRegression in a model file written by catlr (checked as every
+    command checks it); its metadata (image size, classes, settings, figures) is `meta_`."""
+    from .modelfile import load as read
+
+    model, meta = read(path)
+    model.meta_ = meta
+    return model
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'catlr' has no attribute {name!r}")

@@ -58,7 +58,7 @@ def _create_temp(folder: Path, name: str) -> Path:
     """A new empty file `.NAME.PID-RANDOM.tmp` beside the destination (mode 0600), its name
     cut so that it fits wherever NAME fits. Temporary files of the same output left by a
     process that no longer runs (killed with SIGKILL, a power cut) are removed first.
-    (No tempfile module: it costs 3 ms at start.)"""
+    (No tempfile module: importing it slows every start, bench/startup.py.)"""
     room = NAME_MAX - len(".") - len(".4194304-0123456789abcdef.tmp")
     stem = os.fsencode(name)[:room].decode(errors="ignore") or "out"
     _remove_stale(folder, stem)

@@ -9,6 +9,7 @@ argument errors import none of numpy, h5py, Pillow, matplotlib or rich.
 import contextlib
 import glob
 import os
+from inspect import Parameter, signature
 import sys
 from pathlib import Path
 from typing import Annotated, List, Optional
@@ -16,7 +17,8 @@ from typing import Annotated, List, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from .config import DEFAULT_PREPARED, DEFAULTS, one_of, resolve
+from .config import (DEFAULT_PREPARED, DEFAULTS, FLAGS, HEADINGS, flag_help, flag_name, options,
+                     resolve)
 from .errors import CatlrError, Terminated, UsageError, printable
 
 # typer < 0.28 uses click, 0.28 vendors it: find its exception classes either way.
@@ -55,11 +57,34 @@ class _Group(TyperGroup):
 
 
 class _Command(TyperCommand):
-    """Typer's command with usage lines that read `catlr train [OPTIONS] DATA`, not `{DATA}`."""
+    """Typer's command with usage lines that read `catlr train [OPTIONS] DATA`, not `{DATA}`,
+    and options listed under their headings (config.HEADINGS): the course's settings first,
+    then the command's own options, then image folders, decoding, engines. Plain text, so
+    --help imports no rich."""
 
     def collect_usage_pieces(self, ctx):
         return [p[1:-1] if p.startswith("{") and p.endswith("}") else p
                 for p in super().collect_usage_pieces(ctx)]
+
+    def format_options(self, ctx, formatter):
+        args, sections = [], {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                args.append(record)
+            else:
+                sections.setdefault(getattr(param, "rich_help_panel", None) or "Options",
+                                    []).append(record)
+        if args:
+            with formatter.section("Arguments"):
+                formatter.write_dl(args)
+        first = [HEADINGS["sweep"], HEADINGS["training"]]
+        for title in first + ["Options"] + [h for h in HEADINGS.values() if h not in first]:
+            if title in sections:
+                with formatter.section(title):
+                    formatter.write_dl(sections[title])
 
 
 app = typer.Typer(name="catlr", cls=_Group, rich_markup_mode=None, pretty_exceptions_enable=False,
@@ -68,7 +93,7 @@ app = typer.Typer(name="catlr", cls=_Group, rich_markup_mode=None, pretty_except
 
 def _version(value: bool):
     if value:
-        from . import __version__
+        from .version import __version__
 
         print(f"catlr {__version__}")
         raise typer.Exit()
@@ -178,44 +203,70 @@ def _fmt(json_out: bool) -> str:
     return "json" if json_out else "table"
 
 
-# Options shared by several commands; help texts read the defaults and choices from config.
-D = DEFAULTS
+_KINDS = {float: Optional[float], int: Optional[int], str: Optional[str],
+          list: Optional[List[float]]}
+
+
+def _setting(key: str):
+    """The flag of one setting, from the registry (config.FLAGS): type, help, heading."""
+    return Annotated[_KINDS[type(DEFAULTS[key])],
+                     typer.Option(flag_name(key), help=flag_help(key), show_default=False,
+                                  rich_help_panel=HEADINGS[FLAGS[key].heading])]
+
+
+def settings(command: str):
+    """Give the decorated command a flag for each setting it takes (config.options), and
+    call it with their values as one dict, `settings` (None where a flag is not given):
+    the options are declared once, in config.py, for every command that shares them."""
+    keys = options(command)
+
+    def decorate(fn):
+        sig = signature(fn)
+        own = [p for name, p in sig.parameters.items() if name != "settings"]
+        full = sig.replace(parameters=own + [
+            Parameter(k, Parameter.KEYWORD_ONLY, default=None, annotation=_setting(k))
+            for k in keys])
+
+        def command(*args, **kwargs):
+            bound = full.bind(*args, **kwargs)
+            bound.apply_defaults()
+            given = dict(bound.arguments)
+            chosen = {}
+            for k in keys:
+                value = given.pop(k)
+                chosen[k] = None if value == [] else value  # a repeatable flag not given
+            return fn(**given, settings=chosen)
+
+        for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(command, attr, getattr(fn, attr))
+        command.__signature__ = full
+        command.__annotations__ = {p.name: p.annotation for p in full.parameters.values()}
+        return command
+    return decorate
+
+
+# Options of several commands that are not settings.
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file of settings (see configs/default.toml); flags override it.")]
-ItersOpt = Annotated[Optional[int], typer.Option("--iters", help=f"Gradient-descent iterations [default: {D['iters']}].")]
-EveryOpt = Annotated[Optional[int], typer.Option("--print-every", help=f"Record and print the cost every N iterations [default: {D['print_every']}].")]
-DtypeOpt = Annotated[Optional[str], typer.Option(help=f"Floats of X: {one_of('dtype')} [default: {D['dtype']}: float64 in the dual form, the course's numbers; float32 in the primal form, half the memory].")]
-EngineOpt = Annotated[Optional[str], typer.Option(help=f"Where training runs: {one_of('engine')} [default: {D['engine']}: in memory when it fits --memory, else streamed from the prepared file].")]
-MemoryOpt = Annotated[Optional[str], typer.Option(help=f"Memory budget, e.g. 512MB or 4GB [default: {D['memory']}: half of the memory free].")]
-SchedulerOpt = Annotated[Optional[str], typer.Option(help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786 [default: a local cluster of worker processes].")]
-FormOpt = Annotated[Optional[str], typer.Option(help=f"How gradient descent is computed: {one_of('form')} [default: {D['form']}].")]
-SizeOpt = Annotated[Optional[int], typer.Option(help=f"Images become SIZE x SIZE x 3 [default: {D['size']}].")]
-FitOpt = Annotated[Optional[str], typer.Option(help=f"Resize policy: {one_of('fit')} [default: {D['fit']}].")]
-FracOpt = Annotated[Optional[float], typer.Option("--test-fraction", help=f"Held-out fraction when SRC has no train/ and test/ [default: {D['test_fraction']}].")]
-SeedOpt = Annotated[Optional[int], typer.Option(help=f"Seed of the split [default: {D['seed']}].")]
-PosOpt = Annotated[Optional[str], typer.Option(help=f"Name of the positive class folder [default: {D['positive']}].")]
-PixelsOpt = Annotated[Optional[int], typer.Option("--max-pixels", help=f"Skip images larger than this many pixels, read from their header [default: {D['max_pixels']:,}].")]
-WorkersOpt = Annotated[Optional[int], typer.Option(help=f"Decoding threads, 0 = one per core plus one [default: {D['workers']}].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
-ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help=f"Model file written by 'catlr train' [default: the newest run in {D['runs']}/, else {D['model']}].")]
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help=f"Model file written by 'catlr train' [default: the newest run in {DEFAULTS['runs']}/, else {DEFAULTS['model']}: the config's runs and model keys].")]
 ThresholdOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability above which an image is positive.")]
 DataArg = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder, prepared .h5, or folder with train_*.h5 + test_*.h5.")]
 
 
 @app.command(cls=_Command)
+@settings("prepare")
 def prepare(
     src: Annotated[Path, typer.Argument(metavar="SRC", help="Image folder: SRC/cat/ + SRC/non-cat/, or SRC/train/<class>/ + SRC/test/<class>/.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write, in the course's schema.")] = Path(DEFAULT_PREPARED),
-    size: SizeOpt = None, test_fraction: FracOpt = None, seed: SeedOpt = None,
-    positive: PosOpt = None, fit: FitOpt = None, workers: WorkersOpt = None,
-    max_pixels: PixelsOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write, in the course's schema (NAME.zarr: a Zarr store).")] = Path(DEFAULT_PREPARED),
     strict: Annotated[bool, typer.Option(help="Fail on the first broken file, writing nothing.")] = False,
-    dedupe: Annotated[bool, typer.Option(help="Drop images whose 64 x 64 pixels repeat an earlier one (and test images equal to a train image).")] = False,
-    config: ConfigOpt = None, json_out: JsonOpt = False,
+    dedupe: Annotated[bool, typer.Option(help="Drop images whose pixels repeat an earlier one (and test images equal to a train image).")] = False,
+    config: ConfigOpt = None, json_out: JsonOpt = False, settings: dict = None,
 ):
     """Turn an image folder into one HDF5 file in the course's schema.
 
     \b
-    SRC is a folder of photos in class folders, split by catlr (--test-fraction, --seed):
+    SRC is a folder of photos in class folders, split by catlr (--test-fraction,
+    --seed):
       SRC/cat/        IMG_0001.jpg, ...   (the positive class, --positive)
       SRC/non-cat/    anything else
     or split already, kept as it is:
@@ -227,8 +278,7 @@ def prepare(
     files do: 'catlr train data/' then trains on it.
     """
     with _guard("stopped, the output file was not written"):
-        cfg = resolve(config, size=size, test_fraction=test_fraction, seed=seed,
-                      positive=positive, fit=fit, workers=workers, max_pixels=max_pixels)
+        cfg = resolve(config, **settings)
         if not os.fspath(out).rstrip(os.sep).endswith(".zarr"):
             _outputs([src, config], out=(out, "hdf5"))
         from . import render
@@ -245,64 +295,55 @@ def prepare(
 
 
 @app.command(cls=_Command)
+@settings("train")
 def train(
     data: DataArg,
-    lr: Annotated[Optional[float], typer.Option("--lr", help=f"Learning rate [default: {D['lr']}].")] = None,
-    iters: ItersOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help=f"Write the model to exactly this file, not to a new run folder in {D['runs']}/.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help=f"Write the model to exactly this file, not to a new run folder in {DEFAULTS['runs']}/.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Name of the run folder [default: train-1, train-2, ...].")] = None,
-    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Let --name reuse an existing run folder, replacing its files.")] = False,
-    config: ConfigOpt = None, print_every: EveryOpt = None, dtype: DtypeOpt = None,
-    form: FormOpt = None, engine: EngineOpt = None, memory: MemoryOpt = None,
-    scheduler: SchedulerOpt = None, size: SizeOpt = None, test_fraction: FracOpt = None,
-    seed: SeedOpt = None, positive: PosOpt = None, fit: FitOpt = None,
-    workers: WorkersOpt = None, max_pixels: PixelsOpt = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Save the cost curve as a PNG.")] = None,
+    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Let --name replace an existing run folder.")] = False,
+    config: ConfigOpt = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Save the cost curve as a PNG (also kept in the run folder).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say how training is computed.")] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, settings: dict = None,
 ):
     """Train by batch gradient descent from w = 0, b = 0.
 
     \b
     DATA is any of:
-      a folder holding the course's two files   train_catvnoncat.h5 + test_catvnoncat.h5
-      a prepared file, or a folder holding one  what 'catlr prepare PHOTOS' writes
-      an image folder                           DATA/cat/ + DATA/non-cat/, or
-                                                DATA/train/<class>/ + DATA/test/<class>/
+      a folder holding the course's two files
+          train_catvnoncat.h5 + test_catvnoncat.h5
+      a prepared file, or a folder holding one
+          what 'catlr prepare PHOTOS' writes
+      an image folder
+          DATA/cat/ + DATA/non-cat/, or DATA/train/<class>/ + DATA/test/<class>/
 
     Without --out the model goes to a new run folder, runs/train-1/, runs/train-2/, ...,
     with its config, costs and figures; 'catlr runs' compares them, and eval, predict
     and inspect use the newest.
     """
-    saved = []
-    with _guard(lambda: f"stopped after saving {saved[0]}; the cost curve was not written"
-                if saved else "stopped, no model was written (an existing one is unchanged)"):
-        cfg = resolve(config, lr=lr, iters=iters, print_every=print_every, dtype=dtype,
-                      form=form, engine=engine, memory=memory, scheduler=scheduler, size=size,
-                      test_fraction=test_fraction, seed=seed, positive=positive, fit=fit,
-                      workers=workers, max_pixels=max_pixels)
+    written = []
+
+    def stopped():
+        if not written:
+            return "stopped, no model was written (an existing one is unchanged)"
+        unplotted = "; the cost curve was not written" if plot and str(plot) not in written else ""
+        return f"stopped after saving {', '.join(written)}{unplotted}"
+
+    with _guard(stopped):
+        cfg = resolve(config, **settings)
         _outputs([data, config], out=(out, "model"), plot=(plot, "png"))
         from . import render
         from .progress import events
         from .train import train as run
 
         console = render.console(json_out, plain=True)
-        with events(console, verbose=verbose, quiet=json_out) as on_event:
-            model, meta, where = run(data, cfg, out=out, name=name, exist_ok=exist_ok,
-                                     on_event=on_event)
-        saved.append(where)
-        if plot is not None:
-            from .plots import cost_curve
-
-            plots = [plot] if out is not None else [Path(where) / "cost.png", plot]
-            cost_curve(model.costs_, cfg["print_every"], plots,
-                       title=f"Cost during training (lr = {cfg['lr']:g})")
+        with events(console, verbose=verbose, quiet=json_out, wrote=written) as on_event:
+            model, meta, saved = run(data, cfg, out=out, name=name, exist_ok=exist_ok,
+                                     plot=plot, on_event=on_event)
         for warning in meta["warnings"]:
             print(f"Warning: {warning}", file=sys.stderr)
-        model_file = where if out is not None else str(Path(where) / "model.npz")
-        render.show({"model": model_file, "run": None if out is not None else where, **meta,
-                     "costs": model.costs_}, _fmt(json_out),
-                    human=lambda m: render.train_summary(console, m, where, out is None, plot))
+        render.show({"model": saved.model, "run": saved.folder, **meta, "costs": model.costs_},
+                    _fmt(json_out), human=lambda m: render.train_summary(console, m, saved))
 
 
 @app.command("eval", cls=_Command)
@@ -313,7 +354,7 @@ def evaluate(
     threshold: ThresholdOpt = 0.5,
     errors: Annotated[Optional[Path], typer.Option("--errors", help="Save a sheet of the misclassified images, each captioned with its file, as a PNG.")] = None,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Save one CSV row per image: path (or split and index), true label, probability, predicted label, correct.")] = None,
-    json_out: JsonOpt = False,
+    config: ConfigOpt = None, json_out: JsonOpt = False,
 ):
     """A model's accuracy, precision, recall, F1 and confusion matrix.
 
@@ -324,12 +365,13 @@ def evaluate(
         if split not in ("train", "test"):
             raise UsageError(f"--split must be train or test, got {split!r}")
         _threshold(threshold)
+        cfg = resolve(config)
         from . import render
         from .evaluate import evaluate as run
         from .progress import events
         from .runs import resolve_model
 
-        model, chosen = resolve_model(model)
+        model, chosen = resolve_model(model, cfg)
         _outputs([model, data], errors=(errors, "png"), predictions=(predictions, "text"))
 
         with events(render.console(json_out, plain=True), quiet=True) as on_event:  # folders: a bar
@@ -351,27 +393,28 @@ def evaluate(
 
 
 @app.command(cls=_Command)
+@settings("predict")
 def predict(
     inputs: Annotated[List[str], typer.Argument(metavar="INPUT...", help="Image files, folders (searched for images) and globs.")],
     model: ModelOpt = None,
     threshold: ThresholdOpt = 0.5,
     json_out: JsonOpt = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV: path, probability, label, error.")] = False,
-    workers: WorkersOpt = None, max_pixels: PixelsOpt = None,
+    config: ConfigOpt = None, settings: dict = None,
 ):
     """The probability that each image is a cat, and its label."""
     with _guard():
         if json_out and csv_out:
             raise UsageError("--json and --csv both asked for, choose one")
         _threshold(threshold)
-        cfg = resolve(None, workers=workers, max_pixels=max_pixels)  # checked as prepare does
+        cfg = resolve(config, **settings)
         from . import render
         from .events import ignore
         from .predict import predict as run
         from .progress import events
         from .runs import resolve_model
 
-        model, chosen = resolve_model(model)
+        model, chosen = resolve_model(model, cfg)
         many = len(inputs) > 1 or any(os.path.isdir(i) or glob.has_magic(i) for i in inputs)
         with (events(render.console(json_out or csv_out, plain=True), quiet=True) if many
               else contextlib.nullcontext(ignore)) as on_event:  # a bar for many images
@@ -385,16 +428,12 @@ def predict(
 
 
 @app.command(cls=_Command)
+@settings("sweep")
 def sweep(
     data: DataArg,
-    lr: Annotated[Optional[List[float]], typer.Option("--lr", help=f"A learning rate; repeat the flag [default: {', '.join(map(str, D['sweep_lrs']))}].")] = None,
-    iters: ItersOpt = None, config: ConfigOpt = None, print_every: EveryOpt = None,
-    dtype: DtypeOpt = None, form: FormOpt = None, engine: EngineOpt = None,
-    memory: MemoryOpt = None, scheduler: SchedulerOpt = None, size: SizeOpt = None,
-    test_fraction: FracOpt = None, seed: SeedOpt = None, positive: PosOpt = None,
-    fit: FitOpt = None, workers: WorkersOpt = None, max_pixels: PixelsOpt = None,
+    config: ConfigOpt = None,
     plot: Annotated[Optional[Path], typer.Option(help="Save every cost curve in one PNG.")] = None,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, settings: dict = None,
 ):
     """The course's learning-rate comparison, in one table.
 
@@ -402,10 +441,7 @@ def sweep(
     whose cost rose during training are marked.
     """
     with _guard():
-        cfg = resolve(config, iters=iters, sweep_lrs=lr or None, print_every=print_every,
-                      dtype=dtype, form=form, engine=engine, memory=memory, scheduler=scheduler,
-                      size=size, test_fraction=test_fraction, seed=seed,
-                      positive=positive, fit=fit, workers=workers, max_pixels=max_pixels)
+        cfg = resolve(config, **settings)
         from . import render
         from .progress import events
         from .train import sweep as run
@@ -423,17 +459,18 @@ def sweep(
 
 @app.command(cls=_Command)
 def inspect(
-    model: Annotated[Optional[Path], typer.Argument(metavar="[MODEL]", help=f"Model file [default: the newest run in {D['runs']}/, else {D['model']}].")] = None,
+    model: Annotated[Optional[Path], typer.Argument(metavar="[MODEL]", help=f"Model file [default: the newest run in {DEFAULTS['runs']}/, else {DEFAULTS['model']}].")] = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Render w as a size x size x 3 picture (PNG).")] = None,
-    json_out: JsonOpt = False,
+    config: ConfigOpt = None, json_out: JsonOpt = False,
 ):
     """What a model file holds: its metadata and training figures."""
     with _guard():
+        cfg = resolve(config)
         from . import render
         from .modelfile import load
         from .runs import resolve_model
 
-        model, chosen = resolve_model(model)
+        model, chosen = resolve_model(model, cfg)
         _outputs([model], weights=(weights, "png"))
         m, meta = load(model)
         if weights is not None:
@@ -450,19 +487,21 @@ def inspect(
 
 @app.command("runs", cls=_Command)
 def list_runs(
-    json_out: JsonOpt = False,
+    config: ConfigOpt = None, json_out: JsonOpt = False,
 ):
-    """Every run train wrote in runs/, newest first, compared.
+    """Every run train wrote, newest first, compared.
 
-    Settings and figures side by side; runs whose cost rose are marked.
+    Settings and figures side by side; runs whose cost rose are marked. The runs are
+    in runs/, or where the config's runs key says.
     """
     with _guard():
+        cfg = resolve(config)
         from . import render
         from .runs import table
 
-        rows = table(DEFAULTS["runs"])
+        rows = table(cfg["runs"])
         render.show(rows, _fmt(json_out),
-                    human=lambda r: render.runs_table(render.console(), r, DEFAULTS["runs"]))
+                    human=lambda r: render.runs_table(render.console(), r, cfg["runs"]))
 
 
 @app.command(cls=_Command)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import NamedTuple
 
 from .errors import CatlrError, UsageError
 
@@ -57,6 +58,83 @@ LIMITS = {
     "workers": (0, None),
     "max_pixels": (1, None),
 }
+# Every setting that is also a flag: the heading of --help it is listed under, and its help
+# (the default is added from DEFAULTS unless the help says it). A command takes the flags of
+# its headings (COMMANDS), so a new setting is one line in DEFAULTS and one here: it is then a
+# flag of train and sweep and a key of config files, checked by problem().
+class Flag(NamedTuple):
+    heading: str
+    help: str
+    name: str = ""  # the flag, when it is not --key-with-dashes
+
+
+FLAGS = {
+    "lr": Flag("training", "Learning rate of gradient descent"),
+    "iters": Flag("training", "Gradient-descent iterations"),
+    "print_every": Flag("training", "Record and print the cost every N iterations"),
+    "sweep_lrs": Flag("sweep", "A learning rate to compare; repeat the flag", "--lr"),
+    "size": Flag("data", "Images become SIZE x SIZE x 3"),
+    "fit": Flag("data", f"Resize policy: {', '.join(CHOICES['fit'])}"),
+    "test_fraction": Flag("data", "Held out for testing when the folder has no train/ and test/"),
+    "seed": Flag("data", "Seed of that split"),
+    "positive": Flag("data", "Name of the positive class folder"),
+    "workers": Flag("decode", "Decoding threads, 0 = one per core plus one"),
+    "max_pixels": Flag("decode", "Skip images larger than this many pixels, read from their "
+                                 "header"),
+    "dtype": Flag("engine", f"Floats of X: {', '.join(CHOICES['dtype'])} [default: auto: "
+                            "float64 in the dual form (the course's numbers), float32 in the "
+                            "primal form]"),
+    "form": Flag("engine", f"How descent is computed: {', '.join(CHOICES['form'])} [default: "
+                           "auto: the cheaper on this machine]"),
+    "engine": Flag("engine", f"Where training runs: {', '.join(CHOICES['engine'])} [default: "
+                             "auto: in memory when it fits --memory, else streamed from the "
+                             "prepared file]"),
+    "memory": Flag("engine", "Memory budget, e.g. 512MB or 4GB [default: auto: half of the "
+                             "memory free]"),
+    "scheduler": Flag("engine", "A Dask scheduler's address for --engine dask, e.g. "
+                                "tcp://10.0.0.5:8786 [default: a local cluster]"),
+}
+HEADINGS = {  # in the order --help lists them
+    "sweep": "Sweep",
+    "training": "Training (the course's settings)",
+    "data": "Image folders",
+    "decode": "Decoding",
+    "engine": "Engines, memory and cluster",
+}
+COMMANDS = {  # the headings whose flags each command takes; the first to claim a flag has it
+    "train": ("training", "data", "decode", "engine"),
+    "sweep": ("sweep", "training", "data", "decode", "engine"),
+    "prepare": ("data", "decode"),
+    "predict": ("decode",),
+}
+
+
+def flag_name(key: str) -> str:
+    return FLAGS[key].name or "--" + key.replace("_", "-")
+
+
+def options(command: str) -> list[str]:
+    """The settings `command` takes as flags, heading by heading (COMMANDS)."""
+    keys, names = [], set()
+    for heading in COMMANDS[command]:
+        for key, flag in FLAGS.items():
+            if flag.heading == heading and flag_name(key) not in names:
+                keys.append(key)
+                names.add(flag_name(key))
+    return keys
+
+
+def flag_help(key: str) -> str:
+    """A flag's help with its default, as --help shows it."""
+    text = FLAGS[key].help
+    if "[default:" in text:
+        return text + "."
+    value = DEFAULTS[key]
+    shown = (", ".join(map(str, value)) if isinstance(value, list) else
+             f"{value:,}" if isinstance(value, int) and value >= 10_000 else value)
+    return f"{text} [default: {shown}]."
+
+
 MAX_CONFIG_BYTES = 64 * 1024  # a config holds a few settings: more is not a config
 # Names a setting had in earlier versions (model files keep them): old -> current.
 RENAMED = {"cost_every": "print_every"}

@@ -132,7 +132,7 @@ def _load_course(path, cfg, on_event):
 
 def _load_folder(path, cfg, on_event):
     # ingest (and Pillow with it) only for image folders: 'catlr train' on HDF5 data
-    # starts about 25 ms sooner without Pillow and hashlib (python -X importtime)
+    # starts sooner without Pillow and hashlib (bench/startup.py, python -X importtime)
     from .ingest import ArraySink, discover, ingest, start_decoding
 
     layout = discover(path, cfg["positive"], cfg["test_fraction"], cfg["seed"])

@@ -10,8 +10,10 @@ at every iteration
 (the bias is the dual of a constant feature). Each step is then
     c -= lr (A - Y) / m,   one m x m product instead of two passes over X.
 The iterates are the primal loop's up to rounding; K costs one pass of m^2 n_x.
-`reference` is the course's loop as the notebook writes it: the fast forms are
-tested against it.
+Both minimize a loss.Objective: the course's cost by default, or course 2's L2 penalty
+and per-example weights. `reference` is the course's loop as the notebook writes it,
+kept apart from the objective on purpose: it is the oracle the fast forms are tested
+against (and the loop bench/train_speed.py times catlr against).
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import CHOICES
-from .errors import CatlrError
+from .design import COURSE, dtype_name, namespace, to_host
+from .errors import CatlrError, ParameterError
 from .events import Plan, Step, ignore
-from .loss import cost
 
 REPORTS_PER_SECOND = 10  # progress events a second, so a bar moves smoothly
 SAMPLE_EVERY = 20        # the cost is sampled every 20 iterations, to notice it rising
@@ -64,61 +65,34 @@ def reference(X, Y, lr, iters, print_every=100):
     return w, float(b), costs
 
 
-# What each form costs on a machine, in seconds per unit, measured on a 2-core AMD EPYC
-# (python bench/train_speed.py --forms measures them again and checks the choice):
-K_TIME = 20e-12        # per m^2 n_x: K = X.T X from the pixels, a symmetric rank-k update
-DUAL_STEP = 1.2e-9     # per m^2: one dual iteration, an m x m product in float64
-X_TIME = 2e-9          # per m n_x: building X from the pixels
-PRIMAL_BYTE = 0.11e-9  # per byte of X: one primal iteration reads X twice, bound by memory
-
-
-def form_costs(n_x: int, m: int, iters: int, itemsize: int = 4) -> dict:
-    """Estimated seconds of each form: K at BLAS speed then m^2 per step for the dual,
-    X then two passes over it per step (memory bandwidth) for the primal."""
-    return {"dual": K_TIME * m * m * n_x + iters * DUAL_STEP * m * m,
-            "primal": X_TIME * m * n_x + iters * PRIMAL_BYTE * m * n_x * itemsize}
-
-
-def choose_form(n_x: int, m: int, iters: int, itemsize: int = 4) -> str:
-    """The form that costs less on this machine (form_costs): 'dual' or 'primal'.
-
-    `itemsize` is the primal form's float size (4: float32, its default)."""
-    costs = form_costs(n_x, m, iters, itemsize)
-    return "dual" if m < n_x and costs["dual"] < costs["primal"] else "primal"
-
-
-def resolve_form(form, n_x, m, iters, itemsize=4):
-    """The form to run: `form` itself, or choose_form's pick for "auto"."""
-    if form == "auto":
-        return choose_form(n_x, m, iters, itemsize)
-    if form not in CHOICES["form"]:
-        raise CatlrError(f"unknown form {form!r}, use one of {', '.join(CHOICES['form'])}")
-    return form
-
-
-def run(design, y, lr, iters, *, print_every=100, form="auto", on_event=ignore, gram=None,
-        tag=None, why="") -> Fit:
-    """Gradient descent on `design` (X, n_x x m) and labels y (m,) of 0/1.
+def run(design, y, lr, iters, *, form, objective=COURSE, print_every=100, on_event=ignore,
+        gram=None, tag=None, why="") -> Fit:
+    """Gradient descent on `design` (X, n_x x m) and labels y (m,) of 0/1, in the decided
+    `form` ("primal" or "dual": engines.choose decides), minimizing `objective`.
 
     The cost is recorded before the update at every iteration i with i % print_every
-    == 0, as the course does. `gram`, if given, is design.gram() computed earlier
-    (not modified). `tag` (a learning rate in a sweep) is passed on in Step events, `why` (the reason
-    for the engine) in the Plan event.
+    == 0, as the course does. `gram`, if given, is design.gram() computed earlier (not
+    modified). `tag` (a learning rate in a sweep) is passed on in Step events, `why` (the
+    reason for the engine) in the Plan event. Arrays live in design.xp's library until
+    the end: w and z come back as NumPy float64.
     """
+    if form not in ("primal", "dual"):
+        raise ParameterError(f"form={form!r} is not decided: expected 'primal' or 'dual' "
+                             "(engines.choose_form picks one)")
     n_x, m = design.n_x, design.m
-    chosen = resolve_form(form, n_x, m, iters, design.dtype.itemsize)
-    on_event(Plan(chosen, m, n_x, design.dtype.name, design.engine, why,
+    design.objective = objective
+    on_event(Plan(form, m, n_x, dtype_name(design.dtype), design.engine, why,
                   getattr(design, "detail", "")))
-    y = np.asarray(y, dtype=design.dtype).reshape(m)
+    y = design.xp.reshape(design.asarray(y), (m,))
+    s = objective.weights(y)
     steps = _Steps(iters, print_every, on_event, tag)
-    if chosen == "dual":
-        K = design.gram() if gram is None else gram.copy()
-        c, costs, z = dual(K, y, lr, iters, steps)
-        return Fit(design.times(c).astype(np.float64), float(c.sum()), costs, chosen, z,
-                   steps.trace)
+    if form == "dual":
+        K = design.gram() if gram is None else design.xp.asarray(gram, copy=True)
+        c, b, costs, z = dual(K, y, s, lr, iters, steps, objective)
+        return Fit(to_host(design.times(c)), b, costs, form, to_host(z, None), steps.trace)
     dense = design.dense()  # X built once (memory), or the source itself (stream, dask)
-    w, b, costs = primal(dense, y, lr, iters, steps)
-    return Fit(w.astype(np.float64), b, costs, chosen, dense.scores(w, b), steps.trace)
+    w, b, costs = primal(dense, y, s, lr, iters, steps, objective)
+    return Fit(to_host(w), b, costs, form, to_host(dense.scores(w, b), None), steps.trace)
 
 
 class _Steps:
@@ -161,56 +135,80 @@ class _Steps:
             self.last = (i, now)
 
 
-def primal(design, y, lr, iters, steps):
+def primal(design, y, s, lr, iters, steps, objective=COURSE):
     """The course's loop on the seam: one design.gradient per iteration. Returns (w, b, costs)."""
-    m = design.m
+    xp, m = design.xp, design.m
     step = lr / m
-    w = np.zeros(design.n_x, design.dtype)
+    shrink = objective.shrink(lr, m)
+    w = xp.zeros(design.n_x, dtype=design.dtype)
     b = 0.0
+
+    def norm2():
+        return float(xp.sum(w * w)) if objective.l2 else 0.0
+
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by name
         for i in range(iters):
-            g, s, total = design.gradient(w, b, y)
+            g, sd, total = design.gradient(w, b, y, s)
             if steps.due(i):
-                steps.report(i, lr, lambda: float(total) / m)
+                steps.report(i, lr, lambda: objective.cost(float(total) / m, m, norm2()))
+            if shrink != 1.0:
+                w *= shrink
             w -= step * g
-            b -= step * s  # s stays where the products ran: no sync per step
-    if not (np.isfinite(w).all() and math.isfinite(b)):
+            b -= step * sd  # sd stays where the products ran: no sync per step
+    if not (bool(xp.all(xp.isfinite(w))) and math.isfinite(float(b))):
         _diverged(iters, lr)
     return w, float(b), steps.costs
 
 
-def dual(K, y, lr, iters, steps):
-    """The dual loop on K = X.T X (m, m), modified in place. Returns (c, costs, z_final).
+def dual(K, y, s, lr, iters, steps, objective=COURSE):
+    """The dual loop on K = X.T X (m, m), modified in place. Returns (c, b, costs, z_final).
 
     A - Y is written as (tanh(Z / 2) + 1 - 2Y) / 2: one call for the sigmoid, exact for
     any Z (tanh saturates at +-1 without overflow). The loop runs on u = 2 c m / lr,
-    so that each step is u -= tanh(Z / 2) + (1 - 2Y), with Z / 2 = (lr / 2m) (K + 1) u.
+    so that each step is u -= s (tanh(Z / 2) + (1 - 2Y)), with Z / 2 = (lr / 2m) (K u + v)
+    and v the bias in u's units. Without a penalty b = sum(c) at every step (the bias is
+    the dual of a constant feature), so K + 1 carries it; with one, w shrinks (u *= 1 -
+    lr l2 / m) and b does not, so v is kept apart. |w|^2 = c.T K c, for the penalized cost.
     """
-    m = len(y)
+    xp = namespace(K)
+    m = y.shape[0]
     scale = lr / (2 * m)  # c = scale * u
-    u = np.zeros(m, K.dtype)
-    half_z = np.empty(m, K.dtype)
+    u = xp.zeros(m, dtype=K.dtype)
     shift = 1.0 - 2.0 * y
-    dot, tanh = np.dot, np.tanh
+    shrink = objective.shrink(lr, m)
+    fold = objective.l2 == 0
+    v = 0.0
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by name
-        K += 1.0
-        K *= 0.5 * scale  # K now maps u to Z / 2
-        # |u_k| grows by at most 2 per step, so |Z / 2| <= 2 iters * max row sum of |K|:
-        # when that cannot overflow, no per-iteration check is needed.
-        check = not float(np.abs(K).sum(axis=1).max()) * 2.0 * iters < 1e300
+        if fold:
+            K += 1.0
+        K *= 0.5 * scale  # K now maps u to Z / 2 (less the bias, when it is apart)
+        # |u_k| grows by at most 2 max(s) per step, so |Z / 2| <= 2 iters * max row sum of |K|
+        # (times the weights): when that cannot overflow, no per-iteration check is needed.
+        top = 1.0 if s is None else float(xp.max(s))
+        check = not float(xp.max(xp.sum(xp.abs(K), axis=1))) * 2.0 * top * iters < 1e300
         for i in range(iters):
-            dot(K, u, out=half_z)
-            if check and not math.isfinite(half_z.sum()):
+            ku = K @ u
+            half_z = ku if fold else ku + 0.5 * scale * v
+            if check and not math.isfinite(float(xp.sum(half_z))):
                 _diverged(i, lr)
             if steps.due(i):
-                steps.report(i, lr, lambda: cost(2 * half_z, y))
-            tanh(half_z, out=half_z)
-            half_z += shift
-            u -= half_z  # c -= lr (A - Y) / m
-        z = 2 * (K @ u)
-    if not np.isfinite(z).all():
+                steps.report(i, lr, lambda: objective.cost(
+                    float(objective.terms(2 * half_z, y, s) / m), m,
+                    0.0 if fold else 2 * scale * float(xp.sum(u * ku))))
+            r2 = xp.tanh(half_z)  # 2 (A - Y), before the weights
+            r2 += shift
+            if s is not None:
+                r2 *= s
+            if shrink != 1.0:
+                u *= shrink
+            u -= r2  # c -= lr (A - Y) / m
+            if not fold:
+                v = v - xp.sum(r2)  # stays where the products ran: no sync per step
+        z = 2 * (K @ u) if fold else 2 * (K @ u) + scale * v
+    if not bool(xp.all(xp.isfinite(z))):
         _diverged(iters, lr)
-    return scale * u, steps.costs, z
+    c = scale * u
+    return c, float(xp.sum(c)) if fold else scale * float(v), steps.costs, z
 
 
 def _diverged(i: int, lr: float):

@@ -1,27 +1,33 @@
 """X (n_x, m) as gradient descent sees it: a few products, computed a block of examples at a time.
 
 Every solver runs against this seam, and nothing else touches X:
-    gradient(w, b, y)  (X dZ, sum(dZ), sum of the cost terms), dZ = sigmoid(w.T X + b) - y:
-                       the primal step's products, one read of each block per call
-    scores(w, b)       Z = w.T X + b  (m,)
-    gram()             K = X.T X      (m, m), the dual form's one pass
-    times(c)           X c            (n_x,), w from the dual coefficients
-A source of data is a subclass that says where blocks of X come from (`blocks`);
-an engine that runs the products elsewhere (a cluster, a GPU array library)
-overrides `gradient` and `scores` and maps `block_gradient` over its blocks.
-Blocks are X's columns, transposed: (k, n_x) float, one example per row.
+    gradient(w, b, y, s)  (X dZ, sum(dZ), the summed cost) with dZ = s (sigmoid(w.T X + b) - y):
+                          the primal step's products, one read of each block per call
+    scores(w, b)          Z = w.T X + b  (m,)
+    gram()                K = X.T X      (m, m), the dual form's one pass
+    times(c)              X c            (n_x,), w from the dual coefficients
+A source of data is a subclass that says where blocks of X come from (`blocks`); an
+engine that runs the products elsewhere (a cluster) overrides `gradient` and `scores`
+and maps `block_gradient` over its blocks (catlr/engines/). Blocks are X's columns,
+transposed: (k, n_x) floats, one example per row.
+
+Arrays: a design's `xp` is the array library of its data (the Python Array API
+standard; NumPy unless X is a CuPy, torch or array-api-strict array). The solvers
+create every array with `xp`, so the same loop runs wherever the blocks live, and
+`to_host` brings results to NumPy once, at the end.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .loss import cost_sum, sigmoid
+from .loss import Objective
 
 SCALE = 255.0               # X = pixels / 255: the course's normalization, written once
 NORMALIZATION = "x / 255"   # how model files name it
 BLOCK_BYTES = 8 << 20       # a block stays in the cache between its two products
 FEATURE_BLOCK = 2048        # features converted at a time when X is read by columns (gram, times)
+COURSE = Objective()        # the course's cost: no penalty, every example weighs 1
 
 
 def normalize(pixels, dtype="float64", out=None):
@@ -31,17 +37,41 @@ def normalize(pixels, dtype="float64", out=None):
     return np.divide(pixels, SCALE, dtype=np.dtype(dtype))
 
 
-def block_gradient(xt, y, w, b):
-    """The update rule's products on one block: xt (k, n_x) = X[:, block].T, y (k,).
+def namespace(x):
+    """The Array API namespace of x: NumPy for NumPy arrays, else array_api_compat's."""
+    if isinstance(x, (np.ndarray, np.generic)):
+        return np
+    import array_api_compat  # only for other array libraries: a NumPy run never loads it
 
-    Returns (xt.T dz (n_x,), sum(dz), sum of the cost terms), dz = sigmoid(xt w + b) - y.
-    """
+    return array_api_compat.array_namespace(x)
+
+
+def to_host(a, dtype=np.float64) -> np.ndarray:
+    """a (any array library, any device) as a NumPy array of `dtype`."""
+    if not isinstance(a, (np.ndarray, np.generic, float, int)):
+        if hasattr(a, "get"):            # CuPy: device to host
+            a = a.get()
+        elif hasattr(a, "cpu"):          # torch
+            a = a.detach().cpu().numpy()
+        else:                            # array-api-strict and other DLPack producers
+            a = np.from_dlpack(a)
+    return np.asarray(a, dtype=dtype)
+
+
+def dtype_name(dtype) -> str:
+    """'float64' for np.float64 and for another library's float64 alike."""
+    return getattr(dtype, "name", None) or str(dtype).rsplit(".", 1)[-1]
+
+
+def block_gradient(xt, y, w, b, s=None, objective=COURSE):
+    """The update rule's products on one block: xt (k, n_x) = X[:, block].T, y (k,), weights
+    s (k,) or None. Returns (xt.T dz (n_x,), sum(dz), the block's summed cost), with
+    dz = objective.residual(xt w + b): written once, run by every engine."""
     z = xt @ w
     z += b
-    total = cost_sum(z, y)
-    dz = sigmoid(z)
-    dz -= y
-    return dz @ xt, dz.sum(), total
+    total = objective.terms(z, y, s)
+    dz = objective.residual(z, y, s)
+    return dz @ xt, namespace(dz).sum(dz), total
 
 
 class Design:
@@ -49,40 +79,47 @@ class Design:
 
     n_x: int
     m: int
-    dtype: np.dtype
-    engine = "memory"  # where the products run, for -v and the model's metadata
+    dtype: object            # X's float type, in its own library
+    xp = np                  # the array namespace of X's blocks
+    engine = "memory"        # where the products run, for -v and the model's metadata
+    objective = COURSE       # set by the solver: the cost that `gradient` differentiates
 
     def blocks(self):
         """Yield (start, xt) with xt = X[:, start:start + k].T, (k, n_x) floats."""
         raise NotImplementedError
 
     def block_rows(self) -> int:
-        return max(1, BLOCK_BYTES // (self.n_x * self.dtype.itemsize))
+        return max(1, BLOCK_BYTES // (self.n_x * np.dtype(self.dtype).itemsize))
 
-    def gradient(self, w, b, y):
-        g = np.zeros(self.n_x, self.dtype)
-        s = total = 0.0
+    def asarray(self, a):
+        """A NumPy vector (labels, weights) as an array of X's library and dtype."""
+        return self.xp.asarray(np.asarray(a, dtype=dtype_name(self.dtype)), dtype=self.dtype)
+
+    def gradient(self, w, b, y, s=None):
+        xp = self.xp
+        g = xp.zeros(self.n_x, dtype=self.dtype)
+        sd = total = 0.0
         for start, xt in self.blocks():
-            gb, sb, tb = block_gradient(xt, y[start:start + len(xt)], w, b)
+            stop = start + xt.shape[0]
+            gb, sb, tb = block_gradient(xt, y[start:stop], w, b,
+                                        None if s is None else s[start:stop], self.objective)
             g += gb
-            s += sb
+            sd += sb
             total += tb
-        return g, s, total
+        return g, sd, total
 
     def scores(self, w, b):
-        z = np.empty(self.m, np.result_type(self.dtype, np.asarray(w).dtype))
-        for start, xt in self.blocks():
-            np.matmul(xt, w, out=z[start:start + len(xt)])
-        z += b
-        return z
+        parts = [xt @ w for _, xt in self.blocks()]
+        z = parts[0] if len(parts) == 1 else self.xp.concat(parts)
+        return z + b
 
     def gram(self):
         return self.dense().gram()
 
     def times(self, c):
-        w = np.zeros(self.n_x, self.dtype)
+        w = self.xp.zeros(self.n_x, dtype=self.dtype)
         for start, xt in self.blocks():
-            w += c[start:start + len(xt)] @ xt
+            w += c[start:start + xt.shape[0]] @ xt
         return w
 
     def dense(self) -> Dense:
@@ -94,17 +131,18 @@ class Design:
 
 
 class Dense(Design):
-    """A float X (n_x, m) in memory: what LogisticRegression.fit(X, Y) is given."""
+    """A float X (n_x, m) in memory, of any Array API library: what
+    LogisticRegression.fit(X, Y) is given."""
 
     def __init__(self, X):
         self.X = X
-        self.n_x, self.m = X.shape
+        self.n_x, self.m = (int(n) for n in X.shape)
         self.dtype = X.dtype
+        self.xp = namespace(X)
 
     def blocks(self):
         # One block: X is in memory already, and on 2 cores smaller blocks that stay in
-        # the cache between the two products measured no faster (1 MB blocks 2.3 x slower,
-        # 8 MB 1.05 x, whole X 1.0 x at m = 20,000).
+        # the cache between the two products measured no faster (bench/scale.py).
         yield 0, self.X.T
 
     def gram(self):
@@ -140,6 +178,25 @@ class Pixels(Design):
             part = np.asarray(self.x[start:start + k]).reshape(-1, self.n_x)
             yield start, normalize(part, out=buf[:len(part)])
 
+    def scores(self, w, b):
+        z = np.empty(self.m, np.result_type(self.dtype, np.asarray(w).dtype))
+        for start, xt in self.blocks():
+            np.matmul(xt, w, out=z[start:start + len(xt)])
+        z += b
+        return z
+
+    def scores_each(self, w, b):
+        """Z (m,) with each example's score its own dot product, so an image gets the same
+        bits whatever else is scored with it (one file or a folder, the CLI or a web
+        request); a matrix product's rounding depends on the batch."""
+        z = np.empty(self.m, np.float64)
+        dot = np.dot
+        for start, xt in self.blocks():
+            for i, row in enumerate(xt, start):
+                z[i] = dot(row, w)
+        z += b
+        return z
+
     def _feature_blocks(self):
         flat = self._flat()
         buf = np.empty((self.m, FEATURE_BLOCK), self.dtype)
@@ -163,35 +220,3 @@ class Pixels(Design):
         # reshape(m, -1).T is a view; the division writes the only copy, one example
         # per contiguous row of X.T, in its final dtype.
         return Dense(normalize(self._flat().T, self.dtype))
-
-
-class Stream(Pixels):
-    """Images on disk (an h5py dataset) read a block at a time at every pass: X is never
-    held whole, so memory stays near `block_bytes` whatever m is."""
-
-    engine = "stream"
-
-    def __init__(self, x, dtype="float32", block_bytes=64 << 20):
-        super().__init__(x, dtype)
-        self.block_bytes = block_bytes
-
-    def block_rows(self) -> int:
-        # a block's uint8 read and its float copy both fit block_bytes, in whole chunks
-        k = max(1, self.block_bytes // (self.n_x * (1 + self.dtype.itemsize)))
-        chunk = (getattr(self.x, "chunks", None) or (1,))[0]
-        return max(chunk, k // chunk * chunk) if k >= chunk else k
-
-    def blocks(self):
-        try:  # numba's conversion on every core, when installed: measured in bench/scale.py
-            from .kernels import normalize_into
-        except ImportError:
-            yield from super().blocks()
-            return
-        k = self.block_rows()
-        buf = np.empty((k, self.n_x), self.dtype)
-        for start in range(0, self.m, k):
-            part = np.asarray(self.x[start:start + k]).reshape(-1, self.n_x)
-            yield start, normalize_into(part, buf[:len(part)])
-
-    def dense(self):
-        return self

@@ -17,6 +17,14 @@ class UsageError(CatlrError):
     exit_code = 2
 
 
+class ParameterError(UsageError, ValueError):
+    """A library parameter that cannot work, e.g. LogisticRegression(lr=-1).fit(X, Y).
+
+    A ValueError, as scikit-learn raises for bad parameters, and a CatlrError, so the CLI
+    prints it as one line; the message says what was found, what was expected and the fix.
+    """
+
+
 class Terminated(BaseException):
     """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (temporary files removed, outputs
     intact), and the CLI exits 128 + the signal's number."""

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import datasets, engines, metrics, modelfile
+from . import datasets, engines, metrics
 from .atomic import atomic_path
 from .config import from_saved
 from .errors import CatlrError
 from .events import ignore
+from .loss import labels
+from .predictor import Predictor
 
 
 @dataclass
@@ -39,14 +41,14 @@ class Evaluation:
         """One row per image: path (or '' for the course pair, which stores none), split,
         index in the split, true label, probability of the positive class, predicted
         label, correct."""
-        neg, pos = self.figures["classes"]
+        classes = self.figures["classes"]
         named = not self.paths or not self.paths[0].startswith(f"{self.split}[")
+        predicted = labels(self.probabilities, self.threshold)
         return [{"path": path if named else "", "split": self.split, "index": i,
-                 "label": (neg, pos)[int(y)], "probability": float(p),
-                 "predicted": pos if p > self.threshold else neg,
-                 "correct": int(p > self.threshold) == int(y)}
-                for i, (path, y, p) in enumerate(zip(self.paths, self.labels,
-                                                     self.probabilities))]
+                 "label": classes[int(y)], "probability": float(p),
+                 "predicted": classes[int(k)], "correct": int(k) == int(y)}
+                for i, (path, y, p, k) in enumerate(zip(self.paths, self.labels,
+                                                        self.probabilities, predicted))]
 
 
 def write_predictions(result: Evaluation, path) -> int:
@@ -70,7 +72,8 @@ def evaluate(model_path, data=None, *, split="test", threshold=0.5, memory="auto
     split that train held out. `memory` is the budget (engines.budget) that decides
     whether the split's images are read whole or left on disk.
     """
-    model, meta = modelfile.load(model_path)
+    predictor = Predictor.load(model_path, threshold)
+    meta = predictor.meta
     if split not in ("train", "test"):
         raise CatlrError(f"--split must be train or test, got {split!r}")
     if data is None:
@@ -85,13 +88,14 @@ def evaluate(model_path, data=None, *, split="test", threshold=0.5, memory="auto
     cfg = {**from_saved(meta.get("config")), "size": meta["image_size"], "memory": memory}
     ds = datasets.load(data, cfg, on_event, in_memory=False)
     try:
-        return _evaluate(model, model_path, meta, ds, data, split, threshold, cfg)
+        return _evaluate(predictor, model_path, ds, data, split, cfg)
     except BaseException:
         ds.close()
         raise
 
 
-def _evaluate(model, model_path, meta, ds, data, split, threshold, cfg):
+def _evaluate(predictor, model_path, ds, data, split, cfg):
+    meta, threshold = predictor.meta, predictor.threshold
     if ds.size != meta["image_size"]:
         raise CatlrError(f"{data} holds {ds.size} x {ds.size} images but the model was trained "
                          f"on {meta['image_size']} x {meta['image_size']}, prepare it with "
@@ -102,7 +106,7 @@ def _evaluate(model, model_path, meta, ds, data, split, threshold, cfg):
     if x.shape[0] * ds.n_x <= engines.budget(cfg)[0] * engines.BLOCK_SHARE:
         x = np.asarray(x)  # small: this split read whole (never the other), the file closed
         ds.close()
-    p = model.proba_pixels(x)  # a block at a time: the float X is never built whole
+    p = predictor.proba(x)  # a block at a time: the float X is never built whole
     paths = ds.paths_train if split == "train" else ds.paths_test
     if len(paths) != len(y):
         paths = [f"{split}[{i}]" for i in range(len(y))]

@@ -8,6 +8,7 @@ reduced scale by libjpeg, then resized by the chosen fit policy.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 
@@ -44,15 +45,32 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in EXTENSIONS
 
 
-def load_image(path, size: int = 64, fit: str = "stretch", max_pixels: int = MAX_PIXELS):
-    """Decode `path` into a (size, size, 3) uint8 array, or raise ImageError. Images over
-    `max_pixels` (and pads whose square canvas would be) are refused from their header."""
+def load_image(source, size: int = 64, fit: str = "stretch", max_pixels: int = MAX_PIXELS):
+    """Decode `source` into a (size, size, 3) uint8 array, or raise ImageError. `source` is a
+    path, the file's bytes, or a binary file object (a web upload): every one is decoded
+    the same way. Images over `max_pixels` (and pads whose square canvas would be) are
+    refused from their header."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if not len(source):
+            raise ImageError("<bytes>", "empty file")
+        return _decode(io.BytesIO(source), "<bytes>", size, fit, max_pixels)
+    if hasattr(source, "read"):
+        return _decode(source, getattr(source, "name", "<stream>"), size, fit, max_pixels)
+    path = source
+    if not os.path.isfile(path):  # a FIFO or a device would block or never end
+        raise ImageError(path, "not a regular file" if os.path.exists(path) else "no such file")
     try:
-        if not os.path.isfile(path):  # a FIFO or a device would block or never end
-            raise ImageError(path, "not a regular file" if os.path.exists(path) else "no such file")
-        if os.path.getsize(path) == 0:
-            raise ImageError(path, "empty file")
-        with Image.open(path) as im:
+        empty = os.path.getsize(path) == 0
+    except OSError:  # gone since: the decoder says so below
+        empty = False
+    if empty:
+        raise ImageError(path, "empty file")
+    return _decode(path, path, size, fit, max_pixels)
+
+
+def _decode(source, path, size, fit, max_pixels):
+    try:
+        with Image.open(source) as im:
             width, height = im.size
             if width * height > max_pixels:
                 raise ImageError(path, f"too large ({width} x {height} pixels, over the limit "

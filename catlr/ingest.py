@@ -191,7 +191,8 @@ def decode_many(paths, size=64, fit="stretch", workers=0, max_pixels=MAX_PIXELS)
     if len(paths) <= 1 or n == 1:  # no pool to start for one photo
         yield from ((p, one(p)) for p in paths)
         return
-    # here, not at the top: `catlr predict photo.jpg` saves the 5 ms it takes to import
+    # here, not at the top: `catlr predict photo.jpg` scores one photo without a pool and
+    # starts faster without the import (bench/startup.py)
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(n)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .loss import labels
+
 
 def confusion(y, pred) -> dict:
     """Counts tp, fp, tn, fn of predicted labels against true labels."""
@@ -45,7 +47,7 @@ def report(y, p, threshold: float = 0.5) -> dict:
     """accuracy, precision, recall, f1, log_loss, roc_auc, tp/fp/tn/fn and class counts."""
     y = np.ravel(y).astype(np.int64)
     p = np.ravel(p).astype(np.float64)
-    c = confusion(y, p > threshold)
+    c = confusion(y, labels(p, threshold))
     m = len(y)
     precision = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
     recall = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import descent
-from .design import Dense, Pixels
-from .errors import CatlrError
+from . import descent, engines
+from .config import DEFAULTS, problem
+from .design import Dense, Pixels, dtype_name, to_host
+from .errors import CatlrError, ParameterError
 from .events import ignore
-from .loss import sigmoid
+from .loss import Objective, labels, sigmoid
 
 
 class LogisticRegression:
     """Binary logistic regression trained by batch gradient descent from w = 0, b = 0.
 
-    Parameters (set at construction, never changed by fitting): lr, iters,
-    print_every, form ("auto", "primal" or "dual"), dtype (of X built from pixels).
+    Parameters (set at construction, checked at fit, never changed by fitting): lr, iters,
+    print_every, form ("auto", "primal" or "dual"), dtype (of X built from pixels; "auto":
+    float64 in the dual form, float32 in the primal), l2 (course 2's penalty
+    l2 / (2m) |w|^2, 0: none) and class_weight (None, "balanced" or {0: w0, 1: w1}).
     Fitted attributes, scikit-learn style: `w_` (n_x, 1), `b_`, `costs_` (the cost
     every `print_every` iterations from iteration 0), `form_` (the form used),
     `train_z_` (Z on the training data after the last update, (m,)), `cost_trace_`
@@ -30,9 +33,11 @@ class LogisticRegression:
     """
 
     def __init__(self, lr: float = 0.005, iters: int = 2000, print_every: int = 100,
-                 form: str = "auto", dtype: str = "float64"):
+                 form: str = "auto", dtype: str = "float64", l2: float = 0.0,
+                 class_weight=None):
         self.lr, self.iters, self.print_every = lr, iters, print_every
         self.form, self.dtype = form, dtype
+        self.l2, self.class_weight = l2, class_weight
         self.w_ = None
         self.b_ = 0.0
         self.costs_: list[float] = []
@@ -50,22 +55,57 @@ class LogisticRegression:
         model.form_ = form
         return model
 
+    @property
+    def objective(self) -> Objective:
+        return Objective(self.l2, self.class_weight)
+
+    def check_params(self) -> None:
+        """Refuse parameters that cannot work, with what was found, what was expected and
+        the fix: a ParameterError, which is a ValueError (scikit-learn's convention)."""
+        for key in ("lr", "iters", "print_every", "form", "dtype"):
+            value = getattr(self, key)
+            why = problem(key, value)
+            if why:
+                example = "float64" if key == "dtype" else DEFAULTS[key]
+                raise ParameterError(f"LogisticRegression({key}={value!r}) cannot be fitted: "
+                                     f"{key} {why}; pass e.g. {key}={example!r}")
+        self.objective.check()
+
+    def _plan(self, n_x, m) -> tuple[str, str]:
+        """(form, dtype) to fit with: as asked, or chosen by engines' cost model."""
+        self.check_params()
+        itemsize = 4 if self.dtype in ("auto", "float32") else 8
+        form = engines.choose_form(n_x, m, self.iters, itemsize) if self.form == "auto" \
+            else self.form
+        dtype = self.dtype if self.dtype != "auto" else ("float64" if form == "dual"
+                                                         else "float32")
+        return form, dtype
+
     def fit(self, X, Y, on_event=ignore) -> LogisticRegression:
-        """Train on X (n_x, m) floats and Y (1, m), computed in X's dtype."""
+        """Train on X (n_x, m) floats and Y (1, m), computed in X's dtype and X's array
+        library (NumPy, or any Array API library: CuPy, torch, array-api-strict)."""
         Y = check_xy(X, Y)
-        return self.fit_design(Dense(X), Y, on_event)
+        form, _ = self._plan(*X.shape)
+        return self.fit_design(Dense(X), Y, on_event, form=form)
 
     def fit_pixels(self, x, y, on_event=ignore, gram=None) -> LogisticRegression:
         """Train on images x (m, size, size, 3) uint8 (in memory or an h5py dataset) and
         labels y (m,), with X = x / 255 in `dtype`. `gram`: Pixels(x).gram() computed earlier."""
         check_labels(y, x.shape[0])
-        return self.fit_design(Pixels(x, self.dtype), y, on_event, gram)
+        form, dtype = self._plan(int(np.prod(x.shape[1:])), x.shape[0])
+        return self.fit_design(Pixels(x, dtype), y, on_event, gram, form=form)
 
-    def fit_design(self, design, y, on_event=ignore, gram=None, tag=None,
-                   why="") -> LogisticRegression:
-        """Train on any design-matrix source (design.py): the one training path."""
-        fit = descent.run(design, y, self.lr, self.iters, print_every=self.print_every,
-                          form=self.form, on_event=on_event, gram=gram, tag=tag, why=why)
+    def fit_design(self, design, y, on_event=ignore, gram=None, tag=None, why="",
+                   form=None) -> LogisticRegression:
+        """Train on any design-matrix source (design.py): the one training path. `form`:
+        "primal" or "dual", decided by the caller (else as the parameters ask)."""
+        if form is None:
+            form = self._plan(design.n_x, design.m)[0]
+        else:
+            self.check_params()
+        fit = descent.run(design, y, self.lr, self.iters, form=form, objective=self.objective,
+                          print_every=self.print_every, on_event=on_event, gram=gram,
+                          tag=tag, why=why)
         self.w_ = fit.w.reshape(-1, 1)
         self.b_, self.costs_, self.form_, self.train_z_ = fit.b, fit.costs, fit.form, fit.z
         self.cost_trace_ = fit.trace
@@ -96,18 +136,19 @@ class LogisticRegression:
 
     def predict(self, X, threshold: float = 0.5):
         """Labels (1, m) as int64: 1 where A > threshold."""
-        return (self.predict_proba(X) > threshold).astype(np.int64)
+        return labels(self.predict_proba(X), threshold)
 
     def proba_pixels(self, x):
-        """A (m,) for images x (m, size, size, 3) uint8, a block at a time (bounded memory)."""
+        """A (m,) for images x (m, size, size, 3) uint8, a block at a time (bounded memory);
+        each image's the same whatever else is in x (Pixels.scores_each)."""
         design = Pixels(x, "float64")
         w = self._weights(design.n_x).ravel()
-        return sigmoid(design.scores(w, self.b_))
+        return sigmoid(design.scores_each(w, self.b_))
 
 
 def check_labels(y, m):
     """y as (m,) after checking it holds m labels, all 0 or 1 (and m > 0)."""
-    y = np.asarray(y).reshape(-1)
+    y = to_host(y, None).reshape(-1)
     if len(y) != m:
         raise CatlrError(f"X has {m} examples (columns) but Y has {len(y)} labels, "
                          "they must match")
@@ -120,7 +161,8 @@ def check_labels(y, m):
 
 
 def check_xy(X, Y):
-    """Y as (1, m) in X's dtype, after checking X (n_x, m) and Y agree and hold 0/1 labels."""
+    """Y as (1, m) NumPy floats of X's dtype, after checking X (n_x, m) and Y agree and hold
+    0/1 labels."""
     if getattr(X, "ndim", 0) != 2:
         raise CatlrError(f"X must be a 2-D array (n_x, m), got shape {getattr(X, 'shape', None)}")
-    return check_labels(Y, X.shape[1]).reshape(1, -1).astype(X.dtype)
+    return check_labels(Y, X.shape[1]).reshape(1, -1).astype(dtype_name(X.dtype))

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .atomic import atomic_path
 from .config import CHOICES, LIMITS, RENAMED, one_of
 from .design import NORMALIZATION

@@ -14,15 +14,21 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import atomic_path
+from .loss import labels as predicted
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
 
 
 def _save(fig, paths):
     """Render once, write the PNG to `paths` (one path or a list), each atomically."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    data = _png(fig)
     for path in paths if isinstance(paths, (list, tuple)) else [paths]:
         with atomic_path(path, "png") as tmp:
-            tmp.write_bytes(buf.getvalue())
+            tmp.write_bytes(data)
 
 
 def _iterations(costs, every):
@@ -42,15 +48,14 @@ def _fit_text(draw, text: str, font, width: int) -> str:
     return "..."
 
 
-def cost_curve(costs, every, path, *, title="Cost during training"):
-    """Cost against iteration for one run; `path` may be a list of files to write."""
-
+def cost_curve_png(costs, every, *, title="Cost during training") -> bytes:
+    """Cost against iteration for one run, as PNG bytes (runs.py writes them)."""
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     ax.plot(_iterations(costs, every), costs, marker="o", markersize=3)
     ax.set(title=title, xlabel="iteration", ylabel="cost J")
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    return _png(fig)
 
 
 def sweep_curves(rows, path, *, title="Cost per learning rate"):
@@ -94,7 +99,7 @@ def mistakes_sheet(images, labels, probabilities, paths, classes, path, *, thres
     """
 
     labels, probs = np.ravel(labels), np.ravel(probabilities)
-    wrong = np.flatnonzero((probs > threshold).astype(int) != labels)
+    wrong = np.flatnonzero(predicted(probs, threshold) != labels)
     wrong = wrong[np.argsort(-np.abs(probs[wrong] - threshold), kind="stable")]
     total = len(wrong)
     wrong = wrong[:limit]

@@ -9,10 +9,10 @@ import re
 
 import numpy as np
 
-from . import modelfile
 from .events import Decoded, ignore
 from .images import MAX_PIXELS, ImageError
 from .ingest import decode_many, walk_images
+from .predictor import Predictor
 
 SCORE_BYTES = 16 << 20  # uint8 pixels per scoring batch: 1,365 images at 64 x 64, 5 at 1024
 
@@ -91,20 +91,18 @@ def predict(inputs, model_path, *, threshold=0.5, workers=0, max_pixels=MAX_PIXE
 
     Images go through the preprocessing recorded in the model (size, fit, / 255).
     """
-    model, meta = modelfile.load(model_path)
-    size, fit = meta["image_size"], meta.get("fit", "stretch")
-    negative, positive = meta["classes"]
+    predictor = Predictor.load(model_path, threshold)
     paths, rows = collect(inputs)
     batch, kept = [], []
-    per_batch = max(1, SCORE_BYTES // (size * size * 3))
+    per_batch = max(1, SCORE_BYTES // (predictor.size ** 2 * 3))
 
     def score():  # one product per batch, sized by bytes: memory stays bounded
-        for path, p in zip(kept, model.proba_pixels(np.stack(batch)).tolist()):
-            rows.append({"path": path, "probability": p,
-                         "label": positive if p > threshold else negative})
+        for path, p in zip(kept, predictor.proba(np.stack(batch)).tolist()):
+            rows.append(predictor.row(path, p))
         batch.clear(), kept.clear()
 
-    for done, (path, result) in enumerate(decode_many(paths, size, fit, workers, max_pixels), 1):
+    decoded = decode_many(paths, predictor.size, predictor.fit, workers, max_pixels)
+    for done, (path, result) in enumerate(decoded, 1):
         if isinstance(result, ImageError):
             rows.append({"path": path, "error": result.reason})
         else:

@@ -10,7 +10,7 @@ import os
 
 import h5py
 
-from . import __version__
+from .version import __version__
 from .atomic import atomic_folder, atomic_path, remove_stale
 from .errors import CatlrError
 from .events import ignore

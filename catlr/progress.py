@@ -5,16 +5,17 @@ from __future__ import annotations
 import contextlib
 
 from . import render
-from .events import Decoded, Loaded, Plan, Preparing, Step
+from .events import Decoded, Loaded, Plan, Preparing, Step, Wrote
 
 
 @contextlib.contextmanager
-def events(console, *, verbose=False, quiet=False, warm=None):
+def events(console, *, verbose=False, quiet=False, warm=None, wrote=None):
     """Yield an on_event that draws the library's events on `console`.
 
     Lines: the data loaded and each recorded cost (unless quiet), the plan (verbose).
     Bars, on a terminal only. `warm`, if given, is called once at the first event
-    (work is under way by then).
+    (work is under way by then). `wrote`, a list, collects the paths of Wrote events
+    (what an interrupted command says it saved).
     """
     progress, tasks = None, {}
     pending = [warm] if warm else []
@@ -39,7 +40,10 @@ def events(console, *, verbose=False, quiet=False, warm=None):
     def on_event(event):
         while pending:
             pending.pop()()
-        if isinstance(event, Decoded):
+        if isinstance(event, Wrote):
+            if wrote is not None:
+                wrote.append(event.path)
+        elif isinstance(event, Decoded):
             bar("decode", "Decoding images", event.total, event.done, with_rate=True)
         elif isinstance(event, Preparing):
             say(f"Preparing {event.source} into {event.out} first: {event.why}")

@@ -24,7 +24,7 @@ def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
     if fmt == "json":
         sys.stdout.write(json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
     elif fmt == "csv":
-        import csv  # only here: a table or JSON never needs it, and it costs 1.4 ms at start
+        import csv  # only here: a table or JSON never needs it (start-up: bench/startup.py)
 
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(columns)
@@ -172,15 +172,18 @@ def prepare_report(console, r):
                       f"({r['images_per_second']:,.0f} images/s).")
 
 
-def train_summary(console, meta, where, is_run, plot):
+def train_summary(console, meta, saved):
+    """The figures, and what was written where (saved: runs.Saved)."""
     console.print(f"train accuracy: {pct(meta['train_accuracy'])}")
     console.print(f"test accuracy: {pct(meta['test_accuracy'])}")
-    if is_run:
-        files = "model.npz, config.toml, costs.csv, metrics.json" + (", cost.png" if plot else "")
-        console.print(f"Saved the run in {where}/ ({files})"
-                      + (f" and the cost curve {plot}" if plot else ""))
+    inside = [f for f in saved.files if saved.folder and os.path.dirname(f) == saved.folder]
+    outside = [f for f in saved.files if f not in inside and f != saved.model]
+    also = f" and the cost curve {', '.join(outside)}" if outside else ""
+    if saved.folder:
+        names = ", ".join(os.path.basename(f) for f in inside)
+        console.print(f"Saved the run in {saved.folder}/ ({names}){also}")
     else:
-        console.print(f"Saved {where}" + (f" and the cost curve {plot}" if plot else ""))
+        console.print(f"Saved {saved.model}{also}")
 
 
 def _model_line(path, chosen):

@@ -1,12 +1,15 @@
-"""Runs: every `catlr train` without --out keeps its model in a folder of its own.
+"""Runs: where models live. Every `catlr train` without --out keeps its model in a folder
+of its own, and this module owns those folders: writing one, finding the newest, listing.
 
     runs/<name>/model.npz     the weights and metadata (modelfile.py)
     runs/<name>/config.toml   the resolved config (a valid --config file)
     runs/<name>/costs.csv     iteration, cost
     runs/<name>/metrics.json  the figures: final cost, accuracies, warnings, data, settings
     runs/<name>/cost.png      the cost curve, when train is given --plot
-Names are train-1, train-2, ... unless --name gives one. eval, predict and inspect
-use the newest run's model (by the time it was written) when --model is not given.
+Names are train-1, train-2, ... unless --name gives one. The folder is cfg["runs"]
+(runs/ by default): train, eval, predict, inspect and runs all read it from the config.
+eval, predict and inspect use the newest run's model (by the time it was written) when
+--model is not given.
 """
 
 from __future__ import annotations
@@ -17,15 +20,32 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass, field
 
 from . import modelfile
-from .atomic import atomic_path
+from .atomic import atomic_folder, atomic_path
 from .config import DEFAULTS
 from .errors import CatlrError, UsageError
+from .events import Wrote, ignore
 
 PREFIX = "train-"
+MODEL = "model.npz"
 SUMMARY = ("name", "created", "data", "lr", "iters", "dtype", "final_cost", "train_accuracy",
            "test_accuracy", "warnings")
+
+
+@dataclass
+class Saved:
+    """Where train put a model: the model file, the run folder (None with --out), and every
+    file written (the run's own files, then a --plot copy outside it)."""
+
+    model: str
+    folder: str | None = None
+    files: list = field(default_factory=list)
+
+    @property
+    def name(self) -> str | None:
+        return os.path.basename(self.folder) if self.folder else None
 
 
 def check_name(root, name: str | None, exist_ok: bool) -> None:
@@ -36,7 +56,7 @@ def check_name(root, name: str | None, exist_ok: bool) -> None:
         raise UsageError(f"--name {name!r} cannot name a folder, use letters, digits, - and _")
     if os.path.exists(os.path.join(root, name)) and not exist_ok:
         raise UsageError(f"run {name!r} already exists in {root}/, pick another --name or pass "
-                         "--exist-ok to replace its files")
+                         "--exist-ok to replace it")
 
 
 def _reserve(root, name, exist_ok) -> tuple[str, bool]:
@@ -71,27 +91,62 @@ def toml_text(cfg: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save(root, name, exist_ok, model, meta: dict, write_model) -> str:
-    """Write a run folder: model (by write_model(path)), config, costs, figures. Returns it.
+def _plot(model, meta) -> bytes:
+    from .plots import cost_curve_png  # matplotlib only when a plot is asked for
 
-    A run that fails half-way is removed whole when this call created its folder.
+    return cost_curve_png(model.costs_, meta["print_every"],
+                          title=f"Cost during training (lr = {meta['lr']:g})")
+
+
+def _write(path, data: bytes | str, kind: str, on_event) -> str:
+    with atomic_path(path, kind) as tmp:
+        (tmp.write_text if isinstance(data, str) else tmp.write_bytes)(data)
+    on_event(Wrote(os.fspath(path)))
+    return os.fspath(path)
+
+
+def save(cfg: dict, model, meta: dict, *, name=None, exist_ok=False, plot=None,
+         on_event=ignore) -> Saved:
+    """Write a new run folder under cfg["runs"] (model, config, costs, figures, and the cost
+    curve when `plot` names a PNG to copy it to; plot=True: only the run's own cost.png).
+
+    The folder appears whole or not at all: it is written beside its place and renamed
+    into it, so a run replaced with exist_ok never mixes old and new files.
     """
+    root = cfg["runs"]
     folder, created = _reserve(root, name, exist_ok)
+    picture = _plot(model, meta) if plot else None
     try:
-        files = {
-            "config.toml": toml_text(meta["config"]),
-            "costs.csv": _costs_csv(model.costs_, meta["print_every"]),
-            "metrics.json": json.dumps(summary(os.path.basename(folder), meta), indent=2) + "\n",
-        }
-        for file, text in files.items():
-            with atomic_path(os.path.join(folder, file), "text") as tmp:
-                tmp.write_text(text)
-        write_model(os.path.join(folder, "model.npz"))
+        with atomic_folder(folder) as tmp:
+            files = {"config.toml": toml_text(meta["config"]),
+                     "costs.csv": _costs_csv(model.costs_, meta["print_every"]),
+                     "metrics.json": json.dumps(summary(os.path.basename(folder), meta),
+                                                indent=2) + "\n"}
+            for file, text in files.items():
+                _write(os.path.join(tmp, file), text, "text", ignore)
+            modelfile.save(os.path.join(tmp, MODEL), model, meta)
+            if picture is not None:
+                _write(os.path.join(tmp, "cost.png"), picture, "png", ignore)
     except BaseException:
         if created:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    return folder
+    names = [MODEL, *files] + (["cost.png"] if picture is not None else [])
+    saved = Saved(os.path.join(folder, MODEL), folder, [os.path.join(folder, n) for n in names])
+    on_event(Wrote(folder))
+    if picture is not None and plot is not True:
+        saved.files.append(_write(plot, picture, "png", on_event))
+    return saved
+
+
+def save_file(out, model, meta: dict, *, plot=None, on_event=ignore) -> Saved:
+    """Write the model to exactly `out` (and the cost curve to `plot`): train --out."""
+    modelfile.save(out, model, meta)
+    on_event(Wrote(os.fspath(out)))
+    saved = Saved(os.fspath(out), None, [os.fspath(out)])
+    if plot:
+        saved.files.append(_write(plot, _plot(model, meta), "png", on_event))
+    return saved
 
 
 def _costs_csv(costs, every) -> str:
@@ -113,7 +168,7 @@ def _models(root):
     found = []
     if os.path.isdir(root):
         for name in os.listdir(root):
-            path = os.path.join(root, name, "model.npz")
+            path = os.path.join(root, name, MODEL)
             if not name.startswith(".") and os.path.isfile(path):
                 found.append((os.path.getmtime(path), name, path))
     return sorted(found, reverse=True)
@@ -125,12 +180,14 @@ def newest_model(root=DEFAULTS["runs"]) -> str | None:
     return runs[0][2] if runs else None
 
 
-def resolve_model(model, root=DEFAULTS["runs"], fallback=DEFAULTS["model"]) -> tuple[str, str]:
+def resolve_model(model, cfg: dict | None = None) -> tuple[str, str]:
     """(model path, how it was chosen) for eval, predict and inspect.
 
-    An explicit --model is used as given; else the newest run; else `fallback` (model.npz)
-    if it exists; else one line saying how to get a model.
+    An explicit --model is used as given; else the newest run under cfg["runs"]; else
+    cfg["model"] (model.npz) if it exists; else one line saying how to get a model.
     """
+    cfg = cfg or DEFAULTS
+    root, fallback = cfg["runs"], cfg["model"]
     if model is not None:
         return os.fspath(model), "given"
     newest = newest_model(root)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from . import datasets, engines, modelfile, runs
 from .config import DEFAULTS
 from .errors import CatlrError
 from .events import Loaded, ignore
-from .loss import cost, sigmoid
+from .loss import labels, sigmoid
 from .model import LogisticRegression, check_labels
 
 
@@ -41,18 +43,17 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
     choice = choice or plan(ds, cfg)
     own = design is None
     design = design or engines.design(choice, ds.x_train, cfg)
-    model = LogisticRegression(cfg["lr"], cfg["iters"], cfg["print_every"], choice.form,
-                               choice.dtype)
+    model = estimator(cfg, choice)
     try:
-        model.fit_design(design, ds.y_train, on_event, gram, tag, choice.why)
+        model.fit_design(design, ds.y_train, on_event, gram, tag, choice.why, form=choice.form)
     finally:
         if own:
             design.close()
     z = model.train_z_
-    test_pred = model.proba_pixels(ds.x_test) > 0.5 if len(ds.y_test) else None
+    test_pred = labels(model.proba_pixels(ds.x_test)) if len(ds.y_test) else None
     figures = {
-        "final_cost": cost(z, ds.y_train),
-        "train_accuracy": _accuracy(sigmoid(z) > 0.5, ds.y_train),
+        "final_cost": final_cost(model, ds.y_train),
+        "train_accuracy": _accuracy(labels(sigmoid(z)), ds.y_train),
         "test_accuracy": _accuracy(test_pred, ds.y_test),
         "m_train": int(len(ds.y_train)), "m_test": int(len(ds.y_test)),
         "warnings": cost_warnings(model.cost_trace_, cfg["lr"], cfg["iters"]),
@@ -60,6 +61,21 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
         "engine_reason": choice.why,
     }
     return model, figures
+
+
+def estimator(cfg: dict, choice=None) -> LogisticRegression:
+    """The estimator a resolved config describes (form and dtype as the planner decided)."""
+    return LogisticRegression(cfg["lr"], cfg["iters"], cfg["print_every"],
+                              choice.form if choice else cfg["form"],
+                              choice.dtype if choice else cfg["dtype"])
+
+
+def final_cost(model, y) -> float:
+    """The objective after the last update, on the training data (z = model.train_z_)."""
+    objective, y = model.objective, np.asarray(y, np.float64)
+    s = objective.weights(y)
+    return objective.cost(float(objective.terms(model.train_z_, y, s) / len(y)), len(y),
+                          float(np.sum(model.w_ ** 2)) if objective.l2 else 0.0)
 
 
 RISE = 0.05  # a cost 5% above the sample before it: smaller wobbles are not reported
@@ -106,25 +122,25 @@ def load(data, cfg, on_event=ignore):
     return ds
 
 
-def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, on_event=ignore):
-    """The train stage: load DATA, fit, save; returns (model, meta, where it was saved).
+def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on_event=ignore):
+    """The train stage: load DATA, fit, save; returns (model, meta, runs.Saved).
 
     With `out`, the model is written to exactly that file; else to a new run folder
-    under cfg["runs"] (runs.py), named `name` or train-N. on_event receives
-    events.Loaded, Decoded (image folders), Plan and Step.
+    under cfg["runs"] (runs.py), named `name` or train-N. `plot`: a PNG path for the cost
+    curve (also kept in the run folder). on_event receives events.Loaded, Decoded (image
+    folders), Plan, Step and Wrote.
     """
     if out is None:
         runs.check_name(cfg["runs"], name, exist_ok)  # before the work, not after
+    engines.require(cfg["engine"])
     with load(data, cfg, on_event) as ds:
         model, figures = fit_dataset(ds, cfg, on_event)
     meta = modelfile.metadata(model, ds, cfg, figures)
     meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
     if out is not None:
-        modelfile.save(out, model, meta)
-        return model, meta, str(out)
-    folder = runs.save(cfg["runs"], name, exist_ok, model, meta,
-                       lambda path: modelfile.save(path, model, meta))
-    return model, meta, folder
+        return model, meta, runs.save_file(out, model, meta, plot=plot, on_event=on_event)
+    return model, meta, runs.save(cfg, model, meta, name=name, exist_ok=exist_ok, plot=plot,
+                                  on_event=on_event)
 
 
 def sweep(data, cfg: dict, lrs=None, *, on_event=ignore):
@@ -133,6 +149,7 @@ def sweep(data, cfg: dict, lrs=None, *, on_event=ignore):
     Returns a list of dicts {lr, costs, print_every, final_cost, train_accuracy, ...}.
     """
     lrs = cfg["sweep_lrs"] if lrs is None else lrs
+    engines.require(cfg["engine"])
     rows = []
     with load(data, cfg, on_event) as ds:
         choice = plan(ds, cfg)

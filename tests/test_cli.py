@@ -261,8 +261,8 @@ def test_library_use_from_python(tmp_path, small_folder):
     from catlr import config, evaluate, predict, train
 
     cfg = config.resolve(None, iters=30)
-    model, meta, where = train.train(small_folder, cfg, out=tmp_path / "m.npz")
-    assert where == str(tmp_path / "m.npz")
+    model, meta, saved = train.train(small_folder, cfg, out=tmp_path / "m.npz")
+    assert saved.model == str(tmp_path / "m.npz") and saved.folder is None
     assert model.w_.shape == (12288, 1) and meta["form"] == "dual"
     assert evaluate.evaluate(tmp_path / "m.npz").figures["m"] == meta["m_test"]
     rows = predict.predict([small_folder / "cat"], tmp_path / "m.npz")

@@ -396,7 +396,7 @@ def test_interrupted_plot_says_what_was_written(cli, small_folder, tmp_path, mon
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(catlr.plots, "cost_curve", interrupted)
+    monkeypatch.setattr(catlr.plots, "cost_curve_png", interrupted)
     code, _, err = cli(["train", small_folder, "--iters", "3", "--out", tmp_path / "m.npz",
                         "--plot", tmp_path / "c.png"])
     assert code == 130 and f"stopped after saving {tmp_path / 'm.npz'}" in err

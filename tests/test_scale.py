@@ -73,7 +73,7 @@ def test_dask_says_where_its_dashboard_is(cli, tmp_path):
 
 def test_dask_missing_is_one_line(cli, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
-    monkeypatch.delitem(sys.modules, "catlr.dask_engine", raising=False)
+    monkeypatch.delitem(sys.modules, "catlr.engines.dask", raising=False)
     code, out, err = cli(["train", _prepared(tmp_path / "p.h5", 20), "--engine", "dask"])
     assert code == 1 and err.count("\n") == 1
     assert 'pip install "catlr[dask]"' in err
@@ -213,7 +213,8 @@ def _has(module):
 def test_the_compiled_conversion_gives_the_same_blocks(tmp_path):
     pytest.importorskip("numba")
     from catlr import hdf5
-    from catlr.design import Pixels, Stream
+    from catlr.design import Pixels
+    from catlr.engines.stream import Stream
 
     path = _prepared(tmp_path / "p.h5", 300)
     with hdf5.open_file(path) as f:

@@ -6,27 +6,45 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "catlr"
 
 
+def _name(path: Path) -> str:
+    """catlr/engines/stream.py -> 'engines.stream'; catlr/engines/__init__.py -> 'engines'."""
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "__init__"
+
+
+def _modules():
+    return sorted(PACKAGE.rglob("*.py"))
+
+
 def _imports(path: Path) -> set:
-    """catlr modules a file imports, counting imports anywhere in it (functions too)."""
-    names = {p.stem for p in PACKAGE.glob("*.py")}
+    """catlr modules a file imports, counting imports anywhere in it (functions too), by
+    their dotted names inside catlr ('engines.stream')."""
+    names = {_name(p) for p in _modules()}
+    here = _name(path)
+    package = here.split(".") if path.name == "__init__.py" else here.split(".")[:-1]
+    if here == "__init__":
+        package = []
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and (node.level == 1 or node.module == "catlr" or
-                                                 (node.module or "").startswith("catlr.")):
-            module = node.module or ""
-            if module.startswith("catlr"):
-                module = module[len("catlr."):] if module != "catlr" else ""
-            if module:
-                found.add(module.split(".")[0])
-            else:  # from . import render, __version__
-                found |= {a.name for a in node.names if a.name in names} or {"__init__"}
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+                module = ".".join(base + ([node.module] if node.module else []))
+            elif (node.module or "").split(".")[0] == "catlr":
+                module = node.module[len("catlr."):] if node.module != "catlr" else ""
+            else:
+                continue
+            subs = {f"{module}.{a.name}" if module else a.name for a in node.names}
+            hits = {m for m in subs if m in names}
+            found |= hits or ({module} if module in names else {"__init__"} if not module
+                              else {module.rsplit(".", 1)[0]})
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("catlr.")}
-    return found - {path.stem}
+            found |= {a.name[len("catlr."):] for a in node.names if a.name.startswith("catlr.")}
+    return {f for f in found if f in names} - {here}
 
 
 def _graph():
-    return {p.stem: _imports(p) for p in PACKAGE.glob("*.py")}
+    return {_name(p): _imports(p) for p in _modules()}
 
 
 def _cycle(graph):
@@ -74,10 +92,17 @@ def _third_party(path: Path) -> set:
                     if isinstance(n, ast.ImportFrom) and n.level == 0}
 
 
+def test_the_graph_sees_the_engines_package():
+    graph = _graph()
+    assert {"engines", "engines.stream", "engines.dask", "engines.memory"} <= set(graph)
+    assert "design" in graph["engines.stream"] and "engines" in graph["engines.stream"]
+    assert "engines" in graph["model"] and "descent" in graph["model"]
+
+
 def test_only_the_cli_layer_imports_typer_or_rich():
     cli_layer = {"cli", "render", "progress"}
-    for path in PACKAGE.glob("*.py"):
-        if path.stem not in cli_layer:
+    for path in _modules():
+        if _name(path) not in cli_layer:
             assert not _third_party(path) & {"typer", "rich", "click"}, path.name
 
 
@@ -90,5 +115,6 @@ def test_ingestion_does_not_need_h5py():
             seen.add(module)
             todo += graph.get(module, ())
     assert "hdf5" not in seen and "datasets" not in seen
+    paths = {_name(p): p for p in _modules()}
     for module in seen:
-        assert "h5py" not in _third_party(PACKAGE / f"{module}.py"), module
+        assert "h5py" not in _third_party(paths[module]), module

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from catlr.descent import choose_form
+from catlr.engines import choose_form
 from catlr.model import LogisticRegression
 from conftest import needs_course, rel, seed_loop
 

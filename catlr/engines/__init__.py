@@ -1,27 +1,59 @@
-"""Where training runs and how: the engine, the form, the dtype, and why, within a memory budget.
+"""The planner: where training runs (the engine), how (the form) and in which floats (the
+dtype), decided once, with the reason, from what each costs on this machine.
 
     memory  X (primal form) or K (dual form) built in memory once: fastest when it fits
     stream  the prepared file's uint8 images read a block at a time at every iteration:
             memory stays within the budget whatever m is
     dask    the blocks kept in a Dask cluster's workers, the products run there
-The gradient step is the same in all three (descent.py over design.py's seam); an
-engine only says where blocks of X come from and where their products run.
+The gradient step is the same on all of them (descent.py over design.py's seam); an
+engine only says where blocks of X come from and where their products run. An engine is
+one module in this package, with `build(x, choice, cfg) -> design.Design`, and one line
+in ENGINES.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from .config import parse_memory
-from .descent import choose_form
-from .design import Pixels, Stream
-from .errors import CatlrError, UsageError
+from ..config import parse_memory
+from ..errors import CatlrError, UsageError
 
+# name: (module in this package, reads the pixels again from a file, what it needs installed)
+ENGINES = {
+    "memory": ("memory", False, ()),
+    "stream": ("stream", True, ()),
+    "dask": ("dask", True, ("distributed", "dask")),
+}
 SHARE = 0.5  # of the memory that is free, when --memory is auto
 BLOCK_SHARE = 0.25  # of the budget that the streaming engine's block buffers may take
+
+# What each form costs on a machine, in seconds per unit, measured on a 2-core AMD EPYC
+# (python bench/train_speed.py --forms measures them again and checks the choice):
+K_TIME = 20e-12        # per m^2 n_x: K = X.T X from the pixels, a symmetric rank-k update
+DUAL_STEP = 1.2e-9     # per m^2: one dual iteration, an m x m product in float64
+X_TIME = 2e-9          # per m n_x: building X from the pixels
+PRIMAL_BYTE = 0.11e-9  # per byte of X: one primal iteration reads X twice, bound by memory
+
+
+def form_costs(n_x: int, m: int, iters: int, itemsize: int = 4) -> dict:
+    """Estimated seconds of each form: K at BLAS speed then m^2 per step for the dual,
+    X then two passes over it per step (memory bandwidth) for the primal."""
+    return {"dual": K_TIME * m * m * n_x + iters * DUAL_STEP * m * m,
+            "primal": X_TIME * m * n_x + iters * PRIMAL_BYTE * m * n_x * itemsize}
+
+
+def choose_form(n_x: int, m: int, iters: int, itemsize: int = 4) -> str:
+    """The form that costs less on this machine (form_costs): 'dual' or 'primal'.
+
+    `itemsize` is the primal form's float size (4: float32, its default)."""
+    costs = form_costs(n_x, m, iters, itemsize)
+    return "dual" if m < n_x and costs["dual"] < costs["primal"] else "primal"
 
 
 def available_memory() -> int:
@@ -59,6 +91,20 @@ def needs(form: str, m: int, n_x: int, itemsize: int) -> int:
     return pixels + m * n_x * itemsize
 
 
+def require(engine: str) -> None:
+    """Refuse, before any data is read, an engine whose packages are not installed."""
+    missing = [p for p in ENGINES.get(engine, (None, None, ()))[2] if not _installed(p)]
+    if missing:
+        raise CatlrError(f"--engine {engine} needs {missing[0]}, which is not installed: "
+                         f"pip install \"catlr[{engine}]\"")
+
+
+def _installed(package: str) -> bool:
+    if package in sys.modules:  # imported already (or blocked: None)
+        return sys.modules[package] is not None
+    return importlib.util.find_spec(package) is not None
+
+
 @dataclass(frozen=True)
 class Choice:
     """How to train: form (primal or dual), engine, dtype, the budget, and why (one phrase)."""
@@ -78,23 +124,21 @@ def choose(m: int, n_x: int, iters: int, cfg: dict, on_disk: bool) -> Choice:
     """
     limit, limit_why = budget(cfg)
     form, engine = cfg["form"], cfg["engine"]
-    if engine in ("stream", "dask") and form == "dual":
+    if engine != "auto" and ENGINES[engine][1] and form == "dual":
         raise UsageError(f"--form dual needs K in memory, it cannot run on --engine {engine}, "
                          "use --form primal or auto")
-    if engine in ("stream", "dask") and not on_disk:
+    if engine != "auto" and ENGINES[engine][1] and not on_disk:
         raise UsageError(f"--engine {engine} reads the images from a prepared file, run "
                          "'catlr prepare' on the folder and train on the .h5 it writes")
     if form == "auto":
         primal_size = np.dtype("float32" if cfg["dtype"] == "auto" else cfg["dtype"]).itemsize
         form = (choose_form(n_x, m, iters, primal_size) if engine in ("auto", "memory")
                 else "primal")
-        if (form == "dual" and engine == "auto"
-                and needs("dual", m, n_x, 8) > limit):
+        if form == "dual" and engine == "auto" and needs("dual", m, n_x, 8) > limit:
             form = "primal"
     dtype = cfg["dtype"] if cfg["dtype"] != "auto" else (
         "float64" if form == "dual" else "float32")
-    itemsize = np.dtype(dtype).itemsize
-    need = needs(form, m, n_x, itemsize)
+    need = needs(form, m, n_x, np.dtype(dtype).itemsize)
     if engine == "auto":
         if need <= limit:
             engine, why = "memory", f"{size_text(need)} fits the budget ({limit_why})"
@@ -111,14 +155,7 @@ def choose(m: int, n_x: int, iters: int, cfg: dict, on_disk: bool) -> Choice:
 
 
 def design(choice: Choice, x, cfg: dict):
-    """The design-matrix source for the chosen engine over images x (m, s, s, 3) uint8."""
-    if choice.engine == "memory":
-        return Pixels(np.asarray(x), choice.dtype)
-    if choice.engine == "stream":
-        return Stream(x, choice.dtype, block_bytes=int(choice.budget * BLOCK_SHARE))
-    try:
-        from .dask_engine import DaskPixels
-    except ImportError as e:
-        raise CatlrError(f"--engine dask needs Dask ({e.name} is not installed), install it "
-                         "with: pip install \"catlr[dask]\"") from None
-    return DaskPixels(x, choice.dtype, scheduler=cfg.get("scheduler") or None)
+    """The design-matrix source of the chosen engine over images x (m, s, s, 3) uint8."""
+    require(choice.engine)
+    module = importlib.import_module(f".{ENGINES[choice.engine][0]}", __name__)
+    return module.build(x, choice, cfg)

@@ -1,0 +1,11 @@
+"""The memory engine: the images read whole, X (primal form) or K (dual form) built once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..design import Pixels
+
+
+def build(x, choice, cfg):
+    return Pixels(np.asarray(x), choice.dtype)
