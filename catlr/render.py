@@ -212,7 +212,7 @@ def eval_report(console, f, errors, chosen="given", predictions=None):
 
 
 def predict_table(rows, model, chosen="given"):
-    """Plain text, not rich: predict in a loop is mostly start-up (README, Performance)."""
+    """Plain text, not rich: predict in a loop is mostly start-up (bench/startup.py)."""
     paths = [printable(r["path"]) for r in rows]
     width = max(map(len, paths)) if rows else 4
     print(f"{'path':<{width}}  probability  label")

@@ -23,6 +23,7 @@ def _course_run(cli, tmp_path, *flags):
     return load(out)[0], json.loads(text)
 
 
+@pytest.mark.slow
 @needs_course
 def test_streaming_gives_the_course_loop(cli, tmp_path, course_oracle):
     model, meta = _course_run(cli, tmp_path, "--memory", "4MB")  # K and X do not fit
@@ -34,6 +35,7 @@ def test_streaming_gives_the_course_loop(cli, tmp_path, course_oracle):
     assert meta["test_accuracy"] == pytest.approx(0.70)
 
 
+@pytest.mark.slow
 @needs_course
 def test_dask_gives_the_course_loop_and_survives_a_lost_worker(cli, tmp_path, course_oracle,
                                                               monkeypatch):
@@ -115,6 +117,7 @@ def _peak_rss(args, cwd) -> int:
     return int(r.stdout.rsplit("RSS ", 1)[1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's VmHWM")
 def test_a_file_larger_than_the_budget_trains_within_it(tmp_path):
     """6,000 images: 74 MB of pixels, 295 MB (281 MiB) as a float32 X. With --memory 48MB the
