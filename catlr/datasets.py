@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from . import engines, hdf5
+from .containers import open_container
 from .config import DEFAULT_PREPARED
 from .errors import CatlrError
 from .events import Preparing, ignore
@@ -81,41 +82,27 @@ class Dataset:
 
 
 def _from_files(path, kind, train_file, test_file) -> Dataset:
-    files = [hdf5.open_file(train_file)]
-    if test_file != train_file:
-        files.append(hdf5.open_file(test_file))
+    """Both splits from one container (a prepared file or store) or two (the course pair),
+    every read through containers.py's checks."""
+    files = [open_container(train_file)]
     try:
+        if test_file != train_file:
+            files.append(open_container(test_file))
         tr = hdf5.read_split(files[0], "train")
         te = hdf5.read_split(files[-1], "test")
+        if tr[0].shape[1:] != te[0].shape[1:]:
+            raise CatlrError(f"{path}: train images are {tr[0].shape[1:]} but test images are "
+                             f"{te[0].shape[1:]}, prepare both splits at one --size")
     except BaseException:
         for f in files:
             f.close()
         raise
-    if tr[0].shape[1:] != te[0].shape[1:]:
-        for f in files:
-            f.close()
-        raise CatlrError(f"{path}: train images are {tr[0].shape[1:]} but test images are "
-                         f"{te[0].shape[1:]}, prepare both splits at one --size")
     return Dataset(tr[0], tr[1], te[0], te[1], tr[2], path, kind,
                    paths_train=tr[3], paths_test=te[3], files=files)
 
 
 def _load_prepared(path, cfg, on_event):
-    if os.path.isdir(path):
-        return _load_zarr(path)
     return _from_files(path, "prepared", path, path)
-
-
-def _load_zarr(path):
-    from .zarr_store import open_store, read_split  # zarr (catlr[dask]) only for its stores
-
-    group = open_store(path)
-    tr, te = read_split(group, path, "train"), read_split(group, path, "test")
-    if tr[0].shape[1:] != te[0].shape[1:]:
-        raise CatlrError(f"{path}: train images are {tr[0].shape[1:]} but test images are "
-                         f"{te[0].shape[1:]}, prepare both splits at one --size")
-    return Dataset(tr[0], tr[1], te[0], te[1], tr[2], path, "prepared",
-                   paths_train=tr[3], paths_test=te[3])
 
 
 def _zarr(path) -> str | None:
@@ -163,8 +150,8 @@ def _prepared_in(folder) -> list[str]:
              if _zarr(p)]
     for path in sorted(glob.glob(os.path.join(glob.escape(folder), "*.h5"))):
         try:
-            with hdf5.open_file(path) as f:
-                if hdf5.has_split(f, "train") and hdf5.has_split(f, "test"):
+            with open_container(path) as c:
+                if hdf5.has_split(c, "train") and hdf5.has_split(c, "test"):
                     found.append(path)
         except (CatlrError, OSError):
             continue  # not HDF5, unreadable: not data here

@@ -1,4 +1,5 @@
-"""The course's HDF5 schema: read one split (pixels left on disk), write both in chunks.
+"""The course's schema: read one split from a container (an HDF5 file or a Zarr store,
+through containers.py's checked reader), write both splits in chunks.
 
     {split}_set_x      (m, size, size, 3) uint8   RGB pixels
     {split}_set_y      (m,) int64                 1 = positive
@@ -14,7 +15,7 @@ import os
 import h5py
 import numpy as np
 
-from .errors import CatlrError, describe
+from .errors import CatlrError
 
 DEFAULT_CLASSES = ("non-cat", "cat")
 
@@ -31,102 +32,29 @@ def find_course_pair(folder) -> tuple[str, str] | None:
     return train[0], test[0]
 
 
-def open_file(path):
-    """An h5py.File opened for reading, or one line saying why it cannot be."""
-    if not os.path.isfile(path):  # a FIFO named train_x.h5 would block the read forever
-        raise CatlrError(f"{path} is not a regular file, give a .h5 written by "
-                         "'catlr prepare' or the course")
-    try:
-        return h5py.File(path, "r")
-    except OSError as e:
-        raise CatlrError(f"{path} is not a readable HDF5 file ({describe(e)}), "
-                         "give a .h5 written by 'catlr prepare' or the course") from None
+def has_split(c, split: str) -> bool:
+    """Whether the container holds a split's images and labels."""
+    return f"{split}_set_x" in c and f"{split}_set_y" in c
 
 
-def has_split(f, split: str) -> bool:
-    return f"{split}_set_x" in f and f"{split}_set_y" in f
+def read_split(c, split: str):
+    """One split of an open container (containers.py: every read checked), in the schema.
 
-
-def read_split(f, split: str):
-    """One split of an open file, checked against the schema.
-
-    Returns (x, y, classes, paths): x the (m, s, s, 3) uint8 h5py dataset itself (the
-    pixels stay on disk until read), y (m,) int64, classes a tuple, paths a list.
+    Returns (x, y, classes, paths): x the (m, s, s, 3) uint8 array itself (the pixels stay
+    in the container until read), y (m,) int64, classes a tuple, paths a list (or []).
     """
-    path = f.filename
     xk, yk = f"{split}_set_x", f"{split}_set_y"
-    if not has_split(f, split):
-        hint = ("use the course's schema (see 'catlr prepare --help')" if "train_set_x" not in f
+    if not has_split(c, split):
+        hint = ("use the course's schema (see 'catlr prepare --help')" if "train_set_x" not in c
                 else f"for the course pair pass the folder that holds both files "
-                     f"({os.path.dirname(os.path.abspath(path))})")
-        raise CatlrError(f"{path} has no {xk} / {yk} datasets (found: "
-                         f"{', '.join(sorted(f.keys())) or 'none'}), {hint}")
-    for key in (xk, yk):
-        if isinstance(f.get(key, getlink=True), h5py.ExternalLink):
-            raise CatlrError(f"{path}: {key} is a link to another file, catlr reads data that "
-                             "lives in the file itself: copy the data in")
-    x, y = f.get(xk), f.get(yk)  # None for a link that points nowhere
-    if not isinstance(x, h5py.Dataset) or not isinstance(y, h5py.Dataset):
-        raise CatlrError(f"{path}: {xk} and {yk} must be datasets (found "
-                         f"{_kind(x)} and {_kind(y)}), write the file with 'catlr prepare'")
-    for key, ds in ((xk, x), (yk, y)):
-        if ds.is_virtual or ds.external:
-            raise CatlrError(f"{path}: {key} keeps its data outside the file ("
-                             f"{'a virtual dataset' if ds.is_virtual else 'external storage'}), "
-                             "catlr reads data that lives in the file itself: copy the data in")
-    declared = x.size * x.dtype.itemsize
-    stored = x.id.get_storage_size()
-    if declared > (64 << 20) and stored * 1000 < declared:
-        raise CatlrError(f"{path}: {xk} declares {x.shape[0]} images ({declared >> 20} MB) but "
-                         f"stores {stored >> 10} KB: the file is damaged or forged, prepare it again")
-    ys = check_split(path, split, x, y)
-    return x, ys, _classes(f), _paths(f, f"{split}_set_paths", x.shape[0])
-
-
-def _kind(obj) -> str:
-    return ("a link to nothing" if obj is None else "a group" if isinstance(obj, h5py.Group)
-            else "a dataset" if isinstance(obj, h5py.Dataset) else type(obj).__name__)
-
-
-def _text(value) -> str:
-    """A name stored as bytes or str, decoded whatever it holds (not UTF-8: replaced)."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _classes(f) -> tuple:
-    """[negative, positive] from list_classes when it is a dataset of two names."""
-    ds = f.get("list_classes")
-    if isinstance(ds, h5py.Dataset) and ds.shape == (2,) and ds.dtype.kind in "SUO":
-        return tuple(_text(c) for c in ds[()])
-    return DEFAULT_CLASSES
-
-
-def _paths(f, key, m) -> list:
-    """Each image's path when {split}_set_paths is a dataset of m strings, else none."""
-    ds = f.get(key)
-    if isinstance(ds, h5py.Dataset) and ds.shape == (m,) and ds.dtype.kind in "SUO":
-        return [_text(p) for p in ds[()]]
-    return []
-
-
-def check_split(path, split, x, y):
-    """The labels (m,) int64 of a split whose images x and labels y (array-likes: an h5py
-    dataset, a zarr array) follow the schema; one line naming the file when they do not."""
-    xk, yk = f"{split}_set_x", f"{split}_set_y"
-    if x.ndim != 4 or x.shape[3] != 3 or x.shape[1] != x.shape[2] or x.dtype != np.uint8:
-        raise CatlrError(f"{path}: {xk} has shape {x.shape} and dtype {x.dtype}, expected "
-                         "(m, size, size, 3) uint8 RGB images")
-    if y.shape not in ((x.shape[0],), (1, x.shape[0])):
-        raise CatlrError(f"{path}: {yk} has shape {y.shape}, expected ({x.shape[0]},), "
-                         f"one label per image of {xk}")
-    ys = np.asarray(y[:]).reshape(-1)
-    # labels as integers, or as floats that are exactly 0.0 and 1.0
-    if ys.dtype.kind not in "iubf" or not np.isin(ys, (0, 1)).all():
-        bad = (sorted(set(np.unique(ys).tolist()) - {0, 1})[:5] if ys.dtype.kind in "iubf"
-               else f"dtype {ys.dtype}")
-        raise CatlrError(f"{path}: {yk} holds labels other than 0 and 1 ({bad}), "
-                         "relabel as 0 = negative, 1 = positive")
-    return ys.astype(np.int64)
+                     f"({os.path.dirname(os.path.abspath(c.path))})")
+        raise CatlrError(f"{c.path} has no {xk} / {yk} datasets (found: "
+                         f"{', '.join(c.keys()) or 'none'}), {hint}")
+    x = c.pixels(xk)
+    y = c.labels(yk, x.shape[0])
+    names = c.strings("list_classes", 2)
+    classes = tuple(names) if names else DEFAULT_CLASSES
+    return x, y, classes, c.strings(f"{split}_set_paths", x.shape[0]) or []
 
 
 class Sink:

@@ -215,13 +215,14 @@ def _has(module):
 
 def test_the_compiled_conversion_gives_the_same_blocks(tmp_path):
     pytest.importorskip("numba")
-    from catlr import hdf5
+    from catlr.containers import open_container
     from catlr.design import Pixels
     from catlr.engines.stream import Stream
 
     path = _prepared(tmp_path / "p.h5", 300)
-    with hdf5.open_file(path) as f:
-        x, y = f["train_set_x"], f["train_set_y"][()].astype(np.float64)
+    with open_container(path) as c:
+        x = c.pixels("train_set_x")
+        y = c.labels("train_set_y", x.shape[0]).astype(np.float64)
         w = np.random.default_rng(0).normal(size=x.shape[1] * x.shape[2] * 3) * 1e-3
         for dtype in ("float32", "float64"):
             fast = Stream(x, dtype, block_bytes=1 << 20)

@@ -16,22 +16,17 @@ import os
 import numpy as np
 from distributed import Client, LocalCluster
 
+from ..containers import open_container
 from ..design import Design, block_gradient, normalize
 
 BLOCK_BYTES = 64 << 20  # per task: large enough that scheduling stays a small share
 
 
 def read_block(path, key, start, stop, dtype):
-    """X[:, start:stop].T as floats, read by the worker from the HDF5 file or Zarr store."""
-    if os.path.isdir(path):
-        import zarr
-
-        part = zarr.open_array(store=path, path=key, mode="r")[start:stop]
-    else:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            part = f[key][start:stop]
+    """X[:, start:stop].T as floats, read by the worker from the HDF5 file or Zarr store
+    through the same checked reader as every other read."""
+    with open_container(path) as c:
+        part = np.asarray(c.pixels(key)[start:stop])
     return normalize(part.reshape(len(part), -1), dtype)
 
 
@@ -50,9 +45,9 @@ class DaskPixels(Design):
 
     def __init__(self, x, dtype="float32", scheduler=None, n_workers=None, block_bytes=None):
         if hasattr(x, "file"):  # an h5py dataset
-            self.path, self.key = os.path.abspath(x.file.filename), x.name
-        else:  # a zarr array in a local store
-            self.path, self.key = os.path.abspath(str(x.store.root)), x.path
+            self.path, self.key = os.path.abspath(x.file.filename), x.name.lstrip("/")
+        else:  # an array of a Zarr store (containers.py)
+            self.path, self.key = os.path.abspath(x.store.path), x.key
         self.m = int(x.shape[0])
         self.n_x = int(np.prod(x.shape[1:], dtype=np.int64))
         self.dtype = np.dtype(dtype)

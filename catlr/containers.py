@@ -1,0 +1,549 @@
+"""The one checked reader for every dataset of every container: an HDF5 file or a Zarr store.
+
+Nothing else in catlr opens a container to read it (tests/test_structure.py checks), so
+every dataset, whatever its key (pixels, labels, class names, paths, any future one),
+passes the same checks before a byte of it is read:
+  - it lives in the container itself: no external links, external storage or virtual
+    datasets in an HDF5 file, no symbolic link out of a Zarr store;
+  - its dtype and shape are what its role needs (pixels, labels, strings);
+  - what it declares is stored: no missing chunks (missing data is an error, never zeros)
+    and no declared size far beyond the stored bytes (a decompression bomb, a forgery);
+  - compression is a filter or codec catlr knows, each chunk decompresses to at most its
+    declared size (checked from the Zarr chunk's header, before decoding), and strings
+    are at most MAX_STRING bytes;
+and every refusal is one line naming the file and the dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+
+import h5py
+import numpy as np
+
+from .errors import CatlrError, describe
+
+MAX_RATIO = 50                 # declared / stored bytes of a large dataset: more is a bomb
+LARGE = 64 << 20               # ... where "large" starts
+MAX_STRING = 4096              # bytes in one class name or path
+MAX_CHUNK = 256 << 20          # bytes of one chunk, decompressed
+MAX_META = 1 << 20             # bytes of one Zarr metadata document
+MAX_FILES = 2_000_000          # files in a Zarr store
+HDF5_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit",
+                6: "scaleoffset", 32000: "lzf"}   # built into HDF5 and h5py: no plugin loads
+ZARR_CODECS = {"bytes", "zstd", "vlen-utf8", "crc32c"}  # what 'catlr prepare' writes, and checksums
+ZARR_TYPES = {"uint8": 1, "int8": 1, "uint16": 2, "int16": 2, "int32": 4, "uint32": 4,
+              "int64": 8, "uint64": 8, "float32": 4, "float64": 8, "bool": 1, "string": None}
+FIX = "prepare the data again with 'catlr prepare'"
+
+
+class ContainerError(CatlrError):
+    """A dataset catlr will not read: names the file and the dataset."""
+
+
+def open_container(path) -> Container:
+    """The container at `path`: an HDF5 file, or a Zarr store (a folder with zarr.json)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return ZarrContainer(path)
+    return HDF5Container(path)
+
+
+class Container:
+    """A read-only view of a container whose every read is checked. Use as a context
+    manager, or close(); pixels() arrays read from the open container."""
+
+    kind = ""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        pass
+
+    def fail(self, key, why: str, fix: str = FIX) -> ContainerError:
+        return ContainerError(f"{self.path}: {key} {why}, {fix}")
+
+    # ---- what each backend provides ----
+    def keys(self) -> list[str]:
+        raise NotImplementedError
+
+    def __contains__(self, key) -> bool:
+        raise NotImplementedError
+
+    def _array(self, key):
+        """The checked array at key (lives here, is stored, known compression), or raise."""
+        raise NotImplementedError
+
+    def written_by_catlr(self) -> bool:
+        raise NotImplementedError
+
+    # ---- the roles: every read goes through one of these ----
+    def pixels(self, key):
+        """Images (m, size, size, 3) uint8, left in the container (read when sliced)."""
+        a = self._array(key)
+        if len(a.shape) != 4 or a.shape[3] != 3 or a.shape[1] != a.shape[2] or \
+                np.dtype(a.dtype) != np.uint8:
+            raise self.fail(key, f"has shape {tuple(a.shape)} and dtype {a.dtype}, expected "
+                                 "(m, size, size, 3) uint8 RGB images",
+                            "write the file with 'catlr prepare'")
+        return a
+
+    def labels(self, key, m: int):
+        """Labels (m,) int64, each 0 or 1 (stored as (m,) or (1, m) integers or floats)."""
+        a = self._array(key)
+        if np.dtype(a.dtype).kind not in "iubf":
+            raise self.fail(key, f"holds {a.dtype} values, not numbers",
+                            "relabel as 0 = negative, 1 = positive")
+        if tuple(a.shape) not in ((m,), (1, m)):
+            raise self.fail(key, f"has shape {tuple(a.shape)}, expected ({m},), one label per "
+                                 "image", "write one label per image")
+        y = np.asarray(a[...]).reshape(-1)
+        if not np.isin(y, (0, 1)).all():
+            bad = sorted(set(np.unique(y).tolist()) - {0, 1})[:5]
+            raise self.fail(key, f"holds labels other than 0 and 1 ({bad})",
+                            "relabel as 0 = negative, 1 = positive")
+        return y.astype(np.int64)
+
+    def strings(self, key, n: int | None = None) -> list[str] | None:
+        """A 1-D dataset of n strings (class names, paths) as a list; None when the key is
+        absent or holds something else (these keys are optional: catlr does without)."""
+        if key not in self or not self._is_array(key):
+            return None
+        a = self._array(key)
+        if len(a.shape) != 1 or (n is not None and a.shape[0] != n) or not self._stringy(a):
+            return None
+        out = []
+        for start in range(0, a.shape[0], 1024):
+            for value in self._read_strings(a, start, min(start + 1024, a.shape[0])):
+                text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+                if len(text.encode("utf-8", "surrogatepass")) > MAX_STRING:
+                    raise self.fail(key, f"holds a string of over {MAX_STRING} bytes, not a "
+                                         "name or a path")
+                out.append(text)
+        return out
+
+    def _is_array(self, key) -> bool:
+        raise NotImplementedError
+
+    def _stringy(self, a) -> bool:
+        raise NotImplementedError
+
+    def _read_strings(self, a, start, stop):
+        return a[start:stop].tolist()
+
+    def _check_size(self, key, declared: int, stored: int, entries: int, what="entries"):
+        if declared > LARGE and stored * MAX_RATIO < declared:
+            raise self.fail(key, f"declares {entries} {what} ({declared >> 20} MB) but stores "
+                                 f"{stored >> 10} KB: the file is damaged or forged")
+
+
+# ---------------------------------------------------------------- HDF5
+
+class HDF5Container(Container):
+    kind = "hdf5"
+
+    def __init__(self, path):
+        super().__init__(path)
+        if not os.path.isfile(self.path):  # a FIFO named train_x.h5 would block the read forever
+            raise ContainerError(f"{self.path} is not a regular file, give a .h5 written by "
+                                 "'catlr prepare' or the course")
+        try:
+            self.f = h5py.File(self.path, "r")
+        except OSError as e:
+            raise ContainerError(f"{self.path} is not a readable HDF5 file ({describe(e)}), "
+                                 "give a .h5 written by 'catlr prepare' or the course") from None
+        self._heap = None
+
+    def close(self):
+        self.f.close()
+
+    def keys(self):
+        return sorted(self.f.keys())
+
+    def __contains__(self, key):
+        return key in self.f
+
+    def written_by_catlr(self) -> bool:
+        return "catlr_version" in self.f.attrs
+
+    def _is_array(self, key):
+        link = self.f.get(key, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            return True  # refused by _array, never skipped: it points outside the file
+        return isinstance(self.f.get(key), h5py.Dataset)
+
+    def _stringy(self, a):
+        info = h5py.check_string_dtype(a.dtype)
+        if info is None:
+            return a.dtype.kind in "SU"
+        if info.length is not None and info.length > MAX_STRING:
+            raise self.fail(a.name.lstrip("/"), f"holds strings of {info.length} bytes, not "
+                                                 "names or paths")
+        if info.length is None:  # variable length: bounded by what no dataset accounts for
+            bound = self._heap_bound()
+            if bound > a.shape[0] * MAX_STRING + (1 << 20):
+                raise self.fail(a.name.lstrip("/"), f"may hold up to {bound >> 20} MB of text "
+                                                     f"for {a.shape[0]} names or paths")
+        return True
+
+    def _heap_bound(self) -> int:
+        """Bytes of the file that no dataset's storage accounts for: an upper bound on what
+        its variable-length strings (kept apart, in the file's heap) can take."""
+        if self._heap is None:
+            sizes = []
+            self.f.visititems(lambda _, obj: sizes.append(obj.id.get_storage_size())
+                              if isinstance(obj, h5py.Dataset) else None)
+            self._heap = max(os.path.getsize(self.path) - sum(sizes), 0)
+        return self._heap
+
+    def _read_strings(self, a, start, stop):
+        return a[start:stop].tolist()
+
+    def _array(self, key):
+        link = self.f.get(key, getlink=True)
+        if link is None:
+            raise self.fail(key, f"is missing (found: {', '.join(self.keys()) or 'none'})",
+                            "use the course's schema (see 'catlr prepare --help')")
+        if isinstance(link, h5py.ExternalLink):
+            raise self.fail(key, "is a link to another file",
+                            "catlr reads data that lives in the file itself: copy the data in")
+        ds = self.f.get(key)
+        if not isinstance(ds, h5py.Dataset):
+            what = ("a link to nothing" if ds is None else "a group"
+                    if isinstance(ds, h5py.Group) else type(ds).__name__)
+            raise self.fail(key, f"must be a dataset (found {what})",
+                            "write the file with 'catlr prepare'")
+        if ds.file.filename != self.f.filename:
+            raise self.fail(key, "lives in another file", "copy the data in")
+        if ds.is_virtual or ds.external:
+            raise self.fail(key, "keeps its data outside the file ("
+                                 f"{'a virtual dataset' if ds.is_virtual else 'external storage'})",
+                            "catlr reads data that lives in the file itself: copy the data in")
+        plist = ds.id.get_create_plist()
+        for i in range(plist.get_nfilters()):
+            code = plist.get_filter(i)[0]
+            if code not in HDF5_FILTERS:
+                raise self.fail(key, f"is compressed with HDF5 filter {code}, which catlr does "
+                                     f"not read (it reads {', '.join(sorted(HDF5_FILTERS.values()))})",
+                                "write it uncompressed or with gzip")
+        if h5py.check_string_dtype(ds.dtype) is not None and ds.dtype.kind == "O":
+            return ds  # variable-length strings: bounded when read (strings())
+        if ds.dtype.kind not in "biufSU":
+            raise self.fail(key, f"holds {ds.dtype} values", "write numbers or strings")
+        itemsize = ds.dtype.itemsize
+        declared = int(np.prod(ds.shape, dtype=np.int64)) * itemsize if ds.shape else itemsize
+        stored = ds.id.get_storage_size()
+        entries = ds.shape[0] if ds.shape else 1
+        what = "images" if len(ds.shape) == 4 else "entries"
+        layout = plist.get_layout()
+        if layout == h5py.h5d.CHUNKED and declared:
+            chunk = int(np.prod(ds.chunks, dtype=np.int64)) * itemsize
+            if chunk > MAX_CHUNK:
+                raise self.fail(key, f"has chunks of {chunk >> 20} MB, over catlr's "
+                                     f"{MAX_CHUNK >> 20} MB")
+            expected = int(np.prod([math.ceil(s / c) for s, c in zip(ds.shape, ds.chunks)]))
+            have = ds.id.get_num_chunks()
+            if have < expected:
+                raise self.fail(key, f"declares {entries} {what} ({declared >> 20} MB) but "
+                                     f"stores {stored >> 10} KB: {expected - have} of its "
+                                     f"{expected} chunks were never written, the file is "
+                                     "damaged or forged")
+        elif layout == h5py.h5d.CONTIGUOUS and declared and stored < declared:
+            raise self.fail(key, f"declares {entries} {what} ({declared >> 10} KB) but stores "
+                                 f"{stored >> 10} KB: its data was never written")
+        self._check_size(key, declared, stored, entries, what)
+        return ds
+
+
+# ---------------------------------------------------------------- Zarr
+
+class _ZarrArray:
+    """One array of a Zarr store: metadata read and checked by catlr, chunks checked before
+    zarr decodes them (each is read with zarr only after its header says it fits)."""
+
+    def __init__(self, store, key, meta, chunk_files):
+        self.store, self.key, self.meta = store, key, meta
+        self.shape = tuple(meta["shape"])
+        self.dtype = np.dtype("O") if meta["data_type"] == "string" else np.dtype(meta["data_type"])
+        self.chunks = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+        self.chunk_files = chunk_files   # {chunk index tuple: file path}
+        self._zarr = None
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def _open(self):
+        if self._zarr is None:
+            zarr = self.store.zarr()
+            try:
+                self._zarr = zarr.open_array(store=self.store.path, path=self.key, mode="r")
+            except Exception as e:  # anything zarr meets in a damaged store
+                raise self.store.fail(self.key, f"cannot be opened ({describe(e)})") from None
+        return self._zarr
+
+    def __getitem__(self, sel):
+        if sel is Ellipsis:
+            sel = slice(None)
+        if isinstance(sel, tuple) or not isinstance(sel, (slice, int, np.integer)):
+            raise TypeError("a container array is read by rows: a[i] or a[start:stop]")
+        rows = range(self.shape[0])[sel]
+        rows = rows if isinstance(rows, range) else range(rows, rows + 1)
+        if len(rows) and rows.step == 1:
+            lo, hi = rows.start // self.chunks[0], (rows.stop - 1) // self.chunks[0]
+            for index, path in self.chunk_files.items():
+                if lo <= index[0] <= hi:
+                    self.store.check_chunk(self, path)
+        else:
+            for path in self.chunk_files.values():
+                self.store.check_chunk(self, path)
+        try:
+            return np.asarray(self._open()[sel])
+        except CatlrError:
+            raise
+        except Exception as e:  # a corrupt chunk, a codec error
+            raise self.store.fail(self.key, f"cannot be read ({describe(e)})") from None
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[:]
+        return a if dtype is None else a.astype(dtype)
+
+    def tolist(self):
+        return self[:].tolist()
+
+
+class ZarrContainer(Container):
+    kind = "zarr"
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.root = os.path.realpath(self.path)
+        if not os.path.isfile(os.path.join(self.path, "zarr.json")):
+            if os.path.isfile(os.path.join(self.path, ".zgroup")):
+                raise ContainerError(f"{self.path} is a Zarr version 2 store, catlr reads "
+                                     "version 3 stores written by 'catlr prepare SRC --out "
+                                     "NAME.zarr'")
+            raise ContainerError(f"{self.path} is not a Zarr store (no zarr.json), give one "
+                                 "written by 'catlr prepare SRC --out NAME.zarr'")
+        self.files = self._walk()
+        group = self._meta("zarr.json", "the store")
+        if group.get("node_type") != "group" or group.get("zarr_format") != 3:
+            raise ContainerError(f"{self.path}: zarr.json does not describe a version 3 group, "
+                                 f"give a store written by 'catlr prepare'")
+        self.attrs = group.get("attributes") if isinstance(group.get("attributes"), dict) else {}
+        self.arrays = {}
+        for rel in self.files:
+            parts = rel.split("/")
+            if len(parts) == 2 and parts[1] == "zarr.json":
+                self.arrays[parts[0]] = None  # read when asked for
+
+    def _walk(self) -> list[str]:
+        """Every file of the store, relative, '/'-separated; a link out of it is refused.
+        Iterative and bounded: a deep or huge tree is not a store catlr wrote."""
+        found, todo = [], [("", 0)]
+        while todo:
+            rel, depth = todo.pop()
+            if depth > 16:
+                raise ContainerError(f"{self.path}: {rel} is nested {depth} folders deep, "
+                                     "deeper than any Zarr store catlr writes")
+            try:
+                entries = list(os.scandir(os.path.join(self.path, rel) if rel else self.path))
+            except OSError as e:
+                raise ContainerError(f"{self.path}: {rel or '.'} cannot be listed "
+                                     f"({e.strerror}), check its permissions") from None
+            for entry in entries:
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if os.path.commonpath([target, self.root]) != self.root:
+                        raise ContainerError(f"{self.path}: {name} is a link out of the store "
+                                             f"(to {target}), catlr reads data that lives in "
+                                             "the store itself: copy the data in")
+                if entry.is_dir():
+                    todo.append((name, depth + 1))
+                elif entry.is_file():
+                    found.append(name)
+                else:
+                    raise ContainerError(f"{self.path}: {name} is not a regular file (a FIFO or "
+                                         "a device), give a store written by 'catlr prepare'")
+                if len(found) > MAX_FILES:
+                    raise ContainerError(f"{self.path} holds over {MAX_FILES:,} files, more "
+                                         "than any store catlr writes")
+        return found
+
+    def _meta(self, rel, what) -> dict:
+        path = os.path.join(self.path, rel)
+        try:
+            with open(path, "rb") as f:
+                text = f.read(MAX_META + 1)
+            if len(text) > MAX_META:
+                raise ValueError(f"over {MAX_META >> 10} KB")
+            doc = json.loads(text.decode("utf-8"))
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            return doc
+        except (OSError, ValueError, RecursionError) as e:
+            raise ContainerError(f"{self.path}: the metadata of {what} ({rel}) is malformed "
+                                 f"({describe(e)}), {FIX}") from None
+
+    def zarr(self):
+        try:
+            import zarr
+        except ImportError:
+            raise ContainerError(f"{self.path} is a Zarr store and reading it needs zarr, "
+                                 "which is not installed: pip install \"catlr[dask]\"") from None
+        return zarr
+
+    def keys(self):
+        return sorted(self.arrays)
+
+    def __contains__(self, key):
+        return key in self.arrays
+
+    def written_by_catlr(self) -> bool:
+        return "catlr_version" in self.attrs
+
+    def _is_array(self, key):
+        return key in self.arrays
+
+    def _stringy(self, a):
+        return a.meta["data_type"] == "string"
+
+    def _array(self, key) -> _ZarrArray:
+        if key not in self.arrays:
+            raise self.fail(key, f"is missing (found: {', '.join(self.keys()) or 'none'})",
+                            "write the store with 'catlr prepare'")
+        if self.arrays[key] is None:
+            self.arrays[key] = self._load(key)
+        return self.arrays[key]
+
+    def _load(self, key) -> _ZarrArray:
+        meta = self._meta(f"{key}/zarr.json", key)
+        bad = self._bad_meta(meta)
+        if bad:
+            raise self.fail(key, f"has metadata catlr cannot use ({bad})")
+        shape, chunks = meta["shape"], meta["chunk_grid"]["configuration"]["chunk_shape"]
+        itemsize = ZARR_TYPES[meta["data_type"]]
+        chunk_bytes = int(np.prod(chunks, dtype=np.int64)) * (itemsize or 0)
+        if chunk_bytes > MAX_CHUNK:
+            raise self.fail(key, f"has chunks of {chunk_bytes >> 20} MB, over catlr's "
+                                 f"{MAX_CHUNK >> 20} MB")
+        sep = meta["chunk_key_encoding"].get("configuration", {}).get("separator", "/")
+        prefix = f"{key}/c{sep}" if sep == "/" else f"{key}/c."
+        files = {}
+        for rel in self.files:
+            if rel.startswith(prefix):
+                try:
+                    index = tuple(int(p) for p in rel[len(prefix):].split(sep))
+                except ValueError:
+                    continue
+                if len(index) == len(shape) and all(0 <= i for i in index):
+                    files[index] = os.path.join(self.path, rel)
+        grid = [math.ceil(s / c) for s, c in zip(shape, chunks)]
+        expected = int(np.prod(grid, dtype=np.int64)) if all(shape) else 0
+        present = sum(1 for i in files if all(a < g for a, g in zip(i, grid)))
+        entries = shape[0] if shape else 1
+        what = "images" if len(shape) == 4 else "entries"
+        if present < expected:
+            raise self.fail(key, f"declares {entries} {what} but {expected - present} of its "
+                                 f"{expected} chunks are missing: missing data is not zeros, "
+                                 "the store is damaged or incomplete")
+        if itemsize:
+            stored = sum(os.path.getsize(p) for p in files.values())
+            self._check_size(key, int(np.prod(shape, dtype=np.int64)) * itemsize, stored,
+                             entries, what)
+        return _ZarrArray(self, key, meta, files)
+
+    @staticmethod
+    def _bad_meta(meta) -> str | None:
+        """Why an array's metadata is not one catlr reads, or None."""
+        shape = meta.get("shape")
+        if meta.get("node_type") != "array" or meta.get("zarr_format") != 3:
+            return "not a version 3 array"
+        if not (isinstance(shape, list) and shape and all(
+                isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**40 for s in shape)):
+            return f"shape {shape!r}"
+        if meta.get("data_type") not in ZARR_TYPES:
+            return f"data type {meta.get('data_type')!r}"
+        grid = meta.get("chunk_grid")
+        chunks = grid.get("configuration", {}).get("chunk_shape") if isinstance(grid, dict) else None
+        if not (isinstance(grid, dict) and grid.get("name") == "regular"
+                and isinstance(chunks, list) and len(chunks) == len(shape)
+                and all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in chunks)):
+            return f"chunk grid {grid!r}"
+        enc = meta.get("chunk_key_encoding")
+        if not (isinstance(enc, dict) and enc.get("name") == "default"
+                and enc.get("configuration", {}).get("separator", "/") in ("/", ".")):
+            return f"chunk key encoding {enc!r}"
+        codecs = meta.get("codecs")
+        if not (isinstance(codecs, list) and codecs and all(
+                isinstance(c, dict) and c.get("name") in ZARR_CODECS for c in codecs)):
+            names = [c.get("name") if isinstance(c, dict) else c for c in codecs or []]
+            return f"codecs {names}: catlr reads {', '.join(sorted(ZARR_CODECS))}"
+        if meta.get("storage_transformers"):
+            return "storage transformers"
+        return None
+
+    def check_chunk(self, a: _ZarrArray, path: str) -> None:
+        """Refuse a chunk whose decompressed size (from its zstd header) passes what the
+        array's metadata says one chunk holds, before zarr allocates it."""
+        rows = a.chunks[0]
+        itemsize = ZARR_TYPES[a.meta["data_type"]]
+        limit = (int(np.prod(a.chunks, dtype=np.int64)) * itemsize if itemsize else
+                 rows * (MAX_STRING + 4) + 64)
+        names = [c["name"] for c in a.meta["codecs"]]
+        try:
+            size = os.path.getsize(path)
+            if "zstd" not in names:
+                if size > limit + 64:
+                    raise ValueError(f"{size} bytes for at most {limit}")
+                return
+            with open(path, "rb") as f:
+                head = f.read(18)
+        except OSError as e:
+            raise self.fail(a.key, f"has a chunk that cannot be read ({e.strerror})") from None
+        except ValueError as e:
+            raise self.fail(a.key, f"has a chunk larger than the array allows ({e})") from None
+        content = _zstd_content_size(head)
+        if content is None:
+            raise self.fail(a.key, f"has a chunk ({os.path.relpath(path, self.path)}) that is not "
+                                   "a zstd frame with its size")
+        if content > limit:
+            raise self.fail(a.key, f"has a chunk that decompresses to {content} bytes, more "
+                                   f"than the {limit} one chunk holds: the store is damaged "
+                                   "or forged")
+
+
+def _zstd_content_size(head: bytes) -> int | None:
+    """The decompressed size a zstd frame declares in its header, or None (RFC 8878, 3.1.1)."""
+    if len(head) < 6 or head[:4] != b"\x28\xb5\x2f\xfd":
+        return None
+    descriptor = head[4]
+    fcs_flag, single, dict_flag = descriptor >> 6, (descriptor >> 5) & 1, descriptor & 3
+    pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag]
+    size = (1 if single else 0, 2, 4, 8)[fcs_flag]
+    if size == 0 or len(head) < pos + size:
+        return None
+    value = int.from_bytes(head[pos:pos + size], "little")
+    return value + 256 if size == 2 else value
+
+
+def is_regular(path) -> bool:
+    """A regular file (not a FIFO, device or folder), without following it into a block."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
