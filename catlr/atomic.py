@@ -1,50 +1,185 @@
-"""Write every output file whole or not at all.
+"""The one output guard: every file and folder catlr writes goes through here.
 
-Each writer gets a temporary path in the destination's folder; only when it has
-finished is the file synced and renamed over the destination, so an interrupt,
-a full disk or a crash leaves the old file (if any) byte-identical and no
-temporary file behind.
+`atomic_path` (a file) and `atomic_folder` (a store of many files, a run folder) give the
+writer a temporary path beside the destination; only when it has finished is the output
+synced and renamed into place, so an interrupt, a full disk or a crash leaves the old
+output (if any) byte-identical and no temporary behind. Before that, `check_output`
+refuses what must not be written:
+  - an output that is an input of the command, lies inside an input folder, or holds an
+    input (inputs are what the command was given and everything its readers opened:
+    `reading` records them while a `scope` is open, as the CLI keeps one per command);
+  - an output of the wrong shape: a folder where a file goes, a file where a folder goes,
+    a device or a FIFO;
+  - an existing output that is not catlr's own of that kind (KINDS): a model over the data
+    it came from, a store over a folder of photos, a CSV over a spreadsheet.
+A new kind of output is one entry in KINDS (hdf5.py adds "hdf5": telling catlr's own HDF5
+files needs h5py, which predict never loads); writing any other kind is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import json
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .errors import UsageError
 
 NAME_MAX = 255  # bytes in a file name on the file systems catlr meets
-# The first bytes of each kind of file catlr writes: an output never replaces a file of
-# another kind (a model over the data it came from, a picture over a model).
-MAGIC = {"png": b"\x89PNG", "model": b"PK", "hdf5": b"\x89HDF"}
-NAMES = {"png": "a PNG picture", "model": "a model file (.npz)", "hdf5": "an HDF5 file",
-         "text": "a text file"}
+RUN_FILES = frozenset({"model.npz", "config.toml", "costs.csv", "metrics.json", "cost.png"})
+PREDICTIONS_HEADER = "path,split,index,label,probability,predicted,correct"
 
 
-def check_output(dest, kind: str | None = None) -> Path:
-    """The path to write `dest` to, after refusing what must not be replaced: anything that
-    is not a regular file (a device, a FIFO, a folder), or a file of another kind than
-    `kind` ("png", "model", "hdf5", or "text": none of those). A symbolic link is written
-    through: its target is replaced."""
+def _head(path, n=8) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def _is_model(path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return {"w.npy", "b.npy", "meta.npy"} <= set(z.namelist()[:16])
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+def _is_predictions(path) -> bool:
+    first = _head(path, 256).split(b"\n", 1)[0].rstrip(b"\r")
+    return first.decode("utf-8", "replace") == PREDICTIONS_HEADER
+
+
+def _is_store(path) -> bool:
+    try:
+        with open(os.path.join(path, "zarr.json"), "rb") as f:
+            meta = json.loads(f.read(1 << 20))
+        return isinstance(meta, dict) and "catlr_version" in (meta.get("attributes") or {})
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
+def _is_run(path) -> bool:
+    try:
+        names = {n for n in os.listdir(path) if not n.startswith(".")}
+    except OSError:
+        return False
+    return names <= RUN_FILES
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of output: its name in messages, whether it is a folder, and how to tell
+    that an existing one is catlr's own (and so may be replaced)."""
+
+    name: str
+    folder: bool
+    own: Callable[[str], bool]
+
+
+KINDS = {
+    "model": Kind("a model file (.npz)", False, _is_model),
+    "png": Kind("a PNG picture", False, lambda p: _head(p).startswith(b"\x89PNG")),
+    "predictions": Kind("a predictions CSV", False, _is_predictions),
+    "text": Kind("a run's text file", False, lambda p: False),
+    "image": Kind("a sample image", False,
+                  lambda p: _head(p).startswith((b"\x89PNG", b"\xff\xd8\xff"))),
+    "zarr": Kind("a Zarr store written by catlr", True, _is_store),
+    "run": Kind("a run folder", True, _is_run),
+}
+
+_INPUTS: contextvars.ContextVar[set | None] = contextvars.ContextVar("catlr_inputs", default=None)
+
+
+@contextlib.contextmanager
+def scope():
+    """Record the inputs read inside this block, so every output written in it is checked
+    against them (the CLI opens one per command)."""
+    token = _INPUTS.set(set())
+    try:
+        yield
+    finally:
+        _INPUTS.reset(token)
+
+
+def reading(path) -> None:
+    """Note that `path` (a file or a folder) is an input of the command being run."""
+    inputs = _INPUTS.get()
+    if inputs is not None and path is not None:
+        with contextlib.suppress(OSError, ValueError):
+            inputs.add(os.path.realpath(os.fspath(path)))
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path != folder and os.path.commonpath([path, folder]) == folder
+
+
+def check_output(dest, kind: str, flag: str | None = None, inputs=()) -> Path:
+    """The path to write `dest` to (a symbolic link is written through), after refusing
+    what must not be written there; one line, exit 2 (see the module's docstring).
+    `inputs`: paths read by the command, besides those its scope recorded."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown output kind {kind!r}: add it to atomic.KINDS (for hdf5, "
+                         "import catlr.hdf5 first)")
+    spec = KINDS[kind]
     dest = Path(dest)
+    name = f"--{flag} {dest}" if flag else str(dest)
     if dest.is_symlink():
         dest = Path(os.path.realpath(dest))
-    if not dest.exists():
+    real = os.path.realpath(dest)
+    given = {os.path.realpath(os.fspath(p)) for p in inputs if p is not None and os.path.exists(p)}
+    for source in (_INPUTS.get() or set()) | given:
+        src_is_dir = os.path.isdir(source)
+        if real == source:
+            raise UsageError(f"{name} is also an input of this command, writing it would "
+                             "destroy it: choose another path")
+        if src_is_dir and _inside(real, source):
+            raise UsageError(f"{name} lies inside the input folder {source}, which catlr reads "
+                             "as data: choose a path outside it")
+        if spec.folder and _inside(source, real):
+            raise UsageError(f"{name} holds the input {source}, replacing it would destroy "
+                             "it: choose another path")
+    if not (dest.exists() or dest.is_symlink()):
+        return dest
+    if spec.folder:
+        if not dest.is_dir():
+            raise UsageError(f"{name} exists and is not a folder, catlr will not replace it "
+                             f"with {spec.name}: choose another path")
+        if not spec.own(str(dest)):
+            raise UsageError(f"{name} is a folder that is not {spec.name}, catlr will not "
+                             "replace it: choose another path")
         return dest
     if not dest.is_file():
-        raise UsageError(f"{dest} exists and is not a regular file (a device, FIFO or folder), "
+        raise UsageError(f"{name} exists and is not a regular file (a device, FIFO or folder), "
                          "choose another output path")
-    if kind is not None and dest.stat().st_size:
-        with open(dest, "rb") as f:
-            head = f.read(8)
-        found = next((k for k, magic in MAGIC.items() if head.startswith(magic)), None)
-        if found is not None and found != kind:  # an unknown or damaged file may be replaced
-            what = NAMES[found]
-            raise UsageError(f"{dest} is {what}, not {NAMES[kind]}: catlr will not write over "
-                             "it, choose another output path")
+    if dest.stat().st_size and not spec.own(str(dest)):
+        other = next((k.name for k in KINDS.values() if not k.folder and k is not spec
+                      and k.name != KINDS["text"].name and k.own(str(dest))), None)
+        what = f"is {other}, not {spec.name}" if other else "exists and was not written by catlr"
+        raise UsageError(f"{name} {what}: catlr will not write over it, choose another "
+                         "output path (or remove the file)")
     return dest
+
+
+def guard(outputs: dict, inputs=()) -> None:
+    """Check, before any work, every output of a command ({flag: (path or None, kind)})
+    against its inputs, each other and what is there already (check_output)."""
+    inputs = [p for p in inputs if p is not None]
+    for path in inputs:
+        reading(path)
+    seen = {}
+    for flag, (path, kind) in outputs.items():
+        if path is None:
+            continue
+        dest = os.path.realpath(check_output(path, kind, flag.replace("_", "-"), inputs))
+        if dest in seen:
+            raise UsageError(f"--{flag.replace('_', '-')} {path} is also {seen[dest]}, choose "
+                             "another path for one of them")
+        seen[dest] = f"--{flag.replace('_', '-')}"
 
 
 def _umask() -> int:
@@ -54,16 +189,23 @@ def _umask() -> int:
     return mask
 
 
+_HOST = os.uname().nodename.replace(".", "-")[:40] or "host"
+_TEMP_TAIL = len(".") + 40 + len(".4194304-0123456789abcdef.tmp")
+
+
+def _stem(name: str) -> str:
+    return os.fsencode(name)[:NAME_MAX - 1 - _TEMP_TAIL].decode(errors="ignore") or "out"
+
+
 def _create_temp(folder: Path, name: str) -> Path:
-    """A new empty file `.NAME.PID-RANDOM.tmp` beside the destination (mode 0600), its name
-    cut so that it fits wherever NAME fits. Temporary files of the same output left by a
-    process that no longer runs (killed with SIGKILL, a power cut) are removed first.
-    (No tempfile module: importing it slows every start, bench/startup.py.)"""
-    room = NAME_MAX - len(".") - len(".4194304-0123456789abcdef.tmp")
-    stem = os.fsencode(name)[:room].decode(errors="ignore") or "out"
+    """A new empty file `.NAME.HOST.PID-RANDOM.tmp` beside the destination (mode 0600), its
+    name cut so that it fits wherever NAME fits. Temporaries of the same output left by a
+    process of this host that no longer runs (killed with SIGKILL, a power cut) are removed
+    first. (No tempfile module: importing it slows every start, bench/startup.py.)"""
+    stem = _stem(name)
     _remove_stale(folder, stem)
     while True:
-        path = folder / f".{stem}.{os.getpid()}-{os.urandom(8).hex()}.tmp"
+        path = folder / f".{stem}.{_HOST}.{os.getpid()}-{os.urandom(8).hex()}.tmp"
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             return path
@@ -72,17 +214,18 @@ def _create_temp(folder: Path, name: str) -> Path:
 
 
 def remove_stale(dest) -> None:
-    """Remove the temporary files that dead processes left for the output `dest`."""
+    """Remove the temporary files that dead processes of this host left for `dest`."""
     dest = Path(dest)
-    stem = os.fsencode(dest.name)[:NAME_MAX - len(".4194304-0123456789abcdef.tmp") - 1]
     if dest.parent.is_dir():
-        _remove_stale(dest.parent, stem.decode(errors="ignore") or "out")
+        _remove_stale(dest.parent, _stem(dest.name))
 
 
 def _remove_stale(folder: Path, stem: str):
     import re
 
-    pattern = re.compile(re.escape(f".{stem}.") + r"(\d+)-[0-9a-f]{16}\.tmp")
+    # Only this host's: on shared storage a pid that is not alive here may be alive on the
+    # machine that wrote it.
+    pattern = re.compile(re.escape(f".{stem}.{_HOST}.") + r"(\d+)-[0-9a-f]{16}\.tmp")
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
             match = pattern.fullmatch(entry.name)
@@ -109,12 +252,13 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_folder(dest: str | os.PathLike):
+def atomic_folder(dest: str | os.PathLike, kind: str):
     """Yield a temporary folder beside `dest`; on success it replaces `dest` (a store of
-    many files, such as Zarr's). An old `dest` is removed only once the new one is whole."""
+    many files, a run folder). check_output refuses first what must not be replaced; an
+    old `dest` is removed only once the new one is whole."""
     import shutil
 
-    dest = Path(dest)
+    dest = check_output(dest, kind)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temp(dest.parent, dest.name)
     os.unlink(tmp)
@@ -135,7 +279,7 @@ def atomic_folder(dest: str | os.PathLike):
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike, kind: str | None = None):
+def atomic_path(dest: str | os.PathLike, kind: str):
     """Yield a temporary path beside `dest`; on success rename it to `dest`.
 
     check_output refuses first what must not be replaced; an existing file keeps its mode."""

@@ -133,10 +133,13 @@ def _guard(interrupted="stopped, nothing was written"):
     """Known errors become one line and exit 1 (2 for bad flags); Ctrl-C exits 130, SIGTERM
     143, SIGHUP 129; a closed pipe ends quietly. `interrupted` may be a callable that says
     what was written by then."""
+    from .atomic import scope
+
     debug = os.environ.get("CATLR_DEBUG") == "1"
     said = interrupted if callable(interrupted) else lambda: interrupted
     try:
-        yield
+        with scope():  # the command's inputs, which no output may overwrite
+            yield
     except typer.Exit:
         raise
     except BrokenPipeError:  # `catlr predict DIR --csv | head -1`: the reader has what it wanted
@@ -173,23 +176,12 @@ def _fail(message: str, code: int):
 
 
 def _outputs(inputs=(), **outputs):
-    """Refuse, before any work, an output that is also an input or another output, or that
-    would replace something it must not (atomic.check_output): one line, exit 2.
+    """Refuse, before any work, an output that must not be written (atomic.guard, the one
+    output guard every write goes through again): one line, exit 2.
     outputs: {flag: (path or None, kind)}."""
-    from .atomic import check_output
+    from .atomic import guard
 
-    seen = {}
-    for path in inputs:
-        if path is not None and os.path.exists(path):
-            seen[os.path.realpath(path)] = "an input"
-    for flag, (path, kind) in outputs.items():
-        if path is None:
-            continue
-        real = os.path.realpath(check_output(path, kind))
-        if real in seen:
-            raise UsageError(f"--{flag.replace('_', '-')} {path} is also {seen[real]}, writing it "
-                             "would destroy it: choose another path")
-        seen[real] = f"--{flag.replace('_', '-')}"
+    guard(outputs, inputs)
 
 
 def _threshold(value: float) -> float:
@@ -279,11 +271,12 @@ def prepare(
     """
     with _guard("stopped, the output file was not written"):
         cfg = resolve(config, **settings)
-        if not os.fspath(out).rstrip(os.sep).endswith(".zarr"):
-            _outputs([src, config], out=(out, "hdf5"))
         from . import render
         from .prepare import prepare as run
         from .progress import events
+
+        store = os.fspath(out).rstrip(os.sep).endswith(".zarr")
+        _outputs([src, config], out=(out, "zarr" if store else "hdf5"))
 
         # Off a terminal nothing is drawn while images decode, so rich (for the final
         # tables) is imported then, on the main thread, while the workers decode.
@@ -372,7 +365,7 @@ def evaluate(
         from .runs import resolve_model
 
         model, chosen = resolve_model(model, cfg)
-        _outputs([model, data], errors=(errors, "png"), predictions=(predictions, "text"))
+        _outputs([model, data], errors=(errors, "png"), predictions=(predictions, "predictions"))
 
         with events(render.console(json_out, plain=True), quiet=True) as on_event:  # folders: a bar
             result = run(model, data, split=split, threshold=threshold, on_event=on_event)

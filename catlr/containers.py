@@ -24,6 +24,7 @@ import stat
 import h5py
 import numpy as np
 
+from .atomic import reading
 from .errors import CatlrError, describe
 
 MAX_RATIO = 50                 # declared / stored bytes of a large dataset: more is a bomb
@@ -47,6 +48,7 @@ class ContainerError(CatlrError):
 def open_container(path) -> Container:
     """The container at `path`: an HDF5 file, or a Zarr store (a folder with zarr.json)."""
     path = os.fspath(path)
+    reading(path)
     if os.path.isdir(path):
         return ZarrContainer(path)
     return HDF5Container(path)

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from . import engines, hdf5
+from .atomic import reading
 from .containers import open_container
 from .config import DEFAULT_PREPARED
 from .errors import CatlrError
@@ -233,6 +234,7 @@ def load(data, cfg: dict, on_event=ignore, *, in_memory=True) -> Dataset:
     With in_memory=False pixels in HDF5 files stay on disk (close the Dataset after use).
     """
     path = os.path.abspath(os.fspath(data))
+    reading(path)
     if not os.path.exists(path):
         raise CatlrError(f"{data} does not exist, give an image folder, a prepared .h5 file "
                          "or a folder holding train_*.h5 and test_*.h5")

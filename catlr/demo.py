@@ -88,6 +88,7 @@ def make_sample(folder, n_per_class: int = 60, seed: int = 0, unseen: int = 4) -
         im = draw_one(rng, w, h)
         name = f"{'cat' if draw_one is _cat else 'thing'}-{k:03d}"
         fmt = "PNG" if k % 3 == 0 else "JPEG"
-        with atomic_path(os.path.join(where, f"{name}.{'png' if fmt == 'PNG' else 'jpg'}")) as tmp:
+        with atomic_path(os.path.join(where, f"{name}.{'png' if fmt == 'PNG' else 'jpg'}"),
+                         "image") as tmp:
             im.save(tmp, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     return {"images": images, "unseen": unseen_dir}

@@ -4,11 +4,24 @@ importing, ends with one line and exit code 130, never a traceback."""
 import sys
 
 
+def _interrupted(e: BaseException) -> bool:
+    """Whether `e` is Ctrl-C, or came from one: an interrupt that lands inside a class
+    being created arrives wrapped ("RuntimeError: Error calling __set_name__")."""
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
 def main():
     try:
         from .cli import main as run
 
         run()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RuntimeError, ImportError) as e:
+        if not _interrupted(e):
+            raise
         print("Interrupted", file=sys.stderr)
         sys.exit(130)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import datasets, engines, metrics
-from .atomic import atomic_path
+from .atomic import PREDICTIONS_HEADER, atomic_path
 from .config import from_saved
 from .errors import CatlrError
 from .events import ignore
@@ -54,10 +54,9 @@ class Evaluation:
 def write_predictions(result: Evaluation, path) -> int:
     """Write result.rows() as CSV to `path` (atomically); returns the number of rows."""
     rows = result.rows()
-    with atomic_path(path, "text") as tmp, open(tmp, "w", newline="", encoding="utf-8",
-                                        errors="surrogateescape") as f:
-        w = csv.DictWriter(f, ["path", "split", "index", "label", "probability", "predicted",
-                               "correct"], lineterminator="\n")
+    with atomic_path(path, "predictions") as tmp, open(tmp, "w", newline="", encoding="utf-8",
+                                               errors="surrogateescape") as f:
+        w = csv.DictWriter(f, PREDICTIONS_HEADER.split(","), lineterminator="\n")
         w.writeheader()
         w.writerows({**r, "probability": repr(r["probability"])} for r in rows)
     return len(rows)

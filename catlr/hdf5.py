@@ -15,9 +15,22 @@ import os
 import h5py
 import numpy as np
 
+from .atomic import KINDS, Kind
 from .errors import CatlrError
 
 DEFAULT_CLASSES = ("non-cat", "cat")
+
+
+def _prepared(path) -> bool:
+    """An HDF5 file that 'catlr prepare' wrote (so catlr may replace it)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return "catlr_version" in f.attrs
+    except (OSError, ValueError):
+        return False
+
+
+KINDS["hdf5"] = Kind("a prepared HDF5 file", False, _prepared)
 
 
 def find_course_pair(folder) -> tuple[str, str] | None:

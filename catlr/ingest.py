@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .atomic import reading
 from .errors import CatlrError
 from .events import Decoded, ignore
 from .images import EXTENSIONS, MAX_PIXELS, ImageError, is_image_name, load_image
@@ -128,6 +129,7 @@ def _split(every, test_fraction, seed):
 def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
     """Find the classes and the train/test split of an image folder."""
     src = os.path.abspath(os.fspath(src))
+    reading(src)
     if not os.path.isdir(src):
         raise CatlrError(f"{src} is not a folder, give a folder with cat/ and non-cat/ "
                          "(or train/ and test/) inside")

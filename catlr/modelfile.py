@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from .version import __version__
-from .atomic import atomic_path
+from .atomic import atomic_path, reading
 from .config import CHOICES, LIMITS, RENAMED, one_of
 from .design import NORMALIZATION
 from .errors import CatlrError, describe
@@ -66,6 +66,7 @@ def save(path, model, meta: dict) -> None:
 def load(path):
     """Read and validate a model file; returns (LogisticRegression, meta dict)."""
     path = os.fspath(path)
+    reading(path)
     if os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block, a device never end
         raise CatlrError(f"model file {path} is not a regular file, pass a model written by "
                          "'catlr train'")

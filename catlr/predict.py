@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 
+from .atomic import reading
 from .events import Decoded, ignore
 from .images import MAX_PIXELS, ImageError
 from .ingest import decode_many, walk_images
@@ -67,6 +68,7 @@ def collect(inputs) -> tuple[list[str], list[dict]]:
     """
     paths, errors, seen = [], [], set()
     for item in map(os.fspath, inputs):
+        reading(item)
         if os.path.exists(item):
             matches, none = [item], "folder holds no images"
         elif glob.has_magic(item):

@@ -11,7 +11,7 @@ import os
 import h5py
 
 from .version import __version__
-from .atomic import atomic_folder, atomic_path, remove_stale
+from .atomic import atomic_folder, atomic_path, guard, remove_stale
 from .errors import CatlrError
 from .events import ignore
 from .hdf5 import Sink, find_course_pair
@@ -39,6 +39,8 @@ def _check_room(out, n: int, size: int):
 
 def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore) -> dict:
     """Write SRC as one HDF5 file in the course's schema at `out`, atomically; returns the report."""
+    store = os.fspath(out).rstrip(os.sep).endswith(".zarr")
+    guard({"out": (out, "zarr" if store else "hdf5")}, [src])
     pair = find_course_pair(src) if os.path.isdir(src) else None
     if pair:
         raise CatlrError(f"{src} holds the course pair ({os.path.basename(pair[0])} and "
@@ -49,10 +51,10 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
     stream = start_decoding(layout, cfg)
     attrs = {"catlr_version": __version__, "size": cfg["size"], "fit": cfg["fit"],
              "positive": cfg["positive"], "split": str(layout.split or "given")}
-    if os.fspath(out).rstrip(os.sep).endswith(".zarr"):  # a Zarr store, for a Dask cluster
+    if store:  # a Zarr store, for a Dask cluster
         from .zarr_store import ZarrSink, zarr
 
-        with atomic_folder(out) as tmp:
+        with atomic_folder(out, "zarr") as tmp:
             group = zarr.open_group(os.fspath(tmp), mode="w")
             report = ingest(layout, stream, ZarrSink(group, cfg["size"], layout.classes),
                             dedupe=dedupe, strict=strict, on_event=on_event)

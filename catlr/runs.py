@@ -117,7 +117,7 @@ def save(cfg: dict, model, meta: dict, *, name=None, exist_ok=False, plot=None,
     folder, created = _reserve(root, name, exist_ok)
     picture = _plot(model, meta) if plot else None
     try:
-        with atomic_folder(folder) as tmp:
+        with atomic_folder(folder, "run") as tmp:
             files = {"config.toml": toml_text(meta["config"]),
                      "costs.csv": _costs_csv(model.costs_, meta["print_every"]),
                      "metrics.json": json.dumps(summary(os.path.basename(folder), meta),

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from . import datasets, engines, modelfile, runs
+from .atomic import guard
 from .config import DEFAULTS
 from .errors import CatlrError
 from .events import Loaded, ignore
@@ -130,8 +131,9 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
     curve (also kept in the run folder). on_event receives events.Loaded, Decoded (image
     folders), Plan, Step and Wrote.
     """
+    guard({"out": (out, "model"), "plot": (plot, "png")}, [data])  # before the work
     if out is None:
-        runs.check_name(cfg["runs"], name, exist_ok)  # before the work, not after
+        runs.check_name(cfg["runs"], name, exist_ok)
     engines.require(cfg["engine"])
     with load(data, cfg, on_event) as ds:
         model, figures = fit_dataset(ds, cfg, on_event)

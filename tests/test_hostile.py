@@ -307,13 +307,15 @@ def test_a_config_that_never_ends_is_refused(cli, small_folder):
 
 # row 10: SIGTERM and SIGHUP unwind like Ctrl-C; stale temporary files are removed
 @pytest.mark.parametrize("sig,code", [(15, 143), (1, 129)])
-def test_signals_leave_outputs_whole(small_folder, tmp_path, sig, code):
+def test_signals_leave_outputs_whole(small_folder, model, tmp_path, sig, code):
+    import shutil
     import subprocess
     import sys
     import time
 
-    out = tmp_path / "m.npz"
-    out.write_bytes(b"PK old model")
+    out = tmp_path / "old.npz"
+    shutil.copy(model, out)
+    before = out.read_bytes()
     p = subprocess.Popen([sys.executable, "-m", "catlr", "train", str(small_folder), "--form",
                           "primal", "--iters", "10000000", "--out", str(out)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -321,16 +323,20 @@ def test_signals_leave_outputs_whole(small_folder, tmp_path, sig, code):
     p.send_signal(sig)
     err = p.communicate(timeout=30)[1]
     assert p.returncode == code and err.startswith("Terminated: ") and err.count("\n") == 1
-    assert out.read_bytes() == b"PK old model"
+    assert out.read_bytes() == before
     assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".")] == []
 
 
 def test_a_stale_temporary_file_is_removed_by_the_next_write(cli, small_folder, tmp_path):
-    stale = tmp_path / ".m.npz.4194303-0123456789abcdef.tmp"  # no such process
+    from catlr.atomic import _HOST
+
+    stale = tmp_path / f".m.npz.{_HOST}.4194303-0123456789abcdef.tmp"  # no such process here
     stale.write_bytes(b"half a model")
+    elsewhere = tmp_path / ".m.npz.otherhost.4194303-0123456789abcdef.tmp"  # maybe alive there
+    elsewhere.write_bytes(b"another machine's model, still being written")
     code, _, err = cli(["train", small_folder, "--iters", "3", "--out", tmp_path / "m.npz"])
     assert code == 0, err
-    assert not stale.exists()
+    assert not stale.exists() and elsewhere.exists()
 
 
 # row 14: a closed pipe, a full disk, a newline in a path
@@ -503,12 +509,15 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_output(cli, tmp_path):
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here")
     try:
+        small = make_sample(tmp_path / "small", n_per_class=2, unseen=0)["images"]
         src = make_sample(tmp_path / "s", n_per_class=60, unseen=0)["images"]
         old = tiny / "p.h5"
-        old.write_bytes(b"\x89HDF old data")
+        code, _, err = cli(["prepare", small, "--out", old])  # the old output: catlr's own
+        assert code == 0, err
+        before = old.read_bytes()
         code, out, err = cli(["prepare", src, "--out", old])
         assert code == 1 and _one_line(err) and str(old) in err and "MB free" in err
-        assert old.read_bytes() == b"\x89HDF old data" and sorted(os.listdir(tiny)) == ["p.h5"]
+        assert old.read_bytes() == before and sorted(os.listdir(tiny)) == ["p.h5"]
     finally:
         subprocess.run(["umount", str(tiny)])
 

@@ -125,6 +125,7 @@ def test_arbitrary_bytes_as_model_only_raise_catlr_errors(tmp_path, data):
 @given(cut=st.integers(min_value=0, max_value=400), flip=st.integers(min_value=0, max_value=10**6))
 def test_damaged_model_files_only_raise_catlr_errors(tmp_path, cut, flip):
     p = tmp_path / "damaged.npz"
+    p.unlink(missing_ok=True)  # the last example's damaged file is not catlr's to replace
     modelfile.save(p, _model(n_x=12), {**META, "image_size": 2})
     raw = bytearray(p.read_bytes())
     raw[flip % len(raw)] ^= 0xFF
@@ -194,13 +195,13 @@ def test_interrupted_train_leaves_the_old_model_intact(tmp_path, cli, small_fold
 def test_failed_write_leaves_no_temporary_file(tmp_path):
     from catlr.atomic import atomic_path
 
-    (tmp_path / "keep.npz").write_bytes(b"old")
+    (tmp_path / "keep.png").write_bytes(b"\x89PNG old")
     with pytest.raises(OSError):
-        with atomic_path(tmp_path / "keep.npz") as tmp:
+        with atomic_path(tmp_path / "keep.png", "png") as tmp:
             tmp.write_bytes(b"half")
             raise OSError(28, "No space left on device")
-    assert (tmp_path / "keep.npz").read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["keep.npz"]
+    assert (tmp_path / "keep.png").read_bytes() == b"\x89PNG old"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.png"]
 
 
 def test_model_at_another_size_is_used_at_that_size(tmp_path, cli, small_folder):
