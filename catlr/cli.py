@@ -37,19 +37,19 @@ class _Group(TyperGroup):
         except _UsageError as e:
             message = e.format_message()
             if type(e).__name__ == "NoArgsIsHelpError":  # bare `catlr`: the help is the answer
-                print(message)
+                print(message)  # catlr's own help text, many lines
                 code = 0
             else:
                 message = message.rstrip(".")
                 hint = f"see '{e.ctx.command_path if e.ctx else 'catlr'} --help'"
                 tail = f" {hint[0].upper()}{hint[1:]}" if message.endswith("?") else f", {hint}"
-                print(f"Error: {message}{tail}", file=sys.stderr)
+                _say(f"Error: {message}{tail}")
                 code = 2
         except _ClickException as e:
-            print(f"Error: {e.format_message()}", file=sys.stderr)
+            _say(f"Error: {e.format_message()}")
             code = e.exit_code
         except typer.Abort:
-            print("Interrupted", file=sys.stderr)
+            _say("Interrupted")
             code = 130
         if standalone_mode:
             sys.exit(code)
@@ -91,11 +91,18 @@ app = typer.Typer(name="catlr", cls=_Group, rich_markup_mode=None, pretty_except
                   add_completion=True, no_args_is_help=True)
 
 
+def _say(text: str, stream=None):
+    """One line on stderr, escaped (render.line: the one printer)."""
+    from .render import line
+
+    line(text, stream or sys.stderr)
+
+
 def _version(value: bool):
     if value:
         from .version import __version__
 
-        print(f"catlr {__version__}")
+        _say(f"catlr {__version__}", sys.stdout)
         raise typer.Exit()
 
 
@@ -113,6 +120,12 @@ def _terminate(signum, frame):
 
 def main():
     import signal
+
+    # An output encoding that cannot represent a name (PYTHONIOENCODING=ascii, a latin-1
+    # terminal) prints it escaped: at the streams themselves, so no writer can miss it.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
 
     # SIGTERM and SIGHUP unwind like Ctrl-C: temporary files go, outputs stay whole
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
@@ -148,14 +161,14 @@ def _guard(interrupted="stopped, nothing was written"):
         silence(sys.stdout)
         raise typer.Exit(141) from None
     except Terminated as e:
-        print(f"Terminated: {said()}", file=sys.stderr)
+        _say(f"Terminated: {said()}")
         raise typer.Exit(128 + e.signum) from None
     except CatlrError as e:
         if debug:
             raise
         _fail(str(e), e.exit_code)
     except KeyboardInterrupt:
-        print(f"Interrupted: {said()}", file=sys.stderr)
+        _say(f"Interrupted: {said()}")
         raise typer.Exit(130) from None
     except OSError as e:  # a full disk, a read-only folder: not a bug, say which file
         if debug:
@@ -170,7 +183,7 @@ def _guard(interrupted="stopped, nothing was written"):
 
 
 def _fail(message: str, code: int):
-    print(f"Error: {printable(message)}", file=sys.stderr)
+    _say(f"Error: {message}")
     raise typer.Exit(code)
 
 
@@ -280,8 +293,7 @@ def prepare(
 
         # Off a terminal nothing is drawn while images decode, so rich (for the final
         # tables) is imported then, on the main thread, while the workers decode.
-        with events(render.console(json_out, plain=True), quiet=True,
-                    warm=lambda: __import__("rich.table")) as on_event:
+        with events(render.console(json_out), quiet=True) as on_event:
             report = run(src, out, cfg, dedupe=dedupe, strict=strict, on_event=on_event)
         render.show(report, _fmt(json_out),
                     human=lambda r: render.prepare_report(render.console(), r))
@@ -334,7 +346,7 @@ def train(
             model, meta, saved = run(data, cfg, out=out, name=name, exist_ok=exist_ok,
                                      plot=plot, on_event=on_event)
         for warning in meta["warnings"]:
-            print(f"Warning: {warning}", file=sys.stderr)
+            _say(f"Warning: {warning}")
         render.show({"model": saved.model, "run": saved.folder, **meta, "costs": model.costs_},
                     _fmt(json_out), human=lambda m: render.train_summary(console, m, saved))
 
@@ -514,7 +526,7 @@ def demo(
         paths = make_sample(folder)
         console.print(f"catlr demo: drew a sample folder in {paths['images']} "
                       "(cat/ and non-cat/) and a few new images in "
-                      f"{paths['unseen']}\n")
+                      f"{paths['unseen']}")
         h5, model = folder / "prepared.h5", folder / "model.npz"
         images, unseen = Path(paths["images"]), Path(paths["unseen"])
         steps = [  # each step as a user would type it, then the command itself
@@ -528,5 +540,6 @@ def demo(
         for command, run in steps:
             render.step(console, "catlr " + command)
             run()
-        console.print(f"\nDone. Pictures: {folder / 'cost.png'}, {folder / 'errors.png'}. "
+        console.print("")
+        console.print(f"Done. Pictures: {folder / 'cost.png'}, {folder / 'errors.png'}. "
                       "Next: point 'catlr train' at your own folder with cat/ and non-cat/.")

@@ -173,9 +173,24 @@ def problem(key: str, value) -> str | None:
         return f"must be a non-empty string, got {value!r}"
     elif key == "memory" and value != "auto" and parse_memory(value) is None:
         return f"must be auto or a size such as 512MB or 4GB, got {value!r}"
+    elif key == "scheduler" and value and parse_address(value) is None:
+        return (f"must be a Dask scheduler's address such as tcp://10.0.0.5:8786 (tcp:// or "
+                f"tls://, a host and a port), got {value!r}")
     elif key in CHOICES and value not in CHOICES[key]:
         return f"must be one of {', '.join(CHOICES[key])}, got {value!r}"
     return None
+
+
+def parse_address(text: str) -> tuple[str, str, int] | None:
+    """'tcp://10.0.0.5:8786' (or '10.0.0.5:8786', tls://, [IPv6]) -> (scheme, host, port);
+    None when it is not a Dask scheduler's address."""
+    import re
+
+    match = re.fullmatch(r"(?:(tcp|tls)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]{1,253}):(\d{1,5})",
+                         str(text).strip())
+    if not match or not 0 < int(match.group(3)) < 65536:
+        return None
+    return match.group(1) or "tcp", match.group(2).strip("[]"), int(match.group(3))
 
 
 def parse_memory(text: str) -> int | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -102,7 +102,7 @@ def _from_files(path, kind, train_file, test_file) -> Dataset:
                    paths_train=tr[3], paths_test=te[3], files=files)
 
 
-def _load_prepared(path, cfg, on_event):
+def _load_prepared(path, cfg, on_event, opts):
     return _from_files(path, "prepared", path, path)
 
 
@@ -114,19 +114,26 @@ def _zarr(path) -> str | None:
     return path
 
 
-def _load_course(path, cfg, on_event):
+def _load_course(path, cfg, on_event, opts):
     return _from_files(path, "course", *find_course_pair(path))
 
 
-def _load_folder(path, cfg, on_event):
+def _load_folder(path, cfg, on_event, opts):
     # ingest (and Pillow with it) only for image folders: 'catlr train' on HDF5 data
     # starts sooner without Pillow and hashlib (bench/startup.py, python -X importtime)
     from .ingest import ArraySink, discover, ingest, start_decoding
 
     layout = discover(path, cfg["positive"], cfg["test_fraction"], cfg["seed"])
+    if opts.get("split"):  # only the split asked for is decoded (eval)
+        layout = replace(layout, **{"test" if opts["split"] == "train" else "train": []})
     n = len(layout.train) + len(layout.test)
     need = n * cfg["size"] ** 2 * 3 * (1 + 4)  # the pixels, and X in float32
     limit, why = engines.budget(cfg)
+    if need > limit and opts.get("read_only"):
+        raise CatlrError(f"{path}: its {n} images would take {engines.size_text(need)} in "
+                         f"memory, over the budget of {engines.size_text(limit)} ({why}), and "
+                         f"this command writes no files: run 'catlr prepare {path}' and give "
+                         "the .h5 it writes, or raise --memory")
     if need > limit:
         from .prepare import prepare  # a folder too large for memory goes through a file
 
@@ -135,7 +142,7 @@ def _load_folder(path, cfg, on_event):
                            f"{n} images would take {engines.size_text(need)} in memory, over "
                            f"the budget of {engines.size_text(limit)} ({why})"))
         prepare(path, out, cfg, on_event=on_event)
-        return _load_prepared(os.path.abspath(out), cfg, on_event)
+        return _load_prepared(os.path.abspath(out), cfg, on_event, opts)
     sink = ArraySink(cfg["size"])
     report = ingest(layout, start_decoding(layout, cfg),
                     sink, on_event=on_event)
@@ -203,8 +210,8 @@ def _course(folder) -> str | None:
     return folder if os.path.isdir(folder) and find_course_pair(folder) is not None else None
 
 
-def _load_nested(path, cfg, on_event):
-    return load(path, cfg, on_event, in_memory=False)
+def _load_nested(path, cfg, on_event, opts):
+    return load(path, cfg, on_event, in_memory=False, **opts)
 
 
 @dataclass(frozen=True)
@@ -214,7 +221,7 @@ class Source:
 
     kind: str
     find: Callable[[str], str | None]
-    load: Callable[[str, dict, Callable], Dataset]
+    load: Callable[[str, dict, Callable, dict], Dataset]
 
 
 # Tried in this order: the first whose find() answers is used.
@@ -228,10 +235,14 @@ SOURCES = {s.kind: s for s in (
 )}
 
 
-def load(data, cfg: dict, on_event=ignore, *, in_memory=True) -> Dataset:
+def load(data, cfg: dict, on_event=ignore, *, in_memory=True, split=None,
+         read_only=False) -> Dataset:
     """Load DATA of any kind; image folders are ingested with cfg's size, fit and split.
 
     With in_memory=False pixels in HDF5 files stay on disk (close the Dataset after use).
+    `split` ("train" or "test"): of an image folder only that split is decoded (the other
+    is empty). `read_only`: never write a file (an image folder too large for memory is
+    refused rather than prepared to data/NAME.h5 first).
     """
     path = os.path.abspath(os.fspath(data))
     reading(path)
@@ -244,7 +255,7 @@ def load(data, cfg: dict, on_event=ignore, *, in_memory=True) -> Dataset:
     for source in SOURCES.values():
         found = source.find(path)
         if found is not None:
-            ds = source.load(found, cfg, on_event)
+            ds = source.load(found, cfg, on_event, {"split": split, "read_only": read_only})
             return ds.in_memory() if in_memory else ds
     out = os.path.join(os.fspath(data), "prepared.h5")
     prepare = ("'catlr prepare PHOTOS' (it writes data/prepared.h5)"

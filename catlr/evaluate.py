@@ -85,7 +85,7 @@ def evaluate(model_path, data=None, *, split="test", threshold=0.5, memory="auto
                              "in the model file), is gone, pass the data to evaluate on: "
                              "catlr eval DATA")
     cfg = {**from_saved(meta.get("config")), "size": meta["image_size"], "memory": memory}
-    ds = datasets.load(data, cfg, on_event, in_memory=False)
+    ds = datasets.load(data, cfg, on_event, in_memory=False, split=split, read_only=True)
     try:
         return _evaluate(predictor, model_path, ds, data, split, cfg)
     except BaseException:

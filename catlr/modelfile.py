@@ -12,13 +12,14 @@ Loading never runs code from the file: no pickles, and every entry is checked
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
 
 from .version import __version__
 from .atomic import atomic_path, reading
-from .config import CHOICES, LIMITS, RENAMED, one_of
+from .config import CHOICES, LIMITS, RENAMED, from_saved, one_of, problem
 from .design import NORMALIZATION
 from .errors import CatlrError, describe
 from .model import LogisticRegression
@@ -26,6 +27,11 @@ from .model import LogisticRegression
 FORMAT = 1
 FIGURES = ("final_cost", "train_accuracy", "test_accuracy", "m_train", "m_test", "lr", "iters",
            "print_every")
+TEXTS = ("data", "data_kind", "created", "dtype", "form", "engine", "engine_reason", "positive",
+         "fit", "normalization", "catlr_version")
+MAX_TEXT = 4096      # characters in one text of the metadata (a path, a reason)
+MAX_WARNINGS = 20    # warnings kept from a file (a run has one or two)
+MAX_META = 1 << 20   # characters of the metadata JSON
 # A model file is small (about 100 KB at 64 x 64, 25 MB at the largest size, 1024): refuse
 # to read, or to inflate, anything larger, and any entry compressed more than MAX_RATIO:1.
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
@@ -114,9 +120,46 @@ def _invalid(path, why: str) -> CatlrError:
                       "train a new one with 'catlr train'")
 
 
+def clean(meta: dict) -> dict:
+    """Metadata from a file (a model's, a run's metrics.json) made safe to use: every field
+    catlr formats or reads of the wrong type is None, texts are cut to MAX_TEXT, warnings
+    to MAX_WARNINGS, the split and config to what they can be. The one check of every
+    figure catlr reads back."""
+    meta = dict(meta)
+    for key in FIGURES:
+        if key in meta and (isinstance(meta[key], bool)
+                            or not isinstance(meta[key], (int, float, type(None)))
+                            or isinstance(meta[key], float) and not math.isfinite(meta[key])):
+            meta[key] = None
+    for key in ("train_accuracy", "test_accuracy"):
+        if meta.get(key) is not None and not 0 <= meta[key] <= 1:
+            meta[key] = None
+    for key in TEXTS:
+        if key in meta:
+            meta[key] = meta[key][:MAX_TEXT] if isinstance(meta[key], str) else None
+    warnings = meta.get("warnings", [])
+    if not isinstance(warnings, list):
+        warnings = [warnings]
+    kept = [str(w)[:MAX_TEXT] if isinstance(w, str) else str(w)[:200]
+            for w in warnings[:MAX_WARNINGS]]
+    if len(warnings) > MAX_WARNINGS:
+        kept.append(f"... and {len(warnings) - MAX_WARNINGS} more warnings in the file")
+    meta["warnings"] = kept
+    split = meta.get("split")
+    if split is not None and not (isinstance(split, dict) and
+                                  not problem("seed", split.get("seed")) and
+                                  not problem("test_fraction", split.get("test_fraction"))):
+        meta["split"] = None
+    if "config" in meta:
+        meta["config"] = from_saved(meta["config"])
+    return meta
+
+
 def _check(path, w, b, costs, meta_arr) -> dict:
     if meta_arr.dtype.kind != "U" or meta_arr.shape != ():
         raise _invalid(path, "meta is not a JSON string")
+    if meta_arr.size and len(str(meta_arr)) > MAX_META:
+        raise _invalid(path, f"meta is over {MAX_META >> 20} MB of text, more than any model holds")
     try:
         meta = json.loads(str(meta_arr))
     except ValueError:
@@ -125,17 +168,9 @@ def _check(path, w, b, costs, meta_arr) -> dict:
         raise _invalid(path, "meta is nested too deeply") from None
     if not isinstance(meta, dict):
         raise _invalid(path, "meta is not a JSON object")
-    # figures and settings that catlr formats or uses: a wrong type is dropped, not trusted
-    for key in FIGURES:
-        if key in meta and (isinstance(meta[key], bool)
-                            or not isinstance(meta[key], (int, float, type(None)))):
-            meta[key] = None
-    for key in ("data", "data_kind", "created", "dtype", "form", "engine"):
-        if key in meta and not isinstance(meta[key], str):
-            meta[key] = None
-    if not isinstance(meta.get("warnings", []), list):
-        meta["warnings"] = [str(meta["warnings"])]
     meta = {RENAMED.get(k, k): v for k, v in meta.items()}  # files of earlier versions
+    # figures and settings that catlr formats or uses: a wrong type is dropped, not trusted
+    meta = clean(meta)
     fmt = meta.get("format")
     if fmt != FORMAT:
         hint = "upgrade catlr" if isinstance(fmt, int) and fmt > FORMAT else "retrain it"
@@ -147,7 +182,7 @@ def _check(path, w, b, costs, meta_arr) -> dict:
         raise _invalid(path, f"image_size {size!r} is not an integer from {low} to {high}")
     classes = meta.get("classes")
     if not (isinstance(classes, list) and len(classes) == 2
-            and all(isinstance(c, str) for c in classes)):
+            and all(isinstance(c, str) and 0 < len(c) <= MAX_TEXT for c in classes)):
         raise _invalid(path, "classes must be a list of two names")
     if meta.get("fit", "stretch") not in CHOICES["fit"]:
         raise _invalid(path, f"fit {meta.get('fit')!r} is not {one_of('fit')}")

@@ -9,16 +9,15 @@ from .events import Decoded, Loaded, Plan, Preparing, Step, Wrote
 
 
 @contextlib.contextmanager
-def events(console, *, verbose=False, quiet=False, warm=None, wrote=None):
-    """Yield an on_event that draws the library's events on `console`.
+def events(console, *, verbose=False, quiet=False, wrote=None):
+    """Yield an on_event that draws the library's events on `console` (render's: every
+    line escaped).
 
     Lines: the data loaded and each recorded cost (unless quiet), the plan (verbose).
-    Bars, on a terminal only. `warm`, if given, is called once at the first event
-    (work is under way by then). `wrote`, a list, collects the paths of Wrote events
-    (what an interrupted command says it saved).
+    Bars, on a terminal only. `wrote`, a list, collects the paths of Wrote events (what
+    an interrupted command says it saved).
     """
     progress, tasks = None, {}
-    pending = [warm] if warm else []
     if console.is_terminal:  # off a terminal there is nothing to animate: skip rich.progress
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
@@ -26,8 +25,8 @@ def events(console, *, verbose=False, quiet=False, warm=None, wrote=None):
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                             TextColumn("left"), TimeRemainingColumn(),
-                            console=console, transient=True, refresh_per_second=8)
-    say = progress.console.print if progress else console.print
+                            console=console.rich, transient=True, refresh_per_second=8)
+    say = console.print  # the same rich Console as the bars', so lines print above them
 
     def bar(key, label, total, done, with_rate=False):
         if progress is None:
@@ -38,8 +37,6 @@ def events(console, *, verbose=False, quiet=False, warm=None, wrote=None):
         progress.update(tasks[key], completed=done, rate=f"{speed:,.0f} images/s" if speed else "")
 
     def on_event(event):
-        while pending:
-            pending.pop()()
         if isinstance(event, Wrote):
             if wrote is not None:
                 wrote.append(event.path)

@@ -1,7 +1,12 @@
-"""Rendering for the CLI: the one output path (table, --json, --csv) and the human reports.
+"""Rendering for the CLI: the one output path (table, --json, --csv), the one printer, and
+the human reports.
 
-Only cli.py and progress.py import this module. rich is imported where a table is
-drawn, so a command that prints plain lines off a terminal never loads it.
+Every character catlr prints goes through here, and every string is escaped on its way
+out (errors.printable: control characters, escape sequences and undecodable bytes are
+written as Python writes them), whatever file or model it came from: a class name that
+holds a terminal's escape sequence prints as text. Off a terminal, output is plain lines,
+each as long as its content (no rich, no padding, no rules); on a terminal, rich draws
+tables and bars. Only cli.py and progress.py import this module.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from .errors import printable
 def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
     """Write a command's result to stdout: the one place output formats live.
 
-    fmt "json": one JSON document (always valid: NaN and infinities become null);
-    "csv": `data` is a list of dicts, one row each, in `columns`; "table": human(data).
+    fmt "json": one JSON document (always valid: NaN and infinities become null; every
+    string escaped, as JSON does); "csv": `data` is a list of dicts, one row each, in
+    `columns`, strings escaped; "table": human(data).
     """
     if fmt == "json":
         sys.stdout.write(json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
@@ -29,8 +35,8 @@ def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(columns)
         for row in data:
-            w.writerow(["" if row.get(c) is None else printable(row.get(c)) if c == "path"
-                        else row.get(c) for c in columns])
+            w.writerow(["" if row.get(c) is None else printable(row[c])
+                        if isinstance(row[c], str) else row[c] for c in columns])
     else:
         human(data)
 
@@ -50,25 +56,27 @@ def _plain(x):
     return str(x)
 
 
-def console(json_mode=False, plain=False):
-    """Human output: stdout, or stderr when stdout is reserved for --json.
+def line(text="", stream=None) -> None:
+    """Print one line, escaped, on stdout (or `stream`): for the few lines printed before
+    or without a console (usage errors, warnings, the version)."""
+    stream = stream or sys.stdout
+    try:
+        print(printable(text), file=stream)
+    except BrokenPipeError:
+        silence(stream)
 
-    With plain=True (commands that print lines, no tables) and no terminal to
-    draw on, rich is not imported at all: a script's `catlr train` starts faster.
-    """
+
+def console(json_mode=False, plain=None):
+    """Human output on stdout, or stderr when stdout is reserved for --json: rich on a
+    terminal, plain lines otherwise (then rich is never imported)."""
     stream = sys.stderr if json_mode else sys.stdout
-    if plain and not stream.isatty():
+    if not stream.isatty():
         return PlainConsole(stream)
-    from rich.console import Console
-
-    # markup off: paths such as "cat[1].jpg" are printed as they are. Off a terminal
-    # nothing is wrapped: a pipe or a file gets each line whole, however long.
-    wide = {} if stream.isatty() else {"width": 100_000, "soft_wrap": True}
-    return Console(stderr=json_mode, highlight=False, markup=False, **wide)
+    return RichConsole(stream)
 
 
 class PlainConsole:
-    """The part of rich's Console that line-printing commands use, without rich."""
+    """Lines for a pipe or a file: each printed whole, as long as its content."""
 
     is_terminal = False
 
@@ -76,11 +84,71 @@ class PlainConsole:
         self.stream = stream
 
     def print(self, *objects, **_):
+        text = " ".join(o.plain() if isinstance(o, Table) else printable(o) for o in objects)
         try:
-            print(*map(printable, objects), file=self.stream)
+            print(text, file=self.stream)
         except BrokenPipeError:
             # `catlr train ... | head`: the reader left; training goes on and saves its model
             silence(self.stream)
+
+    def rule(self, title="", **_):
+        self.print(title)
+
+
+class RichConsole:
+    """rich's Console for a terminal, every string escaped before rich sees it."""
+
+    is_terminal = True
+
+    def __init__(self, stream=None, rich=None):
+        from rich.console import Console
+
+        # markup off: paths such as "cat[1].jpg" are printed as they are
+        self.rich = rich or Console(file=stream, highlight=False, markup=False)
+
+    def print(self, *objects, style=None, **_):
+        self.rich.print(*(o.rich() if isinstance(o, Table) else printable(o) for o in objects),
+                        style=style)
+
+    def rule(self, title="", **kw):
+        self.rich.rule(printable(title), **kw)
+
+
+class Table:
+    """A table whose every cell is escaped: rich's on a terminal, plain columns in a pipe."""
+
+    LEFT = ("", "split", "class", "file", "reason", "key", "value", "run", "data", "when")
+
+    def __init__(self, *columns, title=None):
+        self.columns, self.title = [printable(c) for c in columns], title and printable(title)
+        self.rows = []
+
+    def add_row(self, *cells):
+        self.rows.append([printable(c) for c in cells])
+
+    def _right(self, i) -> bool:
+        return self.columns[i] not in self.LEFT
+
+    def plain(self) -> str:
+        """Columns two spaces apart, each as wide as its widest cell, no trailing spaces."""
+        rows = [self.columns] + self.rows
+        widths = [max(len(r[i]) for r in rows) for i in range(len(self.columns))]
+        lines = [self.title] if self.title else []
+        for r in rows:
+            cells = [c.rjust(w) if self._right(i) else c.ljust(w)
+                     for i, (c, w) in enumerate(zip(r, widths))]
+            lines.append("  ".join(cells).rstrip())
+        return "\n".join(lines)
+
+    def rich(self):
+        from rich.table import Table as RichTable
+
+        t = RichTable(title=self.title, title_justify="left", title_style="bold")
+        for i, c in enumerate(self.columns):
+            t.add_column(c, justify="right" if self._right(i) else "left")
+        for r in self.rows:
+            t.add_row(*r)
+        return t
 
 
 def silence(stream):
@@ -116,13 +184,7 @@ def data_lines(ds):
 
 
 def _table(*columns, title=None):
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left", title_style="bold")
-    for c in columns:
-        table.add_column(c, justify="right" if c not in ("", "split", "class", "file",
-                                                         "reason", "key", "value") else "left")
-    return table
+    return Table(*columns, title=title)
 
 
 def prepare_report(console, r):
@@ -215,12 +277,12 @@ def predict_table(rows, model, chosen="given"):
     """Plain text, not rich: predict in a loop is mostly start-up (bench/startup.py)."""
     paths = [printable(r["path"]) for r in rows]
     width = max(map(len, paths)) if rows else 4
-    print(f"{'path':<{width}}  probability  label")
+    line(f"{'path':<{width}}  probability  label".rstrip())
     for path, r in zip(paths, rows):
         tail = (f"{r['probability']:11.3f}  {printable(r['label'])}" if "error" not in r
-                else f"{'-':>11}  error: {r['error']}")
-        print(f"{path:<{width}}  {tail}")
-    print(f"Model: {_model_line(model, chosen)}")
+                else f"{'-':>11}  error: {printable(r['error'])}")
+        line(f"{path:<{width}}  {tail}")
+    line(f"Model: {_model_line(model, chosen)}")
 
 
 def sweep_table(console, rows, plot):
@@ -282,8 +344,11 @@ def runs_table(console, rows, root):
                   str(r.get("dtype") or "?"),
                   f"{r['final_cost']:.6f}" if isinstance(r.get("final_cost"), float) else "?",
                   pct(r.get("train_accuracy")), pct(r.get("test_accuracy")),
-                  "cost rose" if r.get("warnings") else "")
+                  "damaged" if r.get("damaged") else "cost rose" if r.get("warnings") else "")
     console.print(t)
+    for r in rows:
+        if r.get("damaged"):
+            console.print(f"{r['name']} is damaged: {r['damaged']}.")
     if any(r.get("warnings") for r in rows):
         console.print("'cost rose': the cost went up during training more than once, the "
                       "learning rate was too large ('catlr inspect runs/NAME/model.npz' says where).")
@@ -298,6 +363,7 @@ def _short(text: str, width: int) -> str:
 
 
 def step(console, command):
-    """A heading for each step the demo runs, as the user would type it."""
-    console.print()
+    """A heading for each step the demo runs, as the user would type it (a rule on a
+    terminal, the command alone in a pipe)."""
+    console.print("")
     console.rule(f"$ {command}", align="left", style="bold")

@@ -199,19 +199,42 @@ def resolve_model(model, cfg: dict | None = None) -> tuple[str, str]:
                      "train one with 'catlr train DATA' or pass --model FILE")
 
 
+MAX_METRICS = 64 << 10  # bytes of a run's metrics.json: a few figures
+
+
+def _metrics(folder) -> dict:
+    """A run's metrics.json, bounded and validated as a model's metadata is (modelfile.clean);
+    ValueError saying what is wrong with it."""
+    path = os.path.join(folder, "metrics.json")
+    if not os.path.isfile(path):
+        raise ValueError("metrics.json is missing" if not os.path.exists(path)
+                         else "metrics.json is not a regular file")
+    with open(path, "rb") as f:
+        data = f.read(MAX_METRICS + 1)
+    if len(data) > MAX_METRICS:
+        raise ValueError(f"metrics.json is over {MAX_METRICS >> 10} KB")
+    try:
+        row = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ValueError("metrics.json is not valid JSON") from None
+    if not isinstance(row, dict):
+        raise ValueError("metrics.json is not a JSON object")
+    return modelfile.clean(row)
+
+
 def table(root=DEFAULTS["runs"]) -> list[dict]:
-    """Every run under root, newest first: summary() rows (the runs command's table)."""
+    """Every run under root, newest first: summary() rows (the runs command's table). A run
+    whose figures cannot be read is a row with `damaged` saying why; the others show."""
     rows = []
     for _, name, path in _models(root):
+        damaged = None
         try:
-            with open(os.path.join(os.path.dirname(path), "metrics.json"), encoding="utf-8") as f:
-                row = json.load(f)
-            if not isinstance(row, dict):
-                raise ValueError("not an object")
-        except (OSError, ValueError):
-            try:  # no metrics.json (a run copied by hand?): read the model
+            row = _metrics(os.path.dirname(path))
+        except (OSError, ValueError) as e:
+            try:  # no readable metrics.json (a run copied by hand?): read the model
                 row = summary(name, modelfile.load(path)[1])
             except CatlrError:
-                continue
-        rows.append({**{k: row.get(k) for k in SUMMARY}, "name": name, "model": path})
+                row, damaged = {}, f"{e} and the model cannot be read"
+        rows.append({**{k: row.get(k) for k in SUMMARY}, "name": name, "model": path,
+                     **({"damaged": damaged} if damaged else {})})
     return rows

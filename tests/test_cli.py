@@ -316,10 +316,11 @@ def test_progress_display_on_a_terminal(tmp_path):
     from rich.console import Console
 
     from catlr.progress import events
+    from catlr.render import RichConsole
     from catlr.train import train
 
     buf = io.StringIO()
-    console = Console(file=buf, force_terminal=True, width=100, highlight=False)
+    console = RichConsole(rich=Console(file=buf, force_terminal=True, width=100, highlight=False))
     from catlr.config import resolve
 
     folder = __import__("catlr.demo", fromlist=["x"]).make_sample(tmp_path, 6, unseen=0)["images"]

@@ -256,10 +256,11 @@ def test_bars_show_the_time_left_on_a_terminal(small_folder):
 
     from catlr import config
     from catlr.progress import events
+    from catlr.render import RichConsole
     from catlr.train import train
 
     buf = io.StringIO()
-    console = Console(file=buf, force_terminal=True, width=120)
+    console = RichConsole(rich=Console(file=buf, force_terminal=True, width=120))
     with events(console) as on_event:
         train(small_folder, config.resolve(None, iters=3000), out="m.npz", on_event=on_event)
     text = buf.getvalue()

@@ -11,15 +11,155 @@ extra: pip install "catlr[dask]".
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import socket
+import struct
+import subprocess
+import sys
+import time
 
 import numpy as np
 from distributed import Client, LocalCluster
 
+from ..config import parse_address
 from ..containers import open_container
 from ..design import Design, block_gradient, normalize
+from ..errors import CatlrError, describe
 
 BLOCK_BYTES = 64 << 20  # per task: large enough that scheduling stays a small share
+PROBE_SECONDS = 5       # to connect to a scheduler and hear it speak
+MAX_HANDSHAKE = 1 << 20  # bytes a scheduler's first message may take: a few hundred in fact
+
+
+def probe(address: str, seconds: float = PROBE_SECONDS) -> None:
+    """Check that a Dask scheduler answers at `address` before Dask connects: one line
+    when nothing listens, when it does not answer in time, or when what answers does not
+    speak Dask's protocol (its first message is read with a bound, never allocated from
+    the length the peer claims)."""
+    scheme, host, port = parse_address(address)
+    where = f"{scheme}://{host}:{port}"
+    fix = "start one with 'dask scheduler' (and 'dask worker ADDRESS'), or drop --scheduler"
+    try:
+        sock = socket.create_connection((host, port), timeout=seconds)
+    except ConnectionRefusedError:
+        raise CatlrError(f"no Dask scheduler answers at {where} (connection refused), "
+                         f"{fix}") from None
+    except socket.timeout:
+        raise CatlrError(f"{where} did not accept a connection within {seconds:g} s, check "
+                         f"the address and the network, or {fix}") from None
+    except OSError as e:
+        raise CatlrError(f"cannot reach {where} ({e.strerror or e}), check the address, or "
+                         f"{fix}") from None
+    if scheme == "tls":  # the handshake is encrypted: that it accepts must do here
+        sock.close()
+        return
+    not_dask = (f"{where} answers, but not as a Dask scheduler, check the address (the "
+                "scheduler's port is 8786 by default)")
+    with sock:
+        deadline = time.monotonic() + seconds
+
+        def read(n):
+            data = b""
+            while len(data) < n:
+                sock.settimeout(max(deadline - time.monotonic(), 0.01))
+                try:
+                    part = sock.recv(n - len(data))
+                except socket.timeout:
+                    raise CatlrError(f"{where} accepted the connection but sent nothing a Dask "
+                                     f"scheduler sends within {seconds:g} s, check the "
+                                     "address") from None
+                except OSError:
+                    part = b""
+                if not part:
+                    raise CatlrError(not_dask)
+                data += part
+            return data
+
+        (size,) = struct.unpack("<Q", read(8))
+        if not 16 <= size <= MAX_HANDSHAKE:
+            raise CatlrError(not_dask)
+        body = read(size)
+        (frames,) = struct.unpack("<Q", body[:8])
+        lengths = struct.unpack(f"<{frames}Q", body[8:8 + 8 * frames]) if frames <= 64 else ()
+        if not 1 <= frames <= 64 or 8 + 8 * frames + sum(lengths) > size:
+            raise CatlrError(not_dask)
+
+
+class LocalWorkers:
+    """A local cluster: a scheduler in this process and one `dask worker` process per core,
+    each in a session of its own. Ctrl-C in a terminal reaches the whole foreground process
+    group; the workers are not in it, so only catlr answers (with one line), and catlr stops
+    them when it closes. They are real worker processes, as on a hand-started cluster, and
+    exit by themselves if catlr is killed (their scheduler gone for DEATH_SECONDS)."""
+
+    DEATH_SECONDS = 20
+    START_SECONDS = 120
+
+    def __init__(self, n_workers: int, memory: int):
+        import tempfile
+
+        self.procs, self.client = [], None
+        self.cluster = LocalCluster(n_workers=0, dashboard_address="127.0.0.1:0",
+                                    silence_logs=logging.CRITICAL)
+        self.logs = tempfile.mkdtemp(prefix="catlr-dask-")
+        try:
+            for k in range(n_workers):
+                with open(os.path.join(self.logs, f"worker-{k}.log"), "wb") as log:
+                    self.procs.append(subprocess.Popen(
+                        [sys.executable, "-m", "distributed.cli.dask_worker",
+                         self.cluster.scheduler_address, "--nthreads", "1",
+                         "--memory-limit", str(memory // n_workers), "--no-dashboard",
+                         "--death-timeout", str(self.DEATH_SECONDS), "--name", f"catlr-{k}"],
+                        stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                        start_new_session=True))
+            self.client = Client(self.cluster)
+            self.client.wait_for_workers(n_workers, timeout=self.START_SECONDS)
+        except (TimeoutError, OSError) as e:
+            words = self._last_words()
+            self.close()
+            raise CatlrError(f"the local Dask workers did not start ({describe(e)}"
+                             f"{': ' + words if words else ''}), check that Dask is installed "
+                             "with: pip install \"catlr[dask]\"") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _last_words(self) -> str:
+        for name in sorted(os.listdir(self.logs)):
+            with open(os.path.join(self.logs, name), "rb") as f:
+                lines = f.read()[-4000:].decode("utf-8", "replace").strip().splitlines()
+            errors = [line for line in lines if "Error" in line]
+            if errors:
+                return errors[-1].strip()[:120]
+        return ""
+
+    def close(self):
+        import shutil
+
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()
+        for p in self.procs:
+            with contextlib.suppress(OSError):
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        with contextlib.suppress(Exception):
+            self.cluster.close()
+        shutil.rmtree(self.logs, ignore_errors=True)
+
+
+def _total_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
 
 
 def read_block(path, key, start, stop, dtype):
@@ -43,7 +183,8 @@ class DaskPixels(Design):
 
     engine = "dask"
 
-    def __init__(self, x, dtype="float32", scheduler=None, n_workers=None, block_bytes=None):
+    def __init__(self, x, dtype="float32", scheduler=None, n_workers=None, block_bytes=None,
+                 memory=None):
         if hasattr(x, "file"):  # an h5py dataset
             self.path, self.key = os.path.abspath(x.file.filename), x.name.lstrip("/")
         else:  # an array of a Zarr store (containers.py)
@@ -52,12 +193,16 @@ class DaskPixels(Design):
         self.n_x = int(np.prod(x.shape[1:], dtype=np.int64))
         self.dtype = np.dtype(dtype)
         if scheduler:
-            self.cluster, self.client = None, Client(scheduler)
+            probe(scheduler)
+            try:
+                self.cluster, self.client = None, Client(scheduler, timeout=f"{PROBE_SECONDS * 2}s")
+            except (OSError, TimeoutError) as e:
+                raise CatlrError(f"cannot connect to the Dask scheduler at {scheduler} "
+                                 f"({str(e).splitlines()[0][:100]}), check that it runs") from None
         else:  # a local cluster of worker processes, the way a user tries it first
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
-            self.cluster = LocalCluster(n_workers=n_workers or cores, threads_per_worker=1,
-                                        processes=True, dashboard_address="127.0.0.1:0")
-            self.client = Client(self.cluster)
+            self.cluster = LocalWorkers(n_workers or cores, memory or _total_memory())
+            self.client = self.cluster.client
         self.detail = f"Dask dashboard: {self.client.dashboard_link}"
         k = max(1, (block_bytes or BLOCK_BYTES) // (self.n_x * self.dtype.itemsize))
         self.spans = [(s, min(s + k, self.m)) for s in range(0, self.m, k)]
@@ -92,9 +237,10 @@ class DaskPixels(Design):
         return self
 
     def close(self):
-        self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+        else:
+            self.client.close()
 
 
 def build(x, choice, cfg):
