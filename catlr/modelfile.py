@@ -137,14 +137,13 @@ def clean(meta: dict) -> dict:
     for key in TEXTS:
         if key in meta:
             meta[key] = meta[key][:MAX_TEXT] if isinstance(meta[key], str) else None
-    warnings = meta.get("warnings", [])
-    if not isinstance(warnings, list):
-        warnings = [warnings]
-    kept = [str(w)[:MAX_TEXT] if isinstance(w, str) else str(w)[:200]
-            for w in warnings[:MAX_WARNINGS]]
-    if len(warnings) > MAX_WARNINGS:
-        kept.append(f"... and {len(warnings) - MAX_WARNINGS} more warnings in the file")
-    meta["warnings"] = kept
+    if "warnings" in meta:
+        warnings = meta["warnings"] if isinstance(meta["warnings"], list) else [meta["warnings"]]
+        kept = [str(w)[:MAX_TEXT] if isinstance(w, str) else str(w)[:200]
+                for w in warnings[:MAX_WARNINGS]]
+        if len(warnings) > MAX_WARNINGS:
+            kept.append(f"... and {len(warnings) - MAX_WARNINGS} more warnings in the file")
+        meta["warnings"] = kept
     split = meta.get("split")
     if split is not None and not (isinstance(split, dict) and
                                   not problem("seed", split.get("seed")) and
