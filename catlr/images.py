@@ -1,19 +1,28 @@
 """Decode any image a user has into a size x size x 3 uint8 RGB array.
 
 One function, `load_image`, is the only way pixels enter catlr (prepare, train
-on a folder, predict), so every path sees the same decoding:
+on a folder, predict, a web upload), so every path sees the same decoding:
 EXIF orientation applied, every mode made RGB correctly, JPEGs decoded at a
-reduced scale by libjpeg, then resized by the chosen fit policy.
+reduced scale by libjpeg, then resized by the chosen fit policy. And the same limits:
+  - only Pillow plugins that decode in-process are tried (FORMATS), whatever the file's
+    name says: never EPS or PostScript, which run Ghostscript, nor any other plugin
+    that calls a program;
+  - an image over MAX_PIXELS, or whose decoding would take over MAX_DECODE_BYTES of
+    memory (its mode's bytes per pixel, and the conversions), is refused from its header;
+  - images decoded at once (in threads) share DECODE_BUDGET bytes: a decoder waits for
+    room rather than pile up (six large float TIFFs never take gigabytes together).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 from .config import CHOICES, one_of
 from .errors import CatlrError, describe
@@ -29,6 +38,77 @@ UNSUPPORTED = {".heic": "HEIC", ".heif": "HEIF"}
 MAX_PIXELS = 64_000_000
 # Transparent pixels and padding become white, as image viewers show them.
 BACKGROUND = (255, 255, 255)
+FORMATS = ("JPEG", "PNG", "GIF", "BMP")   # Pillow's first plugins: most photos
+MORE_FORMATS = ("WEBP", "TIFF", "AVIF")   # loaded the first time a file is none of those
+MAX_DECODE_BYTES = 1 << 30                # one image, decoded, with its conversions
+DECODE_BUDGET = 2 << 30                   # every image being decoded at once
+
+
+class _Budget:
+    """Bytes that decoding threads hold at once; a thread waits until its image fits."""
+
+    def __init__(self, total):
+        self.total, self.used, self.cond = total, 0, threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, n):
+        n = min(n, self.total)
+        with self.cond:
+            self.cond.wait_for(lambda: self.used + n <= self.total)
+            self.used += n
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.used -= n
+                self.cond.notify_all()
+
+
+_BUDGET = _Budget(DECODE_BUDGET)
+_MORE = []
+
+
+def _more_formats():
+    """The formats past Pillow's first ones, their plugins imported once (not Image.init(),
+    which would load every plugin, the ones that call programs too)."""
+    if not _MORE:
+        import importlib
+
+        for name, module in (("WEBP", "WebPImagePlugin"), ("TIFF", "TiffImagePlugin"),
+                             ("AVIF", "AvifImagePlugin")):
+            with contextlib.suppress(ImportError):
+                importlib.import_module(f"PIL.{module}")
+                if name in Image.OPEN:
+                    _MORE.append(name)
+    return _MORE
+
+
+def _open(source):
+    """Image.open with catlr's formats only: an EPS named holiday.jpg is 'not an image'."""
+    Image.preinit()
+    try:
+        return Image.open(source, formats=FORMATS)
+    except UnidentifiedImageError:
+        if hasattr(source, "seek"):
+            source.seek(0)
+        return Image.open(source, formats=_more_formats())
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    info = ImageMode.getmode(mode)
+    return len(info.bands) * max(int(info.typestr[-1]) if info.typestr[-1].isdigit() else 1, 1)
+
+
+def _peak_bytes(im, fit: str) -> int:
+    """About what decoding `im` (opened, not loaded) takes at its most: its pixels, a
+    rotated copy, the conversion to RGB (alpha composited on a canvas; wide grays scaled
+    a million pixels at a time) and, for pad, the square canvas."""
+    w, h = im.size
+    px = w * h
+    own = _bytes_per_pixel(im.mode)
+    convert = 16 if ("A" in im.mode or "a" in im.mode or "transparency" in im.info) else 4
+    canvas = max(w, h) ** 2 * 3 if fit == "pad" else 0
+    return px * (2 * own + convert) + canvas
 
 
 class ImageError(CatlrError):
@@ -70,7 +150,7 @@ def load_image(source, size: int = 64, fit: str = "stretch", max_pixels: int = M
 
 def _decode(source, path, size, fit, max_pixels):
     try:
-        with Image.open(source) as im:
+        with _open(source) as im:
             width, height = im.size
             if width * height > max_pixels:
                 raise ImageError(path, f"too large ({width} x {height} pixels, over the limit "
@@ -78,13 +158,18 @@ def _decode(source, path, size, fit, max_pixels):
             if fit == "pad" and max(width, height) ** 2 > max_pixels:
                 raise ImageError(path, f"too long and thin to pad ({width} x {height}: a "
                                        f"{max(width, height)}-pixel square canvas)")
-            if im.format == "JPEG":
+            if im.format in ("JPEG", "MPO"):
                 # libjpeg can decode at 1/2, 1/4 or 1/8 scale for free; ask for
                 # twice the final size so the last resize still antialiases.
                 im.draft(None, (2 * size, 2 * size))
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            rgb = _to_rgb(im)
+            need = _peak_bytes(im, fit)
+            if need > MAX_DECODE_BYTES:
+                raise ImageError(path, f"too large to decode ({im.size[0]} x {im.size[1]} "
+                                       f"{im.mode} pixels would take about {need >> 20} MB)")
+            with _BUDGET.hold(need):
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                rgb = _fit(_to_rgb(im), size, fit)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -107,7 +192,7 @@ def _decode(source, path, size, fit, max_pixels):
         raise ImageError(path, "too large to decode in memory") from None
     except Exception as e:  # a decoder's own failure (a corrupt AVIF, a DDS named .jpg)
         raise ImageError(path, f"cannot be decoded ({type(e).__name__}: {describe(e)})") from None
-    return np.asarray(_fit(rgb, size, fit), dtype=np.uint8)
+    return np.asarray(rgb, dtype=np.uint8)
 
 
 # Pillow warns (but decodes) between 1x and 2x its pixel limit, and on damaged
@@ -134,22 +219,28 @@ def _to_rgb(im):
     return im.convert("RGB")
 
 
+SCALE_BLOCK = 1 << 20  # pixels of a wide gray image scaled at a time: bounded memory
+
+
 def _scale_wide_gray(im):
     """16-bit, 32-bit integer and float grayscale: scale to 0..255 (convert('L') would clip)."""
-    a = np.asarray(im).astype(np.float64)
-    if not np.isfinite(a).all():  # NaN or infinite pixels: not a picture catlr can scale
+    a = np.asarray(im)  # one copy, in the image's own type (2 or 4 bytes a pixel)
+    if a.dtype.kind == "f" and not np.isfinite(a).all():  # not a picture catlr can scale
         raise ImageError(getattr(im, "filename", "") or "image", "holds NaN or infinite pixels")
+    hi = float(a.max()) if a.size else 0.0
     if im.mode.startswith("I;16"):
         top = 65535.0
-    elif im.mode == "F" and a.size and a.max() <= 1.0:
+    elif im.mode == "F" and a.size and hi <= 1.0:
         top = 1.0
     else:
         # Mode I (int32) often holds 8- or 16-bit data: scale by the smallest
         # of the 8-, 16- and 32-bit ranges that holds its largest value.
-        hi = float(a.max()) if a.size else 0.0
         top = next((t for t in (255.0, 65535.0, 2147483647.0) if hi <= t), hi)
-    g = np.clip(np.rint(np.nan_to_num(a) * (255.0 / top)), 0, 255).astype(np.uint8)
-    return Image.fromarray(g).convert("RGB")
+    flat, g = a.reshape(-1), np.empty(a.size, np.uint8)
+    for start in range(0, a.size, SCALE_BLOCK):
+        part = flat[start:start + SCALE_BLOCK].astype(np.float64)
+        g[start:start + SCALE_BLOCK] = np.clip(np.rint(part * (255.0 / top)), 0, 255)
+    return Image.fromarray(g.reshape(a.shape)).convert("RGB")
 
 
 def _fit(im, size: int, fit: str):

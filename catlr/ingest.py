@@ -23,6 +23,7 @@ from .events import Decoded, ignore
 from .images import EXTENSIONS, MAX_PIXELS, ImageError, is_image_name, load_image
 
 CHUNK = 256  # images decoded and handed over per step: bounds memory, fixed for determinism
+MAX_DEPTH = 64  # folders below a class folder that are searched: no photo collection is deeper
 
 
 @dataclass
@@ -35,36 +36,64 @@ class Layout:
     test: list
     split: dict | None        # the seeded split, or None when SRC had train/ and test/
     ignored: list = field(default_factory=list)  # files that are not images
-    unreadable: list = field(default_factory=list)  # folders catlr may not list ("cat/x/")
+    # folders not searched, with why: [("cat/x/", "permission denied ..."), ...]
+    unreadable: list = field(default_factory=list)
+
+
+def walk(folder, *, max_depth=MAX_DEPTH, skipped=None):
+    """os.walk's (here, dirs, files) in sorted order, hidden entries left out, iteratively:
+    a tree of any depth never exhausts the stack. Links to folders are listed but never
+    followed (no loops); folders that cannot be listed, and those over `max_depth` below
+    `folder`, are not entered: (path, reason) goes to `skipped`."""
+    todo = [(os.fspath(folder), 0)]
+    while todo:
+        here, depth = todo.pop()
+        try:
+            with os.scandir(here) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")),
+                                 key=lambda e: e.name)
+        except OSError as e:
+            if skipped is not None:
+                skipped.append((here, "permission denied (a folder catlr cannot list)"
+                                if isinstance(e, PermissionError) else
+                                f"cannot be listed ({e.strerror or e})"))
+            continue
+        dirs, files, links = [], [], set()
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+                if is_dir and entry.is_symlink():
+                    links.add(entry.name)
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(entry.name)
+        yield here, dirs, files
+        inner = [d for d in dirs if d not in links]
+        if inner and depth >= max_depth:
+            if skipped is not None:
+                skipped.extend((os.path.join(here, d), f"nested over {max_depth} folders "
+                                "deep, not searched") for d in inner)
+            continue
+        todo.extend((os.path.join(here, d), depth + 1) for d in reversed(inner))
 
 
 def walk_images(folder, root=None, unreadable=None):
     """(sorted relative image paths, sorted relative other files) under `folder`, hidden
-    skipped; folders that cannot be listed are appended to `unreadable` (relative, with /)."""
+    skipped; folders not searched go to `unreadable` as (relative path with /, reason)."""
     root = root or folder
-
-    def cannot_list(error):
-        if unreadable is not None:
-            unreadable.append(os.path.relpath(error.filename, root) + "/")
-
-    images, others = [], []
-    for here, dirs, files in os.walk(folder, onerror=cannot_list):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
+    images, others, skipped = [], [], []
+    for here, dirs, files in walk(folder, skipped=skipped):
+        for name in files:
             rel = os.path.relpath(os.path.join(here, name), root)
             (images if is_image_name(name) else others).append(rel)
+    if unreadable is not None:
+        unreadable.extend((os.path.relpath(p, root) + "/", why) for p, why in skipped)
     return images, others
 
 
 def has_images(folder) -> bool:
     """Whether any visible file below `folder` has an image's name (stops at the first)."""
-    for here, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        if any(is_image_name(name) for name in files):
-            return True
-    return False
+    return any(any(is_image_name(name) for name in files) for _, _, files in walk(folder))
 
 
 def _readable(folder) -> bool:
@@ -154,8 +183,8 @@ def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
     labels = {lbl for _, lbl in train + test}
     if labels != {0, 1}:
         which = positive if 1 not in labels else "negative"
-        cause = (f"; catlr may not read {', '.join(unreadable[:3])}, check its permissions"
-                 if unreadable else "")
+        cause = (f"; catlr did not search {', '.join(p for p, _ in unreadable[:3])} "
+                 f"({unreadable[0][1]})" if unreadable else "")
         raise CatlrError(f"{src} has no {which} images (extensions: "
                          f"{' '.join(sorted(EXTENSIONS))}){cause}, add some")
     return Layout(src, classes, train, test, split, ignored, unreadable)
@@ -249,11 +278,10 @@ def ingest(layout: Layout, stream, sink, *, dedupe=False, strict=False, on_event
     dups = {"train": [], "test": [], "across": []}
     skipped, dropped, done = [], 0, 0
     counts = {s: {c: 0 for c in layout.classes} for s in ("train", "test")}
-    for folder in layout.unreadable:
+    for folder, why in layout.unreadable:
         if strict:
-            raise CatlrError(f"{folder}: permission denied, catlr cannot list this folder "
-                             "(--strict stops at it), fix its permissions or drop --strict")
-        skipped.append({"path": folder, "reason": "permission denied (a folder catlr cannot list)"})
+            raise CatlrError(f"{folder}: {why} (--strict stops at it), fix it or drop --strict")
+        skipped.append({"path": folder, "reason": why})
     for split, items in (("train", layout.train), ("test", layout.test)):
         batch = ([], [], [])
         for (rel, label), (_, result) in zip(items, stream):

@@ -12,7 +12,7 @@ import numpy as np
 from .atomic import reading
 from .events import Decoded, ignore
 from .images import MAX_PIXELS, ImageError
-from .ingest import decode_many, walk_images
+from .ingest import decode_many, walk, walk_images
 from .predictor import Predictor
 
 SCORE_BYTES = 16 << 20  # uint8 pixels per scoring batch: 1,365 images at 64 x 64, 5 at 1024
@@ -49,12 +49,14 @@ def expand(pattern: str) -> list[str]:
     a folder: a link to '..' would send glob round the same files forever."""
     if "**" not in pattern:
         return sorted(glob.glob(pattern))
-    root = os.path.dirname(pattern.split("**", 1)[0].rstrip("/")) if not pattern.startswith(
-        "**") else ""
+    parts = pattern.split("/")
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = "/".join(parts[:fixed]) or ("/" if pattern.startswith("/") else "")
+    if root and not os.path.isdir(root):  # the walk starts only below the fixed prefix
+        return []
     regex, found = _pattern(pattern), []
-    for here, dirs, files in os.walk(root or "."):  # followlinks=False: no loops
-        dirs.sort()
-        for name in dirs + sorted(files):
+    for here, dirs, files in walk(root or "."):  # iterative, links never followed: no loops
+        for name in dirs + files:
             path = os.path.join(here, name) if root else os.path.relpath(os.path.join(here, name))
             if not name.startswith(".") and regex.match(path):
                 found.append(path)
