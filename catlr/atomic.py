@@ -127,7 +127,8 @@ def check_output(dest, kind: str, flag: str | None = None, inputs=()) -> Path:
                          "import catlr.hdf5 first)")
     spec = KINDS[kind]
     dest = Path(dest)
-    name = f"--{flag} {dest}" if flag else str(dest)
+    name = (f"the run folder {dest}" if flag == "run" else f"--{flag} {dest}" if flag
+            else str(dest))
     if dest.is_symlink():
         dest = Path(os.path.realpath(dest))
     real = os.path.realpath(dest)

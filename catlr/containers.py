@@ -45,10 +45,13 @@ class ContainerError(CatlrError):
     """A dataset catlr will not read: names the file and the dataset."""
 
 
-def open_container(path) -> Container:
-    """The container at `path`: an HDF5 file, or a Zarr store (a folder with zarr.json)."""
+def open_container(path, *, is_input=True) -> Container:
+    """The container at `path`: an HDF5 file, or a Zarr store (a folder with zarr.json).
+    It counts as an input of the command (no output may replace it) unless is_input=False
+    (the output guard looking at what an output would replace)."""
     path = os.fspath(path)
-    reading(path)
+    if is_input:
+        reading(path)
     if os.path.isdir(path):
         return ZarrContainer(path)
     return HDF5Container(path)

@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from .atomic import KINDS, Kind
+from .containers import open_container
 from .errors import CatlrError
 
 DEFAULT_CLASSES = ("non-cat", "cat")
@@ -24,9 +25,9 @@ DEFAULT_CLASSES = ("non-cat", "cat")
 def _prepared(path) -> bool:
     """An HDF5 file that 'catlr prepare' wrote (so catlr may replace it)."""
     try:
-        with h5py.File(path, "r") as f:
-            return "catlr_version" in f.attrs
-    except (OSError, ValueError):
+        with open_container(path, is_input=False) as c:
+            return c.kind == "hdf5" and c.written_by_catlr()
+    except (CatlrError, OSError, ValueError):
         return False
 
 

@@ -59,6 +59,16 @@ def check_name(root, name: str | None, exist_ok: bool) -> None:
                          "--exist-ok to replace it")
 
 
+def next_folder(root, name: str | None) -> str:
+    """The folder a new run would take (its name, or the next train-N): what the output
+    guard checks before training."""
+    if name is not None:
+        return os.path.join(root, name)
+    taken = [int(m.group(1)) for d in (os.listdir(root) if os.path.isdir(root) else ())
+             if (m := re.fullmatch(r"train-(\d+)", d))]
+    return os.path.join(root, f"{PREFIX}{max(taken, default=0) + 1}")
+
+
 def _reserve(root, name, exist_ok) -> tuple[str, bool]:
     """(the run folder, whether this call created it). Auto names never collide: mkdir decides."""
     os.makedirs(root, exist_ok=True)

@@ -131,7 +131,8 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
     curve (also kept in the run folder). on_event receives events.Loaded, Decoded (image
     folders), Plan, Step and Wrote.
     """
-    guard({"out": (out, "model"), "plot": (plot, "png")}, [data])  # before the work
+    guard({"out": (out, "model"), "plot": (plot, "png"),  # before the work
+           "run": (None if out else runs.next_folder(cfg["runs"], name), "run")}, [data])
     if out is None:
         runs.check_name(cfg["runs"], name, exist_ok)
     engines.require(cfg["engine"])
