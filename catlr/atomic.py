@@ -31,7 +31,8 @@ from .errors import UsageError
 
 NAME_MAX = 255  # bytes in a file name on the file systems catlr meets
 RUN_FILES = frozenset({"model.npz", "config.toml", "costs.csv", "metrics.json", "cost.png"})
-PREDICTIONS_HEADER = "path,split,index,label,probability,predicted,correct"
+PREDICTIONS_HEADER = "path,split,index,true_label,probability,predicted,correct"
+OLD_HEADERS = ("path,split,index,label,probability,predicted,correct",)  # catlr 0.2.0
 
 
 def _head(path, n=8) -> bytes:
@@ -51,7 +52,7 @@ def _is_model(path) -> bool:
 
 def _is_predictions(path) -> bool:
     first = _head(path, 256).split(b"\n", 1)[0].rstrip(b"\r")
-    return first.decode("utf-8", "replace") == PREDICTIONS_HEADER
+    return first.decode("utf-8", "replace") in (PREDICTIONS_HEADER, *OLD_HEADERS)
 
 
 def _is_store(path) -> bool:
@@ -79,11 +80,12 @@ class Kind:
     name: str
     folder: bool
     own: Callable[[str], bool]
+    suffix: str = ""  # the name's ending, when the format must be what the name says
 
 
 KINDS = {
     "model": Kind("a model file (.npz)", False, _is_model),
-    "png": Kind("a PNG picture", False, lambda p: _head(p).startswith(b"\x89PNG")),
+    "png": Kind("a PNG picture", False, lambda p: _head(p).startswith(b"\x89PNG"), ".png"),
     "predictions": Kind("a predictions CSV", False, _is_predictions),
     "text": Kind("a run's text file", False, lambda p: False),
     "image": Kind("a sample image", False,
@@ -129,6 +131,9 @@ def check_output(dest, kind: str, flag: str | None = None, inputs=()) -> Path:
     dest = Path(dest)
     name = (f"the run folder {dest}" if flag == "run" else f"--{flag} {dest}" if flag
             else str(dest))
+    if spec.suffix and dest.suffix.lower() != spec.suffix:
+        raise UsageError(f"{name}: catlr writes {spec.name} here, name the file with "
+                         f"{spec.suffix} (e.g. {dest.with_suffix(spec.suffix).name})")
     if dest.is_symlink():
         dest = Path(os.path.realpath(dest))
     real = os.path.realpath(dest)

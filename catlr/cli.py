@@ -383,15 +383,18 @@ def evaluate(
             result = run(model, data, split=split, threshold=threshold, on_event=on_event)
         with contextlib.closing(result):  # the mistakes' images may be read from the file
             if errors is not None:
-                from .plots import mistakes_sheet
+                from .plots import MISTAKES, mistakes_sheet
 
-                mistakes_sheet(result.images, result.labels, result.probabilities,
-                               result.paths, result.figures["classes"], errors,
-                               threshold=threshold, title=f"Misclassified ({split} split)")
+                wrong = mistakes_sheet(result.images, result.labels, result.probabilities,
+                                       result.paths, result.figures["classes"], errors,
+                                       threshold=threshold, title=f"Misclassified ({split} split)")
+                result.figures["errors_shown"] = min(wrong, MISTAKES)
             if predictions is not None:
                 from .evaluate import write_predictions
 
                 write_predictions(result, predictions)
+        for warning in result.figures["warnings"]:
+            _say(f"Warning: {warning}")
         render.show(result.figures, _fmt(json_out),
                     human=lambda f: render.eval_report(render.console(), f, errors, chosen,
                                                        predictions))
@@ -419,12 +422,17 @@ def predict(
         from .progress import events
         from .runs import resolve_model
 
+        from .predictor import Predictor
+
         model, chosen = resolve_model(model, cfg)
+        predictor = Predictor.load(model, threshold)
+        for warning in predictor.meta.get("warnings") or []:  # a flagged model says so
+            _say(f"Warning: {model}: {warning}")
         many = len(inputs) > 1 or any(os.path.isdir(i) or glob.has_magic(i) for i in inputs)
         with (events(render.console(json_out or csv_out, plain=True), quiet=True) if many
               else contextlib.nullcontext(ignore)) as on_event:  # a bar for many images
-            rows = run(inputs, model, threshold=threshold, workers=cfg["workers"],
-                       max_pixels=cfg["max_pixels"], on_event=on_event)
+            rows = run(inputs, threshold=threshold, workers=cfg["workers"],
+                       max_pixels=cfg["max_pixels"], on_event=on_event, predictor=predictor)
         render.show(rows, "json" if json_out else "csv" if csv_out else "table",
                     human=lambda r: render.predict_table(r, model, chosen),
                     columns=["path", "probability", "label", "error"])

@@ -52,12 +52,12 @@ CHOICES = {
 }
 # Inclusive bounds of the integer settings (None: no upper bound).
 LIMITS = {
-    "iters": (1, None),
-    "print_every": (1, None),
+    "iters": (1, 10**9),
+    "print_every": (1, 10**9),
     "size": (1, 1024),      # 1024 x 1024 x 3 = 3.1 M weights: 25 MB of float64
-    "seed": (0, None),
-    "workers": (0, None),
-    "max_pixels": (1, None),
+    "seed": (0, 2**32 - 1),
+    "workers": (0, 1024),
+    "max_pixels": (1, 10**10),
 }
 # Every setting that is also a flag: the heading of --help it is listed under, and its help
 # (the default is added from DEFAULTS unless the help says it). A command takes the flags of

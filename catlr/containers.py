@@ -92,6 +92,24 @@ class Container:
     def written_by_catlr(self) -> bool:
         raise NotImplementedError
 
+    def _raw_attributes(self) -> dict:
+        raise NotImplementedError
+
+    def attributes(self) -> dict:
+        """The container's own attributes that are short texts or numbers (what 'catlr
+        prepare' records: its source, when, how many images, each split's fingerprint);
+        anything else is left unread."""
+        out = {}
+        for key, value in self._raw_attributes().items():
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            if isinstance(value, (np.integer, np.floating)):
+                value = value.item()
+            if isinstance(value, str) and len(value) <= MAX_STRING or (
+                    isinstance(value, (int, float)) and not isinstance(value, bool)):
+                out[str(key)[:64]] = value
+        return out
+
     # ---- the roles: every read goes through one of these ----
     def pixels(self, key):
         """Images (m, size, size, 3) uint8, left in the container (read when sliced)."""
@@ -180,6 +198,15 @@ class HDF5Container(Container):
 
     def written_by_catlr(self) -> bool:
         return "catlr_version" in self.f.attrs
+
+    def _raw_attributes(self):
+        out = {}
+        for name in list(self.f.attrs)[:64]:
+            aid = self.f.attrs.get_id(name)
+            if aid.shape in ((), None) and aid.dtype.itemsize <= MAX_STRING:
+                with _quiet():
+                    out[name] = self.f.attrs[name]
+        return out
 
     def _is_array(self, key):
         link = self.f.get(key, getlink=True)
@@ -421,6 +448,9 @@ class ZarrContainer(Container):
     def written_by_catlr(self) -> bool:
         return "catlr_version" in self.attrs
 
+    def _raw_attributes(self):
+        return self.attrs
+
     def _is_array(self, key):
         return key in self.arrays
 
@@ -530,6 +560,13 @@ class ZarrContainer(Container):
             raise self.fail(a.key, f"has a chunk that decompresses to {content} bytes, more "
                                    f"than the {limit} one chunk holds: the store is damaged "
                                    "or forged")
+
+
+def _quiet():
+    """Reading one attribute: a malformed one is skipped, not an error."""
+    import contextlib
+
+    return contextlib.suppress(OSError, ValueError, TypeError)
 
 
 def _zstd_content_size(head: bytes) -> int | None:

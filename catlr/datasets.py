@@ -14,6 +14,7 @@ h5py dataset) until `in_memory()` reads them.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from .containers import open_container
 from .config import DEFAULT_PREPARED
 from .errors import CatlrError
 from .events import Preparing, ignore
+from .fingerprint import of_split
 from .hdf5 import DEFAULT_CLASSES, find_course_pair
 
 
@@ -50,6 +52,8 @@ class Dataset:
     paths_test: list = field(default_factory=list)
     report: dict | None = None  # the ingestion report, for image folders
     files: list = field(default_factory=list)
+    fingerprints: dict = field(default_factory=dict)  # {split: hex}, known or computed once
+    note: str = ""   # how DATA was read, when it was a choice (said on the Data line)
 
     @property
     def on_disk(self) -> bool:
@@ -63,6 +67,13 @@ class Dataset:
     @property
     def n_x(self) -> int:
         return self.size * self.size * 3
+
+    def fingerprint(self, split: str) -> str:
+        """The split's fingerprint (fingerprint.py): recorded by prepare, else computed."""
+        if split not in self.fingerprints:
+            x, y = (self.x_train, self.y_train) if split == "train" else (self.x_test, self.y_test)
+            self.fingerprints[split] = of_split(x, y)
+        return self.fingerprints[split]
 
     def in_memory(self) -> Dataset:
         """Read pixels still on disk into arrays (and close the files); returns self."""
@@ -98,8 +109,13 @@ def _from_files(path, kind, train_file, test_file) -> Dataset:
         for f in files:
             f.close()
         raise
+    known = {}
+    if len(files) == 1:  # a prepared file or store records its splits' fingerprints
+        attrs = files[0].attributes()
+        known = {s: attrs[f"fingerprint_{s}"] for s in ("train", "test")
+                 if isinstance(attrs.get(f"fingerprint_{s}"), str)}
     return Dataset(tr[0], tr[1], te[0], te[1], tr[2], path, kind,
-                   paths_train=tr[3], paths_test=te[3], files=files)
+                   paths_train=tr[3], paths_test=te[3], files=files, fingerprints=known)
 
 
 def _load_prepared(path, cfg, on_event, opts):
@@ -143,12 +159,15 @@ def _load_folder(path, cfg, on_event, opts):
                            f"the budget of {engines.size_text(limit)} ({why})"))
         prepare(path, out, cfg, on_event=on_event)
         return _load_prepared(os.path.abspath(out), cfg, on_event, opts)
-    sink = ArraySink(cfg["size"])
-    report = ingest(layout, start_decoding(layout, cfg),
-                    sink, on_event=on_event)
+    sink, sizes = ArraySink(cfg["size"]), {}
+    report = ingest(layout, start_decoding(layout, cfg, sizes), sink, on_event=on_event,
+                    sizes=sizes)
+    report["fit"] = cfg["fit"]
     (xtr, ytr, ptr), (xte, yte, pte) = sink.arrays("train"), sink.arrays("test")
+    prints = {s: v for s, v in report["fingerprint"].items()
+              if not opts.get("split") or s == opts["split"]}  # only the splits decoded
     return Dataset(xtr, ytr, xte, yte, layout.classes, layout.root, "folder", layout.split,
-                   ptr, pte, report)
+                   ptr, pte, report, fingerprints=prints)
 
 
 def _prepared_in(folder) -> list[str]:
@@ -206,6 +225,17 @@ def _nested(folder) -> str | None:
     return inner[0] if inner else None
 
 
+def _loose_images(folder) -> int:
+    """How many image files lie directly in `folder` (photos not yet sorted into classes)."""
+    from .ingest import is_image_name  # see _load_folder
+
+    try:
+        return sum(1 for n in os.listdir(folder) if is_image_name(n)
+                   and os.path.isfile(os.path.join(folder, n)))
+    except OSError:
+        return 0
+
+
 def _course(folder) -> str | None:
     return folder if os.path.isdir(folder) and find_course_pair(folder) is not None else None
 
@@ -224,8 +254,53 @@ class Source:
     load: Callable[[str, dict, Callable, dict], Dataset]
 
 
+def _course_file(path) -> str | None:
+    """The train file of a course pair, given alone: the pair's folder (so that
+    'catlr train data/train_catvnoncat.h5' picks the pair when data/ holds other data)."""
+    name = os.path.basename(path)
+    if not (os.path.isfile(path) and name.startswith("train_") and name.endswith(".h5")):
+        return None
+    folder = os.path.dirname(path)
+    try:
+        pair = find_course_pair(folder)
+    except CatlrError:
+        return None
+    return folder if pair and os.path.samefile(pair[0], path) else None
+
+
+def _load_course_file(path, cfg, on_event, opts):
+    ds = _load_course(path, cfg, on_event, opts)
+    ds.note = f"the course pair in {path} (train_*.h5 + test_*.h5)"
+    return ds
+
+
+def _holdings(folder) -> list[str]:
+    """What a folder holds directly, each in words with how to pick it: a course pair,
+    prepared files and stores, image class folders."""
+    found = []
+    try:
+        pair = find_course_pair(folder)
+    except CatlrError:
+        pair = None
+    if pair:
+        found.append(f"the course pair ({os.path.basename(pair[0])} + "
+                     f"{os.path.basename(pair[1])}: pass {pair[0]})")
+    found += [f"a prepared {'store' if os.path.isdir(p) else 'file'} ({os.path.basename(p)}: "
+              f"pass {p})" for p in _prepared_in(folder)]
+    if _image_folder(folder):
+        found.append(f"image class folders (pass {folder} alone once the others are moved)")
+    for name in sorted(os.listdir(folder)):
+        sub = os.path.join(folder, name)
+        if not name.startswith(".") and os.path.isdir(sub) and not _zarr(sub):
+            with contextlib.suppress(CatlrError):
+                if _course(sub) or _one_prepared(sub):
+                    found.append(f"data in {name}/ (pass {sub})")
+    return found
+
+
 # Tried in this order: the first whose find() answers is used.
 SOURCES = {s.kind: s for s in (
+    Source("course-file", _course_file, _load_course_file),
     Source("prepared", lambda p: p if os.path.isfile(p) else None, _load_prepared),
     Source("zarr", _zarr, _load_prepared),
     Source("course", _course, _load_course),
@@ -252,11 +327,23 @@ def load(data, cfg: dict, on_event=ignore, *, in_memory=True, split=None,
     if not (os.path.isfile(path) or os.path.isdir(path)):
         raise CatlrError(f"{data} is not a regular file or a folder (a device or a FIFO), give "
                          "an image folder, a prepared .h5 file or a folder holding the course pair")
+    if os.path.isdir(path):
+        held = _holdings(path)
+        if len(held) > 1 and not all(h.startswith("a prepared") for h in held):
+            # never pick one silently (several prepared files: _one_prepared says so)
+            raise CatlrError(f"{os.fspath(data).rstrip(os.sep)}/ holds {len(held)} kinds of data, "
+                             f"{'; '.join(held)}: pass the one to train on as DATA")
     for source in SOURCES.values():
         found = source.find(path)
         if found is not None:
             ds = source.load(found, cfg, on_event, {"split": split, "read_only": read_only})
             return ds.in_memory() if in_memory else ds
+    loose = _loose_images(path)
+    if loose:
+        raise CatlrError(f"{os.fspath(data).rstrip(os.sep)}/ holds {loose} images but no class "
+                         f"folders: put the cats in {os.path.join(os.fspath(data), 'cat')}/ and the "
+                         f"rest in {os.path.join(os.fspath(data), 'non-cat')}/ (see 'catlr "
+                         "prepare --help'), then train on the folder")
     out = os.path.join(os.fspath(data), "prepared.h5")
     prepare = ("'catlr prepare PHOTOS' (it writes data/prepared.h5)"
                if os.path.abspath(out) == os.path.abspath(DEFAULT_PREPARED) else

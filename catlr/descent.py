@@ -211,6 +211,34 @@ def dual(K, y, s, lr, iters, steps, objective=COURSE):
     return c, float(xp.sum(c)) if fold else scale * float(v), steps.costs, z
 
 
+def largest_step(design, objective=COURSE, iters=12, max_work=2e10) -> float | None:
+    """The largest learning rate at which gradient descent's cost cannot rise on this data,
+    2 / L, or None when finding it would take too long (max_work multiply-adds).
+
+    The cost is L-smooth with L <= max(s) lambda_max([X; 1] [X; 1].T) / (4m) + l2 / m (the
+    sigmoid's slope is at most 1/4), and a step under 2 / L always lowers it. lambda_max by
+    power iteration from all ones, which for images (all pixels >= 0) starts near the top
+    eigenvector; each iteration is one scores and one times pass over X.
+    """
+    n_x, m = design.n_x, design.m
+    if 2 * iters * m * n_x > max_work or not hasattr(design, "blocks"):
+        return None
+    try:
+        w, b, top = np.ones(n_x), 1.0, 0.0
+        for _ in range(iters):
+            norm = math.sqrt(float(w @ w) + b * b)
+            w, b = w / norm, b / norm
+            u = to_host(design.scores(w, b))
+            w, b = to_host(design.times(u)), float(u.sum())
+            top = math.sqrt(float(w @ w) + b * b)
+    except NotImplementedError:
+        return None
+    weight = 1.0 if objective.class_weight is None else float(
+        np.max(to_host(objective.weights(np.array([0.0, 1.0])))))
+    smooth = weight * top / (4 * m) + objective.l2 / m
+    return 2.0 / smooth if smooth > 0 else None
+
+
 def _diverged(i: int, lr: float):
     raise CatlrError(f"training diverged at iteration {i} (weights are no longer finite "
                      f"with --lr {lr:g}), use a smaller learning rate such as --lr {lr / 10:g} "

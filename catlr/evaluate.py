@@ -13,6 +13,7 @@ from .atomic import PREDICTIONS_HEADER, atomic_path
 from .config import from_saved
 from .errors import CatlrError
 from .events import ignore
+from .fingerprint import of_split
 from .loss import labels
 from .predictor import Predictor
 
@@ -39,13 +40,13 @@ class Evaluation:
 
     def rows(self) -> list[dict]:
         """One row per image: path (or '' for the course pair, which stores none), split,
-        index in the split, true label, probability of the positive class, predicted
+        index in the split, true_label, probability of the positive class, predicted
         label, correct."""
         classes = self.figures["classes"]
         named = not self.paths or not self.paths[0].startswith(f"{self.split}[")
         predicted = labels(self.probabilities, self.threshold)
         return [{"path": path if named else "", "split": self.split, "index": i,
-                 "label": classes[int(y)], "probability": float(p),
+                 "true_label": classes[int(y)], "probability": float(p),
                  "predicted": classes[int(k)], "correct": int(k) == int(y)}
                 for i, (path, y, p, k) in enumerate(zip(self.paths, self.labels,
                                                         self.probabilities, predicted))]
@@ -104,6 +105,8 @@ def _evaluate(predictor, model_path, ds, data, split, cfg):
         raise CatlrError(f"the {split} split of {data} is empty, choose --split train or other data")
     if x.shape[0] * ds.n_x <= engines.budget(cfg)[0] * engines.BLOCK_SHARE:
         x = np.asarray(x)  # small: this split read whole (never the other), the file closed
+        if (meta.get("fingerprint") or {}).get(split):
+            ds.fingerprints.setdefault(split, of_split(x, y))
         ds.close()
     p = predictor.proba(x)  # a block at a time: the float X is never built whole
     paths = ds.paths_train if split == "train" else ds.paths_test
@@ -112,4 +115,17 @@ def _evaluate(predictor, model_path, ds, data, split, cfg):
     figures = metrics.report(y, p, threshold)
     figures.update({"split": split, "data": ds.source, "model": str(model_path),
                     "classes": list(ds.classes)})
+    warnings = [f"{model_path}: {w}" for w in meta.get("warnings") or []]
+    recorded = (meta.get("fingerprint") or {}).get(split)
+    figures["data_changed"] = None if not recorded else ds.fingerprint(split) != recorded
+    if figures["data_changed"]:
+        warnings.append(f"the {split} split of {ds.source} is not the one {model_path} was "
+                        "trained and tested with (the data changed since, prepared again?): "
+                        "these figures describe other images")
+    base = figures["baseline"]
+    if figures["accuracy"] is not None and figures["accuracy"] <= base["accuracy"]:
+        warnings.append(f"the model does not beat always answering "
+                        f"{ds.classes[base['label']]} ({base['accuracy']:.2%} of this split): "
+                        "it has not learned to tell the classes apart")
+    figures["warnings"] = warnings
     return Evaluation(figures, x, y, p, paths, split, threshold, ds)

@@ -125,17 +125,19 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in EXTENSIONS
 
 
-def load_image(source, size: int = 64, fit: str = "stretch", max_pixels: int = MAX_PIXELS):
+def load_image(source, size: int = 64, fit: str = "stretch", max_pixels: int = MAX_PIXELS,
+               info: dict | None = None):
     """Decode `source` into a (size, size, 3) uint8 array, or raise ImageError. `source` is a
     path, the file's bytes, or a binary file object (a web upload): every one is decoded
     the same way. Images over `max_pixels` (and pads whose square canvas would be) are
-    refused from their header."""
+    refused from their header. `info`, a dict, gets "size": the image's own (width, height)."""
+    info = {} if info is None else info
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not len(source):
             raise ImageError("<bytes>", "empty file")
-        return _decode(io.BytesIO(source), "<bytes>", size, fit, max_pixels)
+        return _decode(io.BytesIO(source), "<bytes>", size, fit, max_pixels, info)
     if hasattr(source, "read"):
-        return _decode(source, getattr(source, "name", "<stream>"), size, fit, max_pixels)
+        return _decode(source, getattr(source, "name", "<stream>"), size, fit, max_pixels, info)
     path = source
     if not os.path.isfile(path):  # a FIFO or a device would block or never end
         raise ImageError(path, "not a regular file" if os.path.exists(path) else "no such file")
@@ -145,13 +147,14 @@ def load_image(source, size: int = 64, fit: str = "stretch", max_pixels: int = M
         empty = False
     if empty:
         raise ImageError(path, "empty file")
-    return _decode(path, path, size, fit, max_pixels)
+    return _decode(path, path, size, fit, max_pixels, info)
 
 
-def _decode(source, path, size, fit, max_pixels):
+def _decode(source, path, size, fit, max_pixels, info):
     try:
         with _open(source) as im:
             width, height = im.size
+            info["size"] = (width, height)
             if width * height > max_pixels:
                 raise ImageError(path, f"too large ({width} x {height} pixels, over the limit "
                                        f"of {max_pixels:,} pixels, --max-pixels)")

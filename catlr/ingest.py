@@ -8,7 +8,6 @@ chunks. No HDF5 here: prepare.py's sink writes the file, ArraySink keeps memory.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import time
@@ -19,11 +18,13 @@ import numpy as np
 
 from .atomic import reading
 from .errors import CatlrError
+from .fingerprint import Fingerprint, image_digest
 from .events import Decoded, ignore
 from .images import EXTENSIONS, MAX_PIXELS, ImageError, is_image_name, load_image
 
 CHUNK = 256  # images decoded and handed over per step: bounds memory, fixed for determinism
 MAX_DEPTH = 64  # folders below a class folder that are searched: no photo collection is deeper
+SQUARISH = 1.5  # an image at least this much wider than tall (or taller) is far from square
 
 
 @dataclass
@@ -38,6 +39,17 @@ class Layout:
     ignored: list = field(default_factory=list)  # files that are not images
     # folders not searched, with why: [("cat/x/", "permission denied ..."), ...]
     unreadable: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # what discovery chose for the user, in words
+
+
+def _match(names, positive: str) -> str | None:
+    """The class folder `positive` names: itself, or the one folder that differs only in
+    case or a plural (Cat/, cats/, Cats/ for cat)."""
+    if positive in names:
+        return positive
+    p = positive.lower()
+    close = [n for n in names if n.lower() in (p, p + "s", p + "es") or n.lower().rstrip("s") == p]
+    return close[0] if len(close) == 1 else None
 
 
 def walk(folder, *, max_depth=MAX_DEPTH, skipped=None):
@@ -167,6 +179,11 @@ def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
         raise CatlrError(f"{src} has no class folders, put images in {src}/cat/ and "
                          f"{src}/non-cat/ (see 'catlr prepare --help')")
     lower = {d.lower(): d for d in subdirs}
+    classes_here = (_class_dirs(os.path.join(src, lower["train"]))
+                    if "train" in lower and "test" in lower else subdirs)
+    asked, positive = positive, _match(classes_here, positive) or positive
+    notes = ([f"using {positive}/ as the positive class (for --positive {asked}); pass "
+              "--positive NAME to choose another"] if positive != asked else [])
     if "train" in lower and "test" in lower:
         tr, ign1, unr1 = _scan(os.path.join(src, lower["train"]), src, positive)
         te, ign2, unr2 = _scan(os.path.join(src, lower["test"]), src, positive)
@@ -187,7 +204,7 @@ def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
                  f"({unreadable[0][1]})" if unreadable else "")
         raise CatlrError(f"{src} has no {which} images (extensions: "
                          f"{' '.join(sorted(EXTENSIONS))}){cause}, add some")
-    return Layout(src, classes, train, test, split, ignored, unreadable)
+    return Layout(src, classes, train, test, split, ignored, unreadable, notes)
 
 
 def _workers(n: int) -> int:
@@ -202,7 +219,7 @@ def _workers(n: int) -> int:
     return max(cores, 1) + 1
 
 
-def decode_many(paths, size=64, fit="stretch", workers=0, max_pixels=MAX_PIXELS):
+def decode_many(paths, size=64, fit="stretch", workers=0, max_pixels=MAX_PIXELS, sizes=None):
     """Decode `paths` in parallel threads: an iterator of (path, array or ImageError) in
     input order.
 
@@ -213,10 +230,14 @@ def decode_many(paths, size=64, fit="stretch", workers=0, max_pixels=MAX_PIXELS)
     for the interpreter to wait on at exit.
     """
     def one(p):
+        info = {}
         try:
-            return load_image(p, size, fit, max_pixels)
+            image = load_image(p, size, fit, max_pixels, info=info)
         except ImageError as e:
             return e
+        if sizes is not None:
+            sizes[p] = info["size"]
+        return image
 
     n = _workers(workers)
     if len(paths) <= 1 or n == 1:  # no pool to start for one photo
@@ -242,11 +263,11 @@ def decode_many(paths, size=64, fit="stretch", workers=0, max_pixels=MAX_PIXELS)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def start_decoding(layout: Layout, cfg: dict):
+def start_decoding(layout: Layout, cfg: dict, sizes=None):
     """Decode every image of `layout`, train then test, with cfg's size, fit, workers and
-    max_pixels (see decode_many)."""
+    max_pixels (see decode_many; `sizes` gets each file's width and height)."""
     return decode_many([os.path.join(layout.root, p) for p, _ in layout.train + layout.test],
-                       cfg["size"], cfg["fit"], cfg["workers"], cfg["max_pixels"])
+                       cfg["size"], cfg["fit"], cfg["workers"], cfg["max_pixels"], sizes)
 
 
 class ArraySink:
@@ -266,15 +287,21 @@ class ArraySink:
         return x, np.asarray(ys, dtype=np.int64), ps
 
 
-def ingest(layout: Layout, stream, sink, *, dedupe=False, strict=False, on_event=ignore) -> dict:
+def ingest(layout: Layout, stream, sink, *, dedupe=False, strict=False, on_event=ignore,
+           sizes=None) -> dict:
     """Put the images of `layout`, decoded by `stream` (start_decoding), into `sink`.
 
     Returns the report: counts per split and class, skipped files with their
-    reasons, ignored files, duplicates (a hash of the final pixels) and speed.
+    reasons, ignored files, duplicates (a hash of the final pixels), each split's
+    fingerprint, how many images were far from square (`sizes`: the dict start_decoding
+    filled with each file's width and height), and speed.
     """
+    sizes = {} if sizes is None else sizes
+    oblong = 0
     started = time.perf_counter()
     total = len(layout.train) + len(layout.test)
-    seen: dict[str, tuple[str, str]] = {}  # pixel hash -> (split, path) of its first image
+    seen: dict[bytes, tuple[str, str]] = {}  # pixel digest -> (split, path) of its first image
+    prints = {"train": Fingerprint(), "test": Fingerprint()}
     dups = {"train": [], "test": [], "across": []}
     skipped, dropped, done = [], 0, 0
     counts = {s: {c: 0 for c in layout.classes} for s in ("train", "test")}
@@ -292,13 +319,16 @@ def ingest(layout: Layout, stream, sink, *, dedupe=False, strict=False, on_event
                                      "broken file), fix or remove it, or drop --strict")
                 skipped.append({"path": rel, "reason": result.reason})
             else:
-                h = hashlib.blake2b(result.tobytes(), digest_size=16).hexdigest()
+                h = image_digest(result)
                 first = seen.setdefault(h, (split, rel))
                 if first[1] != rel:
                     dups["across" if first[0] != split else split].append([first[1], rel])
                 if first[1] == rel or not dedupe:
                     batch[0].append(result), batch[1].append(label), batch[2].append(rel)
                     counts[split][layout.classes[label]] += 1
+                    prints[split].update(h, label)
+                    w, hgt = sizes.pop(os.path.join(layout.root, rel), (1, 1))
+                    oblong += max(w, hgt) >= SQUARISH * min(w, hgt)
                 else:
                     dropped += 1
             if len(batch[0]) >= CHUNK:
@@ -317,5 +347,6 @@ def ingest(layout: Layout, stream, sink, *, dedupe=False, strict=False, on_event
             "positive_fraction": pos / kept if kept else None,
             "skipped": skipped, "ignored": layout.ignored, "duplicates": dups,
             "dropped_duplicates": dropped, "split": layout.split,
-            "images": total, "seconds": seconds,
+            "images": total, "used": kept, "oblong": oblong, "notes": layout.notes,
+            "fingerprint": {s: f.hexdigest() for s, f in prints.items()}, "seconds": seconds,
             "images_per_second": total / seconds if seconds > 0 else None}

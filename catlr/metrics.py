@@ -52,8 +52,17 @@ def report(y, p, threshold: float = 0.5) -> dict:
     precision = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
     recall = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
     f1 = 2 * c["tp"] / (2 * c["tp"] + c["fp"] + c["fn"]) if c["tp"] + c["fp"] + c["fn"] else 0.0
+    positives = int(y.sum())
     return {"accuracy": (c["tp"] + c["tn"]) / m if m else None,
             "precision": precision, "recall": recall, "f1": f1,
             "log_loss": log_loss(y, p) if m else None, "roc_auc": roc_auc(y, p), **c,
-            "positives": int(y.sum()), "negatives": int(m - y.sum()), "m": m,
-            "threshold": threshold}
+            "positives": positives, "negatives": int(m - positives), "m": m,
+            "threshold": threshold, "baseline": baseline(y)}
+
+
+def baseline(y) -> dict:
+    """Always answering the larger class: {label, accuracy} (what a model must beat)."""
+    y = np.ravel(y).astype(np.int64)
+    m, positives = len(y), int(y.sum())
+    label = int(positives > m - positives)
+    return {"label": label, "accuracy": (max(positives, m - positives) / m) if m else None}

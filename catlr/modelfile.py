@@ -38,7 +38,7 @@ MAX_ENTRY_BYTES = 64 * 1024 * 1024
 MAX_RATIO = 50
 
 
-def metadata(model, ds, cfg: dict, figures: dict) -> dict:
+def metadata(model, ds, cfg: dict, figures: dict, fingerprint=None) -> dict:
     """The JSON metadata saved with the weights: enough to re-create the data and preprocessing."""
     return {
         "format": FORMAT,
@@ -57,6 +57,7 @@ def metadata(model, ds, cfg: dict, figures: dict) -> dict:
         "data": ds.source,
         "data_kind": ds.kind,
         "split": ds.split,
+        "fingerprint": fingerprint or {},
         **figures,
         "config": {**cfg, "form": model.form_},
     }
@@ -151,6 +152,10 @@ def clean(meta: dict) -> dict:
         meta["split"] = None
     if "config" in meta:
         meta["config"] = from_saved(meta["config"])
+    if "fingerprint" in meta:
+        prints = meta["fingerprint"] if isinstance(meta["fingerprint"], dict) else {}
+        meta["fingerprint"] = {k: v for k, v in prints.items() if k in ("train", "test")
+                               and isinstance(v, str) and len(v) <= 64}
     return meta
 
 

@@ -48,11 +48,16 @@ def _fit_text(draw, text: str, font, width: int) -> str:
     return "..."
 
 
-def cost_curve_png(costs, every, *, title="Cost during training") -> bytes:
-    """Cost against iteration for one run, as PNG bytes (runs.py writes them)."""
+def cost_curve_png(costs, every, *, title="Cost during training", final=None) -> bytes:
+    """Cost against iteration for one run, as PNG bytes (runs.py writes them); `final`:
+    (iteration, cost) after the last update, marked apart."""
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
-    ax.plot(_iterations(costs, every), costs, marker="o", markersize=3)
+    ax.plot(_iterations(costs, every), costs, marker="o", markersize=3, label="recorded")
+    if final and final[1] is not None:
+        ax.plot([final[0]], [final[1]], marker="s", color="firebrick", linestyle="none",
+                label=f"final: {final[1]:.6f} (after iteration {final[0]})")
+        ax.legend()
     ax.set(title=title, xlabel="iteration", ylabel="cost J")
     ax.grid(alpha=0.3)
     return _png(fig)
@@ -90,8 +95,11 @@ def weights_picture(w, size, path, *, classes=("non-cat", "cat"), title="Weights
     _save(fig, path)
 
 
+MISTAKES = 60  # drawn at most on one sheet
+
+
 def mistakes_sheet(images, labels, probabilities, paths, classes, path, *, threshold=0.5,
-                   title="Misclassified images", scale=2, columns=6, limit=60):
+                   title="Misclassified images", scale=2, columns=6, limit=MISTAKES):
     """A contact sheet of misclassified images, most confident mistakes first (at most `limit`).
 
     images (m, s, s, 3) uint8, labels (m,), probabilities (m,) of the positive class.

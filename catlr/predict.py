@@ -63,12 +63,13 @@ def expand(pattern: str) -> list[str]:
     return found
 
 
-def collect(inputs) -> tuple[list[str], list[dict]]:
+def collect(inputs) -> tuple[list[str], list]:
     """Expand INPUTs (files, folders searched for images, globs) into image paths.
 
-    Returns (paths in input order without repeats, error rows for inputs that match nothing).
+    Returns (paths in input order without repeats, every row in input order: a path, or the
+    error row of an input that matches nothing, where that input was).
     """
-    paths, errors, seen = [], [], set()
+    paths, order, seen = [], [], set()
     for item in map(os.fspath, inputs):
         reading(item)
         if os.path.exists(item):
@@ -80,35 +81,38 @@ def collect(inputs) -> tuple[list[str], list[dict]]:
         found = [p for q in matches for p in
                  ([os.path.join(q, r) for r in walk_images(q)[0]] if os.path.isdir(q) else [q])]
         if not found:
-            errors.append({"path": item, "error": none})
+            order.append({"path": item, "error": none})
         for p in found:
             real = os.path.realpath(p)  # each file scored once, however it was reached
             if real not in seen:
                 seen.add(real)
                 paths.append(p)
-    return paths, errors
+                order.append(p)
+    return paths, order
 
 
-def predict(inputs, model_path, *, threshold=0.5, workers=0, max_pixels=MAX_PIXELS,
-            on_event=ignore) -> list[dict]:
-    """One row per image: {path, probability, label}, or {path, error} when it cannot be read.
+def predict(inputs, model_path=None, *, threshold=0.5, workers=0, max_pixels=MAX_PIXELS,
+            on_event=ignore, predictor=None) -> list[dict]:
+    """One row per image, in input order: {path, probability, label}, or {path, error}
+    when it cannot be read.
 
-    Images go through the preprocessing recorded in the model (size, fit, / 255).
+    Images go through the preprocessing recorded in the model (size, fit, / 255); pass
+    `predictor` (a Predictor already loaded) instead of model_path to reuse one.
     """
-    predictor = Predictor.load(model_path, threshold)
-    paths, rows = collect(inputs)
-    batch, kept = [], []
+    predictor = predictor or Predictor.load(model_path, threshold)
+    paths, order = collect(inputs)
+    done_rows, batch, kept = {}, [], []
     per_batch = max(1, SCORE_BYTES // (predictor.size ** 2 * 3))
 
     def score():  # one product per batch, sized by bytes: memory stays bounded
         for path, p in zip(kept, predictor.proba(np.stack(batch)).tolist()):
-            rows.append(predictor.row(path, p))
+            done_rows[path] = predictor.row(path, p)
         batch.clear(), kept.clear()
 
     decoded = decode_many(paths, predictor.size, predictor.fit, workers, max_pixels)
     for done, (path, result) in enumerate(decoded, 1):
         if isinstance(result, ImageError):
-            rows.append({"path": path, "error": result.reason})
+            done_rows[path] = {"path": path, "error": result.reason}
         else:
             batch.append(result)
             kept.append(path)
@@ -117,5 +121,4 @@ def predict(inputs, model_path, *, threshold=0.5, workers=0, max_pixels=MAX_PIXE
         on_event(Decoded(done, total=len(paths)))
     if batch:
         score()
-    order = {p: i for i, p in enumerate(paths)}
-    return sorted(rows, key=lambda r: order.get(r["path"], -1))
+    return [entry if isinstance(entry, dict) else done_rows[entry] for entry in order]

@@ -7,11 +7,13 @@ writes what it yields to a file, atomically.
 from __future__ import annotations
 
 import os
+import time
 
 import h5py
 
 from .version import __version__
 from .atomic import atomic_folder, atomic_path, guard, remove_stale
+from .containers import open_container
 from .errors import CatlrError
 from .events import ignore
 from .hdf5 import Sink, find_course_pair
@@ -48,22 +50,44 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
                          f"train on it directly with 'catlr train {src}'")
     layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"])
     _check_room(out, len(layout.train) + len(layout.test), cfg["size"])
-    stream = start_decoding(layout, cfg)
+    replaced = previous(out)  # what is there now, to say what the new file replaces
+    sizes = {}
+    stream = start_decoding(layout, cfg, sizes)
     attrs = {"catlr_version": __version__, "size": cfg["size"], "fit": cfg["fit"],
-             "positive": cfg["positive"], "split": str(layout.split or "given")}
+             "positive": cfg["positive"], "split": str(layout.split or "given"),
+             "source": os.path.abspath(os.fspath(src)), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    def finish(report, target):
+        target.update({**attrs, "images": report["used"],
+                       **{f"fingerprint_{s}": v for s, v in report["fingerprint"].items()}})
+
     if store:  # a Zarr store, for a Dask cluster
         from .zarr_store import ZarrSink, zarr
 
         with atomic_folder(out, "zarr") as tmp:
             group = zarr.open_group(os.fspath(tmp), mode="w")
             report = ingest(layout, stream, ZarrSink(group, cfg["size"], layout.classes),
-                            dedupe=dedupe, strict=strict, on_event=on_event)
-            group.attrs.update(attrs)
+                            dedupe=dedupe, strict=strict, on_event=on_event, sizes=sizes)
+            finish(report, group.attrs)
     else:
         with atomic_path(out, "hdf5") as tmp:
             with h5py.File(tmp, "w", track_order=False) as f:
                 report = ingest(layout, stream, Sink(f, cfg["size"], layout.classes),
-                                dedupe=dedupe, strict=strict, on_event=on_event)
-                f.attrs.update(attrs)
+                                dedupe=dedupe, strict=strict, on_event=on_event, sizes=sizes)
+                finish(report, f.attrs)
     report["out"] = os.path.abspath(os.fspath(out))
+    report["replaced"], report["fit"] = replaced, cfg["fit"]
     return report
+
+
+def previous(out) -> dict | None:
+    """What a prepared output holds before it is replaced: {images, source, created} from
+    its attributes (None when there is nothing, or nothing catlr wrote, there)."""
+    if not os.path.exists(out):
+        return None
+    try:
+        with open_container(out, is_input=False) as c:
+            a = c.attributes()
+    except CatlrError:
+        return None
+    return {"images": a.get("images"), "source": a.get("source"), "created": a.get("created")}

@@ -117,7 +117,8 @@ class RichConsole:
 class Table:
     """A table whose every cell is escaped: rich's on a terminal, plain columns in a pipe."""
 
-    LEFT = ("", "split", "class", "file", "reason", "key", "value", "run", "data", "when")
+    LEFT = ("", "split", "class", "file", "reason", "key", "value", "run", "data", "when",
+            "metric")
 
     def __init__(self, *columns, title=None):
         self.columns, self.title = [printable(c) for c in columns], title and printable(title)
@@ -170,8 +171,11 @@ def data_lines(ds):
     """What train and sweep say about the data they loaded."""
     yield (f"Data: {ds.kind} {ds.source}: {len(ds.y_train)} train and {len(ds.y_test)} "
            f"test images of {ds.size} x {ds.size} ({ds.classes[1]}: "
-           f"{int(ds.y_train.sum())} train, {int(ds.y_test.sum())} test)")
+           f"{int(ds.y_train.sum())} train, {int(ds.y_test.sum())} test)"
+           + (f", {ds.note}" if ds.note else ""))
     report = ds.report or {}
+    for note in report.get("notes", []):
+        yield f"Note: {note}"
     skipped = report.get("skipped", [])
     if skipped:
         shown = "; ".join(f"{printable(s['path'])}: {s['reason']}" for s in skipped[:3])
@@ -189,6 +193,12 @@ def _table(*columns, title=None):
 
 def prepare_report(console, r):
     neg, pos = r["classes"]
+    old = r.get("replaced")
+    if old:
+        held = (f", which held {old['images']} images" if old.get("images") is not None else "")
+        came = f" from {old['source']}" if old.get("source") else ""
+        when = f" (prepared {old['created']})" if old.get("created") else ""
+        console.print(f"Replaced {r['out']}{held}{came}{when}")
     console.print(f"Wrote {r['out']}")
     table = _table("split", neg, pos, "total", f"{pos} share")
     for split in ("train", "test"):
@@ -200,6 +210,8 @@ def prepare_report(console, r):
         missing = [name for name, n in c.items() if n == 0]
         if sum(c.values()) and missing:
             console.print(f"The {split} split has no {' or '.join(missing)} images.", style="yellow")
+    for note in r.get("notes", []):
+        console.print(f"Note: {note}")
     split = r["split"]
     console.print("Split: " + ("kept the folder's train/ and test/" if split is None else
                                f"seed {split['seed']}, test fraction {split['test_fraction']:g}, "
@@ -216,8 +228,16 @@ def prepare_report(console, r):
             t.add_row(f"... and {len(r['skipped']) - 20} more", "")
         console.print(t)
     if r["ignored"]:
-        console.print(f"Ignored {plural(len(r['ignored']), 'file')} that are not images or not "
-                      f"in a class folder (e.g. {printable(r['ignored'][0])}).")
+        n = len(r["ignored"])
+        console.print(f"Ignored {plural(n, 'file')} that {'is' if n == 1 else 'are'} not "
+                      f"{'an image' if n == 1 else 'images'} or not in a class folder (e.g. "
+                      f"{r['ignored'][0]}).")
+    if r.get("oblong") and r.get("fit", "stretch") == "stretch":
+        n = r["oblong"]
+        console.print(f"{plural(n, 'image')} {'was' if n == 1 else 'were'} far from square "
+                      f"(over 3:2) and {'was' if n == 1 else 'were'} squashed to fit "
+                      f"(--fit stretch, as the course); --fit crop keeps the centre square, "
+                      f"--fit pad keeps the whole picture with white bands.")
     d = r["duplicates"]
     for key, what in (("train", "within train"), ("test", "within test"),
                       ("across", "across train and test (leakage)")):
@@ -230,12 +250,16 @@ def prepare_report(console, r):
     elif any(d.values()):
         console.print("Pass --dedupe to drop them.")
     if r["images_per_second"]:
+        used = r.get("used", r["images"])
         console.print(f"Decoded {r['images']} files in {r['seconds']:.2f} s "
-                      f"({r['images_per_second']:,.0f} images/s).")
+                      f"({r['images_per_second']:,.0f} images/s)"
+                      + (f": {used} used." if used != r["images"] else "."))
 
 
 def train_summary(console, meta, saved):
     """The figures, and what was written where (saved: runs.Saved)."""
+    console.print(f"Final cost (after iteration {meta['iters']}, the last): "
+                  f"{meta['final_cost']:f}")
     console.print(f"train accuracy: {pct(meta['train_accuracy'])}")
     console.print(f"test accuracy: {pct(meta['test_accuracy'])}")
     inside = [f for f in saved.files if saved.folder and os.path.dirname(f) == saved.folder]
@@ -244,8 +268,12 @@ def train_summary(console, meta, saved):
     if saved.folder:
         names = ", ".join(os.path.basename(f) for f in inside)
         console.print(f"Saved the run in {saved.folder}/ ({names}){also}")
+        console.print("Next: 'catlr eval' (its figures in full), 'catlr predict PHOTO', "
+                      "'catlr runs' (every run side by side)")
     else:
         console.print(f"Saved {saved.model}{also}")
+        console.print(f"Next: 'catlr eval --model {saved.model}', 'catlr predict PHOTO "
+                      f"--model {saved.model}'")
 
 
 def _model_line(path, chosen):
@@ -261,6 +289,8 @@ def eval_report(console, f, errors, chosen="given", predictions=None):
         t.add_row(key, pct(f[key]))
     t.add_row("log_loss", "n/a" if f["log_loss"] is None else f"{f['log_loss']:.4f}")
     t.add_row("roc_auc", "n/a" if f["roc_auc"] is None else f"{f['roc_auc']:.4f}")
+    base = f["baseline"]
+    t.add_row(f"always {f['classes'][base['label']]}", pct(base["accuracy"]))
     console.print(t)
     cm = _table("true \\ predicted", neg, pos, "total",
                 title=f"Confusion matrix (threshold {f['threshold']:g})")
@@ -268,7 +298,10 @@ def eval_report(console, f, errors, chosen="given", predictions=None):
     cm.add_row(pos, f"{f['fn']} (fn)", f"{f['tp']} (tp)", str(f["positives"]))
     console.print(cm)
     if errors:
-        console.print(f"Saved the {f['fp'] + f['fn']} misclassified images to {errors}")
+        wrong, shown = f["fp"] + f["fn"], f.get("errors_shown", f["fp"] + f["fn"])
+        console.print(f"Saved the {wrong} misclassified images to {errors}" if shown == wrong
+                      else f"Saved the first {shown} of the {wrong} misclassified images "
+                           f"(the most confident) to {errors}")
     if predictions:
         console.print(f"Saved one row per image ({f['m']}) to {predictions}")
 

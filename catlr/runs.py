@@ -105,7 +105,8 @@ def _plot(model, meta) -> bytes:
     from .plots import cost_curve_png  # matplotlib only when a plot is asked for
 
     return cost_curve_png(model.costs_, meta["print_every"],
-                          title=f"Cost during training (lr = {meta['lr']:g})")
+                          title=f"Cost during training (lr = {meta['lr']:g})",
+                          final=(meta["iters"], meta.get("final_cost")))
 
 
 def _write(path, data: bytes | str, kind: str, on_event) -> str:
@@ -129,7 +130,8 @@ def save(cfg: dict, model, meta: dict, *, name=None, exist_ok=False, plot=None,
     try:
         with atomic_folder(folder, "run") as tmp:
             files = {"config.toml": toml_text(meta["config"]),
-                     "costs.csv": _costs_csv(model.costs_, meta["print_every"]),
+                     "costs.csv": _costs_csv(model.costs_, meta["print_every"],
+                                             (meta["iters"], meta.get("final_cost"))),
                      "metrics.json": json.dumps(summary(os.path.basename(folder), meta),
                                                 indent=2) + "\n"}
             for file, text in files.items():
@@ -159,11 +161,14 @@ def save_file(out, model, meta: dict, *, plot=None, on_event=ignore) -> Saved:
     return saved
 
 
-def _costs_csv(costs, every) -> str:
+def _costs_csv(costs, every, final=None) -> str:
+    """iteration, cost: the recorded costs, then the final one (after the last update)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["iteration", "cost"])
     w.writerows([i * every, repr(c)] for i, c in enumerate(costs))
+    if final and final[1] is not None and final[0] != (len(costs) - 1) * every:
+        w.writerow([final[0], repr(final[1])])
     return buf.getvalue()
 
 

@@ -10,8 +10,9 @@ import time
 
 import numpy as np
 
-from . import datasets, engines, modelfile, runs
+from . import datasets, descent, engines, modelfile, runs
 from .atomic import guard
+from .descent import SAMPLE_EVERY
 from .config import DEFAULTS
 from .errors import CatlrError
 from .events import Loaded, ignore
@@ -47,6 +48,8 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
     model = estimator(cfg, choice)
     try:
         model.fit_design(design, ds.y_train, on_event, gram, tag, choice.why, form=choice.form)
+        trouble = cost_warnings(model.cost_trace_, cfg["lr"], cfg["iters"],
+                                lambda: descent.largest_step(design, model.objective))
     finally:
         if own:
             design.close()
@@ -57,7 +60,7 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
         "train_accuracy": _accuracy(labels(sigmoid(z)), ds.y_train),
         "test_accuracy": _accuracy(test_pred, ds.y_test),
         "m_train": int(len(ds.y_train)), "m_test": int(len(ds.y_test)),
-        "warnings": cost_warnings(model.cost_trace_, cfg["lr"], cfg["iters"]),
+        "warnings": trouble,
         "form": model.form_, "engine": choice.engine, "dtype": choice.dtype,
         "engine_reason": choice.why,
     }
@@ -91,21 +94,36 @@ def rises(trace) -> list[int]:
     return [i for (_, before), (i, after) in zip(trace, trace[1:]) if after > before * (1 + RISE)]
 
 
-def cost_warnings(trace, lr, iters) -> list[str]:
+def cost_warnings(trace, lr, iters, largest=None) -> list[str]:
     """[] for a healthy run; else one sentence: where the cost rose, and a smaller rate.
 
     A run is flagged when its cost rose (rises()) more than once, or ended above where it
     began: one early wobble that the run recovers from (the demo sample at lr 0.005,
     at iteration 20) is the first steps overshooting, not a rate that is too large.
+    `largest()`, when given, is the largest rate at which the cost cannot rise on this
+    data (descent.largest_step, or None): the rate suggested is under it.
     """
     up = rises(trace)
     if len(up) < 2 and not (trace and trace[-1][1] > trace[0][1]):
         return []
     shown = ", ".join(map(str, up[:5])) + (f" and {len(up) - 5} more" if len(up) > 5 else "")
     first, last = trace[0][1], trace[-1][1]
-    return [f"the cost rose during training (at iteration{'s' if len(up) > 1 else ''} {shown} of {iters}; "
-            f"{first:.6f} at iteration 0, {last:.6f} at iteration {trace[-1][0]}): "
-            f"lr {lr:g} is too large for this data, try --lr {lr / 10:g}"]
+    limit = largest() if largest else None
+    rate = _round_down(limit * 0.99) if limit and limit < lr else lr / 10
+    why = (f"at --lr {rate:g} or less the cost can only fall on this data"
+           if limit and limit < lr else "a tenth of it")
+    return [f"the cost rose during training (sampled every {SAMPLE_EVERY} iterations, it rose "
+            f"at iteration{'s' if len(up) > 1 else ''} {shown} of {iters}; {first:.6f} at "
+            f"iteration 0, {last:.6f} at iteration {trace[-1][0]}): lr {lr:g} is too large "
+            f"for this data, try --lr {rate:g} ({why})"]
+
+
+def _round_down(x: float) -> float:
+    """The largest of 1, 2 and 5 times a power of ten at or below x."""
+    import math
+
+    power = 10 ** math.floor(math.log10(x))
+    return next(k * power for k in (5, 2, 1) if k * power <= x)
 
 
 def _accuracy(pred, y):
@@ -138,7 +156,8 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
     engines.require(cfg["engine"])
     with load(data, cfg, on_event) as ds:
         model, figures = fit_dataset(ds, cfg, on_event)
-    meta = modelfile.metadata(model, ds, cfg, figures)
+        prints = {s: ds.fingerprint(s) for s in ("train", "test")}  # what eval compares
+    meta = modelfile.metadata(model, ds, cfg, figures, prints)
     meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
     if out is not None:
         return model, meta, runs.save_file(out, model, meta, plot=plot, on_event=on_event)

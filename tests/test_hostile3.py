@@ -797,7 +797,11 @@ def deep_folder(small_folder):
         here += "/d"
         os.mkdir(here)
     shutil.copy(next((small_folder / "cat").glob("*.jpg")), here + "/deep.jpg")
-    return small_folder
+    yield small_folder
+    os.unlink(here + "/deep.jpg")  # pytest's own clean-up recurses: undo the tree level by level
+    while here != str(small_folder / "cat"):
+        os.rmdir(here)
+        here = os.path.dirname(here)
 
 
 def test_a_folder_1100_levels_deep_is_walked_without_recursion(cli, deep_folder, tmp_path):
