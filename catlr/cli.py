@@ -500,7 +500,9 @@ def inspect(
 
 @app.command("runs", cls=_Command)
 def list_runs(
-    config: ConfigOpt = None, json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Add the dtype, form, engine, and the full date and data path.")] = False,
+    json_out: JsonOpt = False,
 ):
     """Every run train wrote, newest first, compared.
 
@@ -514,7 +516,7 @@ def list_runs(
 
         rows = table(cfg["runs"])
         render.show(rows, _fmt(json_out),
-                    human=lambda r: render.runs_table(render.console(), r, cfg["runs"]))
+                    human=lambda r: render.runs_table(render.console(), r, cfg["runs"], wide))
 
 
 @app.command(cls=_Command)

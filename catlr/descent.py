@@ -89,9 +89,11 @@ def run(design, y, lr, iters, *, form, objective=COURSE, print_every=100, on_eve
     if form == "dual":
         K = design.gram() if gram is None else design.xp.asarray(gram, copy=True)
         c, b, costs, z = dual(K, y, s, lr, iters, steps, objective)
+        steps.finish()
         return Fit(to_host(design.times(c)), b, costs, form, to_host(z, None), steps.trace)
     dense = design.dense()  # X built once (memory), or the source itself (stream, dask)
     w, b, costs = primal(dense, y, s, lr, iters, steps, objective)
+    steps.finish()
     return Fit(to_host(w), b, costs, form, to_host(dense.scores(w, b), None), steps.trace)
 
 
@@ -110,6 +112,10 @@ class _Steps:
         self.sample = SAMPLE_EVERY
         self.next, self.last = 0, (0, time.perf_counter())
         self.costs, self.trace = [], []
+
+    def finish(self):
+        """The run is over: a last Step at `iters`, so a bar ends at its total."""
+        self.on_event(Step(self.iters, self.iters, None, self.tag))
 
     def due(self, i) -> bool:
         return i == self.next or i % self.sample == 0 or i % self.every == 0

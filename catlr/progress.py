@@ -8,6 +8,27 @@ from . import render
 from .events import Decoded, Loaded, Plan, Preparing, Step, Wrote
 
 
+def _clock(seconds) -> str:
+    """4 s -> '0:04', 65 s -> '1:05', 3723 s -> '1:02:03'; None -> '?'."""
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _times(column):
+    """A bar's clock, labelled so it cannot be misread: '0:04 elapsed, 0:10 left'."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Times(ProgressColumn):
+        def render(self, task):
+            left = 0 if task.finished else task.time_remaining
+            return Text(f"{_clock(task.elapsed)} elapsed, {_clock(left)} left", no_wrap=True)
+
+    return Times(table_column=column)
+
+
 @contextlib.contextmanager
 def events(console, *, verbose=False, quiet=False, wrote=None):
     """Yield an on_event that draws the library's events on `console` (render's: every
@@ -19,13 +40,19 @@ def events(console, *, verbose=False, quiet=False, wrote=None):
     """
     progress, tasks = None, {}
     if console.is_terminal:  # off a terminal there is nothing to animate: skip rich.progress
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.table import Column
 
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                            TextColumn("left"), TimeRemainingColumn(),
-                            console=console.rich, transient=True, refresh_per_second=8)
+        # the bar takes what the numbers leave: on a narrow terminal it shrinks, they stay;
+        # the decoding rate is shown when there is room for it
+        rate = [TextColumn("{task.fields[rate]}")] if console.width >= 80 else []
+        whole = {"no_wrap": True, "overflow": "ignore"}
+        progress = Progress(TextColumn("{task.description}", table_column=Column(**whole)),
+                            BarColumn(bar_width=None, table_column=Column(ratio=1)),
+                            MofNCompleteColumn(table_column=Column(**whole)), *rate,
+                            _times(Column(min_width=24, **whole)),
+                            console=console.rich, transient=True, refresh_per_second=8,
+                            expand=True)
     say = console.print  # the same rich Console as the bars', so lines print above them
 
     def bar(key, label, total, done, with_rate=False):
@@ -34,7 +61,7 @@ def events(console, *, verbose=False, quiet=False, wrote=None):
         if key not in tasks:
             tasks[key] = progress.add_task(label, total=total, rate="")
         speed = progress.tasks[tasks[key]].speed if with_rate else None
-        progress.update(tasks[key], completed=done, rate=f"{speed:,.0f} images/s" if speed else "")
+        progress.update(tasks[key], completed=done, rate=f"{speed:,.0f}/s" if speed else "")
 
     def on_event(event):
         if isinstance(event, Wrote):

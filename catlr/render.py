@@ -79,6 +79,7 @@ class PlainConsole:
     """Lines for a pipe or a file: each printed whole, as long as its content."""
 
     is_terminal = False
+    width = None  # no limit: a line is as long as it needs
 
     def __init__(self, stream):
         self.stream = stream
@@ -112,6 +113,10 @@ class RichConsole:
 
     def rule(self, title="", **kw):
         self.rich.rule(printable(title), **kw)
+
+    @property
+    def width(self) -> int:
+        return self.rich.size.width
 
 
 class Table:
@@ -364,27 +369,84 @@ def inspect_table(console, path, chosen, meta, model, weights):
         console.print(f"Saved the weights picture to {weights}")
 
 
-def runs_table(console, rows, root):
+def _when(created) -> str:
+    """'2026-11-28 10:41:36' -> '11-28 10:41' this year, '2025-11-28' before."""
+    import time
+
+    text = str(created or "?")
+    if len(text) >= 16 and text[4] == "-":
+        return text[5:16] if text[:4] == time.strftime("%Y") else text[:10]
+    return text
+
+
+def _where(path) -> str:
+    """A data path as a user reads it: relative under the working folder, ~ under home."""
+    if not isinstance(path, str) or not path:
+        return "?"
+    here, home = os.getcwd(), os.path.expanduser("~")
+    if path == here or path.startswith(here + os.sep):
+        return os.path.relpath(path, here) + ("/" if os.path.isdir(path) else "")
+    if home not in ("/", "") and path.startswith(home + os.sep):
+        return "~" + path[len(home):]
+    return path
+
+
+def runs_table(console, rows, root, wide=False):
+    """Every run: a table when it fits the terminal (always in a pipe: lines as long as
+    they need), else two lines a run; names and figures are never cut. `wide` adds the
+    dtype, form, engine and the full date and path."""
     if not rows:
         console.print(f"No runs in {root}/ yet: 'catlr train DATA' writes the first one.")
         return
-    t = _table("run", "when", "data", "lr", "iters", "dtype", "final cost", "train", "test",
-               "", title=f"Runs in {root}/, newest first")
+
+    def num(x, f):
+        return f(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else "?"
+
+    def mark(r):
+        return "damaged" if r.get("damaged") else "cost rose" if r.get("warnings") else ""
+
+    title = f"Runs in {root}/, newest first"
+    columns = ["run", "when", "data", "lr", "iters", "final cost", "train", "test", ""]
+    if wide:
+        columns[5:5] = ["dtype", "form", "engine"]
+    t = _table(*columns, title=title)
     for r in rows:
-        lr = r.get("lr")
-        t.add_row(r["name"], str(r.get("created") or "?"), _short(str(r.get("data") or "?"), 40),
-                  f"{lr:g}" if isinstance(lr, (int, float)) else "?", str(r.get("iters") or "?"),
-                  str(r.get("dtype") or "?"),
-                  f"{r['final_cost']:.6f}" if isinstance(r.get("final_cost"), float) else "?",
-                  pct(r.get("train_accuracy")), pct(r.get("test_accuracy")),
-                  "damaged" if r.get("damaged") else "cost rose" if r.get("warnings") else "")
-    console.print(t)
+        cells = [r["name"], str(r.get("created") or "?") if wide else _when(r.get("created")),
+                 f"{r.get('data_kind') or '?'} {r.get('data') if wide else _where(r.get('data'))}",
+                 num(r.get("lr"), lambda v: f"{v:g}"), num(r.get("iters"), str),
+                 num(r.get("final_cost"), lambda v: f"{v:.6f}"),
+                 pct(r.get("train_accuracy")), pct(r.get("test_accuracy")), mark(r)]
+        if wide:
+            cells[5:5] = [str(r.get(k) or "?") for k in ("dtype", "form", "engine")]
+        t.add_row(*cells)
+    width = getattr(console, "width", None)
+    # rich draws a box: 3 characters a column and 1 more, where plain text puts 2 between
+    if width is None or max(map(len, t.plain().splitlines())) + len(columns) + 3 <= width:
+        console.print(t)
+    else:  # a narrow terminal: each run on a few lines; nothing cut but a long path's middle
+        console.print(title)
+        for r in rows:
+            head = f"{r['name']}  {_when(r.get('created'))}  {r.get('data_kind') or '?'}  "
+            console.print(head + _short(_where(r.get("data")), max(width - len(head), 12)))
+            parts = [f"lr {num(r.get('lr'), lambda v: f'{v:g}')}",
+                     f"iters {num(r.get('iters'), str)}",
+                     f"cost {num(r.get('final_cost'), lambda v: f'{v:.6f}')}",
+                     f"train {pct(r.get('train_accuracy'))}",
+                     f"test {pct(r.get('test_accuracy'))}"] + ([mark(r)] if mark(r) else [])
+            text = "   "
+            for part in parts:  # as many figures a line as fit, each whole
+                if len(text) > 3 and len(text) + 2 + len(part) > width:
+                    console.print(text)
+                    text = "   "
+                text += f"  {part}" if len(text) > 3 else f" {part}"
+            console.print(text)
     for r in rows:
         if r.get("damaged"):
             console.print(f"{r['name']} is damaged: {r['damaged']}.")
     if any(r.get("warnings") for r in rows):
         console.print("'cost rose': the cost went up during training more than once, the "
-                      "learning rate was too large ('catlr inspect runs/NAME/model.npz' says where).")
+                      "learning rate was too large ('catlr inspect runs/NAME/model.npz' says "
+                      "where).")
 
 
 def _short(text: str, width: int) -> str:

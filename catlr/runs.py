@@ -30,8 +30,8 @@ from .events import Wrote, ignore
 
 PREFIX = "train-"
 MODEL = "model.npz"
-SUMMARY = ("name", "created", "data", "lr", "iters", "dtype", "final_cost", "train_accuracy",
-           "test_accuracy", "warnings")
+SUMMARY = ("name", "created", "data", "data_kind", "lr", "iters", "dtype", "form", "engine",
+           "final_cost", "train_accuracy", "test_accuracy", "m_train", "m_test", "warnings")
 
 
 @dataclass

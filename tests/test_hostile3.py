@@ -784,7 +784,9 @@ def test_ctrl_c_on_the_dask_engine_is_one_line(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
             pytest.fail(f"Ctrl-C at {delay} s was not obeyed")
-        assert p.returncode == 130 and err.count("\n") == 1, (delay, err)
+        # 130, or killed by the SIGINT itself once the line is out (a shell shows 130 for
+        # both): seen once under a loaded machine, as Dask's threads wound down
+        assert p.returncode in (130, -2) and err.count("\n") == 1, (delay, err)
         assert err.startswith("Interrupted"), err
 
 
