@@ -17,8 +17,8 @@ from typing import Annotated, List, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from .config import (DEFAULT_PREPARED, DEFAULTS, FLAGS, HEADINGS, flag_help, flag_name, options,
-                     resolve)
+from .config import (AUTO, DEFAULT_PREPARED, DEFAULTS, FLAGS, HEADINGS, flag_help, flag_name,
+                     options, resolve)
 from .errors import CatlrError, Terminated, UsageError, printable
 
 # typer < 0.28 uses click, 0.28 vendors it: find its exception classes either way.
@@ -214,7 +214,7 @@ _KINDS = {float: Optional[float], int: Optional[int], str: Optional[str],
 
 def _setting(key: str):
     """The flag of one setting, from the registry (config.FLAGS): type, help, heading."""
-    return Annotated[_KINDS[type(DEFAULTS[key])],
+    return Annotated[Optional[str] if key in AUTO else _KINDS[type(DEFAULTS[key])],
                      typer.Option(flag_name(key), help=flag_help(key), show_default=False,
                                   rich_help_panel=HEADINGS[FLAGS[key].heading])]
 

@@ -17,9 +17,16 @@ from .errors import CatlrError, UsageError
 
 DEFAULTS = {
     # training: the course's week-2 settings
-    "lr": 0.005,            # learning rate of batch gradient descent
+    "lr": 0.005,            # learning rate of batch gradient descent ("auto": chosen on
+                            # the validation split from a short sweep)
     "iters": 2000,          # gradient-descent iterations
     "print_every": 100,     # record (and print) the cost every this many iterations
+    "l2": 0.0,              # course 2's penalty lambda / (2m) |w|^2 (the bias is not penalized)
+    "class_weight": "none", # none | balanced (m / (2 n_class), as scikit-learn) | NEG:POS, e.g. 1:3
+    # validation: choices made on held-out data, never on the test split
+    "val_fraction": 0.0,    # of the training split held out (seeded, stratified); 0: none
+    "early_stop": 0,        # stop after this many recorded costs without a better validation
+                            # cost, keeping the best weights; 0: never
     "dtype": "auto",        # auto: float64 in the dual form (the course's numbers), float32
                             # in the primal form (half the memory, twice the speed)
     "form": "auto",         # primal | dual | auto (dual when m is well below n_x)
@@ -34,8 +41,9 @@ DEFAULTS = {
     "positive": "cat",      # the class folder whose images are label 1
     "workers": 0,           # decoding threads, 0 = one per core
     "max_pixels": 64_000_000,  # larger images are skipped, read from the header: no bombs
-    # sweep: the course's learning-rate comparison
+    # sweep: the course's learning-rate comparison (and penalties)
     "sweep_lrs": [0.01, 0.001, 0.0001],
+    "sweep_l2s": [0.0],
     # output
     "runs": "runs",         # train writes runs/train-1/, runs/train-2/, ... (unless --out)
     "model": "model.npz",   # eval, predict and inspect read it when runs/ holds no run
@@ -58,7 +66,10 @@ LIMITS = {
     "seed": (0, 2**32 - 1),
     "workers": (0, 1024),
     "max_pixels": (1, 10**10),
+    "early_stop": (0, 10**6),
 }
+AUTO = ("lr",)  # number settings that may also be "auto"
+LISTS = {"sweep_lrs": "lr", "sweep_l2s": "l2"}  # list settings: what each item must be
 # Every setting that is also a flag: the heading of --help it is listed under, and its help
 # (the default is added from DEFAULTS unless the help says it). A command takes the flags of
 # its headings (COMMANDS), so a new setting is one line in DEFAULTS and one here: it is then a
@@ -70,10 +81,19 @@ class Flag(NamedTuple):
 
 
 FLAGS = {
-    "lr": Flag("training", "Learning rate of gradient descent"),
+    "lr": Flag("training", "Learning rate of gradient descent, or auto: the best of a short "
+                           "sweep on the validation split"),
     "iters": Flag("training", "Gradient-descent iterations"),
     "print_every": Flag("training", "Record and print the cost every N iterations"),
+    "l2": Flag("training", "L2 penalty lambda: J + lambda / (2m) |w|^2, as course 2"),
+    "class_weight": Flag("training", "Weigh each class's examples: none, balanced, or NEG:POS "
+                                     "such as 1:3"),
+    "val_fraction": Flag("validation", "Hold out this fraction of the training split for "
+                                       "validation (seeded, stratified)"),
+    "early_stop": Flag("validation", "Stop when the validation cost has not improved for N "
+                                     "recorded costs, keeping the best weights (0: never)"),
     "sweep_lrs": Flag("sweep", "A learning rate to compare; repeat the flag", "--lr"),
+    "sweep_l2s": Flag("sweep", "An L2 penalty to compare; repeat the flag", "--l2"),
     "size": Flag("data", "Images become SIZE x SIZE x 3"),
     "fit": Flag("data", f"Resize policy: {', '.join(CHOICES['fit'])}"),
     "test_fraction": Flag("data", "Held out for testing when the folder has no train/ and test/"),
@@ -98,14 +118,16 @@ FLAGS = {
 HEADINGS = {  # in the order --help lists them
     "sweep": "Sweep",
     "training": "Training (the course's settings)",
+    "validation": "Validation (choices made on held-out data, never on test)",
     "data": "Image folders",
     "decode": "Decoding",
     "engine": "Engines, memory and cluster",
 }
-COMMANDS = {  # the headings whose flags each command takes; the first to claim a flag has it
-    "train": ("training", "data", "decode", "engine"),
-    "sweep": ("sweep", "training", "data", "decode", "engine"),
-    "prepare": ("data", "decode"),
+COMMANDS = {  # the headings (or single settings) whose flags each command takes; the
+    # first to claim a flag has it
+    "train": ("training", "validation", "data", "decode", "engine"),
+    "sweep": ("sweep", "training", "validation", "data", "decode", "engine"),
+    "prepare": ("data", "val_fraction", "decode"),
     "predict": ("decode",),
 }
 
@@ -119,7 +141,7 @@ def options(command: str) -> list[str]:
     keys, names = [], set()
     for heading in COMMANDS[command]:
         for key, flag in FLAGS.items():
-            if flag.heading == heading and flag_name(key) not in names:
+            if (flag.heading == heading or key == heading) and flag_name(key) not in names:
                 keys.append(key)
                 names.add(flag_name(key))
     return keys
@@ -151,16 +173,22 @@ def problem(key: str, value) -> str | None:
     """Why `value` cannot be used for `key`, or None when it can."""
     kind = type(DEFAULTS[key])
     if kind is list:
-        if not isinstance(value, list) or not value:
-            return f"must be a non-empty list of numbers, got {value!r}"
-        return next((problem("lr", v) for v in value if problem("lr", v)), None)
+        if not isinstance(value, list) or not value or len(value) > 100:
+            return f"must be a non-empty list of at most 100 numbers, got {value!r}"[:200]
+        return next((problem(LISTS[key], v) for v in value if problem(LISTS[key], v)), None)
     if kind is float:
+        if key in AUTO and value == "auto":
+            return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"must be a number, got {value!r}"
+            return f"must be a number{' or auto' if key in AUTO else ''}, got {value!r}"
         if key == "lr" and not (math.isfinite(value) and value > 0):
             return f"must be a positive finite number, got {value!r} (the course uses 0.005)"
         if key == "test_fraction" and not 0 < value < 1:
             return f"must be between 0 and 1 (exclusive), got {value!r}, e.g. 0.2"
+        if key == "val_fraction" and not 0 <= value < 1:
+            return f"must be from 0 (none) to below 1, got {value!r}, e.g. 0.2"
+        if key == "l2" and not (math.isfinite(value) and value >= 0):
+            return f"must be a finite number >= 0, got {value!r}, e.g. 0.1 (0: no penalty)"
     elif kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             return f"must be an integer, got {value!r}"
@@ -178,7 +206,26 @@ def problem(key: str, value) -> str | None:
                 f"tls://, a host and a port), got {value!r}")
     elif key in CHOICES and value not in CHOICES[key]:
         return f"must be one of {', '.join(CHOICES[key])}, got {value!r}"
+    elif key == "class_weight" and parse_class_weight(value) is False:
+        return (f"must be none, balanced, or two positive weights NEG:POS such as 1:3, "
+                f"got {value!r}")
     return None
+
+
+def parse_class_weight(text: str):
+    """'none' -> None; 'balanced' -> 'balanced'; '1:3' -> {0: 1.0, 1: 3.0}; False when it is
+    none of those."""
+    text = str(text).strip().lower()
+    if text in ("none", ""):
+        return None
+    if text == "balanced":
+        return "balanced"
+    try:
+        neg, pos = (float(v) for v in text.split(":"))
+    except ValueError:
+        return False
+    ok = all(math.isfinite(v) and v > 0 for v in (neg, pos))
+    return {0: neg, 1: pos} if ok else False
 
 
 def parse_address(text: str) -> tuple[str, str, int] | None:
@@ -262,9 +309,15 @@ def resolve(config_file=None, **flags) -> dict:
             continue
         if key not in DEFAULTS:
             raise UsageError(f"unknown setting {key!r}, valid ones are {', '.join(DEFAULTS)}")
+        if key in AUTO and isinstance(value, str) and value != "auto":
+            try:  # the flag takes "auto" or a number
+                value = float(value)
+            except ValueError:
+                pass
+        value = _widen(key, value)
         why = problem(key, value)
         if why:
-            raise UsageError(f"--{key.replace('_', '-')} {why}")
+            raise UsageError(f"{flag_name(key) if key in FLAGS else '--' + key} {why}")
         cfg[key] = value
     return cfg
 

@@ -54,6 +54,55 @@ class Dataset:
     files: list = field(default_factory=list)
     fingerprints: dict = field(default_factory=dict)  # {split: hex}, known or computed once
     note: str = ""   # how DATA was read, when it was a choice (said on the Data line)
+    # a validation split, taken from the training split (hold_out) or stored in the file
+    x_val: object = None
+    y_val: object = None
+    paths_val: list = field(default_factory=list)
+    validation: dict | None = None  # how it was made: {fraction, seed, indices or paths}
+    val_repeats: list = field(default_factory=list)  # [[train path, val path]] alike
+
+    @property
+    def has_val(self) -> bool:
+        return self.y_val is not None and len(self.y_val) > 0
+
+    def hold_out(self, fraction: float, seed: int) -> Dataset:
+        """Hold out a seeded, stratified `fraction` of the training split as a validation
+        split (by file, for an image folder); returns self. Pixels on disk stay there
+        (Rows reads the kept ones a block at a time)."""
+        rng = np.random.default_rng(seed)
+        y = np.asarray(self.y_train)
+        held = []
+        for label in (0, 1):
+            idx = np.flatnonzero(y == label)
+            n = min(max(round(len(idx) * fraction), 1 if len(idx) > 1 else 0), max(len(idx) - 1, 0))
+            held += idx[rng.permutation(len(idx))[:n]].tolist()
+        held = np.array(sorted(held), np.int64)
+        kept = np.setdiff1d(np.arange(len(y)), held)
+        x = self.x_train
+        if isinstance(x, np.ndarray):
+            self.x_val, self.x_train = x[held], x[kept]
+        else:
+            self.x_val, self.x_train = np.asarray(Rows(x, held)), Rows(x, kept)
+        self.y_val, self.y_train = y[held], y[kept]
+        paths = self.paths_train
+        if len(paths) == len(y):
+            self.paths_val, self.paths_train = [paths[i] for i in held], [paths[i] for i in kept]
+        self.validation = {"fraction": fraction, "seed": seed, **(
+            {"paths": self.paths_val} if self.paths_val else {"indices": held.tolist()})}
+        self.fingerprints.pop("train", None)  # the training split is not what it was
+        self._repeats()
+        return self
+
+    def _repeats(self):
+        """Validation images whose pixels repeat a training image: a leak to report."""
+        if not isinstance(self.x_train, np.ndarray) or not isinstance(self.x_val, np.ndarray):
+            return
+        from .fingerprint import image_digest
+
+        seen = {image_digest(img): i for i, img in enumerate(self.x_train)}
+        name = (lambda paths, i: paths[i] if len(paths) > i else f"[{i}]")
+        self.val_repeats = [[name(self.paths_train, seen[d]), name(self.paths_val, j)]
+                            for j, d in enumerate(map(image_digest, self.x_val)) if d in seen]
 
     @property
     def on_disk(self) -> bool:
@@ -78,6 +127,8 @@ class Dataset:
     def in_memory(self) -> Dataset:
         """Read pixels still on disk into arrays (and close the files); returns self."""
         self.x_train, self.x_test = np.asarray(self.x_train), np.asarray(self.x_test)
+        if self.x_val is not None:
+            self.x_val = np.asarray(self.x_val)
         self.close()
         return self
 
@@ -91,6 +142,33 @@ class Dataset:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Rows:
+    """Some rows (sorted indices) of an array left where it is (an HDF5 dataset, a Zarr
+    array): rows[a:b] reads the one contiguous span those rows lie in and keeps them."""
+
+    def __init__(self, base, index):
+        self.base, self.index = base, np.asarray(index, np.int64)
+        self.shape = (len(self.index), *base.shape[1:])
+        self.dtype, self.ndim = base.dtype, len(base.shape)
+        self.chunks = getattr(base, "chunks", None)
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, sel):
+        if not isinstance(sel, slice) and sel is not Ellipsis:
+            raise TypeError("rows are read by slices")
+        rows = self.index[slice(None) if sel is Ellipsis else sel]
+        if not len(rows):
+            return np.zeros((0, *self.shape[1:]), self.dtype)
+        lo = int(rows[0])
+        return np.asarray(self.base[lo:int(rows[-1]) + 1])[rows - lo]
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[:]
+        return a if dtype is None else a.astype(dtype)
 
 
 def _from_files(path, kind, train_file, test_file) -> Dataset:
@@ -114,8 +192,13 @@ def _from_files(path, kind, train_file, test_file) -> Dataset:
         attrs = files[0].attributes()
         known = {s: attrs[f"fingerprint_{s}"] for s in ("train", "test")
                  if isinstance(attrs.get(f"fingerprint_{s}"), str)}
-    return Dataset(tr[0], tr[1], te[0], te[1], tr[2], path, kind,
-                   paths_train=tr[3], paths_test=te[3], files=files, fingerprints=known)
+    ds = Dataset(tr[0], tr[1], te[0], te[1], tr[2], path, kind,
+                 paths_train=tr[3], paths_test=te[3], files=files, fingerprints=known)
+    if hdf5.has_split(files[0], "val"):  # a validation split that prepare stored
+        va = hdf5.read_split(files[0], "val")
+        ds.x_val, ds.y_val, ds.paths_val = va[0], va[1], va[3]
+        ds.validation = {"stored": True}
+    return ds
 
 
 def _load_prepared(path, cfg, on_event, opts):
@@ -272,6 +355,19 @@ def _load_course_file(path, cfg, on_event, opts):
     ds = _load_course(path, cfg, on_event, opts)
     ds.note = f"the course pair in {path} (train_*.h5 + test_*.h5)"
     return ds
+
+
+def stored_validation(data) -> bool:
+    """Whether DATA is a prepared file or store that holds its own validation split
+    (cheap: the container's keys only)."""
+    path = os.path.abspath(os.fspath(data))
+    if not (os.path.isfile(path) or _zarr(path)):
+        return False
+    try:
+        with open_container(path, is_input=False) as c:
+            return hdf5.has_split(c, "val")
+    except CatlrError:
+        return False
 
 
 def _holdings(folder) -> list[str]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,8 +35,10 @@ SAMPLE_EVERY = 20        # the cost is sampled every 20 iterations, to notice it
 @dataclass
 class Fit:
     """What a run of gradient descent returns: w (n_x,), b, the recorded costs, the form
-    used, z = w.T X + b (m,) after the last update, and trace: (iteration, cost) every
-    SAMPLE_EVERY iterations."""
+    used, z = w.T X + b (m,) after the last update (or at the best iteration, when it
+    stopped early), and trace: (iteration, cost) every SAMPLE_EVERY iterations. With
+    held-out examples (Held): their cost at every recorded iteration, the best one and
+    where, and the iteration an early stop ended at (None: it ran to the end)."""
 
     w: object
     b: float
@@ -44,6 +46,22 @@ class Fit:
     form: str
     z: object
     trace: list
+    held_costs: list = field(default_factory=list)
+    best: tuple | None = None      # (iteration, held-out cost) of the lowest
+    stopped: int | None = None     # the iteration early stopping ended at
+    iters: int = 0                 # iterations run
+
+
+@dataclass
+class Held:
+    """Examples kept out of training, whose cost is watched at every recorded iteration:
+    a validation split (or the test split, named so). patience > 0: stop when the cost has
+    not improved for that many recorded iterations, and keep the best weights."""
+
+    design: object   # X of the held-out examples, a design.Design
+    y: object        # (m_held,) labels 0/1
+    name: str = "validation"
+    patience: int = 0
 
 
 def reference(X, Y, lr, iters, print_every=100):
@@ -66,7 +84,7 @@ def reference(X, Y, lr, iters, print_every=100):
 
 
 def run(design, y, lr, iters, *, form, objective=COURSE, print_every=100, on_event=ignore,
-        gram=None, tag=None, why="") -> Fit:
+        gram=None, tag=None, why="", held=None) -> Fit:
     """Gradient descent on `design` (X, n_x x m) and labels y (m,) of 0/1, in the decided
     `form` ("primal" or "dual": engines.choose decides), minimizing `objective`.
 
@@ -74,7 +92,9 @@ def run(design, y, lr, iters, *, form, objective=COURSE, print_every=100, on_eve
     == 0, as the course does. `gram`, if given, is design.gram() computed earlier (not
     modified). `tag` (a learning rate in a sweep) is passed on in Step events, `why` (the
     reason for the engine) in the Plan event. Arrays live in design.xp's library until
-    the end: w and z come back as NumPy float64.
+    the end: w and z come back as NumPy float64. `held` (Held): examples whose cost is
+    watched at each recorded iteration (one product with K_held = X_held.T X in the dual
+    form, one pass over X_held in the primal), and early stopping on it.
     """
     if form not in ("primal", "dual"):
         raise ParameterError(f"form={form!r} is not decided: expected 'primal' or 'dual' "
@@ -85,16 +105,32 @@ def run(design, y, lr, iters, *, form, objective=COURSE, print_every=100, on_eve
                   getattr(design, "detail", "")))
     y = design.xp.reshape(design.asarray(y), (m,))
     s = objective.weights(y)
-    steps = _Steps(iters, print_every, on_event, tag)
+    steps = _Steps(iters, print_every, on_event, tag, held)
+    score = None
+    if held is not None:
+        xp, yh = design.xp, held.design.asarray(held.y)
+
+        def held_cost(z):  # the plain cross-entropy: no penalty, no weights
+            return float(xp.mean(xp.logaddexp(0.0, z) - yh * z))
     if form == "dual":
         K = design.gram() if gram is None else design.xp.asarray(gram, copy=True)
-        c, b, costs, z = dual(K, y, s, lr, iters, steps, objective)
+        if held is not None:
+            K_held = held.design.cross(design)  # (m_held, m): Z_held = K_held c + b
+            score = lambda c, b: held_cost(K_held @ c + b)  # noqa: E731
+        c, b, costs, z, ran = dual(K, y, s, lr, iters, steps, objective, score)
         steps.finish()
-        return Fit(to_host(design.times(c)), b, costs, form, to_host(z, None), steps.trace)
+        return _fit(steps, to_host(design.times(c)), b, costs, form, z, ran)
     dense = design.dense()  # X built once (memory), or the source itself (stream, dask)
-    w, b, costs = primal(dense, y, s, lr, iters, steps, objective)
+    if held is not None:
+        score = lambda w, b: held_cost(held.design.scores(w, b))  # noqa: E731
+    w, b, costs, ran = primal(dense, y, s, lr, iters, steps, objective, score)
     steps.finish()
-    return Fit(to_host(w), b, costs, form, to_host(dense.scores(w, b), None), steps.trace)
+    return _fit(steps, to_host(w), b, costs, form, dense.scores(w, b), ran)
+
+
+def _fit(steps, w, b, costs, form, z, ran) -> Fit:
+    return Fit(w, b, costs, form, to_host(z, None), steps.trace, steps.held_costs,
+               steps.best, ran if steps.stop else None, ran)
 
 
 class _Steps:
@@ -107,11 +143,24 @@ class _Steps:
     the clock is read only at reported iterations, never in between.
     """
 
-    def __init__(self, iters, print_every, on_event, tag):
+    def __init__(self, iters, print_every, on_event, tag, held=None, watch=None):
         self.iters, self.every, self.on_event, self.tag = iters, print_every, on_event, tag
         self.sample = SAMPLE_EVERY
         self.next, self.last = 0, (0, time.perf_counter())
         self.costs, self.trace = [], []
+        # the held-out cost: watch() at each recorded iteration; the best so far; stopping
+        self.held, self.watch, self.held_costs = held, watch, []
+        self.best, self.since, self.stop, self.improved = None, 0, False, False
+
+    def _look(self, i):
+        held = self.watch()
+        self.held_costs.append(held)
+        self.improved = self.best is None or held < self.best[1]
+        if self.improved:
+            self.best, self.since = (i, held), 0
+        else:
+            self.since += 1
+            self.stop = 0 < self.held.patience <= self.since
 
     def finish(self):
         """The run is over: a last Step at `iters`, so a bar ends at its total."""
@@ -132,7 +181,11 @@ class _Steps:
                 self.trace.append((i, value))
             if printed:
                 self.costs.append(value)
-        self.on_event(Step(i, self.iters, value if printed else None, self.tag))
+                if self.watch is not None:
+                    self._look(i)
+        held = self.held_costs[-1] if printed and self.watch is not None else None
+        self.on_event(Step(i, self.iters, value if printed else None, self.tag, held,
+                           self.held.name if self.held else ""))
         if i >= self.next:
             now = time.perf_counter()
             done, seconds = i - self.last[0], now - self.last[1]
@@ -141,33 +194,42 @@ class _Steps:
             self.last = (i, now)
 
 
-def primal(design, y, s, lr, iters, steps, objective=COURSE):
-    """The course's loop on the seam: one design.gradient per iteration. Returns (w, b, costs)."""
+def primal(design, y, s, lr, iters, steps, objective=COURSE, score=None):
+    """The course's loop on the seam: one design.gradient per iteration. Returns (w, b,
+    costs, iterations run). score(w, b): the held-out cost (steps watches it)."""
     xp, m = design.xp, design.m
     step = lr / m
     shrink = objective.shrink(lr, m)
     w = xp.zeros(design.n_x, dtype=design.dtype)
-    b = 0.0
+    b, keep, ran = 0.0, None, iters
 
     def norm2():
         return float(xp.sum(w * w)) if objective.l2 else 0.0
 
+    if score is not None:
+        steps.watch = lambda: score(w, b)
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by name
         for i in range(iters):
             g, sd, total = design.gradient(w, b, y, s)
             if steps.due(i):
                 steps.report(i, lr, lambda: objective.cost(float(total) / m, m, norm2()))
+                if steps.improved and steps.held.patience:
+                    keep, steps.improved = (xp.asarray(w, copy=True), b), False
+                if steps.stop:  # early stopping: the best weights, not the last
+                    w, b, ran = keep[0], keep[1], i
+                    break
             if shrink != 1.0:
                 w *= shrink
             w -= step * g
             b -= step * sd  # sd stays where the products ran: no sync per step
     if not (bool(xp.all(xp.isfinite(w))) and math.isfinite(float(b))):
         _diverged(iters, lr)
-    return w, float(b), steps.costs
+    return w, float(b), steps.costs, ran
 
 
-def dual(K, y, s, lr, iters, steps, objective=COURSE):
-    """The dual loop on K = X.T X (m, m), modified in place. Returns (c, b, costs, z_final).
+def dual(K, y, s, lr, iters, steps, objective=COURSE, score=None):
+    """The dual loop on K = X.T X (m, m), modified in place. Returns (c, b, costs, z_final,
+    iterations run); score(c, b): the held-out cost (steps watches it).
 
     A - Y is written as (tanh(Z / 2) + 1 - 2Y) / 2: one call for the sigmoid, exact for
     any Z (tanh saturates at +-1 without overflow). The loop runs on u = 2 c m / lr,
@@ -183,7 +245,14 @@ def dual(K, y, s, lr, iters, steps, objective=COURSE):
     shift = 1.0 - 2.0 * y
     shrink = objective.shrink(lr, m)
     fold = objective.l2 == 0
-    v = 0.0
+    v, keep, ran = 0.0, None, iters
+
+    def state():  # (c, b) now
+        c = scale * u
+        return c, xp.sum(c) if fold else scale * v
+
+    if score is not None:
+        steps.watch = lambda: score(*state())
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by name
         if fold:
             K += 1.0
@@ -201,6 +270,11 @@ def dual(K, y, s, lr, iters, steps, objective=COURSE):
                 steps.report(i, lr, lambda: objective.cost(
                     float(objective.terms(2 * half_z, y, s) / m), m,
                     0.0 if fold else 2 * scale * float(xp.sum(u * ku))))
+                if steps.improved and steps.held.patience:
+                    keep, steps.improved = (xp.asarray(u, copy=True), v), False
+                if steps.stop:  # early stopping: the best weights, not the last
+                    u, v, ran = keep[0], keep[1], i
+                    break
             r2 = xp.tanh(half_z)  # 2 (A - Y), before the weights
             r2 += shift
             if s is not None:
@@ -214,7 +288,7 @@ def dual(K, y, s, lr, iters, steps, objective=COURSE):
     if not bool(xp.all(xp.isfinite(z))):
         _diverged(iters, lr)
     c = scale * u
-    return c, float(xp.sum(c)) if fold else scale * float(v), steps.costs, z
+    return c, float(xp.sum(c)) if fold else scale * float(v), steps.costs, z, ran
 
 
 def largest_step(design, objective=COURSE, iters=12, max_work=2e10) -> float | None:

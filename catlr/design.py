@@ -116,6 +116,11 @@ class Design:
     def gram(self):
         return self.dense().gram()
 
+    def cross(self, other):
+        """X.T X_other (m, m_other): this design's examples against another's (the
+        held-out examples' scores in the dual form come from it)."""
+        return self.dense().X.T @ other.dense().X
+
     def times(self, c):
         w = self.xp.zeros(self.n_x, dtype=self.dtype)
         for start, xt in self.blocks():
@@ -208,6 +213,14 @@ class Pixels(Design):
         K = np.zeros((self.m, self.m), self.dtype)
         for _, block in self._feature_blocks():
             K += block @ block.T
+        return K
+
+    def cross(self, other):
+        if not isinstance(other, Pixels):
+            return super().cross(other)
+        K = np.zeros((self.m, other.m), np.result_type(self.dtype, other.dtype))
+        for (_, a), (_, b) in zip(self._feature_blocks(), other._feature_blocks()):
+            K += a @ b.T
         return K
 
     def times(self, c):

@@ -55,6 +55,8 @@ class Step(NamedTuple):
     iters: int
     cost: float | None = None
     lr: float | None = None
+    held: float | None = None   # the validation cost at a recorded iteration, when there is one
+    held_name: str = ""
 
 
 class Wrote(NamedTuple):

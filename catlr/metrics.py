@@ -57,7 +57,13 @@ def report(y, p, threshold: float = 0.5) -> dict:
             "precision": precision, "recall": recall, "f1": f1,
             "log_loss": log_loss(y, p) if m else None, "roc_auc": roc_auc(y, p), **c,
             "positives": positives, "negatives": int(m - positives), "m": m,
-            "threshold": threshold, "baseline": baseline(y)}
+            "threshold": threshold, "baseline": baseline(y),
+            # 95% intervals (Wilson for the proportions, DeLong for the AUC), and their n
+            "accuracy_ci": wilson(c["tp"] + c["tn"], m),
+            "precision_ci": wilson(c["tp"], c["tp"] + c["fp"]),
+            "recall_ci": wilson(c["tp"], c["tp"] + c["fn"]),
+            "roc_auc_ci": auc_interval(y, p),
+            "n": {"accuracy": m, "precision": c["tp"] + c["fp"], "recall": c["tp"] + c["fn"]}}
 
 
 def baseline(y) -> dict:
@@ -66,3 +72,44 @@ def baseline(y) -> dict:
     m, positives = len(y), int(y.sum())
     label = int(positives > m - positives)
     return {"label": label, "accuracy": (max(positives, m - positives) / m) if m else None}
+
+
+Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
+
+
+def wilson(k: int, n: int, z: float = Z95) -> list | None:
+    """The Wilson score interval [low, high] of a proportion k / n (95% by default); None
+    when n is 0. Unlike k / n +- z sd, it stays inside [0, 1] and is right for small n."""
+    if not n:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return [float(max(centre - half, 0.0)), float(min(centre + half, 1.0))]
+
+
+def _midranks(x):
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    s = x[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
+    ends = np.r_[starts[1:], len(x)]
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def auc_interval(y, p, z: float = Z95) -> list | None:
+    """A 95% interval [low, high] of the ROC AUC by DeLong's variance (DeLong, DeLong and
+    Clarke-Pearson 1988, with midranks: O(m log m)); None with fewer than two of a class."""
+    y, p = np.ravel(y).astype(bool), np.ravel(p).astype(np.float64)
+    pos, neg = p[y], p[~y]
+    m, n = len(pos), len(neg)
+    if m < 2 or n < 2:
+        return None
+    tz = _midranks(np.concatenate([pos, neg]))
+    tx, ty = _midranks(pos), _midranks(neg)
+    auc = (tz[:m].sum() - m * (m + 1) / 2) / (m * n)
+    v10 = (tz[:m] - tx) / n            # each positive's share of negatives it outranks
+    v01 = 1.0 - (tz[m:] - ty) / m      # each negative's share of positives that outrank it
+    sd = float(np.sqrt(np.var(v10, ddof=1) / m + np.var(v01, ddof=1) / n))
+    return [float(max(auc - z * sd, 0.0)), float(min(auc + z * sd, 1.0))]

@@ -44,6 +44,10 @@ class LogisticRegression:
         self.form_ = None
         self.train_z_ = None
         self.cost_trace_: list[tuple[int, float]] = []
+        self.held_costs_: list[float] = []   # the held-out cost at each recorded iteration
+        self.best_ = None                    # (iteration, held-out cost) of the lowest
+        self.stopped_ = None                 # where early stopping ended, or None
+        self.iters_run_ = 0
 
     @classmethod
     def from_weights(cls, w, b, costs=(), form=None, **params) -> LogisticRegression:
@@ -96,19 +100,22 @@ class LogisticRegression:
         return self.fit_design(Pixels(x, dtype), y, on_event, gram, form=form)
 
     def fit_design(self, design, y, on_event=ignore, gram=None, tag=None, why="",
-                   form=None) -> LogisticRegression:
+                   form=None, held=None) -> LogisticRegression:
         """Train on any design-matrix source (design.py): the one training path. `form`:
-        "primal" or "dual", decided by the caller (else as the parameters ask)."""
+        "primal" or "dual", decided by the caller (else as the parameters ask). `held`:
+        descent.Held, examples whose cost is watched (and early stopping on them)."""
         if form is None:
             form = self._plan(design.n_x, design.m)[0]
         else:
             self.check_params()
         fit = descent.run(design, y, self.lr, self.iters, form=form, objective=self.objective,
                           print_every=self.print_every, on_event=on_event, gram=gram,
-                          tag=tag, why=why)
+                          tag=tag, why=why, held=held)
         self.w_ = fit.w.reshape(-1, 1)
         self.b_, self.costs_, self.form_, self.train_z_ = fit.b, fit.costs, fit.form, fit.z
         self.cost_trace_ = fit.trace
+        self.held_costs_, self.best_, self.stopped_ = fit.held_costs, fit.best, fit.stopped
+        self.iters_run_ = fit.iters
         return self
 
     def w_norm(self) -> float:

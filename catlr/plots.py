@@ -48,17 +48,31 @@ def _fit_text(draw, text: str, font, width: int) -> str:
     return "..."
 
 
-def cost_curve_png(costs, every, *, title="Cost during training", final=None) -> bytes:
-    """Cost against iteration for one run, as PNG bytes (runs.py writes them); `final`:
-    (iteration, cost) after the last update, marked apart."""
+def cost_curve_png(costs, every, *, title="Cost during training", final=None,
+                   held=(None, ()), best=None) -> bytes:
+    """Cost against iteration for one run, as PNG bytes (runs.py writes them), the
+    course's look: iterations in hundreds (in print_every's), cost. `final`: (iteration,
+    cost) after the last update, marked apart; `held`: (name, costs) of the held-out
+    examples at the same iterations, the second curve (overfitting shows as the two
+    parting); `best`: the iteration of the lowest validation cost, marked."""
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
-    ax.plot(_iterations(costs, every), costs, marker="o", markersize=3, label="recorded")
+    unit = "hundreds" if every == 100 else f"{every}s"
+    x = [i for i in range(len(costs))]
+    ax.plot(x, costs, marker="o", markersize=3, label="training cost")
+    name, held_costs = held
+    if held_costs:
+        ax.plot(x[:len(held_costs)], held_costs, marker="o", markersize=3, color="darkorange",
+                label=f"{name} cost" + (" (the test split: no validation split)"
+                                        if name == "test" else ""))
+    if best is not None:
+        ax.axvline(best / every, color="gray", linestyle=":", label=f"lowest validation cost "
+                   f"(iteration {best})")
     if final and final[1] is not None:
-        ax.plot([final[0]], [final[1]], marker="s", color="firebrick", linestyle="none",
-                label=f"final: {final[1]:.6f} (after iteration {final[0]})")
-        ax.legend()
-    ax.set(title=title, xlabel="iteration", ylabel="cost J")
+        ax.plot([final[0] / every], [final[1]], marker="s", color="firebrick",
+                linestyle="none", label=f"final: {final[1]:.6f} (after iteration {final[0]})")
+    ax.legend(fontsize=8)
+    ax.set(title=title, xlabel=f"iterations (per {unit})", ylabel="cost")
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -68,10 +82,11 @@ def sweep_curves(rows, path, *, title="Cost per learning rate"):
 
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
+    penalties = len({row.get("l2", 0) for row in rows}) > 1
     for row in rows:
         ax.plot(_iterations(row["costs"], row["print_every"]), row["costs"],
-                label=f"lr = {row['lr']:g}")
-    ax.set(title=title, xlabel="iteration", ylabel="cost J")
+                label=f"lr = {row['lr']:g}" + (f", l2 = {row['l2']:g}" if penalties else ""))
+    ax.set(title=title, xlabel="iteration", ylabel="cost")
     ax.legend(title="learning rate")
     ax.grid(alpha=0.3)
     _save(fig, path)

@@ -82,8 +82,11 @@ def events(console, *, verbose=False, quiet=False, wrote=None):
         elif isinstance(event, Step):
             lr = event.lr
             bar(("train", lr), "Training" if lr is None else f"lr = {lr:g}", event.iters, event.i)
-            if event.cost is not None and not quiet:
-                say(f"Cost after iteration {event.i}: {event.cost:f}")
+            # the course's lines; a sweep's runs (tagged with their rate) draw bars only
+            if event.cost is not None and not quiet and lr is None:
+                val = (f" ({event.held_name}: {event.held:f})"
+                       if event.held is not None and event.held_name == "validation" else "")
+                say(f"Cost after iteration {event.i}: {event.cost:f}{val}")
 
     if progress is None:
         yield on_event

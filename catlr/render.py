@@ -261,12 +261,39 @@ def prepare_report(console, r):
                       + (f": {used} used." if used != r["images"] else "."))
 
 
+def ci(interval, n=None) -> str:
+    """' (95% CI 56.2-80.9%, n = 50)': an interval as a reader takes it in."""
+    if not interval:
+        return "" if n is None else f" (n = {n})"
+    low, high = interval
+    return f" (95% CI {low:.1%}-{high:.1%}" + (f", n = {n})" if n is not None else ")")
+
+
 def train_summary(console, meta, saved):
     """The figures, and what was written where (saved: runs.Saved)."""
-    console.print(f"Final cost (after iteration {meta['iters']}, the last): "
-                  f"{meta['final_cost']:f}")
-    console.print(f"train accuracy: {pct(meta['train_accuracy'])}")
-    console.print(f"test accuracy: {pct(meta['test_accuracy'])}")
+    for row in meta.get("lr_auto") or []:
+        console.print(f"--lr auto: lr {row['lr']:g}, validation cost {row['val_cost']:.6f}"
+                      + (" (cost rose)" if row["cost_rose"] else ""))
+    if meta.get("lr_auto"):
+        console.print(f"--lr auto chose lr {meta['lr']:g}: the lowest validation cost of the "
+                      "rates whose cost did not rise")
+    ran = meta.get("stopped_at")
+    console.print(f"Final cost (after iteration {ran if ran is not None else meta['iters']}, "
+                  f"the last): {meta['final_cost']:f}")
+    if ran is not None:
+        console.print(f"Stopped early at iteration {ran}: the validation cost had not improved "
+                      f"for {meta['config']['early_stop']} recorded costs; kept the weights of "
+                      f"iteration {meta['best_iteration']} (validation cost "
+                      f"{meta['best_cost']:.6f})")
+    elif meta.get("held") == "validation" and meta.get("best_iteration") is not None:
+        console.print(f"Lowest validation cost: {meta['best_cost']:f} at iteration "
+                      f"{meta['best_iteration']} (--early-stop N stops there and keeps it)")
+    console.print(f"train accuracy: {pct(meta['train_accuracy'])}" + ci(None, meta["m_train"]))
+    if meta.get("val_accuracy") is not None:
+        console.print(f"validation accuracy: {pct(meta['val_accuracy'])}"
+                      + ci(meta.get("val_accuracy_ci"), meta.get("m_val")))
+    console.print(f"test accuracy: {pct(meta['test_accuracy'])}"
+                  + ci(meta.get("test_accuracy_ci"), meta.get("m_test")))
     inside = [f for f in saved.files if saved.folder and os.path.dirname(f) == saved.folder]
     outside = [f for f in saved.files if f not in inside and f != saved.model]
     also = f" and the cost curve {', '.join(outside)}" if outside else ""
@@ -289,13 +316,20 @@ def eval_report(console, f, errors, chosen="given", predictions=None):
     neg, pos = f["classes"]
     console.print(f"Model {_model_line(f['model'], chosen)} on the {f['split']} split of "
                   f"{f['data']} ({f['m']} images)")
-    t = _table("metric", "value")
-    for key in ("accuracy", "precision", "recall", "f1"):
-        t.add_row(key, pct(f[key]))
-    t.add_row("log_loss", "n/a" if f["log_loss"] is None else f"{f['log_loss']:.4f}")
-    t.add_row("roc_auc", "n/a" if f["roc_auc"] is None else f"{f['roc_auc']:.4f}")
+    t = _table("metric", "value", "95% CI", "n")
+
+    def interval(key, fmt):
+        low_high = f.get(f"{key}_ci")
+        return "" if not low_high else f"{fmt(low_high[0])}-{fmt(low_high[1])}"
+
+    for key in ("accuracy", "precision", "recall"):
+        t.add_row(key, pct(f[key]), interval(key, pct), str(f["n"][key]))
+    t.add_row("f1", pct(f["f1"]), "", "")
+    t.add_row("log_loss", "n/a" if f["log_loss"] is None else f"{f['log_loss']:.4f}", "", "")
+    t.add_row("roc_auc", "n/a" if f["roc_auc"] is None else f"{f['roc_auc']:.4f}",
+              interval("roc_auc", lambda v: f"{v:.4f}"), str(f["m"]))
     base = f["baseline"]
-    t.add_row(f"always {f['classes'][base['label']]}", pct(base["accuracy"]))
+    t.add_row(f"always {f['classes'][base['label']]}", pct(base["accuracy"]), "", str(f["m"]))
     console.print(t)
     cm = _table("true \\ predicted", neg, pos, "total",
                 title=f"Confusion matrix (threshold {f['threshold']:g})")
@@ -324,15 +358,34 @@ def predict_table(rows, model, chosen="given"):
 
 
 def sweep_table(console, rows, plot):
-    t = _table("learning rate", "final cost", "train accuracy", "test accuracy", "",
-               title="Learning-rate sweep")
+    """Validation figures per setting when there is a validation split, the best named and
+    only its test figure shown; else the course's table, with what it costs to choose on
+    test said once."""
+    penalties = len({r["l2"] for r in rows}) > 1 or any(r["l2"] for r in rows)
+    on_val = "val_cost" in rows[0]
+    head = ["learning rate"] + (["l2"] if penalties else []) + ["final cost", "train accuracy"]
+    head += ["validation cost", "validation accuracy"] if on_val else ["test accuracy"]
+    t = _table(*head, "", title="Sweep" if penalties else "Learning-rate sweep")
     for r in rows:
-        t.add_row(f"{r['lr']:g}", f"{r['final_cost']:.6f}", pct(r["train_accuracy"]),
-                  pct(r["test_accuracy"]), "cost rose" if r["cost_rose"] else "")
+        cells = [f"{r['lr']:g}"] + ([f"{r['l2']:g}"] if penalties else [])
+        cells += [f"{r['final_cost']:.6f}", pct(r["train_accuracy"])]
+        cells += ([f"{r['val_cost']:.6f}", pct(r["val_accuracy"])] if on_val
+                  else [pct(r["test_accuracy"])])
+        marks = (["best"] if r.get("best") else []) + (["cost rose"] if r["cost_rose"] else [])
+        t.add_row(*cells, ", ".join(marks))
     console.print(t)
     if any(r["cost_rose"] for r in rows):
         console.print("'cost rose': the cost went up during training more than once, that rate "
                       "is too large for this data.")
+    if on_val:
+        best = next(r for r in rows if r.get("best"))
+        what = f"lr {best['lr']:g}" + (f", l2 {best['l2']:g}" if penalties else "")
+        console.print(f"Best on validation: {what} (validation cost {best['val_cost']:.6f}); "
+                      f"its test accuracy, once: {pct(best['test_accuracy'])}"
+                      + ci(best.get("test_accuracy_ci"), best.get("m_test")))
+    else:
+        console.print("Choosing a rate by its test accuracy fits the choice to the test set: "
+                      "add --val-fraction 0.2 to compare on a validation split instead.")
     if plot:
         console.print(f"Saved the cost curves to {plot}")
 
@@ -405,8 +458,25 @@ def runs_table(console, rows, root, wide=False):
     def mark(r):
         return "damaged" if r.get("damaged") else "cost rose" if r.get("warnings") else ""
 
+    def test(r):  # with its n: 70.00% of 50 images is not 70.00% of 5,000
+        n = r.get("m_test")
+        return pct(r.get("test_accuracy")) + (f" ({n})" if isinstance(n, int) else "")
+
+    def val(r):
+        return pct(r.get("val_accuracy")) if r.get("val_accuracy") is not None else ""
+
+    def extra(r):  # what a run changed of the course's objective, or how it stopped
+        bits = ([f"l2 {r['l2']:g}"] if r.get("l2") else []) + (
+            [f"weights {r['class_weight']}"] if r.get("class_weight") not in (None, "none") else [])
+        return " ".join(bits + ([f"stopped at {r['stopped_at']}"] if r.get("stopped_at") else []))
+
     title = f"Runs in {root}/, newest first"
-    columns = ["run", "when", "data", "lr", "iters", "final cost", "train", "test", ""]
+    columns = ["run", "when", "data", "lr", "iters", "final cost", "train", "test (n)", ""]
+    vals, extras = any(val(r) for r in rows), any(extra(r) for r in rows)
+    if vals:
+        columns[7:7] = ["validation"]
+    if extras:
+        columns[-1:-1] = ["settings"]
     if wide:
         columns[5:5] = ["dtype", "form", "engine"]
     t = _table(*columns, title=title)
@@ -415,7 +485,11 @@ def runs_table(console, rows, root, wide=False):
                  f"{r.get('data_kind') or '?'} {r.get('data') if wide else _where(r.get('data'))}",
                  num(r.get("lr"), lambda v: f"{v:g}"), num(r.get("iters"), str),
                  num(r.get("final_cost"), lambda v: f"{v:.6f}"),
-                 pct(r.get("train_accuracy")), pct(r.get("test_accuracy")), mark(r)]
+                 pct(r.get("train_accuracy")), test(r), mark(r)]
+        if vals:
+            cells[7:7] = [val(r)]
+        if extras:
+            cells[-1:-1] = [extra(r)]
         if wide:
             cells[5:5] = [str(r.get(k) or "?") for k in ("dtype", "form", "engine")]
         t.add_row(*cells)
@@ -431,8 +505,10 @@ def runs_table(console, rows, root, wide=False):
             parts = [f"lr {num(r.get('lr'), lambda v: f'{v:g}')}",
                      f"iters {num(r.get('iters'), str)}",
                      f"cost {num(r.get('final_cost'), lambda v: f'{v:.6f}')}",
-                     f"train {pct(r.get('train_accuracy'))}",
-                     f"test {pct(r.get('test_accuracy'))}"] + ([mark(r)] if mark(r) else [])
+                     f"train {pct(r.get('train_accuracy'))}"]
+            parts += [f"validation {val(r)}"] if val(r) else []
+            parts += [f"test {test(r)}"] + ([extra(r)] if extra(r) else [])
+            parts += [mark(r)] if mark(r) else []
             text = "   "
             for part in parts:  # as many figures a line as fit, each whole
                 if len(text) > 3 and len(text) + 2 + len(part) > width:

@@ -31,7 +31,9 @@ from .events import Wrote, ignore
 PREFIX = "train-"
 MODEL = "model.npz"
 SUMMARY = ("name", "created", "data", "data_kind", "lr", "iters", "dtype", "form", "engine",
-           "final_cost", "train_accuracy", "test_accuracy", "m_train", "m_test", "warnings")
+           "final_cost", "train_accuracy", "test_accuracy", "m_train", "m_test", "warnings",
+           "l2", "class_weight", "held", "best_iteration", "best_cost", "stopped_at",
+           "val_accuracy", "val_cost", "m_val", "test_accuracy_ci")
 
 
 @dataclass
@@ -106,7 +108,10 @@ def _plot(model, meta) -> bytes:
 
     return cost_curve_png(model.costs_, meta["print_every"],
                           title=f"Cost during training (lr = {meta['lr']:g})",
-                          final=(meta["iters"], meta.get("final_cost")))
+                          final=(meta.get("stopped_at") or meta["iters"], meta.get("final_cost")),
+                          held=(meta.get("held"), meta.get("held_costs") or []),
+                          best=meta.get("best_iteration") if meta.get("held") == "validation"
+                          else None)
 
 
 def _write(path, data: bytes | str, kind: str, on_event) -> str:
@@ -131,7 +136,8 @@ def save(cfg: dict, model, meta: dict, *, name=None, exist_ok=False, plot=None,
         with atomic_folder(folder, "run") as tmp:
             files = {"config.toml": toml_text(meta["config"]),
                      "costs.csv": _costs_csv(model.costs_, meta["print_every"],
-                                             (meta["iters"], meta.get("final_cost"))),
+                                             (meta.get("stopped_at") or meta["iters"],
+                                              meta.get("final_cost")), meta),
                      "metrics.json": json.dumps(summary(os.path.basename(folder), meta),
                                                 indent=2) + "\n"}
             for file, text in files.items():
@@ -161,14 +167,21 @@ def save_file(out, model, meta: dict, *, plot=None, on_event=ignore) -> Saved:
     return saved
 
 
-def _costs_csv(costs, every, final=None) -> str:
-    """iteration, cost: the recorded costs, then the final one (after the last update)."""
+def _costs_csv(costs, every, final=None, meta=None) -> str:
+    """iteration, cost (and the held-out cost, validation_cost or test_cost, at the same
+    iterations): the recorded costs, then the final one (after the last update)."""
+    meta = meta or {}
+    held = meta.get("held_costs") or []
+    name = meta.get("held")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["iteration", "cost"])
-    w.writerows([i * every, repr(c)] for i, c in enumerate(costs))
+    w.writerow(["iteration", "cost"] + ([f"{name}_cost"] if held else []))
+    for i, c in enumerate(costs):
+        w.writerow([i * every, repr(c)] + ([repr(held[i]) if i < len(held) else ""] if held else []))
     if final and final[1] is not None and final[0] != (len(costs) - 1) * every:
-        w.writerow([final[0], repr(final[1])])
+        last = meta.get("val_cost") if name == "validation" else None
+        w.writerow([final[0], repr(final[1])] + ([repr(last) if last is not None else ""]
+                                                  if held else []))
     return buf.getvalue()
 
 

@@ -13,11 +13,17 @@ import numpy as np
 from . import datasets, descent, engines, modelfile, runs
 from .atomic import guard
 from .descent import SAMPLE_EVERY
-from .config import DEFAULTS
-from .errors import CatlrError
+from .config import DEFAULTS, parse_class_weight
+from .descent import Held
+from .design import Pixels
+from .errors import CatlrError, UsageError
 from .events import Loaded, ignore
-from .loss import labels, sigmoid
+from .loss import cost, labels, sigmoid
+from .metrics import wilson
 from .model import LogisticRegression, check_labels
+
+# --lr auto tries these (a geometric grid) on the validation split and keeps the best
+AUTO_LRS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 
 
 def plan(ds, cfg: dict) -> engines.Choice:
@@ -34,20 +40,37 @@ def plan(ds, cfg: dict) -> engines.Choice:
     return choice
 
 
-def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None, design=None):
+def held_for(ds, cfg: dict, dtype: str) -> Held | None:
+    """The examples whose cost training watches: the validation split (early stopping on
+    it when asked), else the test split (watched only, named test), else none."""
+    if ds.has_val:
+        return Held(Pixels(ds.x_val, dtype), np.asarray(ds.y_val), "validation",
+                    cfg["early_stop"])
+    if len(ds.y_test):
+        return Held(Pixels(ds.x_test, dtype), np.asarray(ds.y_test), "test")
+    return None
+
+
+def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None, design=None,
+                held=None):
     """Train on a Dataset's train split with a resolved config; returns (model, figures).
 
     figures: final_cost (after the last update), train_accuracy, test_accuracy
-    (None for an empty split), m_train, m_test, warnings, and how it ran: form, engine,
-    dtype and engine_reason. `gram`: see LogisticRegression.fit_pixels; `choice` and
-    `design` (from plan() and engines.design()) are reused across a sweep.
+    (None for an empty split), m_train, m_test, warnings, how it ran (form, engine,
+    dtype, engine_reason), and the held-out curve: held ("validation" or "test"),
+    held_costs at each recorded iteration, best_iteration and best_cost, stopped_at,
+    and with a validation split val_cost, val_accuracy, m_val. `gram`: see
+    LogisticRegression.fit_pixels; `choice`, `design` and `held` (from plan(),
+    engines.design() and held_for()) are reused across a sweep.
     """
     choice = choice or plan(ds, cfg)
     own = design is None
     design = design or engines.design(choice, ds.x_train, cfg)
+    held = held or held_for(ds, cfg, choice.dtype)
     model = estimator(cfg, choice)
     try:
-        model.fit_design(design, ds.y_train, on_event, gram, tag, choice.why, form=choice.form)
+        model.fit_design(design, ds.y_train, on_event, gram, tag, choice.why, form=choice.form,
+                         held=held)
         trouble = cost_warnings(model.cost_trace_, cfg["lr"], cfg["iters"],
                                 lambda: descent.largest_step(design, model.objective))
     finally:
@@ -55,23 +78,45 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
             design.close()
     z = model.train_z_
     test_pred = labels(model.proba_pixels(ds.x_test)) if len(ds.y_test) else None
+    test_acc = _accuracy(test_pred, ds.y_test)
     figures = {
         "final_cost": final_cost(model, ds.y_train),
         "train_accuracy": _accuracy(labels(sigmoid(z)), ds.y_train),
-        "test_accuracy": _accuracy(test_pred, ds.y_test),
+        "test_accuracy": test_acc,
+        "test_accuracy_ci": wilson(round(test_acc * len(ds.y_test)), len(ds.y_test))
+        if test_acc is not None else None,
         "m_train": int(len(ds.y_train)), "m_test": int(len(ds.y_test)),
         "warnings": trouble,
         "form": model.form_, "engine": choice.engine, "dtype": choice.dtype,
         "engine_reason": choice.why,
+        "l2": cfg["l2"], "class_weight": cfg["class_weight"],
+        "held": held.name if held else None, "held_costs": model.held_costs_,
+        "best_iteration": model.best_[0] if model.best_ else None,
+        "best_cost": model.best_[1] if model.best_ else None,
+        "stopped_at": model.stopped_, "iters_run": model.iters_run_,
     }
+    if ds.has_val:
+        p = model.proba_pixels(ds.x_val)
+        y = np.asarray(ds.y_val)
+        acc = _accuracy(labels(p), y)
+        figures.update({"val_cost": cost(_logit(model, ds.x_val), y), "val_accuracy": acc,
+                        "val_accuracy_ci": wilson(round(acc * len(y)), len(y)),
+                        "m_val": int(len(y))})
     return model, figures
+
+
+def _logit(model, x):
+    """Z = w.T X + b for images x: the scores the probabilities come from."""
+    design = Pixels(x, "float64")
+    return design.scores_each(model.w_.ravel(), model.b_)
 
 
 def estimator(cfg: dict, choice=None) -> LogisticRegression:
     """The estimator a resolved config describes (form and dtype as the planner decided)."""
     return LogisticRegression(cfg["lr"], cfg["iters"], cfg["print_every"],
                               choice.form if choice else cfg["form"],
-                              choice.dtype if choice else cfg["dtype"])
+                              choice.dtype if choice else cfg["dtype"], cfg["l2"],
+                              parse_class_weight(cfg["class_weight"]))
 
 
 def final_cost(model, y) -> float:
@@ -130,15 +175,56 @@ def _accuracy(pred, y):
     return float((pred == y).mean()) if len(y) else None
 
 
+def check_validation(cfg: dict) -> None:
+    """Refuse, before any data is read, choices that need a validation split and have none
+    coming (a stored one is checked once the data is open)."""
+    if cfg["val_fraction"] == 0 and (cfg["early_stop"] or cfg["lr"] == "auto"):
+        what = "--early-stop" if cfg["early_stop"] else "--lr auto"
+        raise UsageError(f"{what} chooses on a validation split, never on the test split: add "
+                         "--val-fraction 0.2 (or prepare the data with --val-fraction)")
+
+
 def load(data, cfg, on_event=ignore):
-    """The dataset a training command uses, checked against cfg's size. Pixels in an
-    HDF5 file stay on disk until plan() decides: close the Dataset after use."""
+    """The dataset a training command uses, checked against cfg's size, with its
+    validation split (stored, or held out of the training split by cfg's val_fraction).
+    Pixels in an HDF5 file stay on disk until plan() decides: close the Dataset after use."""
     ds = datasets.load(data, cfg, on_event, in_memory=False)
-    if ds.kind != "folder" and cfg["size"] not in (DEFAULTS["size"], ds.size):
-        raise CatlrError(f"{ds.source} holds {ds.size} x {ds.size} images; --size {cfg['size']} "
-                         "applies to image folders, run 'catlr prepare' on the images at that size")
+    try:
+        if ds.kind != "folder" and cfg["size"] not in (DEFAULTS["size"], ds.size):
+            raise CatlrError(f"{ds.source} holds {ds.size} x {ds.size} images; --size "
+                             f"{cfg['size']} applies to image folders, run 'catlr prepare' on "
+                             "the images at that size")
+        if cfg["val_fraction"] and ds.has_val:
+            raise UsageError(f"{ds.source} holds its own validation split (prepared with "
+                             "--val-fraction): drop --val-fraction to use it")
+        if cfg["val_fraction"]:
+            ds.hold_out(cfg["val_fraction"], cfg["seed"])
+        if not ds.has_val and (cfg["early_stop"] or cfg["lr"] == "auto"):
+            check_validation(cfg)
+    except BaseException:
+        ds.close()
+        raise
     on_event(Loaded(ds))
     return ds
+
+
+def choose_lr(ds, cfg, choice, design, held, on_event=ignore):
+    """--lr auto: every rate of AUTO_LRS for cfg's iterations on the same design (K once in
+    the dual form), the one whose final validation cost is lowest among those whose cost
+    did not rise. Returns (its model and figures, the rates tried with their costs)."""
+    gram = design.gram() if choice.form == "dual" else None
+    tried, best = [], None
+    for lr in AUTO_LRS:
+        model, figures = fit_dataset(ds, {**cfg, "lr": lr}, on_event, gram, lr, choice,
+                                     design, held)
+        tried.append({"lr": lr, "val_cost": figures["val_cost"],
+                      "cost_rose": bool(figures["warnings"])})
+        if not figures["warnings"] and (best is None or figures["val_cost"] < best[1]["val_cost"]):
+            best = (model, figures)
+    if best is None:
+        raise CatlrError("every rate --lr auto tried made the cost rise on this data, pass "
+                         "--lr with a smaller rate")
+    return best, tried
 
 
 def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on_event=ignore):
@@ -154,8 +240,21 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
     if out is None:
         runs.check_name(cfg["runs"], name, exist_ok)
     engines.require(cfg["engine"])
+    if not datasets.stored_validation(data):
+        check_validation(cfg)
     with load(data, cfg, on_event) as ds:
-        model, figures = fit_dataset(ds, cfg, on_event)
+        if cfg["lr"] == "auto":
+            choice = plan(ds, cfg)
+            design = engines.design(choice, ds.x_train, cfg)
+            try:
+                held = held_for(ds, cfg, choice.dtype)
+                (model, figures), tried = choose_lr(ds, cfg, choice, design, held, on_event)
+            finally:
+                design.close()
+            figures["lr_auto"] = tried
+            cfg = {**cfg, "lr": model.lr}
+        else:
+            model, figures = fit_dataset(ds, cfg, on_event)
         prints = {s: ds.fingerprint(s) for s in ("train", "test")}  # what eval compares
     meta = modelfile.metadata(model, ds, cfg, figures, prints)
     meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -165,25 +264,43 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
                                   on_event=on_event)
 
 
-def sweep(data, cfg: dict, lrs=None, *, on_event=ignore):
-    """The course's learning-rate comparison: one model per rate (cfg's sweep_lrs by default).
+def sweep(data, cfg: dict, lrs=None, l2s=None, *, on_event=ignore):
+    """The course's learning-rate comparison, and penalties: one model per (rate, l2)
+    (cfg's sweep_lrs and sweep_l2s by default).
 
-    Returns a list of dicts {lr, costs, print_every, final_cost, train_accuracy, ...}.
+    Returns a list of dicts {lr, l2, costs, print_every, final_cost, train_accuracy, ...};
+    with a validation split each has val_cost and val_accuracy, the one with the lowest
+    val_cost among those whose cost did not rise is marked best, and only it keeps its
+    test_accuracy (the others' is None: a choice made on the test split overfits it).
     """
     lrs = cfg["sweep_lrs"] if lrs is None else lrs
+    l2s = cfg["sweep_l2s"] if l2s is None else l2s
     engines.require(cfg["engine"])
+    if not datasets.stored_validation(data):
+        check_validation(cfg)
     rows = []
     with load(data, cfg, on_event) as ds:
         choice = plan(ds, cfg)
         design = engines.design(choice, ds.x_train, cfg)
+        held = held_for(ds, cfg, choice.dtype)
         try:
             # K depends on the data alone: computed once, not once per learning rate
             gram = design.gram() if choice.form == "dual" else None
-            for lr in lrs:
-                model, figures = fit_dataset(ds, {**cfg, "lr": lr}, on_event, gram, lr, choice,
-                                             design)
-                rows.append({"lr": lr, "costs": model.costs_, "print_every": cfg["print_every"],
-                             "cost_rose": bool(figures["warnings"]), **figures})
+            for l2 in l2s:
+                for lr in lrs:
+                    model, figures = fit_dataset(ds, {**cfg, "lr": lr, "l2": l2}, on_event,
+                                                 gram, lr, choice, design, held)
+                    rows.append({"lr": lr, "l2": l2, "costs": model.costs_,
+                                 "print_every": cfg["print_every"],
+                                 "cost_rose": bool(figures["warnings"]), **figures})
         finally:
             design.close()
+        on_val = ds.has_val
+    if on_val:
+        fine = [r for r in rows if not r["cost_rose"]] or rows
+        best = min(fine, key=lambda r: r["val_cost"])
+        for r in rows:
+            r["best"] = r is best
+            if not r["best"]:
+                r["test_accuracy"] = None  # the test figure, once, for the choice alone
     return rows

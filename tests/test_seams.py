@@ -66,8 +66,9 @@ def test_every_setting_flag_comes_from_the_registry(cli):
         for key in options(command):
             assert flag_name(key) in out, (command, key)
     # train and sweep share every training, data and engine flag
-    assert set(options("train")) - {"lr"} <= set(options("sweep"))
-    assert "sweep_lrs" in options("sweep") and "lr" not in options("sweep")
+    assert set(options("train")) - {"lr", "l2"} <= set(options("sweep"))
+    assert {"sweep_lrs", "sweep_l2s"} <= set(options("sweep"))
+    assert not {"lr", "l2"} & set(options("sweep"))  # sweep's --lr and --l2 take several
 
 
 def test_a_new_setting_is_one_entry(tmp_path):
@@ -101,6 +102,7 @@ def test_help_is_grouped_course_settings_first(cli):
     headings = [line[:-1] for line in out.splitlines() if line and not line[0].isspace()
                 and line.endswith(":")]
     assert headings == ["Arguments", "Training (the course's settings)", "Options",
+                        "Validation (choices made on held-out data, never on test)",
                         "Image folders", "Decoding", "Engines, memory and cluster"]
     engines = out.split("Engines, memory and cluster:")[1]
     assert "--engine" in engines and "--memory" in engines and "--scheduler" in engines

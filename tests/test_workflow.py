@@ -123,7 +123,8 @@ def test_two_runs_in_a_row_keep_both_models(cli, small_folder):
         assert files == {"model.npz", "config.toml", "costs.csv", "metrics.json"}
         assert json.loads((runs / name / "metrics.json").read_text())["lr"] == lr
         costs = list(csv.reader((runs / name / "costs.csv").open()))
-        assert costs[0] == ["iteration", "cost"] and costs[1][0] == "0"
+        # the test split's cost beside the training cost (no validation split: issue 18)
+        assert costs[0] == ["iteration", "cost", "test_cost"] and costs[1][0] == "0"
     # the saved config is a valid --config file that gives the same run
     code, _, err = cli(["train", small_folder, "--config", runs / "train-2" / "config.toml",
                         "--out", "again.npz"])

@@ -162,11 +162,14 @@ def _total_memory() -> int:
         return 8 << 30
 
 
-def read_block(path, key, start, stop, dtype):
+def read_block(path, key, start, stop, dtype, keep=None):
     """X[:, start:stop].T as floats, read by the worker from the HDF5 file or Zarr store
-    through the same checked reader as every other read."""
+    through the same checked reader as every other read; `keep`: the rows of that span
+    that are in (a validation split took the others)."""
     with open_container(path) as c:
         part = np.asarray(c.pixels(key)[start:stop])
+    if keep is not None:
+        part = part[keep]
     return normalize(part.reshape(len(part), -1), dtype)
 
 
@@ -185,10 +188,12 @@ class DaskPixels(Design):
 
     def __init__(self, x, dtype="float32", scheduler=None, n_workers=None, block_bytes=None,
                  memory=None):
-        if hasattr(x, "file"):  # an h5py dataset
-            self.path, self.key = os.path.abspath(x.file.filename), x.name.lstrip("/")
+        index = getattr(x, "index", None)  # datasets.Rows: some rows of a stored array
+        base = x.base if index is not None else x
+        if hasattr(base, "file"):  # an h5py dataset
+            self.path, self.key = os.path.abspath(base.file.filename), base.name.lstrip("/")
         else:  # an array of a Zarr store (containers.py)
-            self.path, self.key = os.path.abspath(x.store.path), x.key
+            self.path, self.key = os.path.abspath(base.store.path), base.key
         self.m = int(x.shape[0])
         self.n_x = int(np.prod(x.shape[1:], dtype=np.int64))
         self.dtype = np.dtype(dtype)
@@ -206,9 +211,18 @@ class DaskPixels(Design):
         self.detail = f"Dask dashboard: {self.client.dashboard_link}"
         k = max(1, (block_bytes or BLOCK_BYTES) // (self.n_x * self.dtype.itemsize))
         self.spans = [(s, min(s + k, self.m)) for s in range(0, self.m, k)]
-        self.parts = [self.client.submit(read_block, self.path, self.key, s, e, self.dtype.name,
-                                         pure=True, key=f"catlr-block-{self.key}-{s}-{e}")
-                      for s, e in self.spans]
+        def span(s, e):  # the stored rows a block reads, and which of them it keeps
+            if index is None:
+                return s, e, None
+            rows = index[s:e]
+            return int(rows[0]), int(rows[-1]) + 1, rows - rows[0]
+
+        self.parts = []
+        for s, e in self.spans:
+            lo, hi, keep = span(s, e)
+            self.parts.append(self.client.submit(
+                read_block, self.path, self.key, lo, hi, self.dtype.name, keep, pure=True,
+                key=f"catlr-block-{self.key}-{s}-{e}-{'all' if keep is None else len(keep)}"))
 
     def _reduce(self, futures, fan_in=4):
         """A tree of additions over the workers: no single task sums them all."""
