@@ -225,7 +225,7 @@ def _load_folder(path, cfg, on_event, opts):
     layout = discover(path, cfg["positive"], cfg["test_fraction"], cfg["seed"])
     if opts.get("split"):  # only the split asked for is decoded (eval)
         layout = replace(layout, **{"test" if opts["split"] == "train" else "train": []})
-    n = len(layout.train) + len(layout.test)
+    n = len(layout.items())
     need = n * cfg["size"] ** 2 * 3 * (1 + 4)  # the pixels, and X in float32
     limit, why = engines.budget(cfg)
     if need > limit and opts.get("read_only"):

@@ -75,9 +75,9 @@ class Sink:
     """Appends each split to resizable arrays of an open, writable store (bounded memory):
     an h5py.File, or a zarr group (zarr_store.py) whose arrays resize and slice alike."""
 
-    def __init__(self, f, size, classes):
+    def __init__(self, f, size, classes, splits=("train", "test")):
         self.f = f
-        for split in ("train", "test"):
+        for split in splits:
             for key, shape, dtype, chunks in (("x", (size, size, 3), np.uint8, 64),
                                               ("y", (), np.int64, 4096),
                                               ("paths", (), str, 1024)):

@@ -40,6 +40,15 @@ class Layout:
     # folders not searched, with why: [("cat/x/", "permission denied ..."), ...]
     unreadable: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # what discovery chose for the user, in words
+    val: list = field(default_factory=list)    # a validation split, held out of train
+
+    def splits(self):
+        """(name, items) of each split that has items or always exists, in file order."""
+        return [("train", self.train), ("test", self.test)] + (
+            [("val", self.val)] if self.val else [])
+
+    def items(self):
+        return [it for _, items in self.splits() for it in items]
 
 
 def _match(names, positive: str) -> str | None:
@@ -167,8 +176,9 @@ def _split(every, test_fraction, seed):
     return [it for it in every if it not in held_out], [it for it in every if it in held_out]
 
 
-def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
-    """Find the classes and the train/test split of an image folder."""
+def discover(src, positive="cat", test_fraction=0.2, seed=1, val_fraction=0.0) -> Layout:
+    """Find the classes and the train/test split of an image folder (and, with
+    val_fraction, a validation split held out of train, seeded and stratified too)."""
     src = os.path.abspath(os.fspath(src))
     reading(src)
     if not os.path.isdir(src):
@@ -204,7 +214,11 @@ def discover(src, positive="cat", test_fraction=0.2, seed=1) -> Layout:
                  f"({unreadable[0][1]})" if unreadable else "")
         raise CatlrError(f"{src} has no {which} images (extensions: "
                          f"{' '.join(sorted(EXTENSIONS))}){cause}, add some")
-    return Layout(src, classes, train, test, split, ignored, unreadable, notes)
+    val = []
+    if val_fraction:
+        train, val = _split(train, val_fraction, seed + 1)
+        split = {**(split or {}), "val_fraction": val_fraction}
+    return Layout(src, classes, train, test, split, ignored, unreadable, notes, val)
 
 
 def _workers(n: int) -> int:
@@ -266,7 +280,7 @@ def decode_many(paths, size=64, fit="stretch", workers=0, max_pixels=MAX_PIXELS,
 def start_decoding(layout: Layout, cfg: dict, sizes=None):
     """Decode every image of `layout`, train then test, with cfg's size, fit, workers and
     max_pixels (see decode_many; `sizes` gets each file's width and height)."""
-    return decode_many([os.path.join(layout.root, p) for p, _ in layout.train + layout.test],
+    return decode_many([os.path.join(layout.root, p) for p, _ in layout.items()],
                        cfg["size"], cfg["fit"], cfg["workers"], cfg["max_pixels"], sizes)
 
 
@@ -299,17 +313,17 @@ def ingest(layout: Layout, stream, sink, *, dedupe=False, strict=False, on_event
     sizes = {} if sizes is None else sizes
     oblong = 0
     started = time.perf_counter()
-    total = len(layout.train) + len(layout.test)
+    total = len(layout.items())
     seen: dict[bytes, tuple[str, str]] = {}  # pixel digest -> (split, path) of its first image
-    prints = {"train": Fingerprint(), "test": Fingerprint()}
+    prints = {s: Fingerprint() for s, _ in layout.splits()}
     dups = {"train": [], "test": [], "across": []}
     skipped, dropped, done = [], 0, 0
-    counts = {s: {c: 0 for c in layout.classes} for s in ("train", "test")}
+    counts = {s: {c: 0 for c in layout.classes} for s, _ in layout.splits()}
     for folder, why in layout.unreadable:
         if strict:
             raise CatlrError(f"{folder}: {why} (--strict stops at it), fix it or drop --strict")
         skipped.append({"path": folder, "reason": why})
-    for split, items in (("train", layout.train), ("test", layout.test)):
+    for split, items in layout.splits():
         batch = ([], [], [])
         for (rel, label), (_, result) in zip(items, stream):
             done += 1

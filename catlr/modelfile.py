@@ -57,6 +57,7 @@ def metadata(model, ds, cfg: dict, figures: dict, fingerprint=None) -> dict:
         "data": ds.source,
         "data_kind": ds.kind,
         "split": ds.split,
+        "validation": ds.validation,  # which examples were held out: indices or file paths
         "fingerprint": fingerprint or {},
         **figures,
         "config": {**cfg, "form": model.form_},
@@ -152,6 +153,13 @@ def clean(meta: dict) -> dict:
         meta["split"] = None
     if "config" in meta:
         meta["config"] = from_saved(meta["config"])
+    if "validation" in meta:
+        v = meta["validation"]
+        ok = isinstance(v, dict) and all(
+            isinstance(v.get(k), list) and all(isinstance(i, t) and not isinstance(i, bool)
+                                               for i in v[k])
+            for k, t in (("indices", int), ("paths", str)) if k in v)
+        meta["validation"] = v if ok else None
     if "fingerprint" in meta:
         prints = meta["fingerprint"] if isinstance(meta["fingerprint"], dict) else {}
         meta["fingerprint"] = {k: v for k, v in prints.items() if k in ("train", "test")

@@ -48,14 +48,16 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
         raise CatlrError(f"{src} holds the course pair ({os.path.basename(pair[0])} and "
                          f"{os.path.basename(pair[1])}), which needs no preparing: "
                          f"train on it directly with 'catlr train {src}'")
-    layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"])
-    _check_room(out, len(layout.train) + len(layout.test), cfg["size"])
+    layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"],
+                      cfg.get("val_fraction", 0.0))
+    _check_room(out, len(layout.items()), cfg["size"])
+    splits = [s for s, _ in layout.splits()]
     replaced = previous(out)  # what is there now, to say what the new file replaces
     sizes = {}
     stream = start_decoding(layout, cfg, sizes)
     attrs = {"catlr_version": __version__, "size": cfg["size"], "fit": cfg["fit"],
              "positive": cfg["positive"], "split": str(layout.split or "given"),
-             "source": os.path.abspath(os.fspath(src)), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+             "source": os.path.abspath(os.fspath(src)), "created": _now()}
 
     def finish(report, target):
         target.update({**attrs, "images": report["used"],
@@ -66,18 +68,26 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
 
         with atomic_folder(out, "zarr") as tmp:
             group = zarr.open_group(os.fspath(tmp), mode="w")
-            report = ingest(layout, stream, ZarrSink(group, cfg["size"], layout.classes),
+            report = ingest(layout, stream, ZarrSink(group, cfg["size"], layout.classes, splits),
                             dedupe=dedupe, strict=strict, on_event=on_event, sizes=sizes)
             finish(report, group.attrs)
     else:
         with atomic_path(out, "hdf5") as tmp:
             with h5py.File(tmp, "w", track_order=False) as f:
-                report = ingest(layout, stream, Sink(f, cfg["size"], layout.classes),
+                report = ingest(layout, stream, Sink(f, cfg["size"], layout.classes, splits),
                                 dedupe=dedupe, strict=strict, on_event=on_event, sizes=sizes)
                 finish(report, f.attrs)
     report["out"] = os.path.abspath(os.fspath(out))
     report["replaced"], report["fit"] = replaced, cfg["fit"]
     return report
+
+
+def _now() -> str:
+    """When the file was prepared; SOURCE_DATE_EPOCH (the reproducible-builds convention)
+    fixes it, so two runs on the same photos can write the same bytes."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    when = time.gmtime(int(epoch)) if epoch.isdigit() else time.localtime()
+    return time.strftime("%Y-%m-%d %H:%M:%S", when)
 
 
 def previous(out) -> dict | None:

@@ -181,6 +181,17 @@ def data_lines(ds):
     report = ds.report or {}
     for note in report.get("notes", []):
         yield f"Note: {note}"
+    if ds.has_val:
+        how = ("stored in the file" if (ds.validation or {}).get("stored") else
+               f"{ds.validation['fraction']:g} of the training split, seed "
+               f"{ds.validation['seed']}, stratified" if ds.validation else "")
+        yield (f"Validation: {len(ds.y_val)} images ({how}), {int(ds.y_val.sum())} "
+               f"{ds.classes[1]}; training on the other {len(ds.y_train)}")
+    if ds.val_repeats:
+        a, b = ds.val_repeats[0]
+        yield (f"{len(ds.val_repeats)} validation images repeat a training image (e.g. {b} = "
+               f"{a}): the validation cost flatters the model; 'catlr prepare --dedupe' drops "
+               "repeats")
     skipped = report.get("skipped", [])
     if skipped:
         shown = "; ".join(f"{printable(s['path'])}: {s['reason']}" for s in skipped[:3])
@@ -206,7 +217,7 @@ def prepare_report(console, r):
         console.print(f"Replaced {r['out']}{held}{came}{when}")
     console.print(f"Wrote {r['out']}")
     table = _table("split", neg, pos, "total", f"{pos} share")
-    for split in ("train", "test"):
+    for split in r["counts"]:
         c = r["counts"][split]
         n = sum(c.values())
         table.add_row(split, str(c[neg]), str(c[pos]), str(n), pct(c[pos] / n if n else None))
@@ -218,9 +229,13 @@ def prepare_report(console, r):
     for note in r.get("notes", []):
         console.print(f"Note: {note}")
     split = r["split"]
-    console.print("Split: " + ("kept the folder's train/ and test/" if split is None else
-                               f"seed {split['seed']}, test fraction {split['test_fraction']:g}, "
-                               "stratified by class"))
+    made = split is not None and "test_fraction" in split
+    console.print("Split: " + (f"seed {split['seed']}, test fraction {split['test_fraction']:g}, "
+                               "stratified by class" if made else
+                               "kept the folder's train/ and test/")
+                  + (f"; a validation split of {split['val_fraction']:g} of train, stored as "
+                     "val_set_* (the course's load_dataset() reads the rest unchanged)"
+                     if split and "val_fraction" in split else ""))
     share = r["positive_fraction"]
     if share is not None and not 0.3 <= share <= 0.7:
         console.print(f"Class imbalance: {pct(share)} of images are {pos}; accuracy alone "
