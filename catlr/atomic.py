@@ -65,11 +65,44 @@ def _is_store(path) -> bool:
 
 
 def _is_run(path) -> bool:
+    """A run folder catlr wrote (its model and only its files, temporaries aside), or an
+    empty folder (nothing to lose): a folder with a .git, notes or a config.toml alone is not."""
     try:
-        names = {n for n in os.listdir(path) if not n.startswith(".")}
+        names = set(os.listdir(path))
     except OSError:
         return False
-    return names <= RUN_FILES
+    hidden = {n for n in names if n.startswith(".")}
+    return not names or ("model.npz" in names and names - hidden <= RUN_FILES
+                         and all(n.endswith(".tmp") for n in hidden))
+
+
+MARK = b"catlr"  # in every picture catlr writes: PNG Software text, JPEG comment
+
+
+def _png_is_catlr(path) -> bool:
+    """A PNG whose Software text (a tEXt chunk before its pixels) says catlr wrote it."""
+    import struct
+
+    with open(path, "rb") as f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            return False
+        for _ in range(64):
+            head = f.read(8)
+            if len(head) < 8:
+                return False
+            size, kind = struct.unpack(">I4s", head)
+            if kind == b"IDAT" or size > 1 << 20:
+                return False
+            data = f.read(size)
+            f.read(4)
+            if kind == b"tEXt" and data.startswith(b"Software\0") and MARK in data[9:]:
+                return True
+    return False
+
+
+def _jpeg_is_catlr(path) -> bool:
+    head = _head(path, 64 << 10)
+    return head.startswith(b"\xff\xd8\xff") and b"\xff\xfe" in head and MARK in head
 
 
 @dataclass(frozen=True)
@@ -85,11 +118,13 @@ class Kind:
 
 KINDS = {
     "model": Kind("a model file (.npz)", False, _is_model),
-    "png": Kind("a PNG picture", False, lambda p: _head(p).startswith(b"\x89PNG"), ".png"),
+    "png": Kind("a PNG picture catlr drew", False, _png_is_catlr, ".png"),
     "predictions": Kind("a predictions CSV", False, _is_predictions),
     "text": Kind("a run's text file", False, lambda p: False),
-    "image": Kind("a sample image", False,
-                  lambda p: _head(p).startswith((b"\x89PNG", b"\xff\xd8\xff"))),
+    "image": Kind("a sample image catlr drew", False,
+                  lambda p: _png_is_catlr(p) or _jpeg_is_catlr(p)),
+    "demo": Kind("catlr's demo folder", True, lambda p: not os.listdir(p) or os.path.isfile(
+        os.path.join(p, ".catlr-demo"))),
     "zarr": Kind("a Zarr store written by catlr", True, _is_store),
     "run": Kind("a run folder", True, _is_run),
 }
@@ -149,7 +184,21 @@ def check_output(dest, kind: str, flag: str | None = None, inputs=()) -> Path:
         if spec.folder and _inside(source, real):
             raise UsageError(f"{name} holds the input {source}, replacing it would destroy "
                              "it: choose another path")
+    for part in dest.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise UsageError(f"{name}: the name {part[:40]}... is over {NAME_MAX} bytes, longer "
+                             "than a file system allows: choose a shorter one")
     if not (dest.exists() or dest.is_symlink()):
+        parent = dest.parent
+        while not os.path.lexists(parent) and parent != parent.parent:
+            parent = parent.parent
+        if not os.path.isdir(parent):
+            raise UsageError(f"{name} cannot be written: {parent} is "
+                             f"{'a link to nothing' if os.path.islink(parent) else 'not a folder'}"
+                             ", choose another path")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"{name} cannot be written: catlr may not write in {parent}, "
+                             "choose another path or fix its permissions")
         return dest
     if spec.folder:
         if not dest.is_dir():
@@ -292,8 +341,11 @@ def atomic_path(dest: str | os.PathLike, kind: str):
     dest = check_output(dest, kind)
     mode = stat.S_IMODE(dest.stat().st_mode) if dest.exists() else 0o666 & ~_umask()
     folder = dest.parent
-    folder.mkdir(parents=True, exist_ok=True)  # --out models/m.npz works without a mkdir
-    tmp = _create_temp(folder, dest.name)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # --out models/m.npz works without a mkdir
+        tmp = _create_temp(folder, dest.name)
+    except OSError as e:  # say which output, not the temporary
+        raise OSError(e.errno, e.strerror or str(e), str(dest)) from None
     try:
         yield tmp
         with open(tmp, "rb+") as f:

@@ -92,10 +92,13 @@ app = typer.Typer(name="catlr", cls=_Group, rich_markup_mode=None, pretty_except
 
 
 def _say(text: str, stream=None):
-    """One line on stderr, escaped (render.line: the one printer)."""
-    from .render import line
-
-    line(text, stream or sys.stderr)
+    """One line on stderr, escaped as render's printer escapes; nothing imported here, so
+    it works at any moment of an interrupt (a module half imported, say)."""
+    stream = stream or sys.stderr
+    try:
+        print(printable(text), file=stream)
+    except BrokenPipeError:
+        pass
 
 
 def _version(value: bool):

@@ -28,8 +28,10 @@ from .atomic import reading
 from .errors import CatlrError, describe
 
 MAX_RATIO = 50                 # declared / stored bytes of a large dataset: more is a bomb
+MAX_SIZE = 1024                # pixels a side (config.LIMITS["size"], what a model can hold)
 LARGE = 64 << 20               # ... where "large" starts
 MAX_STRING = 4096              # bytes in one class name or path
+HEAP_SLACK = 64 << 20          # bytes of a file besides pixels and strings (labels, metadata)
 MAX_CHUNK = 256 << 20          # bytes of one chunk, decompressed
 MAX_META = 1 << 20             # bytes of one Zarr metadata document
 MAX_FILES = 2_000_000          # files in a Zarr store
@@ -78,6 +80,12 @@ class Container:
     def fail(self, key, why: str, fix: str = FIX) -> ContainerError:
         return ContainerError(f"{self.path}: {key} {why}, {fix}")
 
+    def found(self) -> str:
+        """The container's keys for a message: the first few, and how many more."""
+        keys = self.keys()
+        shown = ", ".join(k[:40] for k in keys[:8])
+        return (shown + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")) or "none"
+
     # ---- what each backend provides ----
     def keys(self) -> list[str]:
         raise NotImplementedError
@@ -119,7 +127,11 @@ class Container:
             raise self.fail(key, f"has shape {tuple(a.shape)} and dtype {a.dtype}, expected "
                                  "(m, size, size, 3) uint8 RGB images",
                             "write the file with 'catlr prepare'")
-        return a
+        if not 1 <= a.shape[1] <= MAX_SIZE:
+            raise self.fail(key, f"holds images of {a.shape[1]} x {a.shape[2]} pixels, catlr "
+                                 f"trains on images of 1 to {MAX_SIZE} pixels a side",
+                            "prepare the images with --size 64")
+        return _Checked(self, key, a) if self.kind == "hdf5" else a
 
     def labels(self, key, m: int):
         """Labels (m,) int64, each 0 or 1 (stored as (m,) or (1, m) integers or floats)."""
@@ -130,7 +142,10 @@ class Container:
         if tuple(a.shape) not in ((m,), (1, m)):
             raise self.fail(key, f"has shape {tuple(a.shape)}, expected ({m},), one label per "
                                  "image", "write one label per image")
-        y = np.asarray(a[...]).reshape(-1)
+        try:
+            y = np.asarray(a[...]).reshape(-1)
+        except (OSError, ValueError, TypeError) as e:
+            raise self.fail(key, f"cannot be read ({describe(e)})") from None
         if not np.isin(y, (0, 1)).all():
             bad = sorted(set(np.unique(y).tolist()) - {0, 1})[:5]
             raise self.fail(key, f"holds labels other than 0 and 1 ({bad})",
@@ -147,11 +162,17 @@ class Container:
             return None
         out = []
         for start in range(0, a.shape[0], 1024):
-            for value in self._read_strings(a, start, min(start + 1024, a.shape[0])):
+            try:
+                values = self._read_strings(a, start, min(start + 1024, a.shape[0]))
+            except (OSError, ValueError, TypeError) as e:
+                raise self.fail(key, f"cannot be read ({describe(e)})") from None
+            for value in values:
                 text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
                 if len(text.encode("utf-8", "surrogatepass")) > MAX_STRING:
                     raise self.fail(key, f"holds a string of over {MAX_STRING} bytes, not a "
                                          "name or a path")
+                if not text:
+                    raise self.fail(key, "holds an empty name", "name every class and path")
                 out.append(text)
         return out
 
@@ -171,6 +192,28 @@ class Container:
 
 
 # ---------------------------------------------------------------- HDF5
+
+class _Checked:
+    """An HDF5 dataset that passed the checks, read by rows: a read that fails (a corrupt
+    chunk, a filter error) names the file and the dataset."""
+
+    def __init__(self, container, key, ds):
+        self.container, self.key, self.ds, self.path = container, key, ds, container.path
+        self.shape, self.dtype, self.ndim, self.chunks = ds.shape, ds.dtype, ds.ndim, ds.chunks
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, sel):
+        try:
+            return self.ds[sel]
+        except (OSError, ValueError, TypeError) as e:
+            raise self.container.fail(self.key, f"cannot be read ({describe(e)})") from None
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[()]
+        return a if dtype is None else a.astype(dtype)
+
 
 class HDF5Container(Container):
     kind = "hdf5"
@@ -223,19 +266,22 @@ class HDF5Container(Container):
                                                  "names or paths")
         if info.length is None:  # variable length: bounded by what no dataset accounts for
             bound = self._heap_bound()
-            if bound > a.shape[0] * MAX_STRING + (1 << 20):
+            if bound > a.shape[0] * MAX_STRING + HEAP_SLACK:
                 raise self.fail(a.name.lstrip("/"), f"may hold up to {bound >> 20} MB of text "
                                                      f"for {a.shape[0]} names or paths")
         return True
 
     def _heap_bound(self) -> int:
-        """Bytes of the file that no dataset's storage accounts for: an upper bound on what
-        its variable-length strings (kept apart, in the file's heap) can take."""
+        """Bytes of the file besides its pixels: an upper bound on what its variable-length
+        strings (kept apart, in the file's heap) can take. (The pixel datasets only: visiting
+        every object of a file with many would take seconds.)"""
         if self._heap is None:
-            sizes = []
-            self.f.visititems(lambda _, obj: sizes.append(obj.id.get_storage_size())
-                              if isinstance(obj, h5py.Dataset) else None)
-            self._heap = max(os.path.getsize(self.path) - sum(sizes), 0)
+            pixels = 0
+            for split in ("train", "test", "val"):
+                ds = self.f.get(f"{split}_set_x")
+                if isinstance(ds, h5py.Dataset):
+                    pixels += ds.id.get_storage_size()
+            self._heap = max(os.path.getsize(self.path) - pixels, 0)
         return self._heap
 
     def _read_strings(self, a, start, stop):
@@ -244,7 +290,7 @@ class HDF5Container(Container):
     def _array(self, key):
         link = self.f.get(key, getlink=True)
         if link is None:
-            raise self.fail(key, f"is missing (found: {', '.join(self.keys()) or 'none'})",
+            raise self.fail(key, f"is missing (found: {self.found()})",
                             "use the course's schema (see 'catlr prepare --help')")
         if isinstance(link, h5py.ExternalLink):
             raise self.fail(key, "is a link to another file",
@@ -304,7 +350,7 @@ class _ZarrArray:
     zarr decodes them (each is read with zarr only after its header says it fits)."""
 
     def __init__(self, store, key, meta, chunk_files):
-        self.store, self.key, self.meta = store, key, meta
+        self.store, self.key, self.meta, self.path = store, key, meta, store.path
         self.shape = tuple(meta["shape"])
         self.dtype = np.dtype("O") if meta["data_type"] == "string" else np.dtype(meta["data_type"])
         self.chunks = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
@@ -459,7 +505,7 @@ class ZarrContainer(Container):
 
     def _array(self, key) -> _ZarrArray:
         if key not in self.arrays:
-            raise self.fail(key, f"is missing (found: {', '.join(self.keys()) or 'none'})",
+            raise self.fail(key, f"is missing (found: {self.found()})",
                             "write the store with 'catlr prepare'")
         if self.arrays[key] is None:
             self.arrays[key] = self._load(key)
@@ -481,10 +527,10 @@ class ZarrContainer(Container):
         files = {}
         for rel in self.files:
             if rel.startswith(prefix):
-                try:
-                    index = tuple(int(p) for p in rel[len(prefix):].split(sep))
-                except ValueError:
-                    continue
+                parts = rel[len(prefix):].split(sep)
+                if not all(_CANONICAL.fullmatch(p) for p in parts):
+                    continue  # '01', ' 1', '+1': zarr would not read these as chunk 1
+                index = tuple(int(p) for p in parts)
                 if len(index) == len(shape) and all(0 <= i for i in index):
                     files[index] = os.path.join(self.path, rel)
         grid = [math.ceil(s / c) for s, c in zip(shape, chunks)]
@@ -504,30 +550,43 @@ class ZarrContainer(Container):
 
     @staticmethod
     def _bad_meta(meta) -> str | None:
-        """Why an array's metadata is not one catlr reads, or None."""
+        """Why an array's metadata is not one catlr reads, or None. Every field's type is
+        checked before its value: a list where a name goes is a reason, not a crash."""
+        def ints(v, low):
+            return isinstance(v, list) and v and all(
+                isinstance(s, int) and not isinstance(s, bool) and low <= s < 2**40 for s in v)
+
+        def conf(d):
+            c = d.get("configuration", {}) if isinstance(d, dict) else None
+            return c if isinstance(c, dict) else None
+
         shape = meta.get("shape")
         if meta.get("node_type") != "array" or meta.get("zarr_format") != 3:
             return "not a version 3 array"
-        if not (isinstance(shape, list) and shape and all(
-                isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**40 for s in shape)):
-            return f"shape {shape!r}"
-        if meta.get("data_type") not in ZARR_TYPES:
-            return f"data type {meta.get('data_type')!r}"
+        if not ints(shape, 0):
+            return f"shape {str(shape)[:40]}"
+        kind = meta.get("data_type")
+        if not isinstance(kind, str) or kind not in ZARR_TYPES:
+            return f"data type {str(kind)[:40]}"
         grid = meta.get("chunk_grid")
-        chunks = grid.get("configuration", {}).get("chunk_shape") if isinstance(grid, dict) else None
-        if not (isinstance(grid, dict) and grid.get("name") == "regular"
-                and isinstance(chunks, list) and len(chunks) == len(shape)
-                and all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in chunks)):
-            return f"chunk grid {grid!r}"
+        chunks = (conf(grid) or {}).get("chunk_shape")
+        if not (isinstance(grid, dict) and grid.get("name") == "regular" and ints(chunks, 1)
+                and len(chunks) == len(shape)):
+            return f"chunk grid {str(grid)[:60]}"
         enc = meta.get("chunk_key_encoding")
-        if not (isinstance(enc, dict) and enc.get("name") == "default"
-                and enc.get("configuration", {}).get("separator", "/") in ("/", ".")):
-            return f"chunk key encoding {enc!r}"
+        if not (isinstance(enc, dict) and enc.get("name") == "default" and conf(enc) is not None
+                and conf(enc).get("separator", "/") in ("/", ".")):
+            return f"chunk key encoding {str(enc)[:60]}"
         codecs = meta.get("codecs")
-        if not (isinstance(codecs, list) and codecs and all(
-                isinstance(c, dict) and c.get("name") in ZARR_CODECS for c in codecs)):
-            names = [c.get("name") if isinstance(c, dict) else c for c in codecs or []]
-            return f"codecs {names}: catlr reads {', '.join(sorted(ZARR_CODECS))}"
+        names = [c.get("name") if isinstance(c, dict) else c for c in codecs] if isinstance(
+            codecs, list) else codecs
+        first = "vlen-utf8" if kind == "string" else "bytes"
+        # exactly what catlr writes: the serializer, at most one zstd, a checksum at the end
+        allowed = ([first], [first, "zstd"], [first, "crc32c"], [first, "zstd", "crc32c"])
+        if not (isinstance(names, list) and names in allowed
+                and all(conf(c) is not None for c in codecs)):
+            return (f"codecs {str(names)[:60]}: catlr reads {first}, then zstd (once) and a "
+                    "crc32c checksum")
         if meta.get("storage_transformers"):
             return "storage transformers"
         return None
@@ -560,6 +619,9 @@ class ZarrContainer(Container):
             raise self.fail(a.key, f"has a chunk that decompresses to {content} bytes, more "
                                    f"than the {limit} one chunk holds: the store is damaged "
                                    "or forged")
+
+
+_CANONICAL = __import__("re").compile(r"0|[1-9][0-9]{0,17}", __import__("re").ASCII)
 
 
 def _quiet():

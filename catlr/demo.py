@@ -13,7 +13,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_output
 
 
 def _background(rng, w, h):
@@ -73,8 +73,24 @@ def _non_cat(rng, w, h):
     return im
 
 
+def _marked():
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Software", "catlr demo")
+    return info
+
+
 def make_sample(folder, n_per_class: int = 60, seed: int = 0, unseen: int = 4) -> dict:
-    """Write FOLDER/images/{cat,non-cat}/ and FOLDER/unseen/ (for predict); returns their paths."""
+    """Write FOLDER/images/{cat,non-cat}/ and FOLDER/unseen/ (for predict); returns their paths.
+
+    FOLDER must be new, empty, or a demo folder catlr made (marked by .catlr-demo): never a
+    photo album, whose pictures the sample's would replace or mix with."""
+    check_output(folder, "demo", "folder")
+    os.makedirs(folder, exist_ok=True)
+    if not os.path.exists(os.path.join(folder, ".catlr-demo")):
+        with atomic_path(os.path.join(folder, ".catlr-demo"), "text") as tmp:
+            tmp.write_text("A sample folder drawn by 'catlr demo'.\n")
     rng = np.random.default_rng(seed)
     images = os.path.join(folder, "images")
     unseen_dir = os.path.join(folder, "unseen")
@@ -90,5 +106,7 @@ def make_sample(folder, n_per_class: int = 60, seed: int = 0, unseen: int = 4) -
         fmt = "PNG" if k % 3 == 0 else "JPEG"
         with atomic_path(os.path.join(where, f"{name}.{'png' if fmt == 'PNG' else 'jpg'}"),
                          "image") as tmp:
-            im.save(tmp, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+            im.save(tmp, format=fmt, **(  # marked as catlr's: a later demo may replace it
+                {"quality": 90, "comment": b"drawn by catlr demo"} if fmt == "JPEG"
+                else {"pnginfo": _marked()}))
     return {"images": images, "unseen": unseen_dir}

@@ -47,6 +47,18 @@ def printable(text: str) -> str:
     return "".join(out)
 
 
+FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell that starts so
+
+
+def cell(value):
+    """A CSV cell: a string escaped as printable() escapes it, and quoted so a spreadsheet
+    never takes it for a formula (OWASP's rule: a leading ')."""
+    if not isinstance(value, str):
+        return value
+    text = printable(value)
+    return "'" + text if text.startswith(FORMULA) else text
+
+
 def describe(e: BaseException, limit: int = 80) -> str:
     """The first line of an exception's text (its type when it has none), cut to `limit`:
     what catlr quotes from a library's error inside its own one-line message."""

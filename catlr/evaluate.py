@@ -11,7 +11,7 @@ import numpy as np
 from . import datasets, engines, metrics
 from .atomic import PREDICTIONS_HEADER, atomic_path
 from .config import from_saved
-from .errors import CatlrError
+from .errors import CatlrError, cell
 from .events import ignore
 from .fingerprint import of_split
 from .loss import labels
@@ -59,7 +59,8 @@ def write_predictions(result: Evaluation, path) -> int:
                                                errors="surrogateescape") as f:
         w = csv.DictWriter(f, PREDICTIONS_HEADER.split(","), lineterminator="\n")
         w.writeheader()
-        w.writerows({**r, "probability": repr(r["probability"])} for r in rows)
+        w.writerows({k: cell(v) for k, v in {**r, "probability": repr(r["probability"])}.items()}
+                    for r in rows)
     return len(rows)
 
 

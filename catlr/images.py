@@ -41,6 +41,7 @@ BACKGROUND = (255, 255, 255)
 FORMATS = ("JPEG", "PNG", "GIF", "BMP")   # Pillow's first plugins: most photos
 MORE_FORMATS = ("WEBP", "TIFF", "AVIF")   # loaded the first time a file is none of those
 MAX_DECODE_BYTES = 1 << 30                # one image, decoded, with its conversions
+MAX_SCANS = 128  # a progressive JPEG has a few dozen; each more is a full pass of decoding
 DECODE_BUDGET = 2 << 30                   # every image being decoded at once
 
 
@@ -92,6 +93,20 @@ def _open(source):
         if hasattr(source, "seek"):
             source.seek(0)
         return Image.open(source, formats=_more_formats())
+
+
+def _scans(source) -> int:
+    """How many scans (SOS markers) a JPEG holds: inside its coded data a 0xFF byte is
+    always followed by 0x00 or a restart marker, so every FF DA is a real scan."""
+    if hasattr(source, "read"):
+        at = source.tell()
+        source.seek(0)
+        data = source.read()
+        source.seek(at)
+    else:
+        with open(source, "rb") as f:
+            data = f.read()
+    return data.count(b"\xff\xda")
 
 
 def _bytes_per_pixel(mode: str) -> int:
@@ -162,6 +177,10 @@ def _decode(source, path, size, fit, max_pixels, info):
                 raise ImageError(path, f"too long and thin to pad ({width} x {height}: a "
                                        f"{max(width, height)}-pixel square canvas)")
             if im.format in ("JPEG", "MPO"):
+                scans = _scans(source)
+                if scans > MAX_SCANS:  # decoding time grows with them, unbounded otherwise
+                    raise ImageError(path, f"a JPEG of {scans} scans, over the {MAX_SCANS} any "
+                                           "camera or encoder writes")
                 # libjpeg can decode at 1/2, 1/4 or 1/8 scale for free; ask for
                 # twice the final size so the last resize still antialiases.
                 im.draft(None, (2 * size, 2 * size))

@@ -8,18 +8,29 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import atomic_path
+from .errors import printable
+from .version import __version__
 from .loss import labels as predicted
+
+
+# Every text drawn is escaped as the terminal's are (a newline or an escape sequence in a
+# file name would break the layout or the font); a glyph the font lacks is drawn as a box,
+# which matplotlib would also warn about on stderr.
+warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
+SOFTWARE = f"catlr {__version__}"  # marks the pictures catlr writes (atomic.KINDS)
 
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight",
+                metadata={"Software": SOFTWARE})
     return buf.getvalue()
 
 
@@ -72,7 +83,7 @@ def cost_curve_png(costs, every, *, title="Cost during training", final=None,
         ax.plot([final[0] / every], [final[1]], marker="s", color="firebrick",
                 linestyle="none", label=f"final: {final[1]:.6f} (after iteration {final[0]})")
     ax.legend(fontsize=8)
-    ax.set(title=title, xlabel=f"iterations (per {unit})", ylabel="cost")
+    ax.set(title=printable(title), xlabel=f"iterations (per {unit})", ylabel="cost")
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -86,7 +97,7 @@ def sweep_curves(rows, path, *, title="Cost per learning rate"):
     for row in rows:
         ax.plot(_iterations(row["costs"], row["print_every"]), row["costs"],
                 label=f"lr = {row['lr']:g}" + (f", l2 = {row['l2']:g}" if penalties else ""))
-    ax.set(title=title, xlabel="iteration", ylabel="cost")
+    ax.set(title=printable(title), xlabel="iteration", ylabel="cost")
     ax.legend(title="learning rate")
     ax.grid(alpha=0.3)
     _save(fig, path)
@@ -105,8 +116,9 @@ def weights_picture(w, size, path, *, classes=("non-cat", "cat"), title="Weights
         shown = ax.imshow(a, cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set(title=name, xticks=[], yticks=[])
     fig.colorbar(shown, ax=list(axes), shrink=0.85,
-                 label=f"weight (red: towards {classes[1]}, blue: towards {classes[0]})")
-    fig.suptitle(title)
+                 label=printable(f"weight (red: towards {classes[1]}, blue: towards "
+                                 f"{classes[0]})"))
+    fig.suptitle(printable(title))
     _save(fig, path)
 
 
@@ -137,17 +149,22 @@ def mistakes_sheet(images, labels, probabilities, paths, classes, path, *, thres
     summary = f"{title}: {total} of {len(labels)}" + (
         (", most confident first" + (f", the first {limit} shown" if total > limit else ""))
         if total else " (none)")
-    draw.text((pad, 10), summary, fill="black", font=ImageFont.load_default(size=15))
+    draw.text((pad, 10), printable(summary), fill="black", font=ImageFont.load_default(size=15))
     for k, i in enumerate(wrong):
         x0 = pad + (k % cols) * (s + pad)
         y0 = head + (k // cols) * (s + cap + pad)
         tile = Image.fromarray(images[i]).resize((s, s), Image.Resampling.NEAREST)
         sheet.paste(tile, (x0, y0))
-        draw.text((x0, y0 + s + 2), f"true: {classes[int(labels[i])]}", fill="black", font=font)
-        draw.text((x0, y0 + s + 16), f"p({classes[1]}) = {probs[i]:.2f}", fill="firebrick",
-                  font=font)
-        draw.text((x0, y0 + s + 30), _fit_text(draw, os.path.basename(paths[i]), font, s),
-                  fill="dimgray", font=font)
+        draw.text((x0, y0 + s + 2), _fit_text(draw, printable(f"true: {classes[int(labels[i])]}"),
+                                              font, s), fill="black", font=font)
+        draw.text((x0, y0 + s + 16), _fit_text(draw, printable(f"p({classes[1]}) = {probs[i]:.2f}"),
+                                               font, s), fill="firebrick", font=font)
+        draw.text((x0, y0 + s + 30), _fit_text(draw, printable(os.path.basename(paths[i])), font,
+                                               s), fill="dimgray", font=font)
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Software", SOFTWARE)
     with atomic_path(path, "png") as tmp:
-        sheet.save(tmp, format="PNG")
+        sheet.save(tmp, format="PNG", pnginfo=info)
     return total

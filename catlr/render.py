@@ -17,7 +17,7 @@ import math
 import os
 import sys
 
-from .errors import printable
+from .errors import cell, printable
 
 
 def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
@@ -35,8 +35,7 @@ def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(columns)
         for row in data:
-            w.writerow(["" if row.get(c) is None else printable(row[c])
-                        if isinstance(row[c], str) else row[c] for c in columns])
+            w.writerow(["" if row.get(c) is None else cell(row[c]) for c in columns])
     else:
         human(data)
 

@@ -195,12 +195,18 @@ def test_interrupted_train_leaves_the_old_model_intact(tmp_path, cli, small_fold
 def test_failed_write_leaves_no_temporary_file(tmp_path):
     from catlr.atomic import atomic_path
 
-    (tmp_path / "keep.png").write_bytes(b"\x89PNG old")
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Software", "catlr")  # a picture catlr drew: it may replace it
+    Image.new("RGB", (4, 4)).save(tmp_path / "keep.png", pnginfo=info)
+    old = (tmp_path / "keep.png").read_bytes()
     with pytest.raises(OSError):
         with atomic_path(tmp_path / "keep.png", "png") as tmp:
             tmp.write_bytes(b"half")
             raise OSError(28, "No space left on device")
-    assert (tmp_path / "keep.png").read_bytes() == b"\x89PNG old"
+    assert (tmp_path / "keep.png").read_bytes() == old
     assert [p.name for p in tmp_path.iterdir()] == ["keep.png"]
 
 

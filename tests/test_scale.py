@@ -168,7 +168,7 @@ def test_eval_on_a_large_split_reads_it_a_block_at_a_time(cli, tmp_path):
     whole = evaluate(tmp_path / "m.npz", path)
     assert isinstance(whole.images, np.ndarray)
     blocks = evaluate(tmp_path / "m.npz", path, memory="64KB")
-    assert isinstance(blocks.images, h5py.Dataset)  # left on disk
+    assert isinstance(blocks.images.ds, h5py.Dataset)  # left on disk (read through the checks)
     assert np.array_equal(blocks.probabilities, whole.probabilities)
     blocks.close()
 

@@ -29,6 +29,9 @@ from ..design import Design, block_gradient, normalize
 from ..errors import CatlrError, describe
 
 BLOCK_BYTES = 64 << 20  # per task: large enough that scheduling stays a small share
+# Dask's own log lines (tracebacks of a peer it cannot read, a worker lost) are not
+# catlr's output: what matters reaches the user as catlr's one line
+logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
 PROBE_SECONDS = 5       # to connect to a scheduler and hear it speak
 MAX_HANDSHAKE = 1 << 20  # bytes a scheduler's first message may take: a few hundred in fact
 
@@ -85,6 +88,27 @@ def probe(address: str, seconds: float = PROBE_SECONDS) -> None:
         lengths = struct.unpack(f"<{frames}Q", body[8:8 + 8 * frames]) if frames <= 64 else ()
         if not 1 <= frames <= 64 or 8 + 8 * frames + sum(lengths) > size:
             raise CatlrError(not_dask)
+        if not _handshake(body[8 + 8 * frames:], lengths):
+            raise CatlrError(not_dask)
+
+
+def _handshake(payload: bytes, lengths) -> bool:
+    """Whether one of the frames is a Dask handshake: a msgpack map naming the peer's
+    python and compression (read from at most MAX_HANDSHAKE bytes, no objects built from
+    anything but msgpack's plain types)."""
+    import msgpack
+
+    at = 0
+    for n in lengths:
+        frame, at = payload[at:at + n], at + n
+        try:
+            msg = msgpack.unpackb(frame, raw=False, strict_map_key=False, max_bin_len=1 << 16,
+                                  max_str_len=1 << 16, max_array_len=1024, max_map_len=1024)
+        except Exception:  # not msgpack, or not this frame
+            continue
+        if isinstance(msg, dict) and {"compression", "python"} <= set(map(str, msg)):
+            return True
+    return False
 
 
 class LocalWorkers:
@@ -190,10 +214,8 @@ class DaskPixels(Design):
                  memory=None):
         index = getattr(x, "index", None)  # datasets.Rows: some rows of a stored array
         base = x.base if index is not None else x
-        if hasattr(base, "file"):  # an h5py dataset
-            self.path, self.key = os.path.abspath(base.file.filename), base.name.lstrip("/")
-        else:  # an array of a Zarr store (containers.py)
-            self.path, self.key = os.path.abspath(base.store.path), base.key
+        # an array of an HDF5 file or a Zarr store, from containers.py: where and which
+        self.path, self.key = os.path.abspath(base.path), base.key
         self.m = int(x.shape[0])
         self.n_x = int(np.prod(x.shape[1:], dtype=np.int64))
         self.dtype = np.dtype(dtype)
@@ -201,9 +223,10 @@ class DaskPixels(Design):
             probe(scheduler)
             try:
                 self.cluster, self.client = None, Client(scheduler, timeout=f"{PROBE_SECONDS * 2}s")
-            except (OSError, TimeoutError) as e:
+            except Exception as e:  # anything a peer that is not quite Dask makes it raise
                 raise CatlrError(f"cannot connect to the Dask scheduler at {scheduler} "
-                                 f"({str(e).splitlines()[0][:100]}), check that it runs") from None
+                                 f"({type(e).__name__}: {describe(e)}), check that it runs "
+                                 "the Dask this catlr has") from None
         else:  # a local cluster of worker processes, the way a user tries it first
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
             self.cluster = LocalWorkers(n_workers or cores, memory or _total_memory())
