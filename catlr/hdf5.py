@@ -62,8 +62,7 @@ def read_split(c, split: str):
         hint = ("use the course's schema (see 'catlr prepare --help')" if "train_set_x" not in c
                 else f"for the course pair pass the folder that holds both files "
                      f"({os.path.dirname(os.path.abspath(c.path))})")
-        raise CatlrError(f"{c.path} has no {xk} / {yk} datasets (found: "
-                         f"{', '.join(c.keys()) or 'none'}), {hint}")
+        raise CatlrError(f"{c.path} has no {xk} / {yk} datasets (found: {c.found()}), {hint}")
     x = c.pixels(xk)
     y = c.labels(yk, x.shape[0])
     names = c.strings("list_classes", 2)

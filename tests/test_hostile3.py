@@ -27,7 +27,7 @@ def _one_line(err):
 
 def _h5(path, extra=None, **over):
     """A small prepared-like file; `extra(f)` adds or replaces datasets."""
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w", libver="latest") as f:
         arrays = {"train_set_x": X4, "train_set_y": Y4, "test_set_x": X4, "test_set_y": Y4,
                   **over}
         for k, v in arrays.items():
@@ -839,3 +839,189 @@ def test_a_recursive_glob_walks_only_below_its_fixed_prefix(cli, model, small_fo
     code, out, err = cli(["predict", f"{small_folder}/cat/**/*.jpg", "--model", model])
     assert code == 0, err
     assert walked == [f"{small_folder}/cat"]
+
+
+# ---------------------------------------------------------------- round four
+# (cases from an attacker's pass against the boundaries above; each once broke a promise)
+
+def test_a_users_picture_is_never_replaced_by_a_plot_or_the_demo(cli, small_folder, tmp_path):
+    photo = tmp_path / "holiday.png"
+    Image.fromarray(np.random.default_rng(7).integers(0, 256, (30, 40, 3), np.uint8)).save(photo)
+    before = photo.read_bytes()
+    code, out, err = cli(["train", small_folder, "--iters", "5", "--out", tmp_path / "m.npz",
+                          "--plot", photo])
+    assert code == 2 and _one_line(err) and "was not written by catlr" in err
+    assert photo.read_bytes() == before and "Cost after" not in out
+    code, _, err = cli(["train", small_folder, "--iters", "5", "--out", tmp_path / "m.npz",
+                        "--plot", tmp_path / "c.png"])
+    assert code == 0, err
+    code, _, err = cli(["train", small_folder, "--iters", "5", "--out", tmp_path / "m.npz",
+                        "--plot", tmp_path / "c.png"])  # its own picture: replaced
+    assert code == 0, err
+    album = tmp_path / "album"
+    (album / "images" / "cat").mkdir(parents=True)
+    shutil.copy(photo, album / "images" / "cat" / "cat-000.png")
+    code, _, err = cli(["demo", album])
+    assert code == 2 and _one_line(err) and "not catlr's demo folder" in err
+    assert (album / "images" / "cat" / "cat-000.png").read_bytes() == before
+    assert sorted(os.listdir(album / "images" / "cat")) == ["cat-000.png"]
+
+
+@pytest.mark.parametrize("inside", [".git", "config.toml"])
+def test_exist_ok_never_replaces_a_folder_of_hidden_or_hand_made_files(cli, small_folder, inside):
+    os.makedirs(f"runs/exp/{inside}" if inside == ".git" else "runs/exp")
+    if inside == "config.toml":
+        open("runs/exp/config.toml", "w").write("lr = 0.01  # my notes\n")
+    code, _, err = cli(["train", small_folder, "--iters", "3", "--name", "exp", "--exist-ok"])
+    assert code == 2 and _one_line(err) and "not a run folder" in err
+    assert os.path.exists(f"runs/exp/{inside}")
+
+
+def test_a_chunk_under_a_name_zarr_would_not_read_is_missing(cli, store, tmp_path):
+    chunks = store / "train_set_x" / "c"
+    os.rename(chunks / "0", chunks / "00")  # int('00') is 0; zarr reads c/0/...
+    code, _, err = cli(["train", store, "--iters", "2", "--out", tmp_path / "m.npz"])
+    assert code == 1 and _one_line(err) and "chunks are missing" in err
+
+
+@pytest.mark.parametrize("change,why", [
+    (lambda m: m.update(codecs=[{"name": "bytes"}, {"name": "zstd", "configuration": {}},
+                                {"name": "zstd", "configuration": {}}]), "codecs"),
+    (lambda m: m.update(data_type={"name": "uint8"}), "data type"),
+    (lambda m: m["codecs"][1].update(name=["zstd"]), "codecs"),
+    (lambda m: m["chunk_key_encoding"].update(configuration=["/"]), "chunk key encoding"),
+    (lambda m: m["chunk_grid"].update(configuration="x"), "chunk grid"),
+])
+def test_zarr_metadata_of_the_wrong_shape_is_one_line(cli, store, tmp_path, change, why):
+    meta = _meta(store, "train_set_x")
+    change(meta)
+    _set_meta(store, "train_set_x", meta)
+    code, _, err = cli(["train", store, "--iters", "2", "--out", tmp_path / "m.npz"])
+    assert code == 1 and _one_line(err) and f"has metadata catlr cannot use ({why}" in err
+
+
+@pytest.mark.parametrize("case", ["zero-size", "too-large", "empty-class-names"])
+def test_images_and_names_a_model_could_not_hold_are_refused_before_training(cli, tmp_path, case):
+    rng = np.random.default_rng(0)
+    side = {"zero-size": 0, "too-large": 1100}.get(case, 8)
+    x = rng.integers(0, 256, (2, side, side, 3), np.uint8)
+    over = {"train_set_x": x, "train_set_y": np.array([0, 1]), "test_set_x": x,
+            "test_set_y": np.array([0, 1])}
+    if case == "empty-class-names":
+        over["list_classes"] = np.array([b"", b""])
+    code, out, err = cli(["train", _h5(tmp_path / "d.h5", **over), "--iters", "2",
+                          "--out", tmp_path / "m.npz"])
+    assert code == 1 and _one_line(err) and "Cost after" not in out, err
+    assert {"zero-size": "images of 0 x 0 pixels", "too-large": "images of 1100 x 1100",
+            "empty-class-names": "list_classes holds an empty name"}[case] in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_jpeg_of_thousands_of_scans_is_skipped_from_its_markers(tmp_path):
+    import io as _io
+
+    from catlr.images import ImageError, load_image
+
+    b = _io.BytesIO()
+    Image.new("L", (64, 64), 128).save(b, "JPEG", progressive=True)
+    data = b.getvalue()
+    scan = data.index(b"\xff\xda", data.index(b"\xff\xda") + 2)  # the second scan on
+    tail = data[scan:-2]
+    (tmp_path / "slow.jpg").write_bytes(data[:-2] + tail * 300 + b"\xff\xd9")
+    with pytest.raises(ImageError, match="scans, over the 128"):
+        load_image(tmp_path / "slow.jpg")
+    assert load_image(_io.BytesIO(data)).shape == (64, 64, 3)  # an ordinary one decodes
+
+
+def test_a_file_with_many_other_objects_or_a_big_attribute_is_read(cli, tmp_path):
+    def extra(f):
+        f["list_classes"] = np.array(["non-cat", "cat"], dtype=h5py.string_dtype())
+        g = f.create_group("notes")
+        for i in range(3000):
+            g.create_dataset(str(i), shape=(0,), dtype="u1")
+        f.attrs["big"] = np.zeros(3 << 18)  # 6 MB of attribute: not text, not refused
+
+    code, _, err = cli(["train", _h5(tmp_path / "d.h5", extra), "--iters", "2",
+                        "--out", tmp_path / "m.npz"])
+    assert code == 0, err
+
+
+def test_odd_names_are_drawn_escaped_in_every_picture(cli, small_folder, tmp_path):
+    for p in sorted((small_folder / "cat").glob("*"))[:4]:
+        p.rename(p.with_name(p.stem + "\nx" + ESC[0] + p.suffix))
+    code, _, err = cli(["train", small_folder, "--iters", "3", "--out", tmp_path / "m.npz"])
+    assert code == 0, err
+    code, _, err = cli(["eval", "--model", tmp_path / "m.npz", "--errors", tmp_path / "e.png",
+                        "--split", "train"])
+    assert code == 0 and (tmp_path / "e.png").exists(), err
+    odd = tmp_path / os.fsdecode(b"m\xff\x1b[2J\x0e.npz")
+    shutil.copy(tmp_path / "m.npz", odd)
+    code, out, err = _run("inspect", odd, "--weights", tmp_path / "w.png")
+    assert code == 0 and b"unexpected" not in err, err
+    assert b"\x1b" not in err and b"\x0e" not in err and b"\x1b" not in out
+
+
+@pytest.mark.parametrize("frame", [b"\xc1" * 32, b"\x81\xa2op\xa9handshake"])
+def test_a_peer_that_frames_like_dask_but_is_not_is_one_line(frame, tmp_path):
+    pytest.importorskip("distributed")
+    import struct
+
+    body = struct.pack("<QQ", 1, len(frame)) + frame
+    srv, port = _fake_server(struct.pack("<Q", len(body)) + body)
+    try:
+        code, out, err = _run("train", _h5(tmp_path / "d.h5"), "--engine", "dask",
+                              "--scheduler", f"tcp://127.0.0.1:{port}", "--out",
+                              tmp_path / "m.npz", timeout=60)
+    finally:
+        srv.close()
+    assert code == 1 and _one_line(err.decode()) and b"not as a Dask scheduler" in err
+
+
+def test_outputs_that_cannot_be_made_are_refused_before_training(cli, small_folder, tmp_path):
+    open("notes.txt", "w").write("x")
+    cases = [(["--out", "notes.txt/m.npz"], "notes.txt is not a folder"),
+             (["--out", "m.npz", "--plot", "notes.txt/p.png"], "notes.txt is not a folder"),
+             (["--name", "n" * 300], "is over 255 bytes")]
+    for extra, message in cases:
+        code, out, err = cli(["train", small_folder, "--iters", "50", *extra])
+        assert code == 2 and _one_line(err) and message in err, (extra, err)
+        assert "Cost after" not in out and not os.path.exists("m.npz")
+    open("runs", "w").write("a file where the runs go")
+    code, out, err = cli(["train", small_folder, "--iters", "50"])
+    assert code == 2 and _one_line(err) and "runs is not a folder" in err
+    assert "Cost after" not in out
+
+
+def test_a_corrupt_chunk_names_the_file_and_the_dataset(cli, tmp_path):
+    path = tmp_path / "c.h5"
+    with h5py.File(path, "w") as f:
+        x = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 3), np.uint8)
+        f.create_dataset("train_set_x", data=x, chunks=(16, 8, 8, 3), compression="gzip")
+        f["train_set_y"] = np.arange(64) % 2
+        f["test_set_x"], f["test_set_y"] = X4, Y4
+        offset = f["train_set_x"].id.get_chunk_info(1).byte_offset
+    raw = bytearray(path.read_bytes())
+    raw[offset + 10:offset + 110] = bytes(100)
+    path.write_bytes(bytes(raw))
+    code, _, err = cli(["train", path, "--iters", "2", "--out", tmp_path / "m.npz"])
+    assert code == 1 and _one_line(err), err
+    assert f"{path}: train_set_x cannot be read" in err
+
+
+def test_the_keys_a_message_lists_are_bounded(cli, tmp_path):
+    path = tmp_path / "many.h5"
+    with h5py.File(path, "w") as f:
+        for i in range(3000):
+            f[f"k{i:05d}"] = np.zeros(1)
+    code, _, err = cli(["train", path, "--out", tmp_path / "m.npz"])
+    assert code == 1 and _one_line(err) and len(err) < 600 and "and 2992 more" in err
+
+
+def test_a_predictions_csv_never_holds_a_formula_or_an_escape(cli, tmp_path):
+    data = _h5(tmp_path / "f.h5", list_classes=np.array([b"=cmd|' /C calc'!A0", b"cat\x1b[2J"]))
+    assert cli(["train", data, "--iters", "3", "--out", tmp_path / "m.npz"])[0] == 0
+    code, _, err = cli(["eval", "--model", tmp_path / "m.npz", "--predictions",
+                        tmp_path / "p.csv"])
+    assert code == 0, err
+    text = (tmp_path / "p.csv").read_text()
+    assert "\x1b" not in text and ",=cmd" not in text and "'=cmd" in text
