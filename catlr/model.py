@@ -85,12 +85,20 @@ class LogisticRegression:
                                                          else "float32")
         return form, dtype
 
-    def fit(self, X, Y, on_event=ignore) -> LogisticRegression:
+    def fit(self, X, Y, on_event=ignore, w0=None, b0=0.0) -> LogisticRegression:
         """Train on X (n_x, m) floats and Y (1, m), computed in X's dtype and X's array
-        library (NumPy, or any Array API library: CuPy, torch, array-api-strict)."""
+        library (NumPy, or any Array API library: CuPy, torch, array-api-strict). w0
+        ((n_x, 1) or (n_x,)) and b0: where descent starts (a warm start), else w = 0, b = 0."""
         Y = check_xy(X, Y)
         form, _ = self._plan(*X.shape)
-        return self.fit_design(Dense(X), Y, on_event, form=form)
+        start = None
+        if w0 is not None or b0:
+            start = descent.Start(w=np.zeros(X.shape[0]) if w0 is None else to_host(w0).ravel(),
+                                  b=float(b0))
+            if start.w.shape != (X.shape[0],):
+                raise ParameterError(f"w0 has {start.w.size} weights, expected {X.shape[0]} "
+                                     "(one per row of X): pass w0 of shape (n_x, 1)")
+        return self.fit_design(Dense(X), Y, on_event, form=form, start=start)
 
     def fit_pixels(self, x, y, on_event=ignore, gram=None) -> LogisticRegression:
         """Train on images x (m, size, size, 3) uint8 (in memory or an h5py dataset) and
@@ -100,22 +108,24 @@ class LogisticRegression:
         return self.fit_design(Pixels(x, dtype), y, on_event, gram, form=form)
 
     def fit_design(self, design, y, on_event=ignore, gram=None, tag=None, why="",
-                   form=None, held=None) -> LogisticRegression:
+                   form=None, held=None, start=None, saver=None) -> LogisticRegression:
         """Train on any design-matrix source (design.py): the one training path. `form`:
         "primal" or "dual", decided by the caller (else as the parameters ask). `held`:
-        descent.Held, examples whose cost is watched (and early stopping on them)."""
+        descent.Held, examples whose cost is watched (and early stopping on them); `start`
+        (descent.Start): a warm start or a resumed state; `saver` (descent.Saver):
+        checkpoints. The solver's state at the end is `state_` (for a later resume)."""
         if form is None:
             form = self._plan(design.n_x, design.m)[0]
         else:
             self.check_params()
         fit = descent.run(design, y, self.lr, self.iters, form=form, objective=self.objective,
                           print_every=self.print_every, on_event=on_event, gram=gram,
-                          tag=tag, why=why, held=held)
+                          tag=tag, why=why, held=held, start=start, saver=saver)
         self.w_ = fit.w.reshape(-1, 1)
         self.b_, self.costs_, self.form_, self.train_z_ = fit.b, fit.costs, fit.form, fit.z
         self.cost_trace_ = fit.trace
         self.held_costs_, self.best_, self.stopped_ = fit.held_costs, fit.best, fit.stopped
-        self.iters_run_ = fit.iters
+        self.iters_run_, self.state_ = fit.iters, fit.state
         return self
 
     def w_norm(self) -> float:

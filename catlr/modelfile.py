@@ -87,6 +87,19 @@ def load(path):
         raise _invalid(path, "an HDF5 file: pass data as DATA, not --model"
                        if magic.startswith(b"\x89HDF") else "a single .npy array"
                        if magic.startswith(b"\x93NUMPY") else "not an .npz archive")
+    entries = read_npz(path, {"w", "b", "costs", "meta"}, _invalid)
+    w, b, costs, meta_arr = (entries[k] for k in ("w", "b", "costs", "meta"))
+    meta = _check(path, w, b, costs, meta_arr)
+    model = LogisticRegression.from_weights(
+        w, b, costs, form=meta.get("form"), lr=meta.get("lr") or 0.005,
+        iters=meta.get("iters") or 0, print_every=meta.get("print_every") or 100)
+    return model, meta
+
+
+def read_npz(path, needed: set, invalid, optional=frozenset()) -> dict:
+    """The entries of an .npz read with allow_pickle=False, each checked before it is
+    inflated (its declared size, its compression ratio): the one reader of catlr's own
+    files (models, solver states). `invalid(path, why)` makes the one-line error."""
     try:
         if os.path.getsize(path) > MAX_ENTRY_BYTES:
             raise ValueError("the file is implausibly large")
@@ -94,10 +107,11 @@ def load(path):
         if not isinstance(npz, np.lib.npyio.NpzFile):
             raise ValueError("a single array, not an .npz archive")
         with npz:
-            missing = {"w", "b", "costs", "meta"} - set(npz.files)
+            missing = needed - set(npz.files)
             if missing:
                 raise ValueError(f"missing {', '.join(sorted(missing))}")
-            for name in ("w", "b", "costs", "meta"):
+            out = {}
+            for name in sorted((needed | set(optional)) & set(npz.files)):
                 info = npz.zip.getinfo(f"{name}.npy")
                 if info.file_size > MAX_ENTRY_BYTES:
                     raise ValueError(f"entry {name} declares {info.file_size} bytes, more than "
@@ -105,16 +119,86 @@ def load(path):
                 if info.file_size > MAX_RATIO * max(info.compress_size, 1) + 4096:
                     raise ValueError(f"entry {name} is compressed {info.file_size} : "
                                      f"{info.compress_size}, a zip bomb")
-            w, b, costs, meta_arr = npz["w"], npz["b"], npz["costs"], npz["meta"]
+                out[name] = npz[name]
+            return out
     except CatlrError:
         raise
     except Exception as e:  # anything a malformed or hostile file can raise
-        raise _invalid(path, describe(e, 100)) from None
-    meta = _check(path, w, b, costs, meta_arr)
-    model = LogisticRegression.from_weights(
-        w, b, costs, form=meta.get("form"), lr=meta.get("lr") or 0.005,
-        iters=meta.get("iters") or 0, print_every=meta.get("print_every") or 100)
-    return model, meta
+        raise invalid(path, describe(e, 100)) from None
+
+
+# ---- the solver's state: what a checkpoint, or a finished run, keeps to go on from
+
+STATE_ARRAYS = ("w", "u", "w0", "keep", "costs", "trace", "held_costs")
+
+
+def save_state(path, state: dict, info: dict, kind: str = "state") -> None:
+    """Write a solver state (descent's snapshot: the weights w or the dual coefficients u,
+    b or v in their own float type, the history) and `info` (JSON: the run's config, data,
+    fingerprint, iterations) to `path`, atomically."""
+    arrays = {"meta": np.str_(json.dumps({**info, **{
+        k: v for k, v in state.items() if k not in STATE_ARRAYS + ("b", "keep")},
+        "keep_at": None if state.get("keep") is None else list(state["keep"][1:]),
+        "b_dtype": np.asarray(state.get("b", 0.0)).dtype.name}, default=float))}
+    for key in ("w", "u", "w0"):
+        if state.get(key) is not None:
+            arrays[key] = np.asarray(state[key])
+    arrays["b"] = np.asarray(state.get("b", 0.0))
+    if state.get("keep") is not None:
+        arrays["keep"] = np.asarray(state["keep"][0])
+    arrays["costs"] = np.asarray(state.get("costs", []), np.float64)
+    arrays["trace"] = np.asarray(state.get("trace", []), np.float64).reshape(-1, 2)
+    arrays["held_costs"] = np.asarray(state.get("held_costs", []), np.float64)
+    with atomic_path(path, kind) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_state(path, is_input=True) -> tuple[dict, dict]:
+    """(the solver state, the info saved with it) from save_state's file, checked. A
+    checkpoint a resume completes in place is consumed, not an input (is_input=False): the
+    completed run replaces it."""
+    path = os.fspath(path)
+    if is_input:
+        reading(path)
+
+    def invalid(p, why):
+        return CatlrError(f"{p} is not a state catlr can resume from ({why}), resume from the "
+                          "run's model instead or train anew")
+
+    if not os.path.isfile(path):
+        raise invalid(path, "not a regular file")
+    e = read_npz(path, {"meta", "b", "costs", "trace", "held_costs"}, invalid,
+                 {"w", "u", "w0", "keep"})
+    try:
+        info = json.loads(str(e["meta"]))
+        if not isinstance(info, dict) or info.get("form") not in ("primal", "dual"):
+            raise ValueError("no form")
+        form = info["form"]
+        vec = e.get("w" if form == "primal" else "u")
+        if vec is None or vec.ndim != 1 or vec.dtype.kind != "f" or not np.isfinite(vec).all():
+            raise ValueError("the weights are missing or not finite")
+        i = info.get("i")
+        if not (isinstance(i, int) and 0 <= i <= 10**9):
+            raise ValueError("no iteration")
+        b = e["b"]
+        if b.shape != () or b.dtype.kind != "f":
+            raise ValueError("b is not a float")
+        trace = e["trace"]
+        state = {"form": form, "i": i, "b": b[()], "costs": e["costs"].tolist(),
+                 "trace": trace.reshape(-1, 2).tolist(), "held_costs": e["held_costs"].tolist(),
+                 "best": info.get("best"), "since": int(info.get("since") or 0)}
+        if state["trace"]:
+            state["trace"] = [[int(a), float(c)] for a, c in state["trace"]]
+        if form == "primal":
+            state["w"] = vec
+        else:
+            state.update(u=vec, v=float(info.get("v", 0.0)), t=int(info.get("t", 0)),
+                         b0=float(info.get("b0", 0.0)), w0=e.get("w0"))
+        if e.get("keep") is not None and info.get("keep_at"):
+            state["keep"] = (e["keep"], *info["keep_at"])
+    except (ValueError, TypeError, KeyError) as err:
+        raise invalid(path, describe(err)) from None
+    return state, info
 
 
 def _invalid(path, why: str) -> CatlrError:
