@@ -30,7 +30,8 @@ from typing import Callable
 from .errors import UsageError
 
 NAME_MAX = 255  # bytes in a file name on the file systems catlr meets
-RUN_FILES = frozenset({"model.npz", "config.toml", "costs.csv", "metrics.json", "cost.png"})
+RUN_FILES = frozenset({"model.npz", "config.toml", "costs.csv", "metrics.json", "cost.png",
+                       "state.npz", "checkpoint.npz"})
 PREDICTIONS_HEADER = "path,split,index,true_label,probability,predicted,correct"
 OLD_HEADERS = ("path,split,index,label,probability,predicted,correct",)  # catlr 0.2.0
 
@@ -72,8 +73,19 @@ def _is_run(path) -> bool:
     except OSError:
         return False
     hidden = {n for n in names if n.startswith(".")}
-    return not names or ("model.npz" in names and names - hidden <= RUN_FILES
+    return not names or (bool({"model.npz", "checkpoint.npz"} & names)
+                         and names - hidden <= RUN_FILES
                          and all(n.endswith(".tmp") for n in hidden))
+
+
+def _is_state(path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return {"meta.npy", "b.npy", "costs.npy", "trace.npy"} <= set(z.namelist()[:16])
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
 
 
 MARK = b"catlr"  # in every picture catlr writes: PNG Software text, JPEG comment
@@ -121,6 +133,7 @@ KINDS = {
     "png": Kind("a PNG picture catlr drew", False, _png_is_catlr, ".png"),
     "predictions": Kind("a predictions CSV", False, _is_predictions),
     "text": Kind("a run's text file", False, lambda p: False),
+    "state": Kind("a solver state catlr saved", False, _is_state),
     "image": Kind("a sample image catlr drew", False,
                   lambda p: _png_is_catlr(p) or _jpeg_is_catlr(p)),
     "demo": Kind("catlr's demo folder", True, lambda p: not os.listdir(p) or os.path.isfile(

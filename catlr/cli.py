@@ -19,6 +19,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from .config import (AUTO, DEFAULT_PREPARED, DEFAULTS, FLAGS, HEADINGS, flag_help, flag_name,
                      options, resolve)
+from .config import read_toml as resolve_file_keys
 from .errors import CatlrError, Terminated, UsageError, printable
 
 # typer < 0.28 uses click, 0.28 vendors it: find its exception classes either way.
@@ -305,7 +306,8 @@ def prepare(
 @app.command(cls=_Command)
 @settings("train")
 def train(
-    data: DataArg,
+    data: Annotated[Optional[Path], typer.Argument(metavar="DATA", help="Image folder, prepared .h5, or folder with train_*.h5 + test_*.h5 (with --resume: the run's own data by default).")] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Go on from a run (runs/train-3, or its name): an interrupted one completes, a finished one goes --iters further into a new run.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help=f"Write the model to exactly this file, not to a new run folder in {DEFAULTS['runs']}/.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Name of the run folder [default: train-1, train-2, ...].")] = None,
     exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Let --name replace an existing run folder.")] = False,
@@ -332,12 +334,19 @@ def train(
     written = []
 
     def stopped():
+        kept = [p for p in written if p.endswith("checkpoint.npz")]
+        if kept:
+            run_folder = os.path.dirname(kept[-1])
+            return (f"stopped; its checkpoint is in {run_folder}/, go on with 'catlr train "
+                    f"--resume {run_folder}'")
         if not written:
             return "stopped, no model was written (an existing one is unchanged)"
         unplotted = "; the cost curve was not written" if plot and str(plot) not in written else ""
         return f"stopped after saving {', '.join(written)}{unplotted}"
 
     with _guard(stopped):
+        if data is None and resume is None:
+            raise UsageError("Missing argument 'DATA', see 'catlr train --help'")
         cfg = resolve(config, **settings)
         _outputs([data, config], out=(out, "model"), plot=(plot, "png"))
         from . import render
@@ -345,9 +354,11 @@ def train(
         from .train import train as run
 
         console = render.console(json_out, plain=True)
+        given = {k for k, v in settings.items() if v is not None} | (
+            set(resolve_file_keys(config)) if config else set())
         with events(console, verbose=verbose, quiet=json_out, wrote=written) as on_event:
             model, meta, saved = run(data, cfg, out=out, name=name, exist_ok=exist_ok,
-                                     plot=plot, on_event=on_event)
+                                     plot=plot, on_event=on_event, resume=resume, given=given)
         for warning in meta["warnings"]:
             _say(f"Warning: {warning}")
         render.show({"model": saved.model, "run": saved.folder, **meta, "costs": model.costs_},

@@ -33,6 +33,8 @@ DEFAULTS = {
     "engine": "auto",       # memory | stream (from the file, a block at a time) | dask | auto
     "memory": "auto",       # memory budget, e.g. 512MB or 4GB; auto: half of what is free
     "scheduler": "",        # a Dask scheduler's address for --engine dask; "": a local cluster
+    "checkpoint_every": 60.0,  # seconds between a run's checkpoints (and one on Ctrl-C or
+                               # SIGTERM); 0: only those
     # data: how image folders become arrays
     "size": 64,             # images become size x size x 3
     "fit": "stretch",       # stretch (as the course) | crop (center square) | pad
@@ -114,6 +116,8 @@ FLAGS = {
                              "memory free]"),
     "scheduler": Flag("engine", "A Dask scheduler's address for --engine dask, e.g. "
                                 "tcp://10.0.0.5:8786 [default: a local cluster]"),
+    "checkpoint_every": Flag("engine", "Save a checkpoint in the run folder every N seconds "
+                                       "(and on Ctrl-C or SIGTERM); 0: only then"),
 }
 HEADINGS = {  # in the order --help lists them
     "sweep": "Sweep",
@@ -187,6 +191,8 @@ def problem(key: str, value) -> str | None:
             return f"must be between 0 and 1 (exclusive), got {value!r}, e.g. 0.2"
         if key == "val_fraction" and not 0 <= value < 1:
             return f"must be from 0 (none) to below 1, got {value!r}, e.g. 0.2"
+        if key == "checkpoint_every" and not (math.isfinite(value) and value >= 0):
+            return f"must be a number of seconds >= 0, got {value!r} (0: only on a signal)"
         if key == "l2" and not (math.isfinite(value) and value >= 0):
             return f"must be a finite number >= 0, got {value!r}, e.g. 0.1 (0: no penalty)"
     elif kind is int:

@@ -411,7 +411,8 @@ def split_text(meta) -> str:
         return (f"made by catlr: seed {split['seed']}, test fraction {split['test_fraction']:g}, "
                 "stratified by class")
     return {"folder": "the folder's own train/ and test/",
-            "course": "the course's train and test files"}.get(meta.get("data_kind"),
+            "course": "the course's train and test files",
+            "arrays": "the arrays given to catlr.course.model"}.get(meta.get("data_kind"),
                                                                "the prepared file's train and test sets")
 
 
@@ -470,6 +471,9 @@ def runs_table(console, rows, root, wide=False):
         return f(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else "?"
 
     def mark(r):
+        if r.get("interrupted"):
+            at, of = r["interrupted"]
+            return f"interrupted at {at} of {of}"
         return "damaged" if r.get("damaged") else "cost rose" if r.get("warnings") else ""
 
     def test(r):  # with its n: 70.00% of 50 images is not 70.00% of 5,000
@@ -482,6 +486,8 @@ def runs_table(console, rows, root, wide=False):
     def extra(r):  # what a run changed of the course's objective, or how it stopped
         bits = ([f"l2 {r['l2']:g}"] if r.get("l2") else []) + (
             [f"weights {r['class_weight']}"] if r.get("class_weight") not in (None, "none") else [])
+        parent = r.get("parent") if isinstance(r.get("parent"), dict) else None
+        bits += [f"from {parent.get('run')}@{parent.get('at')}"] if parent else []
         return " ".join(bits + ([f"stopped at {r['stopped_at']}"] if r.get("stopped_at") else []))
 
     title = f"Runs in {root}/, newest first"
@@ -537,6 +543,10 @@ def runs_table(console, rows, root, wide=False):
         console.print("'cost rose': the cost went up during training more than once, the "
                       "learning rate was too large ('catlr inspect runs/NAME/model.npz' says "
                       "where).")
+    for r in rows:
+        if r.get("interrupted"):
+            console.print(f"{r['name']} was interrupted: go on with 'catlr train --resume "
+                          f"{os.path.join(root, r['name'])}'")
 
 
 def _short(text: str, width: int) -> str:

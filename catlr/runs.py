@@ -33,7 +33,7 @@ MODEL = "model.npz"
 SUMMARY = ("name", "created", "data", "data_kind", "lr", "iters", "dtype", "form", "engine",
            "final_cost", "train_accuracy", "test_accuracy", "m_train", "m_test", "warnings",
            "l2", "class_weight", "held", "best_iteration", "best_cost", "stopped_at",
-           "val_accuracy", "val_cost", "m_val", "test_accuracy_ci")
+           "val_accuracy", "val_cost", "m_val", "test_accuracy_ci", "parent")
 
 
 @dataclass
@@ -121,16 +121,46 @@ def _write(path, data: bytes | str, kind: str, on_event) -> str:
     return os.fspath(path)
 
 
+CHECKPOINT, STATE = "checkpoint.npz", "state.npz"
+
+
+def begin(cfg: dict, name=None, exist_ok=False) -> tuple[str, bool]:
+    """Take the folder of a new run (its name, or the next train-N) before training, so
+    that its checkpoints have a place: (folder, whether this call made it)."""
+    return _reserve(cfg["runs"], name, exist_ok)
+
+
+def write_checkpoint(folder, snapshot: dict, info: dict, on_event=ignore) -> str:
+    """Save the solver's state mid-run into the run folder (atomically: a kill during the
+    write leaves the last checkpoint whole)."""
+    path = os.path.join(folder, CHECKPOINT)
+    modelfile.save_state(path, snapshot, info, "state")
+    on_event(Wrote(path))
+    return path
+
+
+def find(run, cfg: dict) -> str:
+    """The folder of a run given as a path (runs/train-3) or a name (train-3)."""
+    for path in (os.fspath(run), os.path.join(cfg["runs"], os.fspath(run))):
+        if os.path.isdir(path) and ({MODEL, CHECKPOINT} & set(os.listdir(path))):
+            return path.rstrip(os.sep)
+    raise CatlrError(f"{run} is not a run folder (no {MODEL} or {CHECKPOINT} in it), give one "
+                     "'catlr runs' lists, e.g. runs/train-1")
+
+
 def save(cfg: dict, model, meta: dict, *, name=None, exist_ok=False, plot=None,
-         on_event=ignore) -> Saved:
-    """Write a new run folder under cfg["runs"] (model, config, costs, figures, and the cost
-    curve when `plot` names a PNG to copy it to; plot=True: only the run's own cost.png).
+         on_event=ignore, folder=None, created=False, state=None) -> Saved:
+    """Write a new run folder under cfg["runs"] (model, config, costs, figures, the solver's
+    final state for a resume, and the cost curve when `plot` names a PNG to copy it to;
+    plot=True: only the run's own cost.png). `folder`: one begin() took already.
 
     The folder appears whole or not at all: it is written beside its place and renamed
-    into it, so a run replaced with exist_ok never mixes old and new files.
+    into it, so a run replaced with exist_ok never mixes old and new files (nor keeps a
+    checkpoint once it is complete).
     """
     root = cfg["runs"]
-    folder, created = _reserve(root, name, exist_ok)
+    if folder is None:
+        folder, created = _reserve(root, name, exist_ok)
     picture = _plot(model, meta) if plot else None
     try:
         with atomic_folder(folder, "run") as tmp:
@@ -143,18 +173,28 @@ def save(cfg: dict, model, meta: dict, *, name=None, exist_ok=False, plot=None,
             for file, text in files.items():
                 _write(os.path.join(tmp, file), text, "text", ignore)
             modelfile.save(os.path.join(tmp, MODEL), model, meta)
+            if state is not None:
+                modelfile.save_state(os.path.join(tmp, STATE), state, _state_info(meta))
             if picture is not None:
                 _write(os.path.join(tmp, "cost.png"), picture, "png", ignore)
     except BaseException:
         if created:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    names = [MODEL, *files] + (["cost.png"] if picture is not None else [])
+    names = [MODEL, *files] + ([STATE] if state is not None else []) + (
+        ["cost.png"] if picture is not None else [])
     saved = Saved(os.path.join(folder, MODEL), folder, [os.path.join(folder, n) for n in names])
     on_event(Wrote(folder))
     if picture is not None and plot is not True:
         saved.files.append(_write(plot, picture, "png", on_event))
     return saved
+
+
+def _state_info(meta: dict) -> dict:
+    """What a state file records of its run, to check a resume against."""
+    return {k: meta.get(k) for k in ("config", "data", "data_kind", "fingerprint", "form",
+                                       "dtype", "engine", "iters", "lr", "print_every",
+                                       "created", "parent", "iters_asked")}
 
 
 def save_file(out, model, meta: dict, *, plot=None, on_event=ignore) -> Saved:
@@ -191,13 +231,19 @@ def summary(name, meta: dict) -> dict:
             "warnings": meta.get("warnings") or []}
 
 
-def _models(root):
-    """[(mtime, name, model path)] of the runs under root that hold a model."""
+def _models(root, checkpoints=False):
+    """[(mtime, name, model path)] of the runs under root that hold a model (and, with
+    checkpoints=True, of interrupted runs: their checkpoint's path)."""
     found = []
     if os.path.isdir(root):
         for name in os.listdir(root):
             path = os.path.join(root, name, MODEL)
-            if not name.startswith(".") and os.path.isfile(path):
+            if name.startswith("."):
+                continue
+            if os.path.isfile(path):
+                found.append((os.path.getmtime(path), name, path))
+            elif checkpoints and os.path.isfile(os.path.join(root, name, CHECKPOINT)):
+                path = os.path.join(root, name, CHECKPOINT)
                 found.append((os.path.getmtime(path), name, path))
     return sorted(found, reverse=True)
 
@@ -254,7 +300,18 @@ def table(root=DEFAULTS["runs"]) -> list[dict]:
     """Every run under root, newest first: summary() rows (the runs command's table). A run
     whose figures cannot be read is a row with `damaged` saying why; the others show."""
     rows = []
-    for _, name, path in _models(root):
+    for _, name, path in _models(root, checkpoints=True):
+        if path.endswith(CHECKPOINT):  # a run stopped by a signal, a crash or a kill
+            try:
+                state, info = modelfile.load_state(path)
+                row = {**{k: info.get(k) for k in SUMMARY}, "created": info.get("created"),
+                       "interrupted": [state["i"], info.get("iters")]}
+                row["config"] = None
+            except CatlrError as e:
+                row = {"damaged": str(e)[:200]}
+            rows.append({**{k: row.get(k) for k in SUMMARY}, "name": name, "model": None,
+                         **{k: row[k] for k in ("interrupted", "damaged") if k in row}})
+            continue
         damaged = None
         try:
             row = _metrics(os.path.dirname(path))

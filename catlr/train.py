@@ -6,17 +6,20 @@ module loads the data, runs it, measures the result and saves it.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import datasets, descent, engines, modelfile, runs
 from .atomic import guard
 from .descent import SAMPLE_EVERY
-from .config import DEFAULTS, parse_class_weight
+from .config import DEFAULTS, from_saved, parse_class_weight
 from .descent import Held
 from .design import Pixels
-from .errors import CatlrError, UsageError
+from .errors import CatlrError, Terminated, UsageError
 from .events import Loaded, ignore
 from .loss import cost, labels, sigmoid
 from .metrics import wilson
@@ -52,7 +55,7 @@ def held_for(ds, cfg: dict, dtype: str) -> Held | None:
 
 
 def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None, design=None,
-                held=None):
+                held=None, start=None, saver=None):
     """Train on a Dataset's train split with a resolved config; returns (model, figures).
 
     figures: final_cost (after the last update), train_accuracy, test_accuracy
@@ -70,7 +73,7 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
     model = estimator(cfg, choice)
     try:
         model.fit_design(design, ds.y_train, on_event, gram, tag, choice.why, form=choice.form,
-                         held=held)
+                         held=held, start=start, saver=saver)
         trouble = cost_warnings(model.cost_trace_, cfg["lr"], cfg["iters"],
                                 lambda: descent.largest_step(design, model.objective))
     finally:
@@ -227,14 +230,91 @@ def choose_lr(ds, cfg, choice, design, held, on_event=ignore):
     return best, tried
 
 
-def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on_event=ignore):
+# Settings a resume keeps: changing one would make another run, not the same one longer.
+PINNED = ("lr", "l2", "class_weight", "val_fraction", "seed", "test_fraction", "size", "fit",
+          "positive", "print_every", "form", "dtype", "early_stop")
+
+
+@dataclass
+class Parent:
+    """A run a resume goes on from: its folder, its settings, where it was, and how it
+    starts again (descent.Start: its exact state when it kept one, else its weights)."""
+
+    folder: str
+    name: str
+    cfg: dict
+    data: str
+    fingerprint: str | None
+    start: descent.Start
+    at: int
+    in_place: bool   # an interrupted run completes in its own folder
+
+
+def parent_run(run, cfg: dict, given: set) -> Parent:
+    """Read the run to resume (runs/NAME: its checkpoint if it was interrupted, else its
+    model and final state), refusing settings that contradict it; cfg's iters, when given,
+    are the iterations to add."""
+    folder = runs.find(run, cfg)
+    name = os.path.basename(folder)
+    checkpoint = os.path.join(folder, runs.CHECKPOINT)
+    if os.path.isfile(checkpoint):
+        state, info = modelfile.load_state(checkpoint, is_input=False)
+        in_place, asked = True, info.get("iters")
+    else:
+        _, info = modelfile.load(os.path.join(folder, runs.MODEL))
+        state_file = os.path.join(folder, runs.STATE)
+        state = modelfile.load_state(state_file)[0] if os.path.isfile(state_file) else None
+        in_place, asked = False, None
+    saved = from_saved(info.get("config"))
+    saved.update(form=info.get("form") or saved["form"], dtype=info.get("dtype") or saved["dtype"])
+    for key in PINNED:
+        if key in given and cfg[key] != saved[key] and not (key == "form" and cfg[key] == "auto"):
+            raise UsageError(f"--{key.replace('_', '-')} {cfg[key]} contradicts {folder} "
+                             f"({key} {saved[key]}): a resume goes on with the same settings, "
+                             "train a new run to change one")
+    if state is not None and state["form"] != saved["form"]:
+        state = None
+    done = state["i"] if state is not None else int(info.get("iters_run") or info.get("iters") or 0)
+    if "iters" in given:
+        end = done + cfg["iters"]  # --iters N on a resume: N more
+    elif in_place and isinstance(asked, int) and asked > done:
+        end = asked               # an interrupted run: what it was asked for
+    else:
+        raise UsageError(f"{folder} is complete ({done} iterations): pass --iters N to go N "
+                         "iterations further")
+    if state is not None:
+        start = descent.Start(state=state, at=done, history=state)
+    else:  # its weights (the state is gone): the same iterates to rounding, not bit for bit
+        model, meta = modelfile.load(os.path.join(folder, runs.MODEL))
+        start = descent.Start(w=model.w_.ravel(), b=model.b_, at=done,
+                              history={"costs": model.costs_})
+    # where it runs: as the run ran unless given again (a resume may move to a cluster)
+    keep = {k: cfg[k] for k in ("max_pixels", "runs", "model")} | {
+        k: cfg[k] if k in given else saved[k]
+        for k in ("engine", "memory", "scheduler", "workers", "checkpoint_every")}
+    resumed = {**saved, **keep, "iters": end}
+    data = info.get("data") or ""
+    return Parent(folder, name, resumed, data, (info.get("fingerprint") or {}).get("train"),
+                  start, done, in_place)
+
+
+def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on_event=ignore,
+          resume=None, given=frozenset()):
     """The train stage: load DATA, fit, save; returns (model, meta, runs.Saved).
 
     With `out`, the model is written to exactly that file; else to a new run folder
-    under cfg["runs"] (runs.py), named `name` or train-N. `plot`: a PNG path for the cost
-    curve (also kept in the run folder). on_event receives events.Loaded, Decoded (image
-    folders), Plan, Step and Wrote.
+    under cfg["runs"] (runs.py), named `name` or train-N, which keeps a checkpoint every
+    cfg["checkpoint_every"] seconds and when a signal stops the run. `plot`: a PNG path
+    for the cost curve (also kept in the run folder). `resume`: a run to go on from (see
+    parent_run; `given` are the settings the user set). on_event receives events.Loaded,
+    Decoded (image folders), Plan, Step and Wrote.
     """
+    parent = None
+    if resume is not None:
+        parent = parent_run(resume, cfg, set(given))
+        cfg, data = parent.cfg, data or parent.data
+        if parent.in_place and out is None and name is None:
+            name, exist_ok = parent.name, True
     guard({"out": (out, "model"), "plot": (plot, "png"),  # before the work
            "run": (None if out else runs.next_folder(cfg["runs"], name), "run")}, [data])
     if out is None:
@@ -243,25 +323,62 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
     if not datasets.stored_validation(data):
         check_validation(cfg)
     with load(data, cfg, on_event) as ds:
-        if cfg["lr"] == "auto":
-            choice = plan(ds, cfg)
-            design = engines.design(choice, ds.x_train, cfg)
-            try:
-                held = held_for(ds, cfg, choice.dtype)
-                (model, figures), tried = choose_lr(ds, cfg, choice, design, held, on_event)
-            finally:
-                design.close()
-            figures["lr_auto"] = tried
-            cfg = {**cfg, "lr": model.lr}
-        else:
-            model, figures = fit_dataset(ds, cfg, on_event)
+        if parent is not None and parent.fingerprint and ds.fingerprint("train") != parent.fingerprint:
+            raise CatlrError(f"the training data of {ds.source} is not what {parent.folder} was "
+                             "trained on (its fingerprint differs): resume on the same data, or "
+                             "train a new run")
+        folder = created = None
+        if out is None:
+            folder, created = runs.begin(cfg, name, exist_ok)
+        try:
+            if cfg["lr"] == "auto":
+                choice = plan(ds, cfg)
+                design = engines.design(choice, ds.x_train, cfg)
+                try:
+                    held = held_for(ds, cfg, choice.dtype)
+                    (model, figures), tried = choose_lr(ds, cfg, choice, design, held, on_event)
+                finally:
+                    design.close()
+                figures["lr_auto"] = tried
+                cfg = {**cfg, "lr": model.lr}
+            else:
+                saver = None if folder is None else _saver(folder, ds, cfg, parent, on_event)
+                model, figures = fit_dataset(ds, cfg, on_event, saver=saver,
+                                             start=parent.start if parent else None)
+        except (KeyboardInterrupt, Terminated):
+            raise  # the checkpoint stays: 'catlr train --resume' goes on from it
+        except BaseException:
+            if created:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
         prints = {s: ds.fingerprint(s) for s in ("train", "test")}  # what eval compares
     meta = modelfile.metadata(model, ds, cfg, figures, prints)
     meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    if parent is not None:
+        meta["parent"] = {"run": parent.name, "at": parent.at}
     if out is not None:
         return model, meta, runs.save_file(out, model, meta, plot=plot, on_event=on_event)
     return model, meta, runs.save(cfg, model, meta, name=name, exist_ok=exist_ok, plot=plot,
-                                  on_event=on_event)
+                                  on_event=on_event, folder=folder, created=created,
+                                  state=model.state_)
+
+
+def _saver(folder, ds, cfg, parent, on_event) -> descent.Saver:
+    """Checkpoints of this run into its folder: what it is (config, data and its
+    fingerprint, the iterations asked) beside the solver's state."""
+    info = {}
+
+    def save(snapshot):
+        if not info:  # once, at the first checkpoint: the fingerprint reads the data
+            info.update(config=cfg, data=ds.source, data_kind=ds.kind, iters=cfg["iters"],
+                        lr=cfg["lr"], print_every=cfg["print_every"],
+                        fingerprint={"train": ds.fingerprint("train")},
+                        created=time.strftime("%Y-%m-%d %H:%M:%S"),
+                        parent={"run": parent.name, "at": parent.at} if parent else None)
+        runs.write_checkpoint(folder, snapshot, {**info, "dtype": cfg["dtype"]}, on_event)
+
+    every = cfg["checkpoint_every"]
+    return descent.Saver(save, every if every > 0 else None)
 
 
 def sweep(data, cfg: dict, lrs=None, l2s=None, *, on_event=ignore):
