@@ -48,7 +48,8 @@ def test_saving_returns_one_value_naming_every_file(small_folder, tmp_path):
     assert saved.folder == str(tmp_path / "r" / "train-1") and saved.name == "train-1"
     assert saved.model == os.path.join(saved.folder, "model.npz")
     assert [os.path.basename(f) for f in saved.files] == [
-        "model.npz", "config.toml", "costs.csv", "metrics.json", "cost.png", "c.png"]
+        "model.npz", "config.toml", "costs.csv", "metrics.json", "state.npz", "cost.png",
+        "c.png"]
     assert all(os.path.isfile(f) for f in saved.files)
     assert sorted(os.listdir(saved.folder)) == sorted(os.path.basename(f)
                                                       for f in saved.files[:-1])

@@ -92,7 +92,7 @@ def test_layouts_are_in_the_help(cli):
         assert code == 0 and "cat/" in out and "non-cat/" in out and "train/" in out
         assert "{" not in out.splitlines()[0]  # usage: DATA, not {DATA}
     code, out, _ = cli(["train", "--help"])
-    assert out.startswith("Usage: catlr train [OPTIONS] DATA\n")
+    assert out.startswith("Usage: catlr train [OPTIONS] [DATA]\n")
     assert "train_catvnoncat.h5" in out and "prepared" in out
 
 
@@ -120,7 +120,7 @@ def test_two_runs_in_a_row_keep_both_models(cli, small_folder):
     assert sorted(p.name for p in runs.iterdir()) == ["train-1", "train-2"]
     for name, lr in (("train-1", 0.01), ("train-2", 0.02)):
         files = {p.name for p in (runs / name).iterdir()}
-        assert files == {"model.npz", "config.toml", "costs.csv", "metrics.json"}
+        assert files == {"model.npz", "config.toml", "costs.csv", "metrics.json", "state.npz"}
         assert json.loads((runs / name / "metrics.json").read_text())["lr"] == lr
         costs = list(csv.reader((runs / name / "costs.csv").open()))
         # the test split's cost beside the training cost (no validation split: issue 18)
