@@ -378,7 +378,8 @@ def sweep_table(console, rows, plot):
     penalties = len({r["l2"] for r in rows}) > 1 or any(r["l2"] for r in rows)
     on_val = "val_cost" in rows[0]
     head = ["learning rate"] + (["l2"] if penalties else []) + ["final cost", "train accuracy"]
-    head += ["validation cost", "validation accuracy"] if on_val else ["test accuracy"]
+    # "val", not "validation": with l2 and a mark the row still fits 80 columns
+    head += ["val cost", "val accuracy"] if on_val else ["test accuracy"]
     t = _table(*head, "", title="Sweep" if penalties else "Learning-rate sweep")
     for r in rows:
         cells = [f"{r['lr']:g}"] + ([f"{r['l2']:g}"] if penalties else [])
