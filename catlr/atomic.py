@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,6 +169,25 @@ def _inside(path: str, folder: str) -> bool:
     return path != folder and os.path.commonpath([path, folder]) == folder
 
 
+# a scheme of two letters or more (not a drive letter), as given or as a path makes it
+# ("memory://x.zarr" -> "memory:/x.zarr")
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):/")
+
+
+def refuse_url(path, flag: str | None = None) -> None:
+    """A URL given as a path (s3://bucket/x.zarr, memory://x.zarr, file:///x) is one line,
+    not a local folder named 'memory:' (a real folder of that name is still a path)."""
+    text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else ""
+    found = _URL.match(text)
+    if found and not os.path.lexists(f"{found[1]}:"):
+        shown = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)", r"\1://", text)
+        name = f"--{flag} {shown}" if flag else shown
+        raise UsageError(f"{name} is a URL: catlr reads and writes HDF5 files and Zarr stores "
+                         "on a local or mounted filesystem only (object storage is not "
+                         "supported), give a path, or mount the bucket (s3fs, gcsfuse) and "
+                         "give the path there")
+
+
 def check_output(dest, kind: str, flag: str | None = None, inputs=()) -> Path:
     """The path to write `dest` to (a symbolic link is written through), after refusing
     what must not be written there; one line, exit 2 (see the module's docstring).
@@ -176,6 +196,7 @@ def check_output(dest, kind: str, flag: str | None = None, inputs=()) -> Path:
         raise ValueError(f"unknown output kind {kind!r}: add it to atomic.KINDS (for hdf5, "
                          "import catlr.hdf5 first)")
     spec = KINDS[kind]
+    refuse_url(dest, flag)
     dest = Path(dest)
     name = (f"the run folder {dest}" if flag == "run" else f"--{flag} {dest}" if flag
             else str(dest))

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from . import engines, hdf5
-from .atomic import reading
+from .atomic import reading, refuse_url
 from .containers import open_container
 from .config import DEFAULT_PREPARED
 from .errors import CatlrError
@@ -415,6 +415,7 @@ def load(data, cfg: dict, on_event=ignore, *, in_memory=True, split=None,
     is empty). `read_only`: never write a file (an image folder too large for memory is
     refused rather than prepared to data/NAME.h5 first).
     """
+    refuse_url(data)
     path = os.path.abspath(os.fspath(data))
     reading(path)
     if not os.path.exists(path):

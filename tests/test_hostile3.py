@@ -1025,3 +1025,25 @@ def test_a_predictions_csv_never_holds_a_formula_or_an_escape(cli, tmp_path):
     assert code == 0, err
     text = (tmp_path / "p.csv").read_text()
     assert "\x1b" not in text and ",=cmd" not in text and "'=cmd" in text
+
+
+# ---------------------------------------------------------------- object storage URLs
+
+@pytest.mark.parametrize("url", ["memory://x.zarr", "s3://bucket/data.zarr",
+                                 "file:///tmp/x.zarr"])
+def test_a_url_as_data_or_output_is_one_line_not_a_local_folder(cli, small_folder, tmp_path,
+                                                                url):
+    os.chdir(tmp_path)
+    for args in (["prepare", small_folder, "--out", url], ["train", url, "--iters", "2"]):
+        code, out, err = cli(args)
+        assert code == 2 and err.count("\n") == 1, (args, err)
+        assert "is a URL" in err and url.split("/")[0] in err and "mount" in err, err
+    assert not [p for p in os.listdir(tmp_path) if ":" in p]  # no ./memory:/x.zarr
+
+
+def test_a_real_folder_named_like_a_scheme_is_still_a_path(cli, small_folder, tmp_path):
+    os.chdir(tmp_path)
+    (tmp_path / "memory:").mkdir()
+    code, out, err = cli(["prepare", small_folder, "--out", "memory:/x.h5"])
+    assert code == 0, err
+    assert (tmp_path / "memory:" / "x.h5").is_file()
