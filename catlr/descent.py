@@ -122,7 +122,8 @@ class Saver:
 
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-                if sig is not None:
+                # an ignored signal stays ignored (nohup, a background job of a script)
+                if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
                     self._old[sig] = signal.signal(sig, self._defer)
         return self
 

@@ -15,13 +15,26 @@ def _interrupted(e: BaseException) -> bool:
     return False
 
 
+def _handled():
+    # A KeyboardInterrupt that passed out of code CPython ran from a string (the methods
+    # a dataclass or namedtuple generates while a module imports) leaves the interpreter
+    # marked to kill itself with SIGINT at exit under `python -m`, even once caught: the
+    # exit status would read -2, not 130. Running a string again clears that mark.
+    exec("")
+
+
 def main():
     try:
         from .cli import main as run
 
         run()
+    except SystemExit as e:
+        if e.code == 130:  # Ctrl-C, said in one line by the CLI
+            _handled()
+        raise
     except (KeyboardInterrupt, RuntimeError, ImportError) as e:
         if not _interrupted(e):
             raise
         print("Interrupted", file=sys.stderr)
+        _handled()
         sys.exit(130)

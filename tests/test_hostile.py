@@ -558,7 +558,8 @@ def test_ctrl_c_early_is_one_line_and_never_hangs(tmp_path, command):
     args = {"train": ["train", src, "--form", "primal", "--iters", "1000000",
                       "--out", out / "m.npz"],
             "prepare": ["prepare", src, "--workers", "3", "--out", out / "p.h5"]}[command]
-    for delay in (0.1, 0.2, 0.3, 0.45, 0.6, 0.8):
+    caught = 0
+    for delay in (0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3):
         p = subprocess.Popen([sys.executable, "-m", "catlr", *map(str, args)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
@@ -569,15 +570,30 @@ def test_ctrl_c_early_is_one_line_and_never_hangs(tmp_path, command):
             p.kill()
             pytest.fail(f"{command} hung after Ctrl-C at {delay} s")
         written = [x for x in out.iterdir() if not x.name.startswith(".")]
-        if p.returncode == 0 or (p.returncode == -2 and err == "" and written):
-            # it finished before the signal came, or the signal came as the interpreter shut
-            # down after the work (Python restores the default handler then): nothing lost
+        if _before_catlr(p.returncode, err):
+            for x in written:  # or it finished, and the signal came as Python shut down
+                x.unlink()
+            continue
+        caught += 1
+        if p.returncode == 0:  # it finished before the signal came: nothing lost
             for x in written:
                 x.unlink()
             continue
         assert p.returncode == 130, (delay, p.returncode, err)
         assert err.startswith("Interrupted") and err.count("\n") == 1, (delay, err)
         assert [x.name for x in out.iterdir() if x.name.startswith(".")] == [], delay
+    assert caught >= 4  # most rounds reached catlr's code, on a machine however loaded
+
+
+def _before_catlr(code, err) -> bool:
+    """Whether a SIGINT came before catlr's handler (catlr/entry.py) was running: Python
+    killed before it set its own handler (-2, nothing said), or a traceback none of whose
+    frames is in entry.py (site's start-up, runpy finding the module)."""
+    if code == -2 and err == "":
+        return True
+    early = ("Traceback", "init_import_site", "Could not import runpy")
+    return any(e in err for e in early) and "catlr/entry.py" not in err \
+        and not err.startswith("Interrupted")
 
 
 # row 15: folders catlr may not list are reported, and --strict stops at them
