@@ -20,7 +20,7 @@ from typer.core import TyperCommand, TyperGroup
 from .config import (AUTO, DEFAULT_PREPARED, DEFAULTS, FLAGS, HEADINGS, flag_help, flag_name,
                      options, resolve)
 from .config import read_toml as resolve_file_keys
-from .errors import CatlrError, Terminated, UsageError, printable
+from .errors import CatlrError, EngineLost, Terminated, UsageError, printable
 
 # typer < 0.28 uses click, 0.28 vendors it: find its exception classes either way.
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -133,7 +133,8 @@ def main():
 
     # SIGTERM and SIGHUP unwind like Ctrl-C: temporary files go, outputs stay whole
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
+        # an ignored signal stays ignored: 'nohup catlr train ...' outlives its terminal
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _terminate)
     # Typer turns every registered command into a click command at each start;
     # build only the one being run (help and typos still see all of them).
@@ -167,6 +168,10 @@ def _guard(interrupted="stopped, nothing was written"):
     except Terminated as e:
         _say(f"Terminated: {said()}")
         raise typer.Exit(128 + e.signum) from None
+    except EngineLost as e:  # what the last checkpoint kept, and how to go on
+        if debug:
+            raise
+        _fail(f"{e}: {said()}", e.exit_code)
     except CatlrError as e:
         if debug:
             raise

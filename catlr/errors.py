@@ -17,6 +17,11 @@ class UsageError(CatlrError):
     exit_code = 2
 
 
+class EngineLost(CatlrError):
+    """Where training ran went away mid-run (a Dask scheduler, the connection to it): the
+    run's last checkpoint stays, and the CLI says how to go on from it."""
+
+
 class ParameterError(UsageError, ValueError):
     """A library parameter that cannot work, e.g. LogisticRegression(lr=-1).fit(X, Y).
 

@@ -65,5 +65,12 @@ class Wrote(NamedTuple):
     path: str
 
 
+class Notice(NamedTuple):
+    """Something the user should know while a command runs (a cluster whose memory does
+    not hold the blocks, a worker lost), as one line."""
+
+    text: str
+
+
 def ignore(event) -> None:
     """The on_event used when the caller passes none."""

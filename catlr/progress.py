@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from . import render
-from .events import Decoded, Loaded, Plan, Preparing, Step, Wrote
+from .events import Decoded, Loaded, Notice, Plan, Preparing, Step, Wrote
 
 
 def _clock(seconds) -> str:
@@ -69,6 +69,8 @@ def events(console, *, verbose=False, quiet=False, wrote=None):
                 wrote.append(event.path)
         elif isinstance(event, Decoded):
             bar("decode", "Decoding images", event.total, event.done, with_rate=True)
+        elif isinstance(event, Notice):
+            say(f"Note: {event.text}")
         elif isinstance(event, Preparing):
             say(f"Preparing {event.source} into {event.out} first: {event.why}")
         elif isinstance(event, Loaded) and not quiet:

@@ -19,7 +19,7 @@ from .descent import SAMPLE_EVERY
 from .config import DEFAULTS, from_saved, parse_class_weight
 from .descent import Held
 from .design import Pixels
-from .errors import CatlrError, Terminated, UsageError
+from .errors import CatlrError, EngineLost, Terminated, UsageError
 from .events import Loaded, ignore
 from .loss import cost, labels, sigmoid
 from .metrics import wilson
@@ -68,7 +68,9 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
     """
     choice = choice or plan(ds, cfg)
     own = design is None
-    design = design or engines.design(choice, ds.x_train, cfg)
+    design = design or engines.design(choice, ds.x_train, cfg, on_event)
+    if start is not None and hasattr(design, "first_iteration"):  # the iteration it names
+        design.first_iteration = start.at
     held = held or held_for(ds, cfg, choice.dtype)
     model = estimator(cfg, choice)
     try:
@@ -333,7 +335,7 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
         try:
             if cfg["lr"] == "auto":
                 choice = plan(ds, cfg)
-                design = engines.design(choice, ds.x_train, cfg)
+                design = engines.design(choice, ds.x_train, cfg, on_event)
                 try:
                     held = held_for(ds, cfg, choice.dtype)
                     (model, figures), tried = choose_lr(ds, cfg, choice, design, held, on_event)
@@ -347,6 +349,10 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
                                              start=parent.start if parent else None)
         except (KeyboardInterrupt, Terminated):
             raise  # the checkpoint stays: 'catlr train --resume' goes on from it
+        except EngineLost:
+            if created and not os.path.exists(os.path.join(folder, runs.CHECKPOINT)):
+                shutil.rmtree(folder, ignore_errors=True)
+            raise  # as for Ctrl-C: the last checkpoint stays
         except BaseException:
             if created:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -398,7 +404,7 @@ def sweep(data, cfg: dict, lrs=None, l2s=None, *, on_event=ignore):
     rows = []
     with load(data, cfg, on_event) as ds:
         choice = plan(ds, cfg)
-        design = engines.design(choice, ds.x_train, cfg)
+        design = engines.design(choice, ds.x_train, cfg, on_event)
         held = held_for(ds, cfg, choice.dtype)
         try:
             # K depends on the data alone: computed once, not once per learning rate

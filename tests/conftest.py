@@ -1,7 +1,10 @@
 """Shared fixtures: the course data from ../shared/datasets, a lossless PNG copy of it,
 a model trained once on it, and a CLI runner that returns (code, stdout, stderr)."""
 
+import contextlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +120,71 @@ def _no_debug(monkeypatch, tmp_path_factory):
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     monkeypatch.delenv("CATLR_DEBUG", raising=False)
     os.environ.setdefault("COLUMNS", "120")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DaskCluster:
+    """A real Dask scheduler and workers, each its own process on loopback (as a user
+    starts them by hand: `dask scheduler`, `dask worker ADDRESS`)."""
+
+    def __init__(self, cwd):
+        self.cwd, self.procs, self.workers = cwd, [], []
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        self.scheduler = self._spawn([sys.executable, "-m", "distributed.cli.dask_scheduler",
+                                      "--host", "127.0.0.1", "--port",
+                                      self.address.rsplit(":", 1)[1], "--no-dashboard"])
+
+    def _spawn(self, argv, env=None, prefix=()):
+        p = subprocess.Popen([*prefix, *argv], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, cwd=self.cwd,
+                             env={**os.environ, **(env or {})})
+        self.procs.append(p)
+        return p
+
+    def worker(self, memory=None, env=None, prefix=()):
+        """One more worker: `memory` its --memory-limit, `env` added to its environment,
+        `prefix` a command it runs under (unshare, say)."""
+        argv = [sys.executable, "-m", "distributed.cli.dask_worker", self.address,
+                "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
+                "--death-timeout", "60"] + (["--memory-limit", str(memory)] if memory else [])
+        self.workers.append(self._spawn(argv, env, prefix))
+        return self.workers[-1]
+
+    def wait(self, n, seconds=60):
+        from distributed import Client
+
+        with Client(self.address, timeout=f"{seconds}s") as client:
+            client.wait_for_workers(n, timeout=seconds)
+        return self
+
+    def stop(self):
+        for p in reversed(self.procs):
+            p.kill()  # ours alone, on loopback: nothing of theirs needs a clean exit
+        for p in self.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+
+
+@contextlib.contextmanager
+def dask_cluster(cwd, workers=2, **kw):
+    """A DaskCluster with `workers` plain workers started and ready; stopped at the end."""
+    pytest.importorskip("distributed")
+    c = DaskCluster(cwd)
+    try:
+        for _ in range(workers):
+            c.worker(**kw)
+        if workers:
+            c.wait(workers)
+        yield c
+    finally:
+        c.stop()

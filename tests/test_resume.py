@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import COURSE, needs_course, rel
+from conftest import COURSE, dask_cluster, needs_course, rel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -330,44 +330,11 @@ def test_checkpoint_every_is_checked_and_in_the_help(cli):
 
 # -- 3b. the Dask engine: a client killed and resumed against the same cluster -----------
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def cluster(tmp_path):
     """A real Dask scheduler and two workers, each its own process on loopback."""
-    pytest.importorskip("distributed")
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
-                               "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              cwd=tmp_path)]
-    try:
-        for _ in range(2):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
-                 "1", "--no-dashboard", "--host", "127.0.0.1", "--death-timeout", "60"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path))
-        from distributed import Client
-
-        with Client(address, timeout="60s") as client:
-            client.wait_for_workers(2, timeout=60)
-        yield address
-    finally:
-        for p in reversed(procs):
-            p.kill()  # ours alone, on loopback: nothing of theirs needs a clean exit
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
+    with dask_cluster(tmp_path) as c:
+        yield c.address
 
 
 @pytest.mark.slow
@@ -392,3 +359,24 @@ def test_a_dask_client_killed_and_resumed_on_the_same_cluster(cli, tmp_path, clu
     assert meta["engine"] == "dask" and meta["iters"] == 200
     assert rel(a.w_, b.w_) <= 1e-12 and abs(a.b_ - b.b_) <= 1e-12 * abs(b.b_)
     assert rel(a.costs_, b.costs_) <= 1e-12
+
+
+@pytest.mark.slow
+def test_an_ignored_sighup_stays_ignored_as_under_nohup(tmp_path, small_folder):
+    # nohup sets SIGHUP to SIG_IGN: the run must outlive its terminal, checkpoints or not
+    p = subprocess.Popen([sys.executable, "-m", "catlr", "train", small_folder, "--iters",
+                          "10000000", "--form", "primal", "--name", "n",
+                          "--checkpoint-every", "0.2"],
+                         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        _wait_for(tmp_path / "runs/n/checkpoint.npz", p, 120)
+        p.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert p.poll() is None, p.communicate()
+        p.send_signal(signal.SIGINT)
+        err = p.communicate(timeout=60)[1].decode()
+    finally:
+        p.kill()
+        p.wait(30)
+    assert p.returncode == 130 and err.startswith("Interrupted: stopped; its checkpoint"), err

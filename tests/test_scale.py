@@ -70,7 +70,14 @@ def test_dask_says_where_its_dashboard_is(cli, tmp_path):
     code, out, err = cli(["train", path, "--engine", "dask", "--iters", "3", "-v",
                           "--out", tmp_path / "m.npz"])
     assert code == 0, err
-    assert "dask engine (asked for)" in out and "Dask dashboard: http://127.0.0.1:" in out
+    assert "dask engine (asked for)" in out
+    # the address only where the page works: Dask's dashboard needs bokeh
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is not None:
+        assert "Dask dashboard: http://127.0.0.1:" in out
+    else:
+        assert "Dask dashboard: needs bokeh" in out and "http://" not in out
 
 
 def test_dask_missing_is_one_line(cli, tmp_path, monkeypatch):

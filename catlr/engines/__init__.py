@@ -23,6 +23,7 @@ import numpy as np
 
 from ..config import parse_memory
 from ..errors import CatlrError, UsageError
+from ..events import ignore
 
 # name: (module in this package, reads the pixels again from a file, what it needs installed)
 ENGINES = {
@@ -154,8 +155,9 @@ def choose(m: int, n_x: int, iters: int, cfg: dict, on_disk: bool) -> Choice:
     return Choice(form, engine, dtype, limit, why)
 
 
-def design(choice: Choice, x, cfg: dict):
-    """The design-matrix source of the chosen engine over images x (m, s, s, 3) uint8."""
+def design(choice: Choice, x, cfg: dict, on_event=ignore):
+    """The design-matrix source of the chosen engine over images x (m, s, s, 3) uint8;
+    `on_event` hears what the engine has to say while it runs (events.Notice)."""
     require(choice.engine)
     module = importlib.import_module(f".{ENGINES[choice.engine][0]}", __name__)
-    return module.build(x, choice, cfg)
+    return module.build(x, choice, cfg, on_event)

@@ -19,21 +19,39 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
+from importlib import metadata
 
 import numpy as np
 from distributed import Client, LocalCluster
+from distributed.versions import VersionMismatchWarning
 
 from ..config import parse_address
 from ..containers import open_container
 from ..design import Design, block_gradient, normalize
-from ..errors import CatlrError, describe
+from ..errors import CatlrError, EngineLost, describe
+from ..events import Notice, ignore
 
 BLOCK_BYTES = 64 << 20  # per task: large enough that scheduling stays a small share
 # Dask's own log lines (tracebacks of a peer it cannot read, a worker lost) are not
 # catlr's output: what matters reaches the user as catlr's one line
-logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+def _quiet_dask():
+    # levels that distributed's config gave its loggers (distributed.client: a traceback at
+    # ERROR when the scheduler goes) and the handler they all propagate to
+    for name in ["distributed", *logging.root.manager.loggerDict]:
+        if name == "distributed" or name.startswith("distributed."):
+            logger = logging.getLogger(name)
+            logger.setLevel(logging.CRITICAL + 1)
+            for handler in logger.handlers:
+                handler.setLevel(logging.CRITICAL + 1)
+
+
+_quiet_dask()
+# check_workers says which worker has which version, in catlr's one line
+warnings.filterwarnings("ignore", category=VersionMismatchWarning)
 PROBE_SECONDS = 5       # to connect to a scheduler and hear it speak
 MAX_HANDSHAKE = 1 << 20  # bytes a scheduler's first message may take: a few hundred in fact
+WORKER_SECONDS = 30     # a scheduler with no worker: how long to wait for the first
 
 
 def probe(address: str, seconds: float = PROBE_SECONDS) -> None:
@@ -109,6 +127,115 @@ def _handshake(payload: bytes, lengths) -> bool:
         if isinstance(msg, dict) and {"compression", "python"} <= set(map(str, msg)):
             return True
     return False
+
+
+def _size(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def _remote(e: BaseException) -> str:
+    """'ModuleNotFoundError: No module named ...' from what client.run hands back for a
+    worker's exception (its repr, wrapped in a plain Exception, when it was not sent as
+    itself)."""
+    import re
+
+    text = str(e).strip()
+    found = re.fullmatch(r"(\w+)\((['\"])(.*)\2,?\)", text, re.S)
+    if type(e) is Exception and found:
+        return f"{found[1]}: {describe(found[3])}"
+    return f"{type(e).__name__}: {describe(e)}"
+
+
+def worker_probe(path, key):
+    """On a worker: the catlr and numpy it imports, and the shape of the pixels it sees at
+    `path` or why it cannot open them. Sent by reference to catlr, so a worker that cannot
+    import catlr fails to run it."""
+    from .. import __version__
+
+    seen = {"catlr": __version__, "numpy": np.__version__}
+    if not os.path.exists(path):
+        return {**seen, "error": "no such file or folder on that worker"}
+    try:
+        with open_container(path) as c:
+            return {**seen, "shape": [int(n) for n in c.pixels(key).shape]}
+    except Exception as e:  # the reason, for the client's one line (which names the path)
+        text = str(e).strip()
+        text = text[len(str(path)):].lstrip(" :,") if text.startswith(str(path)) else text
+        return {**seen, "error": describe(text or e, 120)}
+
+
+def check_workers(client, where, path, key, shape, need) -> list[str]:
+    """Before the first iteration, one small task on every worker of `client`: catlr and
+    numpy at this client's versions, importable, and the data at `path` seen with the
+    client's `shape` (the stored array's). A worker that fails is a CatlrError naming it
+    (its tasks would fail, and a run whose every worker fails would hang). Returns
+    notices: blocks of `need` bytes that do not fit the workers' memory (every iteration
+    then reads them back from disk).
+    """
+    try:
+        client.wait_for_workers(1, timeout=WORKER_SECONDS)
+    except TimeoutError:
+        raise CatlrError(f"the Dask scheduler at {where} has no workers (waited "
+                         f"{WORKER_SECONDS} s), start some with 'dask worker {where}'") from None
+    workers = client.scheduler_info()["workers"]
+
+    def refuse(problems, fix):
+        more = (f" (and {len(problems) - 1} more of {len(workers)} workers)"
+                if len(problems) > 1 else "")
+        raise CatlrError(f"{problems[0]}{more}, {fix}")
+
+    from .. import __version__
+
+    here = {"catlr": __version__, "numpy": np.__version__}
+    want = f"catlr {here['catlr']} and numpy {here['numpy']}"
+    versions = (f"this catlr runs {want}: install them on every worker "
+                f"(pip install catlr=={here['catlr']} numpy=={here['numpy']})")
+
+    def mismatched(seen):
+        return [f"worker {w} has {name} {v[name]}" for w, v in sorted(seen.items())
+                for name in here if isinstance(v, dict) and v.get(name) not in (None, here[name])]
+
+    # first what is installed, by a function of the standard library that runs on any
+    # worker: another numpy can make catlr's own probe fail to even arrive
+    installed = {name: client.run(metadata.version, name, on_error="return") for name in here}
+    bad = mismatched({w: {name: v for name in here
+                          if isinstance(v := installed[name].get(w), str)}
+                      for w in workers})
+    if bad:
+        refuse(bad, versions)
+    seen = client.run(worker_probe, path, key, on_error="return")
+    cannot = [f"worker {w} cannot import catlr ({_remote(r)})"
+              for w, r in sorted(seen.items()) if isinstance(r, BaseException)]
+    if cannot:
+        refuse(cannot, f"install {want} in the workers' environment")
+    if mismatched(seen):
+        refuse(mismatched(seen), versions)
+    blind = [f"worker {w} cannot open {path} ({r['error']})" for w, r in sorted(seen.items())
+             if "error" in r]
+    if blind:
+        refuse(blind, "every worker reads the data itself at the client's path: put it "
+                      "there on each worker's machine, or on a filesystem they share")
+    other = [f"worker {w} sees another file at {path} ({r['shape'][0]} images, not "
+             f"{shape[0]})" for w, r in sorted(seen.items()) if r["shape"] != list(shape)]
+    if other:
+        refuse(other, "every worker must see the same data at the client's path")
+    limits = [int(info.get("memory_limit") or 0) for info in workers.values()]
+    if not limits or min(limits) <= 0:  # a worker without a limit: nothing to check
+        return []
+    import dask
+
+    # what a worker holds before it spills to disk (Dask's config): its blocks up to
+    # `target` of its limit, and the whole process (what it uses already too) up to `spill`
+    target = dask.config.get("distributed.worker.memory.target") or 1.0
+    spill = dask.config.get("distributed.worker.memory.spill") or target
+    used = [int((info.get("metrics") or {}).get("memory") or 0) for info in workers.values()]
+    keep = sum(max(0.0, min(target * n, spill * n - u)) for n, u in zip(limits, used))
+    if need <= keep:
+        return []
+    return [f"the blocks take {_size(need)} but the {len(limits)} workers hold {_size(keep)} "
+            f"before they spill ({target:.0%} of their {_size(sum(limits))} limits, less what "
+            "they use): every iteration will read the rest back from disk; add workers, give "
+            "them a larger --memory-limit, or use --engine stream"]
 
 
 class LocalWorkers:
@@ -211,7 +338,7 @@ class DaskPixels(Design):
     engine = "dask"
 
     def __init__(self, x, dtype="float32", scheduler=None, n_workers=None, block_bytes=None,
-                 memory=None):
+                 memory=None, on_event=ignore):
         index = getattr(x, "index", None)  # datasets.Rows: some rows of a stored array
         base = x.base if index is not None else x
         # an array of an HDF5 file or a Zarr store, from containers.py: where and which
@@ -231,8 +358,19 @@ class DaskPixels(Design):
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
             self.cluster = LocalWorkers(n_workers or cores, memory or _total_memory())
             self.client = self.cluster.client
-        self.detail = f"Dask dashboard: {self.client.dashboard_link}"
+        self.on_event, self.first_iteration, self.calls = on_event, 0, 0
+        try:
+            where = scheduler or self.client.scheduler.address
+            for text in check_workers(self.client, where, self.path, self.key, tuple(base.shape),
+                                      self.m * self.n_x * self.dtype.itemsize):
+                on_event(Notice(text))
+            self.detail = _dashboard(self.client, local=scheduler is None)
+        except BaseException:
+            self.close()
+            raise
+        self.workers = set(self.client.scheduler_info()["workers"])
         k = max(1, (block_bytes or BLOCK_BYTES) // (self.n_x * self.dtype.itemsize))
+        self.block_bytes = min(k, self.m) * self.n_x * self.dtype.itemsize
         self.spans = [(s, min(s + k, self.m)) for s in range(0, self.m, k)]
         def span(s, e):  # the stored rows a block reads, and which of them it keeps
             if index is None:
@@ -258,14 +396,57 @@ class DaskPixels(Design):
         # w (n_x floats) and the block's labels travel inside each task: no scatter round
         # trip (cheaper per iteration, bench/scale.py), and nothing a lost worker held that
         # Dask could not compute again
-        parts = [self.client.submit(block_gradient, part, y[i:j], w, b,
-                                    None if s is None else s[i:j], self.objective, pure=False)
-                 for part, (i, j) in zip(self.parts, self.spans)]
-        return self._reduce(parts).result()
+        with self._cluster_faults():
+            parts = [self.client.submit(block_gradient, part, y[i:j], w, b,
+                                        None if s is None else s[i:j], self.objective,
+                                        pure=False)
+                     for part, (i, j) in zip(self.parts, self.spans)]
+            out = self._reduce(parts).result()
+        self.calls += 1
+        self._watch_workers()
+        return out
 
     def scores(self, w, b):
-        return np.concatenate(self.client.gather(
-            [self.client.submit(_scores, part, w, b, pure=False) for part in self.parts]))
+        with self._cluster_faults():
+            return np.concatenate(self.client.gather(
+                [self.client.submit(_scores, part, w, b, pure=False) for part in self.parts]))
+
+    def _iteration(self) -> int:
+        return self.first_iteration + self.calls
+
+    def _watch_workers(self):
+        """A worker gone since the last look is one line; Dask reads its blocks again
+        from the file on the others, so the iterates do not change."""
+        now = set(self.client.scheduler_info()["workers"])
+        for gone in sorted(self.workers - now):
+            self.on_event(Notice(f"worker {gone} lost at iteration {self._iteration()}, "
+                                 f"continuing on {len(now)} worker"
+                                 f"{'' if len(now) == 1 else 's'}"))
+        self.workers = now
+
+    @contextlib.contextmanager
+    def _cluster_faults(self):
+        """The scheduler gone (or the connection to it) mid-run: one line (EngineLost),
+        not Dask's tracebacks; train says what the last checkpoint holds."""
+        from concurrent.futures import CancelledError
+
+        from distributed.comm.core import CommClosedError
+        from distributed.scheduler import KilledWorker
+
+        try:
+            yield
+        except KilledWorker as e:  # the same block killed worker after worker
+            tries = getattr(e, "allowed_failures", None)
+            raise CatlrError(f"the Dask workers died running one block"
+                             f"{f' ({tries + 1} tried it)' if tries is not None else ''}, "
+                             "often a --memory-limit too small for the blocks "
+                             f"({_size(self.block_bytes)} each): give the workers more "
+                             "memory, add workers, or use --engine stream") from None
+        except (CancelledError, CommClosedError, OSError, TimeoutError) as e:
+            if self.client.status == "running" and not isinstance(e, CancelledError):
+                raise
+            raise EngineLost(f"the Dask scheduler at {self.client.scheduler.address} was lost "
+                              f"at iteration {self._iteration()} ({type(e).__name__})") from None
 
     def worker_pids(self) -> dict:
         return self.client.run(os.getpid)
@@ -280,5 +461,19 @@ class DaskPixels(Design):
             self.client.close()
 
 
-def build(x, choice, cfg):
-    return DaskPixels(x, choice.dtype, scheduler=cfg.get("scheduler") or None)
+def _dashboard(client, local: bool) -> str:
+    """The dashboard's address, only where it works: it needs bokeh where the scheduler
+    runs (here for a local cluster)."""
+    try:
+        if local:
+            metadata.version("bokeh")
+        else:
+            client.run_on_scheduler(metadata.version, "bokeh")
+    except Exception:  # no bokeh there: the page would only say so
+        return 'Dask dashboard: needs bokeh where the scheduler runs (pip install "bokeh>=3.1")'
+    return f"Dask dashboard: {client.dashboard_link}"
+
+
+def build(x, choice, cfg, on_event=ignore):
+    return DaskPixels(x, choice.dtype, scheduler=cfg.get("scheduler") or None,
+                      on_event=on_event)

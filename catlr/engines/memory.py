@@ -7,5 +7,5 @@ import numpy as np
 from ..design import Pixels
 
 
-def build(x, choice, cfg):
+def build(x, choice, cfg, on_event=None):
     return Pixels(np.asarray(x), choice.dtype)

@@ -63,5 +63,5 @@ class Stream(Pixels):
         return self
 
 
-def build(x, choice, cfg):
+def build(x, choice, cfg, on_event=None):
     return Stream(x, choice.dtype, block_bytes=int(choice.budget * BLOCK_SHARE))

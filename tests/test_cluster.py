@@ -1,0 +1,227 @@
+"""A real cluster (issue 20): a scheduler and workers started by hand, each its own process
+on loopback, with what goes wrong on one: a worker without catlr or with another numpy, a
+worker that cannot see the data, blocks larger than the workers' memory, a worker killed,
+the scheduler killed, Ctrl-C. Each is one line and its exit code; nothing hangs (every
+run is bounded in time, and every process a test starts is stopped by it)."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import COURSE, dask_cluster, needs_course
+
+pytest.importorskip("distributed")
+pytestmark = [pytest.mark.slow, needs_course]
+
+SECONDS = 180  # any one catlr run here; a hang fails the test instead of the suite
+
+
+def _catlr(args, cwd, env=None, seconds=SECONDS):
+    r = subprocess.run([sys.executable, "-m", "catlr", *map(str, args)], cwd=cwd,
+                       capture_output=True, text=True, timeout=seconds,
+                       env={**os.environ, **(env or {})})
+    return r.returncode, r.stdout, r.stderr
+
+
+def _train_args(address, *more):
+    return ["train", COURSE, "--engine", "dask", "--scheduler", address, "--form", "primal",
+            "--dtype", "float64", *more]
+
+
+def _one_error_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), err
+    assert "unexpected" not in err and "Traceback" not in err, err
+    return lines[0]
+
+
+def _shadow(tmp_path, broken_catlr=False, numpy_version=None):
+    """A folder to put first on a worker's PYTHONPATH: a catlr whose import fails (as on a
+    machine without it), or a numpy distribution record of another version."""
+    d = tmp_path / "shadow"
+    if broken_catlr:
+        (d / "catlr").mkdir(parents=True, exist_ok=True)
+        (d / "catlr" / "__init__.py").write_text(
+            "raise ModuleNotFoundError(\"No module named 'catlr'\")\n")
+    if numpy_version:
+        info = d / f"numpy-{numpy_version}.dist-info"
+        info.mkdir(parents=True, exist_ok=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: numpy\n"
+                                       f"Version: {numpy_version}\n")
+    return {"PYTHONPATH": str(d)}
+
+
+def test_a_worker_that_cannot_import_catlr_is_named_before_any_work(tmp_path):
+    with dask_cluster(tmp_path, workers=1) as c:
+        bad = c.worker(env=_shadow(tmp_path, broken_catlr=True))
+        c.wait(2)
+        code, out, err = _catlr(_train_args(c.address, "--iters", "5"), tmp_path)
+        assert bad.poll() is None  # catlr asked; it did not kill the worker with a task
+    line = _one_error_line(err)
+    assert code == 1 and "cannot import catlr (ModuleNotFoundError" in line, err
+    assert "worker tcp://127.0.0.1:" in line and "install catlr" in line
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_only_workers_without_catlr_is_one_line_not_a_hang(tmp_path):
+    with dask_cluster(tmp_path, workers=0) as c:
+        for _ in range(2):
+            c.worker(env=_shadow(tmp_path, broken_catlr=True))
+        c.wait(2)
+        start = time.monotonic()
+        code, _, err = _catlr(_train_args(c.address, "--iters", "5"), tmp_path)
+    line = _one_error_line(err)
+    assert code == 1 and "cannot import catlr" in line and "(and 1 more of 2 workers)" in line
+    assert time.monotonic() - start < SECONDS
+
+
+def test_a_worker_with_another_numpy_is_named(tmp_path):
+    import numpy as np
+
+    with dask_cluster(tmp_path, workers=1) as c:
+        c.worker(env=_shadow(tmp_path, numpy_version="9.9.9"))
+        c.wait(2)
+        code, _, err = _catlr(_train_args(c.address, "--iters", "5"), tmp_path)
+    line = _one_error_line(err)
+    assert code == 1 and "has numpy 9.9.9" in line and f"numpy=={np.__version__}" in line
+
+
+def _hiding(folder):
+    """A command prefix: the worker runs in a mount namespace of its own where `folder`
+    is an empty tmpfs (the data is not there for it), or None where that is not allowed."""
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"],
+                           capture_output=True)
+    if shutil.which("unshare") is None or probe.returncode != 0:
+        return None
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            f'mount -t tmpfs none "{folder}" && exec "$@"', "hide"]
+
+
+def test_a_worker_that_cannot_see_the_data_is_named(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in COURSE.glob("*.h5"):
+        shutil.copy(f, data)
+    prefix = _hiding(data)
+    if prefix is None:
+        pytest.skip("unshare -m is not allowed here: no way to hide a file from one worker")
+    with dask_cluster(tmp_path, workers=1) as c:
+        c.worker(prefix=prefix)
+        c.wait(2)
+        code, _, err = _catlr(["train", data, "--engine", "dask", "--scheduler", c.address,
+                               "--iters", "5"], tmp_path)
+    line = _one_error_line(err)
+    assert code == 1 and f"cannot open {data / 'train_catvnoncat.h5'}" in line, err
+    assert "(no such file or folder on that worker)" in line, line
+    assert "every worker reads the data itself" in line
+
+
+def test_blocks_larger_than_the_workers_memory_are_said_once(tmp_path):
+    # the share of its limit a worker keeps before spilling is Dask's config (distributed
+    # .worker.memory.target): at 1%, two workers of 1 GB hold 20 MB, less than the 21 MB of
+    # the course's float64 blocks
+    env = {"DASK_DISTRIBUTED__WORKER__MEMORY__TARGET": "0.01"}
+    with dask_cluster(tmp_path, workers=2, memory="1GB") as c:
+        code, out, err = _catlr(_train_args(c.address, "--iters", "3"), tmp_path, env)
+        assert code == 0, err
+        notes = [x for x in (out + err).splitlines() if x.startswith("Note: ")]
+        assert notes == ["Note: the blocks take 21 MB but the 2 workers hold 20 MB before "
+                         "they spill (1% of their 2.0 GB limits, less what they use): every "
+                         "iteration will read the rest back from disk; add workers, give them "
+                         "a larger --memory-limit, or use --engine stream"], out + err
+        code, out, err = _catlr(_train_args(c.address, "--iters", "3"), tmp_path)
+        assert code == 0 and "Note: " not in out + err  # at Dask's own 60%, they fit
+
+
+def _spawn(args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "catlr", *map(str, args)], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _wait_for(path, p, seconds=120):
+    end = time.monotonic() + seconds
+    while not Path(path).exists():
+        assert p.poll() is None, p.communicate()
+        assert time.monotonic() < end, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def _finish(p, seconds=SECONDS):
+    try:
+        out, err = p.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        pytest.fail("catlr did not end")
+    return p.returncode, out, err
+
+
+def test_a_killed_worker_is_one_line_and_the_run_goes_on(tmp_path):
+    with dask_cluster(tmp_path, workers=2) as c:
+        p = _spawn(_train_args(c.address, "--iters", "400", "--print-every", "10",
+                               "--checkpoint-every", "0.2", "--name", "k"), tmp_path)
+        try:
+            _wait_for(tmp_path / "runs/k/checkpoint.npz", p)
+            c.workers[0].kill()
+            code, out, err = _finish(p)
+        finally:
+            p.kill()
+    assert code == 0, err
+    lost = [x for x in (out + err).splitlines() if "lost at iteration" in x]
+    assert len(lost) == 1 and lost[0].startswith("Note: worker tcp://127.0.0.1:"), out + err
+    assert lost[0].endswith(", continuing on 1 worker"), lost
+    assert "Traceback" not in err and "distributed" not in err, err
+
+
+def test_a_killed_scheduler_is_one_line_and_the_run_resumes_on_a_new_cluster(tmp_path, cli):
+    import numpy as np
+
+    flags = ("--iters", "300", "--print-every", "10")
+    with dask_cluster(tmp_path, workers=2) as c:
+        p = _spawn(_train_args(c.address, *flags, "--checkpoint-every", "0.2", "--name", "s"),
+                   tmp_path)
+        try:
+            _wait_for(tmp_path / "runs/s/checkpoint.npz", p)
+            time.sleep(0.5)
+            c.scheduler.kill()
+            code, out, err = _finish(p, 120)
+        finally:
+            p.kill()
+    line = _one_error_line(err)
+    assert code == 1 and "the Dask scheduler at tcp://127.0.0.1:" in line, err
+    assert "was lost at iteration " in line
+    assert "its checkpoint is in runs/s/, go on with 'catlr train --resume runs/s'" in line
+    with dask_cluster(tmp_path, workers=2) as c:
+        code, out, err = _catlr(["train", "--resume", "runs/s", "--scheduler", c.address],
+                                tmp_path)
+        assert code == 0, err
+        code, out, err = _catlr(_train_args(c.address, *flags, "--name", "whole"), tmp_path)
+        assert code == 0, err
+    a, b = (np.load(tmp_path / f"runs/{n}/model.npz") for n in ("s", "whole"))
+    assert np.array_equal(a["w"], b["w"]) and a["b"] == b["b"]  # bit for bit
+
+
+def _interrupt(args, delays, tmp_path):
+    for delay in delays:
+        p = _spawn([*args, "--name", f"c{len(args)}-{delay}"], tmp_path)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        code, out, err = _finish(p, 60)
+        assert code == 130, (delay, code, err)
+        assert err.count("\n") == 1 and err.startswith("Interrupted"), (delay, err)
+
+
+def test_ctrl_c_on_the_dask_engine_is_one_line_every_time(tmp_path):
+    # while connecting, checking the workers, reading the blocks, and training
+    with dask_cluster(tmp_path, workers=2) as c:
+        _interrupt(_train_args(c.address, "--iters", "100000"), (0.5, 1.5, 3.0, 5.0), tmp_path)
+    # a local cluster: while its workers start, and after
+    args = ["train", COURSE, "--engine", "dask", "--form", "primal", "--iters", "100000"]
+    _interrupt(args, (1.0, 3.0, 6.0), tmp_path)
