@@ -565,7 +565,7 @@ def test_ctrl_c_early_is_one_line_and_never_hangs(tmp_path, command):
         time.sleep(delay)
         p.send_signal(signal.SIGINT)
         try:
-            err = p.communicate(timeout=20)[1]
+            err = p.communicate(timeout=60)[1]  # a loaded machine is slow, not hung
         except subprocess.TimeoutExpired:
             p.kill()
             pytest.fail(f"{command} hung after Ctrl-C at {delay} s")
@@ -575,7 +575,9 @@ def test_ctrl_c_early_is_one_line_and_never_hangs(tmp_path, command):
                 x.unlink()
             continue
         caught += 1
-        if p.returncode == 0:  # it finished before the signal came: nothing lost
+        if p.returncode == 0 or (not err and written):
+            # it finished before the signal came, or the signal came as the interpreter shut
+            # down after the work (its handler restored, or in its finalization): nothing lost
             for x in written:
                 x.unlink()
             continue
