@@ -331,14 +331,14 @@ def primal(design, y, s, lr, iters, steps, objective=COURSE, score=None, start=N
                 saver.halt(lambda: snapshot(i))
             g, sd, total = design.gradient(w, b, y, s)
             if steps.due(i):
+                if saver is not None:  # before i's record: a resume from i records it once
+                    saver.tick(lambda: snapshot(i))
                 steps.report(i, lr, lambda: objective.cost(float(total) / m, m, norm2()))
                 if steps.improved and steps.held.patience:
                     keep, steps.improved = (xp.asarray(w, copy=True), b, i), False
                 if steps.stop:  # early stopping: the best weights, not the last
                     w, b, ran = keep[0], keep[1], i
                     break
-                if saver is not None:
-                    saver.tick(lambda: snapshot(i))
             if shrink != 1.0:
                 w *= shrink
             w -= step * g
@@ -419,6 +419,8 @@ def dual(K, y, s, lr, iters, steps, objective=COURSE, score=None, start=None, of
             if check and not math.isfinite(float(xp.sum(half_z))):
                 _diverged(i, lr)
             if steps.due(i):
+                if saver is not None:  # before i's record: a resume from i records it once
+                    saver.tick(lambda: snapshot(i))
                 steps.report(i, lr, lambda: objective.cost(
                     float(objective.terms(2 * half_z, y, s) / m), m,
                     0.0 if fold else _dual_norm2(xp, u, ku, scale, z0, shrink ** t, w0_norm2)))
@@ -427,8 +429,6 @@ def dual(K, y, s, lr, iters, steps, objective=COURSE, score=None, start=None, of
                 if steps.stop:  # early stopping: the best weights, not the last
                     u, v, ran, t = keep[0], keep[1], i, keep[3]
                     break
-                if saver is not None:
-                    saver.tick(lambda: snapshot(i))
             r2 = xp.tanh(half_z)  # 2 (A - Y), before the weights
             r2 += shift
             if s is not None:

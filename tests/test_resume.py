@@ -96,6 +96,30 @@ def test_a_finished_fit_goes_on_from_its_state_bit_for_bit(form):
     assert rest.costs_ == whole.costs_
 
 
+@pytest.mark.parametrize("form", ["primal", "dual"])
+def test_a_checkpoint_at_any_reported_iteration_resumes_bit_for_bit(form):
+    # every checkpoint a run could write (a Saver due at every reported iteration), the
+    # recorded ones included: resumed from each, the costs and weights are the whole run's
+    from catlr import LogisticRegression
+    from catlr.descent import Saver, Start
+    from catlr.design import Dense
+
+    X, Y, _, _ = _toy(2)
+    whole = LogisticRegression(lr=0.2, iters=120, print_every=10, form=form).fit(X, Y)
+    import copy
+
+    kept = []
+    saver = Saver(lambda st: kept.append(copy.deepcopy(st)), every=0.0)  # as written to disk
+    LogisticRegression(lr=0.2, iters=120, print_every=10, form=form).fit_design(
+        Dense(X), Y, form=form, saver=saver)
+    assert {st["i"] for st in kept} >= {0, 10, 50, 100}
+    for st in kept:
+        rest = LogisticRegression(lr=0.2, iters=120, print_every=10, form=form).fit_design(
+            Dense(X), Y, form=form, start=Start(state=st, at=st["i"], history=st))
+        assert np.array_equal(rest.w_, whole.w_) and rest.b_ == whole.b_, st["i"]
+        assert rest.costs_ == whole.costs_, st["i"]
+
+
 # -- 2. catlr train --resume ---------------------------------------------------------------
 
 def _load(path):

@@ -112,7 +112,8 @@ def test_shell_completion_is_offered():
     shells = [s for s in ("bash", "zsh", "fish") if shutil.which(s)]
     assert "bash" in shells
     for shell in shells:
-        r = subprocess.run([shell, "-c", shlex.join([*command, "--show-completion"])],
+        # "; exit": the shell stays catlr's parent instead of exec-ing it
+        r = subprocess.run([shell, "-c", shlex.join([*command, "--show-completion"]) + "; exit"],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0 and "complete" in r.stdout and "catlr" in r.stdout, shell
 
