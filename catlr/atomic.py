@@ -118,6 +118,13 @@ def _jpeg_is_catlr(path) -> bool:
     return head.startswith(b"\xff\xd8\xff") and b"\xff\xfe" in head and MARK in head
 
 
+def _onnx_is_catlr(path) -> bool:
+    """An ONNX graph catlr exported: its ModelProto opens with ir_version (field 1) and then
+    producer_name (field 2) "catlr", as protobuf writes fields in order."""
+    head = _head(path, 16)
+    return head[:1] == b"\x08" and b"\x12\x05catlr" in head[2:12]
+
+
 @dataclass(frozen=True)
 class Kind:
     """One kind of output: its name in messages, whether it is a folder, and how to tell
@@ -135,6 +142,7 @@ KINDS = {
     "predictions": Kind("a predictions CSV", False, _is_predictions),
     "text": Kind("a run's text file", False, lambda p: False),
     "state": Kind("a solver state catlr saved", False, _is_state),
+    "onnx": Kind("an ONNX graph", False, _onnx_is_catlr, ".onnx"),
     "image": Kind("a sample image catlr drew", False,
                   lambda p: _png_is_catlr(p) or _jpeg_is_catlr(p)),
     "demo": Kind("catlr's demo folder", True, lambda p: not os.listdir(p) or os.path.isfile(

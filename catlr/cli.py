@@ -17,8 +17,8 @@ from typing import Annotated, List, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from .config import (AUTO, DEFAULT_PREPARED, DEFAULTS, FLAGS, HEADINGS, flag_help, flag_name,
-                     options, resolve)
+from .config import (AUTO, DEFAULT_PREPARED, DEFAULTS, FLAGS, HEADINGS, SERVE, flag_help,
+                     flag_name, options, parse_memory, resolve)
 from .config import read_toml as resolve_file_keys
 from .errors import CatlrError, EngineLost, Terminated, UsageError, printable
 
@@ -264,6 +264,7 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help=f"Model file written by 'catlr train' [default: the newest run in {DEFAULTS['runs']}/, else {DEFAULTS['model']}: the config's runs and model keys].")]
 ThresholdOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability above which an image is positive.")]
+ModelArg = Annotated[Optional[Path], typer.Argument(metavar="[MODEL]", help=f"Model file [default: the newest run in {DEFAULTS['runs']}/, else {DEFAULTS['model']}].")]
 DataArg = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder, prepared .h5, or folder with train_*.h5 + test_*.h5.")]
 
 
@@ -491,7 +492,7 @@ def sweep(
 
 @app.command(cls=_Command)
 def inspect(
-    model: Annotated[Optional[Path], typer.Argument(metavar="[MODEL]", help=f"Model file [default: the newest run in {DEFAULTS['runs']}/, else {DEFAULTS['model']}].")] = None,
+    model: ModelArg = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Render w as a size x size x 3 picture (PNG).")] = None,
     config: ConfigOpt = None, json_out: JsonOpt = False,
 ):
@@ -572,3 +573,81 @@ def demo(
         console.print("")
         console.print(f"Done. Pictures: {folder / 'cost.png'}, {folder / 'errors.png'}. "
                       "Next: point 'catlr train' at your own folder with cat/ and non-cat/.")
+
+
+
+@app.command(cls=_Command)
+def export(
+    model: ModelArg = None,
+    onnx: Annotated[Optional[Path], typer.Option("--onnx", help="Write the model as an ONNX graph to this .onnx file (needs catlr[onnx]).")] = None,
+    threshold: ThresholdOpt = 0.5,
+    config: ConfigOpt = None, json_out: JsonOpt = False,
+):
+    """A model as an ONNX graph, its preprocessing inside.
+
+    \b
+    The graph takes uint8 RGB images (N, size, size, 3), as catlr decodes them
+    (EXIF rotation, the model's fit and size), and gives the probability of the
+    positive class and the label at --threshold; / 255, the flattening in the
+    course's order, w, b and the sigmoid are in the graph, the class names, size,
+    fit rule and threshold in its metadata.
+    """
+    with _guard():
+        if onnx is None:
+            raise UsageError("say what to write: --onnx FILE.onnx, see 'catlr export --help'")
+        _threshold(threshold)
+        cfg = resolve(config)
+        from . import render
+        from .export import export as run
+        from .runs import resolve_model
+
+        model, chosen = resolve_model(model, cfg)
+        _outputs([model, config], onnx=(onnx, "onnx"))
+        summary = run(model, onnx, threshold=threshold)
+        render.show(summary, _fmt(json_out),
+                    human=lambda s: render.export_report(render.console(), s, chosen))
+
+
+@app.command(cls=_Command)
+@settings("serve")
+def serve(
+    model: ModelArg = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; another than 127.0.0.1 lets other machines in (with a warning).")] = SERVE["host"],
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: any free one).")] = SERVE["port"],
+    threshold: ThresholdOpt = 0.5,
+    max_upload: Annotated[str, typer.Option("--max-upload", help="Largest request body, e.g. 20MB.")] = SERVE["max_upload"],
+    max_images: Annotated[int, typer.Option("--max-images", help="Most images one request may carry.")] = SERVE["max_images"],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no line per request.")] = False,
+    config: ConfigOpt = None, settings: dict = None,
+):
+    """A local web page to try photos on a model, and a JSON API.
+
+    \b
+    The page (http://127.0.0.1:8000/ by default) takes photos dropped on it and
+    shows each one's probability, label and the image the model sees. The API:
+      POST /predict   an image as the body, or form fields named file: the rows
+                      'catlr predict --json' prints for those files
+      GET  /health    the model and the limits
+    """
+    with _guard("the server stopped"):
+        _threshold(threshold)
+        if not 0 <= port <= 65535:
+            raise UsageError(f"--port must be from 0 (any free port) to 65535, got {port}")
+        if not 1 <= max_images <= 1000:
+            raise UsageError(f"--max-images must be from 1 to 1000, got {max_images}")
+        max_bytes = parse_memory(max_upload)
+        if max_bytes is None:
+            raise UsageError(f"--max-upload must be a size such as 512KB or 20MB, got "
+                             f"{max_upload!r}")
+        cfg = resolve(config, **settings)
+        from . import render
+        from .progress import events
+        from .runs import resolve_model
+        from .serve import Limits
+        from .serve import serve as run
+
+        model, _ = resolve_model(model, cfg)
+        limits = Limits(max_bytes, max_images, cfg["max_pixels"], cfg["workers"])
+        with events(render.console(), quiet=quiet) as on_event:
+            run(model, host=host, port=port, threshold=threshold, limits=limits,
+                on_event=on_event)

@@ -52,6 +52,8 @@ DEFAULTS = {
 }
 
 DEFAULT_PREPARED = "data/prepared.h5"  # where `catlr prepare` writes, and train looks
+# catlr serve's defaults: loopback only; a request of a few phone photos at most
+SERVE = {"host": "127.0.0.1", "port": 8000, "max_upload": "20MB", "max_images": 16}
 
 # Every setting with a fixed set of values: index 0 is never special, DEFAULTS says the default.
 CHOICES = {
@@ -133,6 +135,7 @@ COMMANDS = {  # the headings (or single settings) whose flags each command takes
     "sweep": ("sweep", "training", "validation", "data", "decode", "engine"),
     "prepare": ("data", "val_fraction", "decode"),
     "predict": ("decode",),
+    "serve": ("decode",),
 }
 
 

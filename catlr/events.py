@@ -74,3 +74,27 @@ class Notice(NamedTuple):
 
 def ignore(event) -> None:
     """The on_event used when the caller passes none."""
+
+
+class Serving(NamedTuple):
+    """`catlr serve` listens at `url` for the model `model`; `warnings` say what to mind."""
+
+    url: str
+    model: str
+    warnings: tuple = ()
+
+
+class Served(NamedTuple):
+    """The server answered one request: `status`, in `ms` milliseconds, for `images` images."""
+
+    method: str
+    path: str
+    status: int
+    ms: float
+    images: int = 0
+
+
+class Failed(NamedTuple):
+    """A request the server could not answer for a reason of its own (a bug): `text`."""
+
+    text: str

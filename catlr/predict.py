@@ -101,24 +101,40 @@ def predict(inputs, model_path=None, *, threshold=0.5, workers=0, max_pixels=MAX
     """
     predictor = predictor or Predictor.load(model_path, threshold)
     paths, order = collect(inputs)
-    done_rows, batch, kept = {}, [], []
+    rows = dict(zip(paths, score([(p, p) for p in paths], predictor, workers=workers,
+                                 max_pixels=max_pixels, on_event=on_event)))
+    return [entry if isinstance(entry, dict) else rows[entry] for entry in order]
+
+
+def score(named, predictor, *, workers=0, max_pixels=MAX_PIXELS, on_event=ignore,
+          seen=None) -> list[dict]:
+    """The row `catlr predict --json` prints for each (name, source) in `named`, in order:
+    {path: name, probability, label}, or {path: name, error}. A source is what
+    Predictor.decode takes (a path, an upload's bytes, a file object): predict and serve
+    both answer through here. `seen`, a list, gets each image's (size, size, 3) uint8
+    pixels as the model sees them (None where it could not be decoded).
+    """
+    rows, batch, kept = [None] * len(named), [], []
     per_batch = max(1, SCORE_BYTES // (predictor.size ** 2 * 3))
 
-    def score():  # one product per batch, sized by bytes: memory stays bounded
-        for path, p in zip(kept, predictor.proba(np.stack(batch)).tolist()):
-            done_rows[path] = predictor.row(path, p)
+    def flush():  # one product per batch, sized by bytes: memory stays bounded
+        for i, p in zip(kept, predictor.proba(np.stack(batch)).tolist()):
+            rows[i] = predictor.row(named[i][0], p)
         batch.clear(), kept.clear()
 
-    decoded = decode_many(paths, predictor.size, predictor.fit, workers, max_pixels)
-    for done, (path, result) in enumerate(decoded, 1):
+    sources = [source for _, source in named]
+    decoded = decode_many(sources, predictor.size, predictor.fit, workers, max_pixels)
+    for i, (_, result) in enumerate(decoded):
         if isinstance(result, ImageError):
-            done_rows[path] = {"path": path, "error": result.reason}
+            rows[i] = {"path": named[i][0], "error": result.reason}
         else:
             batch.append(result)
-            kept.append(path)
+            kept.append(i)
             if len(batch) == per_batch:
-                score()
-        on_event(Decoded(done, total=len(paths)))
+                flush()
+        if seen is not None:
+            seen.append(None if isinstance(result, ImageError) else result)
+        on_event(Decoded(i + 1, total=len(named)))
     if batch:
-        score()
-    return [entry if isinstance(entry, dict) else done_rows[entry] for entry in order]
+        flush()
+    return rows

@@ -7,11 +7,21 @@ a model (a web page, an export check), so none can preprocess differently.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import modelfile
 from .images import MAX_PIXELS, load_image
 from .loss import labels
+
+
+# One product at a time in a process: NumPy's BLAS runs each of them on every core already,
+# and callers in threads (a server's requests) would otherwise contend for those threads: 4
+# to 12 times slower at 16 requests at once on 2 cores (bench/README.md, serve). Their
+# number stays as it is: it changes how a dot product is summed, so a served image would
+# differ in the last bits from `catlr predict`'s.
+_PRODUCTS = threading.Lock()
 
 
 class Predictor:
@@ -38,7 +48,8 @@ class Predictor:
     def proba(self, x):
         """The probability of the positive class (m,) for images x (m, size, size, 3) uint8,
         in memory or on disk (an h5py dataset: read a block at a time)."""
-        return self.model.proba_pixels(x)
+        with _PRODUCTS:
+            return self.model.proba_pixels(x)
 
     def labels(self, p):
         """Labels (m,) int64: 1 where p > threshold."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 
 from . import render
-from .events import Decoded, Loaded, Notice, Plan, Preparing, Step, Wrote
+from .events import (Decoded, Failed, Loaded, Notice, Plan, Preparing, Served, Serving, Step,
+                     Wrote)
 
 
 def _clock(seconds) -> str:
@@ -71,6 +72,15 @@ def events(console, *, verbose=False, quiet=False, wrote=None):
             bar("decode", "Decoding images", event.total, event.done, with_rate=True)
         elif isinstance(event, Notice):
             say(f"Note: {event.text}")
+        elif isinstance(event, Serving):
+            for warning in event.warnings:
+                say(f"Warning: {warning}")
+            say(f"Serving {event.model} at {event.url} (Ctrl-C stops it)")
+        elif isinstance(event, Served) and not quiet:
+            images = f", {render.plural(event.images, 'image')}" if event.images else ""
+            say(f"{event.method} {event.path} {event.status} ({event.ms:.0f} ms{images})")
+        elif isinstance(event, Failed):
+            say(f"A request failed: {event.text}; the server goes on (please report it)")
         elif isinstance(event, Preparing):
             say(f"Preparing {event.source} into {event.out} first: {event.why}")
         elif isinstance(event, Loaded) and not quiet:

@@ -86,7 +86,9 @@ class PlainConsole:
     def print(self, *objects, **_):
         text = " ".join(o.plain() if isinstance(o, Table) else printable(o) for o in objects)
         try:
-            print(text, file=self.stream)
+            # flushed a line at a time: a reader waiting for a line (a server's address,
+            # a cost) gets it when it is printed, not when a buffer fills
+            print(text, file=self.stream, flush=True)
         except BrokenPipeError:
             # `catlr train ... | head`: the reader left; training goes on and saves its model
             silence(self.stream)
@@ -369,6 +371,19 @@ def predict_table(rows, model, chosen="given"):
                 else f"{'-':>11}  error: {printable(r['error'])}")
         line(f"{path:<{width}}  {tail}")
     line(f"Model: {_model_line(model, chosen)}")
+
+
+def export_report(console, s, chosen="given"):
+    """What `catlr export` wrote, and how to call it."""
+    meta = s["metadata"]
+    console.print(f"Exported {_model_line(s['model'], chosen)} to {s['onnx']} "
+                  f"({s['bytes']:,} bytes, ONNX opset {s['opset']})")
+    (name, shape), = s["input"].items()
+    console.print(f"Input: {name}, {shape}: {meta['layout']} ({meta['fit']}, "
+                  f"{meta['image_size']} x {meta['image_size']})")
+    console.print("Outputs: " + ", ".join(f"{k}, {v}" for k, v in s["outputs"].items())
+                  + f"; label 1 ({meta['positive']}) where probability > {meta['threshold']}")
+    console.print(f"Metadata: {', '.join(meta)}")
 
 
 def sweep_table(console, rows, plot):
