@@ -118,3 +118,41 @@ def test_ingestion_does_not_need_h5py():
     paths = {_name(p): p for p in _modules()}
     for module in seen:
         assert "h5py" not in _third_party(paths[module]), module
+
+
+def _conflict_lines(text: str) -> list[int]:
+    """Line numbers of a merge's markers left in a text (git's <<<<<<< / ======= / >>>>>>>)."""
+    marks = ("<<<<<<< ", ">>>>>>> ")
+    return [n for n, line in enumerate(text.splitlines(), 1)
+            if line.startswith(marks) or line.rstrip() in ("<<<<<<<", ">>>>>>>")]
+
+
+def test_no_merge_conflict_markers_in_tracked_text():
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        files = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True,
+                               timeout=30, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        import pytest
+
+        pytest.skip("not a git checkout")
+    left = {}
+    for name in files:
+        path = repo / name
+        if path.suffix in (".png", ".npz", ".h5", ".jpg") or not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        if lines := _conflict_lines(text):
+            left[name] = lines
+    assert not left, f"merge markers left in: {left}"
+
+
+def test_the_marker_finder_finds_markers():
+    text = "a\n<<<<<<< HEAD\nb\n=======\nc\n>>>>>>> issue-21\nd\n"
+    assert _conflict_lines(text) == [2, 6]
+    assert _conflict_lines("a <<<<<<< b\n=======\n") == []
