@@ -180,6 +180,32 @@ def test_a_killed_worker_is_one_line_and_the_run_goes_on(tmp_path):
     assert "Traceback" not in err and "distributed" not in err, err
 
 
+def test_workers_that_die_on_a_block_are_one_line_not_dasks_traceback(tmp_path, monkeypatch):
+    """Every worker dies (its process exits) as soon as it reads a block, as one killed for
+    its memory does: Dask gives up on the block (KilledWorker) and catlr says so in one line
+    with what to do, instead of Dask's traceback."""
+    d = tmp_path / "dying"
+    d.mkdir()
+    (d / "sitecustomize.py").write_text(
+        "import os\n"
+        "try:\n"
+        "    import catlr.engines.dask as engine\n"
+        "except ImportError:\n"
+        "    engine = None\n"
+        "if engine is not None:\n"
+        "    def read_block(*args, **kw):\n"
+        "        os._exit(3)\n"
+        "    engine.read_block = read_block\n")
+    # the scheduler gives a task up after one more death (Dask's default is 3: slower)
+    monkeypatch.setenv("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", "1")
+    with dask_cluster(tmp_path, workers=2, env={"PYTHONPATH": str(d)}) as c:
+        code, out, err = _catlr(_train_args(c.address, "--iters", "20"), tmp_path)
+    line = _one_error_line(err)
+    assert code == 1, err
+    assert "the Dask workers died running one block (2 tried it)" in line, line
+    assert "give the workers more memory, add workers, or use --engine stream" in line
+
+
 def test_a_killed_scheduler_is_one_line_and_the_run_resumes_on_a_new_cluster(tmp_path, cli):
     import numpy as np
 
