@@ -211,6 +211,9 @@ def _check_remote(url: str, kind: str, flag, inputs, options) -> str:
         try:
             info = fs.info(root)  # fs.exists would take a refused connection for no
         except FileNotFoundError:
+            bucket = root.strip("/").split("/")[0]
+            if storage.protocol(url) not in ("memory", "file", "local") and bucket != root:
+                fs.info(bucket)  # a store goes into a bucket that is there
             return url
         if info.get("type") == "file":
             raise UsageError(f"{name} exists and is not a folder, catlr will not replace it "
@@ -469,7 +472,10 @@ def remote_folder(dest, kind: str, storage_options=None):
     parent, _, name = root.rpartition("/")
     tmp = f"{parent}/.{_stem(name)}.{_HOST}.{os.getpid()}-{os.urandom(8).hex()}.tmp"
     try:
-        yield fs.unstrip_protocol(tmp)
+        try:
+            yield fs.unstrip_protocol(tmp)
+        except OSError as e:  # the filesystem's, from zarr writing the temporary prefix
+            raise storage.failure(url, e, storage_options, "written") from None
         try:
             if fs.exists(root):
                 with contextlib.suppress(FileNotFoundError):
