@@ -272,7 +272,7 @@ DataArg = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder, pre
 @settings("prepare")
 def prepare(
     src: Annotated[Path, typer.Argument(metavar="SRC", help="Image folder: SRC/cat/ + SRC/non-cat/, or SRC/train/<class>/ + SRC/test/<class>/.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write, in the course's schema (NAME.zarr: a Zarr store).")] = Path(DEFAULT_PREPARED),
+    out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write, in the course's schema (NAME.zarr: a Zarr store; URL.zarr: one at an fsspec URL, e.g. s3://bucket/NAME.zarr with --storage-option).")] = Path(DEFAULT_PREPARED),
     strict: Annotated[bool, typer.Option(help="Fail on the first broken file, writing nothing.")] = False,
     dedupe: Annotated[bool, typer.Option(help="Drop images whose pixels repeat an earlier one (and test images equal to a train image).")] = False,
     config: ConfigOpt = None, json_out: JsonOpt = False, settings: dict = None,

@@ -412,4 +412,5 @@ def test_a_worker_that_cannot_reach_the_store_is_named(tmp_path, small_folder, s
                                 if k.lower() not in ("http_proxy", "https_proxy")})
     line = _one_line(r.stderr)
     assert r.returncode == 1 and f"cannot open {url}" in line and "worker tcp://" in line, line
+    assert "ProxyConnectionError" in line and "opens the URL itself" in line
     assert SECRET not in r.stderr

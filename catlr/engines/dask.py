@@ -212,6 +212,9 @@ def check_workers(client, where, path, key, shape, need, storage_options=None) -
         refuse(mismatched(seen), versions)
     blind = [f"worker {w} cannot open {path} ({r['error']})" for w, r in sorted(seen.items())
              if "error" in r]
+    if blind and "://" in path:
+        refuse(blind, "every worker opens the URL itself with the client's --storage-option "
+                      "values: check that the workers reach the endpoint and the bucket")
     if blind:
         refuse(blind, "every worker reads the data itself at the client's path: put it "
                       "there on each worker's machine, or on a filesystem they share")
