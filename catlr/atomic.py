@@ -471,6 +471,7 @@ def remote_folder(dest, kind: str, storage_options=None):
     root = root.rstrip("/")
     parent, _, name = root.rpartition("/")
     tmp = f"{parent}/.{_stem(name)}.{_HOST}.{os.getpid()}-{os.urandom(8).hex()}.tmp"
+    _remove_stale_remote(fs, parent, _stem(name))
     try:
         try:
             yield fs.unstrip_protocol(tmp)
@@ -490,3 +491,17 @@ def remote_folder(dest, kind: str, storage_options=None):
     finally:
         with contextlib.suppress(Exception):
             fs.rm(tmp, recursive=True)
+
+
+def _remove_stale_remote(fs, parent: str, stem: str) -> None:
+    """The temporary prefixes that dead processes of this host left beside a store at a
+    URL (killed with SIGKILL mid-prepare), as _remove_stale does for local ones."""
+    import re
+
+    pattern = re.compile(re.escape(f".{stem}.{_HOST}.") + r"(\d+)-[0-9a-f]{16}\.tmp")
+    with contextlib.suppress(Exception):
+        for entry in fs.ls(parent or "/", detail=False):
+            match = pattern.fullmatch(entry.rstrip("/").rsplit("/", 1)[-1])
+            if match and not _alive(int(match.group(1))):
+                with contextlib.suppress(Exception):
+                    fs.rm(entry, recursive=True)

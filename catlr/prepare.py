@@ -15,7 +15,7 @@ from .version import __version__
 from . import storage
 from .atomic import atomic_folder, atomic_path, guard, remote_folder, remove_stale
 from .containers import open_container
-from .errors import CatlrError
+from .errors import CatlrError, UsageError
 from .events import ignore
 from .hdf5 import Sink, find_course_pair
 from .ingest import discover, ingest, start_decoding
@@ -42,6 +42,10 @@ def _check_room(out, n: int, size: int):
 
 def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore) -> dict:
     """Write SRC as one HDF5 file in the course's schema at `out`, atomically; returns the report."""
+    if storage.remote(src):
+        raise UsageError(f"{storage.url(src)} is a URL: catlr prepares photos from a local (or "
+                         "mounted) folder; what it writes may go to a URL (--out URL.zarr)")
+    src = storage.local(src)
     options = cfg.get("storage_options") or {}
     url = storage.remote(out)
     out = url or storage.local(out)

@@ -120,6 +120,32 @@ def test_replacing_a_store_at_a_url_and_a_failed_prepare_leaves_the_old_one(cli,
     assert {p: fs.cat_file(p) for p in fs.find(root)} != before  # replaced: catlr's own
 
 
+def test_a_prepare_killed_at_a_url_leaves_no_store_and_its_temporary_goes(tmp_path, small_folder):
+    """What a prepare killed with SIGKILL leaves (a temporary prefix of a dead process, no
+    store) is removed by the next write there; a write that fails leaves no store and no
+    temporary. memory:// stands in for object storage: the writer of s3:// too
+    (atomic.remote_folder)."""
+    from catlr import atomic
+
+    fs = fsspec.filesystem("memory")
+    base = f"/k{uuid.uuid4().hex[:8]}"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = f"{base}/.x.zarr.{atomic._HOST}.{dead.pid}-{'0' * 16}.tmp"
+    fs.pipe_file(f"{stale}/train_set_x/zarr.json", b"{}")
+    other = f"{base}/.x.zarr.{atomic._HOST}.{os.getpid()}-{'1' * 16}.tmp"  # alive: kept
+    fs.pipe_file(f"{other}/zarr.json", b"{}")
+    try:
+        with pytest.raises(RuntimeError):
+            with atomic.remote_folder(f"memory:/{base}/x.zarr", "zarr") as tmp:
+                assert not fs.exists(stale) and fs.exists(other)
+                fs.pipe_file(tmp[len("memory://"):] + "/zarr.json", b"{}")
+                raise RuntimeError("interrupted")
+        assert not fs.exists(f"{base}/x.zarr") and fs.ls(base, detail=False) == [other]
+    finally:
+        fs.rm(base, recursive=True)
+
+
 def test_a_url_holding_something_else_is_not_replaced(cli, small_folder, mem):
     fs = fsspec.filesystem("memory")
     root = "/" + mem[len("memory://"):]
@@ -177,6 +203,15 @@ def test_a_damaged_store_at_a_url_is_one_line(cli, small_folder, tmp_path, mem, 
         assert code == 1 and message in _one_line(err), err
         assert mem in err
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_photos_at_a_url_are_one_line(cli, tmp_path):
+    code, _, err = cli(["prepare", "s3://bucket/photos", "--out", tmp_path / "x.zarr"])
+    assert code == 2 and "s3://bucket/photos is a URL: catlr prepares photos from a local" in \
+        _one_line(err)
+    code, _, err = cli(["train", "memory://photos", "--iters", "2"])
+    assert code == 2 and "memory://photos is a URL: catlr reads only Zarr stores" in \
+        _one_line(err)
 
 
 def test_a_missing_store_at_a_url_is_one_line(cli, tmp_path):
