@@ -224,6 +224,11 @@ def _check_remote(url: str, kind: str, flag, inputs, options) -> str:
             own = isinstance(meta, dict) and "catlr_version" in (meta.get("attributes") or {})
         except (FileNotFoundError, ValueError, RecursionError):
             own = False
+        if not own:  # a copy of catlr's that was cut short (remote_folder's marker)
+            try:
+                own = fs.info(f"{root.rstrip('/')}/{PARTIAL}").get("type") == "file"
+            except FileNotFoundError:
+                own = False
     except UsageError:
         raise
     except Exception as e:  # the filesystem's own: no bucket, no credentials, no endpoint
@@ -458,6 +463,9 @@ def atomic_path(dest: str | os.PathLike, kind: str):
         raise
 
 
+PARTIAL = ".catlr-partial"  # in a store at a URL while remote_folder copies it in
+
+
 @contextlib.contextmanager
 def remote_folder(dest, kind: str, storage_options=None):
     """atomic_folder for a Zarr store at an fsspec URL: yield the URL of a temporary prefix
@@ -465,7 +473,8 @@ def remote_folder(dest, kind: str, storage_options=None):
     files are copied to `dest`, the group's zarr.json last, and the prefix removed. Object
     storage has no rename, so: the writing (minutes) never touches `dest`; an old store is
     first stripped of its zarr.json (it stops looking whole), then removed; and until the new
-    zarr.json lands `dest` is no store a reader takes (catlr refuses one without it)."""
+    zarr.json lands `dest` is no store a reader takes (catlr refuses one without it). A
+    PARTIAL marker, there while the copy runs, keeps a copy cut short catlr's own output."""
     url = check_output(dest, kind, storage_options=storage_options)
     fs, root = storage.filesystem(url, storage_options)
     root = root.rstrip("/")
@@ -478,14 +487,19 @@ def remote_folder(dest, kind: str, storage_options=None):
         except OSError as e:  # the filesystem's, from zarr writing the temporary prefix
             raise storage.failure(url, e, storage_options, "written") from None
         try:
-            if fs.exists(root):
-                with contextlib.suppress(FileNotFoundError):
-                    fs.rm_file(f"{root}/zarr.json")
-                fs.rm(root, recursive=True)
+            # PARTIAL first: a copy cut short is still catlr's own (the next prepare replaces
+            # it) and the reader says what it is; it goes once zarr.json has landed
+            fs.pipe_file(f"{root}/{PARTIAL}", b"catlr was writing this store\n")
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(f"{root}/zarr.json")  # an old store stops looking whole
+            for f in fs.find(root):
+                if not f.endswith(f"/{PARTIAL}"):
+                    fs.rm_file(f)
             marker = f"{tmp}/zarr.json"
             files = sorted(f for f in fs.find(tmp) if f != marker) + [marker]
             for f in files:
                 fs.copy(f, root + f[len(tmp):])
+            fs.rm_file(f"{root}/{PARTIAL}")
         except Exception as e:  # the filesystem's own errors, as one line naming the URL
             raise storage.failure(url, e, storage_options, "written") from None
     finally:

@@ -545,6 +545,10 @@ class ZarrContainer(Container):
                 raise ContainerError(f"{self.path} is a Zarr version 2 store, catlr reads "
                                      "version 3 stores written by 'catlr prepare SRC --out "
                                      "NAME.zarr'")
+            if self.io.is_file(".catlr-partial"):  # atomic.PARTIAL: a copy cut short
+                raise ContainerError(f"{self.path} is a store catlr was writing when it "
+                                     "stopped (incomplete), prepare it again with 'catlr "
+                                     "prepare SRC --out URL.zarr'")
             if isinstance(self.io, _RemoteFiles) and not self.io.exists():
                 raise ContainerError(f"{self.path} does not exist (check the URL and "
                                      f"--storage-option), give a store written by 'catlr "

@@ -146,6 +146,31 @@ def test_a_prepare_killed_at_a_url_leaves_no_store_and_its_temporary_goes(tmp_pa
         fs.rm(base, recursive=True)
 
 
+def test_a_copy_into_a_url_cut_short_is_no_store_and_is_replaced(cli, small_folder, mem,
+                                                                   monkeypatch):
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    assert cli(["prepare", small_folder, "--out", mem])[0] == 0
+    copy, calls = MemoryFileSystem.cp_file, []
+
+    def failing(self, path1, path2, **kw):  # the connection drops after a few keys
+        calls.append(path2)
+        if len(calls) > 3:
+            raise ConnectionResetError("connection reset by peer")
+        return copy(self, path1, path2, **kw)
+
+    monkeypatch.setattr(MemoryFileSystem, "cp_file", failing)
+    code, _, err = cli(["prepare", small_folder, "--out", mem])
+    assert code == 1 and f"{mem} cannot be written: ConnectionResetError" in _one_line(err)
+    monkeypatch.setattr(MemoryFileSystem, "cp_file", copy)
+    code, _, err = cli(["train", mem, "--iters", "2"])
+    assert code == 1 and "is a store catlr was writing when it stopped" in _one_line(err)
+    assert cli(["prepare", small_folder, "--out", mem])[0] == 0  # still catlr's own
+    code, _, err = cli(["train", mem, *FAST, "--out", "m.npz"])
+    assert code == 0, err
+    assert not fsspec.filesystem("memory").exists("/" + mem[len("memory://"):] + "/.catlr-partial")
+
+
 def test_a_url_holding_something_else_is_not_replaced(cli, small_folder, mem):
     fs = fsspec.filesystem("memory")
     root = "/" + mem[len("memory://"):]
