@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import storage
 from .errors import UsageError
 
 NAME_MAX = 255  # bytes in a file name on the file systems catlr meets
@@ -169,43 +170,94 @@ def reading(path) -> None:
     """Note that `path` (a file or a folder) is an input of the command being run."""
     inputs = _INPUTS.get()
     if inputs is not None and path is not None:
-        with contextlib.suppress(OSError, ValueError):
-            inputs.add(os.path.realpath(os.fspath(path)))
+        url = storage.remote(path)
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            inputs.add(url or os.path.realpath(os.fspath(storage.local(path))))
 
 
 def _inside(path: str, folder: str) -> bool:
     return path != folder and os.path.commonpath([path, folder]) == folder
 
 
-# a scheme of two letters or more (not a drive letter), as given or as a path makes it
-# ("memory://x.zarr" -> "memory:/x.zarr")
-_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):/")
+def refuse_url(path, flag: str | None = None, kind: str = "hdf5") -> None:
+    """A URL given where only a local path will do (storage.py tells one): one line, not a
+    local folder named 'memory:' (a real folder of that name is still a path). Only a Zarr
+    store may be at a URL; file:// is a local path."""
+    url = storage.remote(path)
+    if url is None:
+        return
+    if kind in ("hdf5", "zarr"):
+        storage.refuse_non_zarr(url, flag, writing=kind == "zarr")
+        return
+    name = f"--{flag} {url}" if flag else url
+    raise UsageError(f"{name} is a URL: catlr writes {KINDS[kind].name} to a local (or "
+                     "mounted) path only, give a path")
 
 
-def refuse_url(path, flag: str | None = None) -> None:
-    """A URL given as a path (s3://bucket/x.zarr, memory://x.zarr, file:///x) is one line,
-    not a local folder named 'memory:' (a real folder of that name is still a path)."""
-    text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else ""
-    found = _URL.match(text)
-    if found and not os.path.lexists(f"{found[1]}:"):
-        shown = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)", r"\1://", text)
-        name = f"--{flag} {shown}" if flag else shown
-        raise UsageError(f"{name} is a URL: catlr reads and writes HDF5 files and Zarr stores "
-                         "on a local or mounted filesystem only (object storage is not "
-                         "supported), give a path, or mount the bucket (s3fs, gcsfuse) and "
-                         "give the path there")
+def _check_remote(url: str, kind: str, flag, inputs, options) -> str:
+    """check_output for a Zarr store at a URL: not an input, not inside one, and what is
+    there already is catlr's own store (or nothing)."""
+    name = f"--{flag} {url}" if flag else url
+    spec = KINDS[kind]
+    for source in (_INPUTS.get() or set()) | {u for u in map(storage.remote, inputs) if u}:
+        if source == url:
+            raise UsageError(f"{name} is also an input of this command, writing it would "
+                             "destroy it: choose another URL")
+        if _under(url, source) or _under(source, url):
+            raise UsageError(f"{name} {'lies inside' if _under(url, source) else 'holds'} the "
+                             f"input {source}: choose another URL")
+    fs, root = storage.filesystem(url, options)
+    try:
+        try:
+            info = fs.info(root)  # fs.exists would take a refused connection for no
+        except FileNotFoundError:
+            bucket = root.strip("/").split("/")[0]
+            if storage.protocol(url) not in ("memory", "file", "local") and bucket != root:
+                fs.info(bucket)  # a store goes into a bucket that is there
+            return url
+        if info.get("type") == "file":
+            raise UsageError(f"{name} exists and is not a folder, catlr will not replace it "
+                             f"with {spec.name}: choose another URL")
+        try:
+            head = fs.cat_file(f"{root.rstrip('/')}/zarr.json", start=0, end=1 << 20)
+            meta = json.loads(head)
+            own = isinstance(meta, dict) and "catlr_version" in (meta.get("attributes") or {})
+        except (FileNotFoundError, ValueError, RecursionError):
+            own = False
+        if not own:  # a copy of catlr's that was cut short (remote_folder's marker)
+            try:
+                own = fs.info(f"{root.rstrip('/')}/{PARTIAL}").get("type") == "file"
+            except FileNotFoundError:
+                own = False
+    except UsageError:
+        raise
+    except Exception as e:  # the filesystem's own: no bucket, no credentials, no endpoint
+        raise storage.failure(url, e, options, "written") from None
+    if not own:
+        raise UsageError(f"{name} holds something that is not {spec.name}, catlr will not "
+                         "replace it: choose another URL")
+    return url
 
 
-def check_output(dest, kind: str, flag: str | None = None, inputs=()) -> Path:
+def _under(url: str, folder: str) -> bool:
+    return url != folder and url.startswith(folder.rstrip("/") + "/")
+
+
+def check_output(dest, kind: str, flag: str | None = None, inputs=(),
+                 storage_options=None) -> Path | str:
     """The path to write `dest` to (a symbolic link is written through), after refusing
     what must not be written there; one line, exit 2 (see the module's docstring).
-    `inputs`: paths read by the command, besides those its scope recorded."""
+    `inputs`: paths read by the command, besides those its scope recorded. A Zarr store
+    may be at an fsspec URL (reached with `storage_options`): its URL is returned."""
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}: add it to atomic.KINDS (for hdf5, "
                          "import catlr.hdf5 first)")
     spec = KINDS[kind]
-    refuse_url(dest, flag)
-    dest = Path(dest)
+    refuse_url(dest, flag, kind)
+    url = storage.remote(dest)
+    if url:
+        return _check_remote(url, kind, flag, inputs, storage_options)
+    dest = Path(storage.local(dest))
     name = (f"the run folder {dest}" if flag == "run" else f"--{flag} {dest}" if flag
             else str(dest))
     if spec.suffix and dest.suffix.lower() != spec.suffix:
@@ -214,8 +266,11 @@ def check_output(dest, kind: str, flag: str | None = None, inputs=()) -> Path:
     if dest.is_symlink():
         dest = Path(os.path.realpath(dest))
     real = os.path.realpath(dest)
-    given = {os.path.realpath(os.fspath(p)) for p in inputs if p is not None and os.path.exists(p)}
+    given = {os.path.realpath(os.fspath(storage.local(p))) for p in inputs
+             if p is not None and not storage.remote(p) and os.path.exists(storage.local(p))}
     for source in (_INPUTS.get() or set()) | given:
+        if "://" in source:  # a store at a URL: never a local output's concern
+            continue
         src_is_dir = os.path.isdir(source)
         if real == source:
             raise UsageError(f"{name} is also an input of this command, writing it would "
@@ -262,7 +317,7 @@ def check_output(dest, kind: str, flag: str | None = None, inputs=()) -> Path:
     return dest
 
 
-def guard(outputs: dict, inputs=()) -> None:
+def guard(outputs: dict, inputs=(), storage_options=None) -> None:
     """Check, before any work, every output of a command ({flag: (path or None, kind)})
     against its inputs, each other and what is there already (check_output)."""
     inputs = [p for p in inputs if p is not None]
@@ -272,7 +327,8 @@ def guard(outputs: dict, inputs=()) -> None:
     for flag, (path, kind) in outputs.items():
         if path is None:
             continue
-        dest = os.path.realpath(check_output(path, kind, flag.replace("_", "-"), inputs))
+        dest = check_output(path, kind, flag.replace("_", "-"), inputs, storage_options)
+        dest = dest if isinstance(dest, str) else os.path.realpath(dest)
         if dest in seen:
             raise UsageError(f"--{flag.replace('_', '-')} {path} is also {seen[dest]}, choose "
                              "another path for one of them")
@@ -405,3 +461,61 @@ def atomic_path(dest: str | os.PathLike, kind: str):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+PARTIAL = ".catlr-partial"  # in a store at a URL while remote_folder copies it in
+
+
+@contextlib.contextmanager
+def remote_folder(dest, kind: str, storage_options=None):
+    """atomic_folder for a Zarr store at an fsspec URL: yield the URL of a temporary prefix
+    beside `dest` (.NAME.HOST.PID-RANDOM.tmp), removed if the block fails; on success its
+    files are copied to `dest`, the group's zarr.json last, and the prefix removed. Object
+    storage has no rename, so: the writing (minutes) never touches `dest`; an old store is
+    first stripped of its zarr.json (it stops looking whole), then removed; and until the new
+    zarr.json lands `dest` is no store a reader takes (catlr refuses one without it). A
+    PARTIAL marker, there while the copy runs, keeps a copy cut short catlr's own output."""
+    url = check_output(dest, kind, storage_options=storage_options)
+    fs, root = storage.filesystem(url, storage_options)
+    root = root.rstrip("/")
+    parent, _, name = root.rpartition("/")
+    tmp = f"{parent}/.{_stem(name)}.{_HOST}.{os.getpid()}-{os.urandom(8).hex()}.tmp"
+    _remove_stale_remote(fs, parent, _stem(name))
+    try:
+        try:
+            yield fs.unstrip_protocol(tmp)
+        except OSError as e:  # the filesystem's, from zarr writing the temporary prefix
+            raise storage.failure(url, e, storage_options, "written") from None
+        try:
+            # PARTIAL first: a copy cut short is still catlr's own (the next prepare replaces
+            # it) and the reader says what it is; it goes once zarr.json has landed
+            fs.pipe_file(f"{root}/{PARTIAL}", b"catlr was writing this store\n")
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(f"{root}/zarr.json")  # an old store stops looking whole
+            for f in fs.find(root):
+                if not f.endswith(f"/{PARTIAL}"):
+                    fs.rm_file(f)
+            marker = f"{tmp}/zarr.json"
+            files = sorted(f for f in fs.find(tmp) if f != marker) + [marker]
+            for f in files:
+                fs.copy(f, root + f[len(tmp):])
+            fs.rm_file(f"{root}/{PARTIAL}")
+        except Exception as e:  # the filesystem's own errors, as one line naming the URL
+            raise storage.failure(url, e, storage_options, "written") from None
+    finally:
+        with contextlib.suppress(Exception):
+            fs.rm(tmp, recursive=True)
+
+
+def _remove_stale_remote(fs, parent: str, stem: str) -> None:
+    """The temporary prefixes that dead processes of this host left beside a store at a
+    URL (killed with SIGKILL mid-prepare), as _remove_stale does for local ones."""
+    import re
+
+    pattern = re.compile(re.escape(f".{stem}.{_HOST}.") + r"(\d+)-[0-9a-f]{16}\.tmp")
+    with contextlib.suppress(Exception):
+        for entry in fs.ls(parent or "/", detail=False):
+            match = pattern.fullmatch(entry.rstrip("/").rsplit("/", 1)[-1])
+            if match and not _alive(int(match.group(1))):
+                with contextlib.suppress(Exception):
+                    fs.rm(entry, recursive=True)

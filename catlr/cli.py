@@ -197,13 +197,13 @@ def _fail(message: str, code: int):
 
 
 
-def _outputs(inputs=(), **outputs):
+def _outputs(inputs=(), storage_options=None, **outputs):
     """Refuse, before any work, an output that must not be written (atomic.guard, the one
     output guard every write goes through again): one line, exit 2.
     outputs: {flag: (path or None, kind)}."""
     from .atomic import guard
 
-    guard(outputs, inputs)
+    guard(outputs, inputs, storage_options)
 
 
 def _threshold(value: float) -> float:
@@ -218,7 +218,7 @@ def _fmt(json_out: bool) -> str:
 
 
 _KINDS = {float: Optional[float], int: Optional[int], str: Optional[str],
-          list: Optional[List[float]]}
+          list: Optional[List[float]], dict: Optional[List[str]]}
 
 
 def _setting(key: str):
@@ -272,7 +272,7 @@ DataArg = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder, pre
 @settings("prepare")
 def prepare(
     src: Annotated[Path, typer.Argument(metavar="SRC", help="Image folder: SRC/cat/ + SRC/non-cat/, or SRC/train/<class>/ + SRC/test/<class>/.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write, in the course's schema (NAME.zarr: a Zarr store).")] = Path(DEFAULT_PREPARED),
+    out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write, in the course's schema (NAME.zarr: a Zarr store; URL.zarr: one at an fsspec URL, e.g. s3://bucket/NAME.zarr with --storage-option).")] = Path(DEFAULT_PREPARED),
     strict: Annotated[bool, typer.Option(help="Fail on the first broken file, writing nothing.")] = False,
     dedupe: Annotated[bool, typer.Option(help="Drop images whose pixels repeat an earlier one (and test images equal to a train image).")] = False,
     config: ConfigOpt = None, json_out: JsonOpt = False, settings: dict = None,
@@ -299,7 +299,7 @@ def prepare(
         from .progress import events
 
         store = os.fspath(out).rstrip(os.sep).endswith(".zarr")
-        _outputs([src, config], out=(out, "zarr" if store else "hdf5"))
+        _outputs([src, config], cfg["storage_options"], out=(out, "zarr" if store else "hdf5"))
 
         # Off a terminal nothing is drawn while images decode, so rich (for the final
         # tables) is imported then, on the main thread, while the workers decode.
@@ -372,6 +372,7 @@ def train(
 
 
 @app.command("eval", cls=_Command)
+@settings("eval")
 def evaluate(
     data: Annotated[Optional[Path], typer.Argument(metavar="[DATA]", help="Data to evaluate on [default: the data the model was trained on].")] = None,
     model: ModelOpt = None,
@@ -379,7 +380,7 @@ def evaluate(
     threshold: ThresholdOpt = 0.5,
     errors: Annotated[Optional[Path], typer.Option("--errors", help="Save a sheet of the misclassified images, each captioned with its file, as a PNG.")] = None,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Save one CSV row per image: path (or split and index), true label, probability, predicted label, correct.")] = None,
-    config: ConfigOpt = None, json_out: JsonOpt = False,
+    config: ConfigOpt = None, json_out: JsonOpt = False, settings: dict = None,
 ):
     """A model's accuracy, precision, recall, F1 and confusion matrix.
 
@@ -390,7 +391,7 @@ def evaluate(
         if split not in ("train", "test"):
             raise UsageError(f"--split must be train or test, got {split!r}")
         _threshold(threshold)
-        cfg = resolve(config)
+        cfg = resolve(config, **settings)
         from . import render
         from .evaluate import evaluate as run
         from .progress import events
@@ -400,7 +401,8 @@ def evaluate(
         _outputs([model, data], errors=(errors, "png"), predictions=(predictions, "predictions"))
 
         with events(render.console(json_out, plain=True), quiet=True) as on_event:  # folders: a bar
-            result = run(model, data, split=split, threshold=threshold, on_event=on_event)
+            result = run(model, data, split=split, threshold=threshold, on_event=on_event,
+                         storage_options=cfg["storage_options"])
         with contextlib.closing(result):  # the mistakes' images may be read from the file
             if errors is not None:
                 from .plots import MISTAKES, mistakes_sheet

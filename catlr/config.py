@@ -35,6 +35,8 @@ DEFAULTS = {
     "scheduler": "",        # a Dask scheduler's address for --engine dask; "": a local cluster
     "checkpoint_every": 60.0,  # seconds between a run's checkpoints (and one on Ctrl-C or
                                # SIGTERM); 0: only those
+    "storage_options": {},  # fsspec options of a Zarr store at a URL (s3://...), also passed
+                            # to the Dask workers: {endpoint_url = "http://...", key = "..."}
     # data: how image folders become arrays
     "size": 64,             # images become size x size x 3
     "fit": "stretch",       # stretch (as the course) | crop (center square) | pad
@@ -120,6 +122,11 @@ FLAGS = {
                                 "tcp://10.0.0.5:8786 [default: a local cluster]"),
     "checkpoint_every": Flag("engine", "Save a checkpoint in the run folder every N seconds "
                                        "(and on Ctrl-C or SIGTERM); 0: only then"),
+    "storage_options": Flag("engine", "KEY=VALUE for a Zarr store at a URL (s3://b/x.zarr): an "
+                                      "fsspec option, e.g. endpoint_url=http://host:9000; "
+                                      "repeat the flag. VALUE is read as a TOML number or "
+                                      "boolean, else as text; values are never printed nor "
+                                      "saved [default: none]", "--storage-option"),
 }
 HEADINGS = {  # in the order --help lists them
     "sweep": "Sweep",
@@ -133,7 +140,8 @@ COMMANDS = {  # the headings (or single settings) whose flags each command takes
     # first to claim a flag has it
     "train": ("training", "validation", "data", "decode", "engine"),
     "sweep": ("sweep", "training", "validation", "data", "decode", "engine"),
-    "prepare": ("data", "val_fraction", "decode"),
+    "prepare": ("data", "val_fraction", "decode", "storage_options"),
+    "eval": ("storage_options",),
     "predict": ("decode",),
     "serve": ("decode",),
 }
@@ -179,6 +187,8 @@ def one_of(key: str) -> str:
 def problem(key: str, value) -> str | None:
     """Why `value` cannot be used for `key`, or None when it can."""
     kind = type(DEFAULTS[key])
+    if kind is dict:
+        return storage_problem(value)
     if kind is list:
         if not isinstance(value, list) or not value or len(value) > 100:
             return f"must be a non-empty list of at most 100 numbers, got {value!r}"[:200]
@@ -219,6 +229,47 @@ def problem(key: str, value) -> str | None:
         return (f"must be none, balanced, or two positive weights NEG:POS such as 1:3, "
                 f"got {value!r}")
     return None
+
+
+def storage_problem(value) -> str | None:
+    """Why `value` is not a table of storage options (names, and scalar values)."""
+    if not isinstance(value, dict) or len(value) > 64:
+        return f"must be a table of at most 64 fsspec options, got {type(value).__name__}"
+    for name, v in value.items():
+        if not (isinstance(name, str) and name.isidentifier()):
+            return f"has an option named {str(name)[:40]!r}, not a name such as endpoint_url"
+        if not isinstance(v, (str, int, float, bool)):
+            return f"option {name} must be a string, number or boolean (a TOML scalar)"
+    return None
+
+
+def parse_storage_options(pairs) -> dict:
+    """['endpoint_url=http://h:9000', 'anon=true'] -> {'endpoint_url': 'http://h:9000',
+    'anon': True}: each VALUE a TOML scalar (number, boolean, "quoted string") when it reads
+    as one, else the text itself. A pair without '=' is one line (its value not shown)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    out = {}
+    for pair in pairs:
+        name, sep, text = str(pair).partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise UsageError(f"--storage-option takes KEY=VALUE (e.g. endpoint_url=http://"
+                             f"host:9000), got {name[:40] if sep else 'no KEY=VALUE'!r}")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except (tomllib.TOMLDecodeError, RecursionError):
+            value = text
+        out[name] = value if isinstance(value, (str, int, float, bool)) else text
+    return out
+
+
+def saved(cfg: dict) -> dict:
+    """The config a model file and a run folder keep: storage options dropped (values may be
+    keys and secrets; eval and --resume take them again from the flags or the config)."""
+    return {k: v for k, v in cfg.items() if k != "storage_options"}
 
 
 def parse_class_weight(text: str):
@@ -323,6 +374,8 @@ def resolve(config_file=None, **flags) -> dict:
                 value = float(value)
             except ValueError:
                 pass
+        if isinstance(DEFAULTS[key], dict) and isinstance(value, (list, tuple)):
+            value = {**cfg[key], **parse_storage_options(value)}  # over the config file's
         value = _widen(key, value)
         why = problem(key, value)
         if why:

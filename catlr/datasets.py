@@ -23,7 +23,8 @@ from typing import Callable
 import numpy as np
 
 from . import engines, hdf5
-from .atomic import reading, refuse_url
+from . import storage
+from .atomic import reading
 from .containers import open_container
 from .config import DEFAULT_PREPARED
 from .errors import CatlrError
@@ -171,10 +172,10 @@ class Rows:
         return a if dtype is None else a.astype(dtype)
 
 
-def _from_files(path, kind, train_file, test_file) -> Dataset:
+def _from_files(path, kind, train_file, test_file, storage_options=None) -> Dataset:
     """Both splits from one container (a prepared file or store) or two (the course pair),
     every read through containers.py's checks."""
-    files = [open_container(train_file)]
+    files = [open_container(train_file, storage_options=storage_options)]
     try:
         if test_file != train_file:
             files.append(open_container(test_file))
@@ -357,14 +358,15 @@ def _load_course_file(path, cfg, on_event, opts):
     return ds
 
 
-def stored_validation(data) -> bool:
+def stored_validation(data, storage_options=None) -> bool:
     """Whether DATA is a prepared file or store that holds its own validation split
     (cheap: the container's keys only)."""
-    path = os.path.abspath(os.fspath(data))
-    if not (os.path.isfile(path) or _zarr(path)):
+    url = storage.remote(data)
+    path = url or os.path.abspath(os.fspath(storage.local(data)))
+    if not (url or os.path.isfile(path) or _zarr(path)):
         return False
     try:
-        with open_container(path, is_input=False) as c:
+        with open_container(path, is_input=False, storage_options=storage_options) as c:
             return hdf5.has_split(c, "val")
     except CatlrError:
         return False
@@ -415,9 +417,18 @@ def load(data, cfg: dict, on_event=ignore, *, in_memory=True, split=None,
     is empty). `read_only`: never write a file (an image folder too large for memory is
     refused rather than prepared to data/NAME.h5 first).
     """
-    refuse_url(data)
+    url = storage.url(data)
+    if storage.remote(data):  # a Zarr store at a URL (only that: storage.refuse_non_zarr)
+        storage.refuse_non_zarr(url)
+        ds = _from_files(url, "zarr", url, url, cfg.get("storage_options"))
+        return ds.in_memory() if in_memory else ds
+    data = storage.local(data)  # file:///x is the path /x, recorded as the URL given
     path = os.path.abspath(os.fspath(data))
     reading(path)
+    if url:
+        ds = load(path, cfg, on_event, in_memory=in_memory, split=split, read_only=read_only)
+        ds.source = url
+        return ds
     if not os.path.exists(path):
         raise CatlrError(f"{data} does not exist, give an image folder, a prepared .h5 file "
                          "or a folder holding train_*.h5 and test_*.h5")

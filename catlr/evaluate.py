@@ -10,6 +10,7 @@ import numpy as np
 
 from . import datasets, engines, metrics
 from .atomic import PREDICTIONS_HEADER, atomic_path
+from . import storage
 from .config import from_saved
 from .errors import CatlrError, cell
 from .events import ignore
@@ -65,7 +66,7 @@ def write_predictions(result: Evaluation, path) -> int:
 
 
 def evaluate(model_path, data=None, *, split="test", threshold=0.5, memory="auto",
-             on_event=ignore) -> Evaluation:
+             on_event=ignore, storage_options=None) -> Evaluation:
     """Figures (metrics.report) of the model on `split` of DATA.
 
     DATA defaults to the data recorded in the model file; an image folder is split
@@ -82,11 +83,12 @@ def evaluate(model_path, data=None, *, split="test", threshold=0.5, memory="auto
         if not isinstance(data, str) or not data:
             raise CatlrError(f"{model_path} records no training data, pass DATA: "
                              "catlr eval DATA")
-        if not os.path.exists(data):
+        if not storage.remote(data) and not os.path.exists(storage.local(data)):
             raise CatlrError(f"the data {model_path} was trained on, {data} (the path recorded "
                              "in the model file), is gone, pass the data to evaluate on: "
                              "catlr eval DATA")
-    cfg = {**from_saved(meta.get("config")), "size": meta["image_size"], "memory": memory}
+    cfg = {**from_saved(meta.get("config")), "size": meta["image_size"], "memory": memory,
+           "storage_options": dict(storage_options or {})}
     ds = datasets.load(data, cfg, on_event, in_memory=False, split=split, read_only=True)
     try:
         return _evaluate(predictor, model_path, ds, data, split, cfg)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .version import __version__
 from .atomic import atomic_path, reading
-from .config import CHOICES, LIMITS, RENAMED, from_saved, one_of, problem
+from .config import CHOICES, LIMITS, RENAMED, from_saved, one_of, problem, saved
 from .design import NORMALIZATION
 from .errors import CatlrError, describe
 from .model import LogisticRegression
@@ -60,7 +60,7 @@ def metadata(model, ds, cfg: dict, figures: dict, fingerprint=None) -> dict:
         "validation": ds.validation,  # which examples were held out: indices or file paths
         "fingerprint": fingerprint or {},
         **figures,
-        "config": {**cfg, "form": model.form_},
+        "config": {**saved(cfg), "form": model.form_},  # no storage options: secrets
     }
 
 

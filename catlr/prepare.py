@@ -12,9 +12,10 @@ import time
 import h5py
 
 from .version import __version__
-from .atomic import atomic_folder, atomic_path, guard, remove_stale
+from . import storage
+from .atomic import atomic_folder, atomic_path, guard, remote_folder, remove_stale
 from .containers import open_container
-from .errors import CatlrError
+from .errors import CatlrError, UsageError
 from .events import ignore
 from .hdf5 import Sink, find_course_pair
 from .ingest import discover, ingest, start_decoding
@@ -41,8 +42,15 @@ def _check_room(out, n: int, size: int):
 
 def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore) -> dict:
     """Write SRC as one HDF5 file in the course's schema at `out`, atomically; returns the report."""
-    store = os.fspath(out).rstrip(os.sep).endswith(".zarr")
-    guard({"out": (out, "zarr" if store else "hdf5")}, [src])
+    if storage.remote(src):
+        raise UsageError(f"{storage.url(src)} is a URL: catlr prepares photos from a local (or "
+                         "mounted) folder; what it writes may go to a URL (--out URL.zarr)")
+    src = storage.local(src)
+    options = cfg.get("storage_options") or {}
+    url = storage.remote(out)
+    out = url or storage.local(out)
+    store = os.fspath(out).rstrip(os.sep).rstrip("/").endswith(".zarr")
+    guard({"out": (out, "zarr" if store else "hdf5")}, [src], options)
     pair = find_course_pair(src) if os.path.isdir(src) else None
     if pair:
         raise CatlrError(f"{src} holds the course pair ({os.path.basename(pair[0])} and "
@@ -50,9 +58,10 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
                          f"train on it directly with 'catlr train {src}'")
     layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"],
                       cfg.get("val_fraction", 0.0))
-    _check_room(out, len(layout.items()), cfg["size"])
+    if not url:
+        _check_room(out, len(layout.items()), cfg["size"])
     splits = [s for s, _ in layout.splits()]
-    replaced = previous(out)  # what is there now, to say what the new file replaces
+    replaced = previous(out, options)  # what is there now, to say what the new file replaces
     sizes = {}
     stream = start_decoding(layout, cfg, sizes)
     attrs = {"catlr_version": __version__, "size": cfg["size"], "fit": cfg["fit"],
@@ -63,11 +72,11 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
         target.update({**attrs, "images": report["used"],
                        **{f"fingerprint_{s}": v for s, v in report["fingerprint"].items()}})
 
-    if store:  # a Zarr store, for a Dask cluster
-        from .zarr_store import ZarrSink, zarr
+    if store:  # a Zarr store, for a Dask cluster: a folder, or at a URL
+        from .zarr_store import ZarrSink, target, zarr
 
-        with atomic_folder(out, "zarr") as tmp:
-            group = zarr.open_group(os.fspath(tmp), mode="w")
+        with (remote_folder(out, "zarr", options) if url else atomic_folder(out, "zarr")) as tmp:
+            group = zarr.open_group(store=target(tmp, options if url else None), mode="w")
             report = ingest(layout, stream, ZarrSink(group, cfg["size"], layout.classes, splits),
                             dedupe=dedupe, strict=strict, on_event=on_event, sizes=sizes)
             finish(report, group.attrs)
@@ -77,7 +86,7 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
                 report = ingest(layout, stream, Sink(f, cfg["size"], layout.classes, splits),
                                 dedupe=dedupe, strict=strict, on_event=on_event, sizes=sizes)
                 finish(report, f.attrs)
-    report["out"] = os.path.abspath(os.fspath(out))
+    report["out"] = url or os.path.abspath(os.fspath(out))
     report["replaced"], report["fit"] = replaced, cfg["fit"]
     return report
 
@@ -90,13 +99,13 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", when)
 
 
-def previous(out) -> dict | None:
+def previous(out, storage_options=None) -> dict | None:
     """What a prepared output holds before it is replaced: {images, source, created} from
     its attributes (None when there is nothing, or nothing catlr wrote, there)."""
-    if not os.path.exists(out):
+    if not storage.remote(out) and not os.path.exists(out):
         return None
     try:
-        with open_container(out, is_input=False) as c:
+        with open_container(out, is_input=False, storage_options=storage_options) as c:
             a = c.attributes()
     except CatlrError:
         return None

@@ -16,7 +16,7 @@ import numpy as np
 from . import datasets, descent, engines, modelfile, runs
 from .atomic import guard
 from .descent import SAMPLE_EVERY
-from .config import DEFAULTS, from_saved, parse_class_weight
+from .config import DEFAULTS, from_saved, parse_class_weight, saved
 from .descent import Held
 from .design import Pixels
 from .errors import CatlrError, EngineLost, Terminated, UsageError
@@ -291,7 +291,7 @@ def parent_run(run, cfg: dict, given: set) -> Parent:
         start = descent.Start(w=model.w_.ravel(), b=model.b_, at=done,
                               history={"costs": model.costs_})
     # where it runs: as the run ran unless given again (a resume may move to a cluster)
-    keep = {k: cfg[k] for k in ("max_pixels", "runs", "model")} | {
+    keep = {k: cfg[k] for k in ("max_pixels", "runs", "model", "storage_options")} | {
         k: cfg[k] if k in given else saved[k]
         for k in ("engine", "memory", "scheduler", "workers", "checkpoint_every")}
     resumed = {**saved, **keep, "iters": end}
@@ -322,7 +322,7 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
     if out is None:
         runs.check_name(cfg["runs"], name, exist_ok)
     engines.require(cfg["engine"])
-    if not datasets.stored_validation(data):
+    if not datasets.stored_validation(data, cfg["storage_options"]):
         check_validation(cfg)
     with load(data, cfg, on_event) as ds:
         if parent is not None and parent.fingerprint and ds.fingerprint("train") != parent.fingerprint:
@@ -376,7 +376,7 @@ def _saver(folder, ds, cfg, parent, on_event) -> descent.Saver:
 
     def save(snapshot):
         if not info:  # once, at the first checkpoint: the fingerprint reads the data
-            info.update(config=cfg, data=ds.source, data_kind=ds.kind, iters=cfg["iters"],
+            info.update(config=saved(cfg), data=ds.source, data_kind=ds.kind, iters=cfg["iters"],
                         lr=cfg["lr"], print_every=cfg["print_every"],
                         fingerprint={"train": ds.fingerprint("train")},
                         created=time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -399,7 +399,7 @@ def sweep(data, cfg: dict, lrs=None, l2s=None, *, on_event=ignore):
     lrs = cfg["sweep_lrs"] if lrs is None else lrs
     l2s = cfg["sweep_l2s"] if l2s is None else l2s
     engines.require(cfg["engine"])
-    if not datasets.stored_validation(data):
+    if not datasets.stored_validation(data, cfg["storage_options"]):
         check_validation(cfg)
     rows = []
     with load(data, cfg, on_event) as ds:

@@ -1,5 +1,5 @@
-"""Writing the course's schema into a Zarr store (a folder): for a Dask cluster whose
-workers read blocks from object or shared storage. Same arrays as the HDF5 file
+"""Writing the course's schema into a Zarr store (a folder, or at an fsspec URL): for a
+Dask cluster whose workers read blocks from object or shared storage. Same arrays as the HDF5 file
 (hdf5.py): train_set_x/_y/_paths, test_set_x/_y/_paths, list_classes. Reading a store is
 containers.py's, like every read. Needs zarr (catlr[dask]).
 """
@@ -10,6 +10,17 @@ import numpy as np
 import zarr
 
 from .hdf5 import Sink
+
+
+def target(where, storage_options=None):
+    """Where zarr writes a new group: a local folder (storage_options None), or a store at
+    an fsspec URL (the temporary prefix atomic.remote_folder gives)."""
+    if storage_options is None:
+        return str(where)
+    from zarr.storage import FsspecStore
+
+    return FsspecStore.from_url(str(where), storage_options=storage_options or None,
+                                read_only=False)
 
 
 class ZarrSink(Sink):

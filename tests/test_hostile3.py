@@ -514,8 +514,9 @@ def test_prepare_never_replaces_an_hdf5_file_it_did_not_write(cli, small_folder,
 
 
 def test_every_write_goes_through_the_output_guard():
-    """Every call that writes a file in catlr runs inside `with atomic_path(...)` or
-    `with atomic_folder(...)` (which call check_output), or in atomic.py itself: a new
+    """Every call that writes a file in catlr runs inside `with atomic_path(...)`,
+    `with atomic_folder(...)` or `with remote_folder(...)` (a store at a URL; each calls
+    check_output), or in atomic.py itself: a new
     output cannot skip the guard."""
     import ast
     from pathlib import Path
@@ -526,7 +527,8 @@ def test_every_write_goes_through_the_output_guard():
     def guarded(node, parents):
         return any(isinstance(p, ast.With) and any(
             "atomic_path" in ast.unparse(i.context_expr) or "atomic_folder" in
-            ast.unparse(i.context_expr) for i in p.items) for p in parents)
+            ast.unparse(i.context_expr) or "remote_folder" in ast.unparse(i.context_expr)
+            for i in p.items) for p in parents)
 
     bad = []
     for p in package.rglob("*.py"):
@@ -1028,17 +1030,33 @@ def test_a_predictions_csv_never_holds_a_formula_or_an_escape(cli, tmp_path):
 
 
 # ---------------------------------------------------------------- object storage URLs
+# (a Zarr store at a URL is read and written: tests/test_storage.py)
 
-@pytest.mark.parametrize("url", ["memory://x.zarr", "s3://bucket/data.zarr",
-                                 "file:///tmp/x.zarr"])
-def test_a_url_as_data_or_output_is_one_line_not_a_local_folder(cli, small_folder, tmp_path,
-                                                                url):
+@pytest.mark.parametrize("url", ["memory://x.h5", "s3://bucket/data.h5", "gs://b/course.hdf5"])
+def test_an_hdf5_file_at_a_url_is_one_line_not_a_local_folder(cli, small_folder, tmp_path, url):
     os.chdir(tmp_path)
     for args in (["prepare", small_folder, "--out", url], ["train", url, "--iters", "2"]):
         code, out, err = cli(args)
         assert code == 2 and err.count("\n") == 1, (args, err)
-        assert "is a URL" in err and url.split("/")[0] in err and "mount" in err, err
-    assert not [p for p in os.listdir(tmp_path) if ":" in p]  # no ./memory:/x.zarr
+        assert f"{url} is an HDF5 file at a URL: HDF5 files must be local" in err, err
+        assert "a Zarr store can be remote" in err
+    assert not [p for p in os.listdir(tmp_path) if ":" in p]  # no ./memory:/x.h5
+
+
+@pytest.mark.parametrize("flag,url", [("--out", "memory://m.npz"), ("--plot", "s3://b/c.png"),
+                                      ("--out", "memory://folder")])
+def test_other_outputs_at_a_url_are_one_line(cli, small_folder, tmp_path, flag, url):
+    os.chdir(tmp_path)
+    code, _, err = cli(["train", small_folder, "--iters", "2", flag, url])
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{flag} {url} is a URL: catlr writes" in err and "local" in err, err
+    assert not [p for p in os.listdir(tmp_path) if ":" in p]
+
+
+def test_data_at_a_url_that_is_not_a_store_is_one_line(cli, tmp_path):
+    os.chdir(tmp_path)
+    code, _, err = cli(["train", "s3://bucket/photos/", "--iters", "2"])
+    assert code == 2 and err.count("\n") == 1 and "only Zarr stores at a URL" in err, err
 
 
 def test_a_real_folder_named_like_a_scheme_is_still_a_path(cli, small_folder, tmp_path):

@@ -146,17 +146,17 @@ def _remote(e: BaseException) -> str:
     return f"{type(e).__name__}: {describe(e)}"
 
 
-def worker_probe(path, key):
+def worker_probe(path, key, storage_options=None):
     """On a worker: the catlr and numpy it imports, and the shape of the pixels it sees at
-    `path` or why it cannot open them. Sent by reference to catlr, so a worker that cannot
-    import catlr fails to run it."""
+    `path` (a URL: with `storage_options`) or why it cannot open them. Sent by reference to
+    catlr, so a worker that cannot import catlr fails to run it."""
     from .. import __version__
 
     seen = {"catlr": __version__, "numpy": np.__version__}
-    if not os.path.exists(path):
+    if "://" not in path and not os.path.exists(path):
         return {**seen, "error": "no such file or folder on that worker"}
     try:
-        with open_container(path) as c:
+        with open_container(path, storage_options=storage_options) as c:
             return {**seen, "shape": [int(n) for n in c.pixels(key).shape]}
     except Exception as e:  # the reason, for the client's one line (which names the path)
         text = str(e).strip()
@@ -164,7 +164,7 @@ def worker_probe(path, key):
         return {**seen, "error": describe(text or e, 120)}
 
 
-def check_workers(client, where, path, key, shape, need) -> list[str]:
+def check_workers(client, where, path, key, shape, need, storage_options=None) -> list[str]:
     """Before the first iteration, one small task on every worker of `client`: catlr and
     numpy at this client's versions, importable, and the data at `path` seen with the
     client's `shape` (the stored array's). A worker that fails is a CatlrError naming it
@@ -203,7 +203,7 @@ def check_workers(client, where, path, key, shape, need) -> list[str]:
                       for w in workers})
     if bad:
         refuse(bad, versions)
-    seen = client.run(worker_probe, path, key, on_error="return")
+    seen = client.run(worker_probe, path, key, storage_options, on_error="return")
     cannot = [f"worker {w} cannot import catlr ({_remote(r)})"
               for w, r in sorted(seen.items()) if isinstance(r, BaseException)]
     if cannot:
@@ -212,6 +212,9 @@ def check_workers(client, where, path, key, shape, need) -> list[str]:
         refuse(mismatched(seen), versions)
     blind = [f"worker {w} cannot open {path} ({r['error']})" for w, r in sorted(seen.items())
              if "error" in r]
+    if blind and "://" in path:
+        refuse(blind, "every worker opens the URL itself with the client's --storage-option "
+                      "values: check that the workers reach the endpoint and the bucket")
     if blind:
         refuse(blind, "every worker reads the data itself at the client's path: put it "
                       "there on each worker's machine, or on a filesystem they share")
@@ -313,11 +316,11 @@ def _total_memory() -> int:
         return 8 << 30
 
 
-def read_block(path, key, start, stop, dtype, keep=None):
+def read_block(path, key, start, stop, dtype, keep=None, storage_options=None):
     """X[:, start:stop].T as floats, read by the worker from the HDF5 file or Zarr store
-    through the same checked reader as every other read; `keep`: the rows of that span
-    that are in (a validation split took the others)."""
-    with open_container(path) as c:
+    (a URL: with `storage_options`) through the same checked reader as every other read;
+    `keep`: the rows of that span that are in (a validation split took the others)."""
+    with open_container(path, storage_options=storage_options) as c:
         part = np.asarray(c.pixels(key)[start:stop])
     if keep is not None:
         part = part[keep]
@@ -342,7 +345,13 @@ class DaskPixels(Design):
         index = getattr(x, "index", None)  # datasets.Rows: some rows of a stored array
         base = x.base if index is not None else x
         # an array of an HDF5 file or a Zarr store, from containers.py: where and which
-        self.path, self.key = os.path.abspath(base.path), base.key
+        self.path, self.key = base.path, base.key
+        self.options = getattr(base, "storage_options", None)  # a store at a URL
+        if "://" not in self.path:
+            self.path = os.path.abspath(self.path)
+        elif self.path.startswith("memory://"):
+            raise CatlrError(f"{self.path}: memory:// lives in this process; the Dask workers "
+                             "cannot see it, use file:// or s3:// (or --engine stream)")
         self.m = int(x.shape[0])
         self.n_x = int(np.prod(x.shape[1:], dtype=np.int64))
         self.dtype = np.dtype(dtype)
@@ -362,7 +371,7 @@ class DaskPixels(Design):
         try:
             where = scheduler or self.client.scheduler.address
             for text in check_workers(self.client, where, self.path, self.key, tuple(base.shape),
-                                      self.m * self.n_x * self.dtype.itemsize):
+                                      self.m * self.n_x * self.dtype.itemsize, self.options):
                 on_event(Notice(text))
             self.detail = _dashboard(self.client, local=scheduler is None)
         except BaseException:
@@ -382,7 +391,8 @@ class DaskPixels(Design):
         for s, e in self.spans:
             lo, hi, keep = span(s, e)
             self.parts.append(self.client.submit(
-                read_block, self.path, self.key, lo, hi, self.dtype.name, keep, pure=True,
+                read_block, self.path, self.key, lo, hi, self.dtype.name, keep, self.options,
+                pure=True,
                 key=f"catlr-block-{self.key}-{s}-{e}-{'all' if keep is None else len(keep)}"))
 
     def _reduce(self, futures, fan_in=4):
