@@ -6,12 +6,16 @@ computed in v's (d's) float type, each pixel converted exactly. design.py folds 
 1 / 255 into v and d, so that a block of X = x / 255 is never built. With numba
 installed (pip install "catlr[fast]") the compiled kernels of kernels_numba.py run them
 (on every core for a block of PARALLEL_BYTES or more, on this thread below: waking the
-other threads costs more than small blocks save); numba is imported on first use only.
+other threads costs more than small blocks save; on this thread always where the process
+is limited to one, OMP_NUM_THREADS=1 as a Dask worker's nanny sets: one worker a core);
+numba is imported on first use only.
 Without it NumPy converts SCRATCH_BYTES of rows at a time into a float buffer and
 multiplies there (BLAS), so no float copy of the whole block is made either.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -19,6 +23,7 @@ PARALLEL_BYTES = 1 << 17   # pixels in a block from which the compiled kernels u
 SCRATCH_BYTES = 4 << 20    # the NumPy path's float buffer
 USE_NUMBA = True           # False: NumPy's path even where numba is installed (tests, bench)
 _compiled = None           # kernels_numba once imported; False: numba is not installed
+ONE_THREAD = os.environ.get("OMP_NUM_THREADS", "").strip() == "1"
 
 
 def compiled():
@@ -34,6 +39,10 @@ def compiled():
             kernels_numba = False
         _compiled = kernels_numba
     return _compiled or None
+
+
+def _parallel(x) -> bool:
+    return x.size >= PARALLEL_BYTES and not ONE_THREAD
 
 
 def _pixels(x):
@@ -58,7 +67,7 @@ def times(x, v, b=0.0, out=None):
         return out
     fast = compiled()
     if fast is not None:
-        (fast.scores if x.size >= PARALLEL_BYTES else fast.scores_serial)(x, v, b, out)
+        (fast.scores if _parallel(x) else fast.scores_serial)(x, v, b, out)
         return out
     rows = max(1, SCRATCH_BYTES // (x.shape[1] * v.itemsize))
     buf = np.empty((min(rows, x.shape[0]), x.shape[1]), v.dtype)
@@ -79,7 +88,7 @@ def times_t(x, d):
         return out
     fast = compiled()
     if fast is not None:
-        if x.size >= PARALLEL_BYTES:
+        if _parallel(x):
             fast.back(x, d, out, fast.threads())
         else:
             fast.back_serial(x, d, out)
