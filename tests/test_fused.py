@@ -99,6 +99,30 @@ def test_numba_and_numpy_paths_agree(monkeypatch):
         assert rel(a, b) <= F64
 
 
+def test_one_thread_where_the_process_is_limited_to_one(monkeypatch):
+    """OMP_NUM_THREADS=1 (a Dask worker's nanny sets it): the kernels stay on the calling
+    thread, with the bits of the parallel ones (each element summed by one thread, in order)."""
+    pytest.importorskip("numba")
+    from catlr import kernels
+
+    x, y, w = _case(900, 1024, "float32", seed=9)
+    both = kernels.times(x, w, 0.5), kernels.times_t(x, y)
+    fast = kernels.compiled()
+
+    def refuse(*a):
+        raise AssertionError("a parallel kernel ran")
+
+    monkeypatch.setattr(kernels, "ONE_THREAD", True)
+    monkeypatch.setattr(fast, "scores", refuse)
+    monkeypatch.setattr(fast, "back", refuse)
+    one = kernels.times(x, w, 0.5), kernels.times_t(x, y)
+    assert all(np.array_equal(a, b) for a, b in zip(both, one))
+    code = "from catlr import kernels; print(kernels.ONE_THREAD)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.stdout.strip() == "True", r.stderr
+
+
 def test_without_numba_installed_the_numpy_path_trains(tmp_path):
     """numba blocked in a fresh process: the fused products run on NumPy, and train."""
     path = _prepared(tmp_path / "p.h5", 90)
@@ -227,6 +251,14 @@ def test_reading_ahead_gives_the_serial_bits(tmp_path):
                 assert np.array_equal(a, b)
             assert np.array_equal(ahead.scores(w, 0.1), serial.scores(w, 0.1))
             assert np.array_equal(ahead.times(y), serial.times(y))
+            # a pass inside another reads into buffers of its own
+            outer = [(s, b.copy()) for s, b in serial.product_blocks()]
+            nested = []
+            for s, b in ahead.product_blocks():
+                nested.append((s, b.copy()))
+                inner = [(t, c.copy()) for t, c in ahead.product_blocks()]
+                assert all(np.array_equal(c, d) for (_, c), (_, d) in zip(inner, outer))
+            assert all(np.array_equal(c, d) for (_, c), (_, d) in zip(nested, outer))
     assert not _threads()
 
 

@@ -2,8 +2,8 @@
 
 X is never held whole, so memory stays near the block budget whatever m is. The products
 run on the uint8 blocks as read (design.py's fused products, kernels.py), and a second
-thread reads the next block while this one is computed: two uint8 buffers, which the
-budget's block share holds. The read and the products then overlap: h5py keeps the GIL
+thread reads the next block while this one is computed: two uint8 buffers (kept from pass
+to pass), which the budget's block share holds. The read and the products then overlap: h5py keeps the GIL
 while it reads, but the compiled kernels run without it (kernels_numba: nogil), and the
 reader reads a piece of a block at a time so the products' Python between kernels waits
 little. A read that fails in that thread is raised here, where the pass asks for the
@@ -71,6 +71,16 @@ class Stream(Pixels):
         super().__init__(x, dtype)
         self.block_bytes = block_bytes
         self.ahead = ahead
+        self._pool = []  # read buffers kept from pass to pass (no fresh pages each pass)
+
+    def _take(self, n):
+        """n read buffers: kept ones, or new ones (a pass inside another gets its own)."""
+        shape = (min(self.read_rows(), self.m), self.n_x)
+        return [self._pool.pop() if self._pool else np.empty(shape, np.uint8)
+                for _ in range(n)]
+
+    def _give(self, bufs):
+        self._pool = (self._pool + bufs)[:2]
 
     def _whole_chunks(self, k):
         chunk = (getattr(self.x, "chunks", None) or (1,))[0]
@@ -103,13 +113,16 @@ class Stream(Pixels):
 
     def _serial(self):
         k = self.read_rows()
-        buf = np.empty((min(k, self.m), self.n_x), np.uint8)
-        for start in range(0, self.m, k):
-            yield start, read_rows(self.x, start, min(start + k, self.m), buf)
+        bufs = self._take(1)
+        try:
+            for start in range(0, self.m, k):
+                yield start, read_rows(self.x, start, min(start + k, self.m), bufs[0])
+        finally:
+            self._give(bufs)
 
     def _ahead(self):
         k = self.read_rows()
-        bufs = [np.empty((min(k, self.m), self.n_x), np.uint8) for _ in range(2)]
+        bufs = self._take(2)
         piece = max(1, self._whole_chunks(max(1, PIECE_BYTES // self.n_x)))
         ready, free, stop = queue.Queue(), queue.Queue(), threading.Event()
         free.put(0)
@@ -148,6 +161,7 @@ class Stream(Pixels):
             stop.set()
             free.put(-1)  # wakes a reader waiting for a buffer
             thread.join()
+            self._give(bufs)
 
     def dense(self):
         return self
