@@ -26,13 +26,15 @@ _compiled = None           # kernels_numba once imported; False: numba is not in
 ONE_THREAD = os.environ.get("OMP_NUM_THREADS", "").strip() == "1"
 
 
-def compiled():
+def compiled(load=True):
     """The compiled kernels (catlr.kernels_numba), or None: numba is not installed, or
-    USE_NUMBA is off."""
+    USE_NUMBA is off, or (load=False) nothing has imported them yet."""
     global _compiled
     if not USE_NUMBA:
         return None
     if _compiled is None:
+        if not load:
+            return None
         try:
             from . import kernels_numba
         except ImportError:  # catlr[fast] not installed
@@ -57,15 +59,17 @@ def _floats(v):
     return v if v.dtype in (np.float32, np.float64) else v.astype(np.float64)
 
 
-def times(x, v, b=0.0, out=None):
-    """x v + b (k,) in v's float type: x (k, n) uint8, v (n,) floats, b a number."""
+def times(x, v, b=0.0, out=None, load=True):
+    """x v + b (k,) in v's float type: x (k, n) uint8, v (n,) floats, b a number.
+    load=False: numba's kernels only if something loaded them already (a single pass is
+    not worth numba's import, about half a second: the dual form's one X c, say)."""
     x, v = _pixels(x), np.ascontiguousarray(_floats(v))
     b = v.dtype.type(b)
     if out is None:
         out = np.empty(x.shape[0], v.dtype)
     if x.shape[0] == 0:
         return out
-    fast = compiled()
+    fast = compiled(load)
     if fast is not None:
         (fast.scores if _parallel(x) else fast.scores_serial)(x, v, b, out)
         return out
@@ -80,13 +84,13 @@ def times(x, v, b=0.0, out=None):
     return out
 
 
-def times_t(x, d):
-    """d x (n,) in d's float type: x (k, n) uint8, d (k,) floats."""
+def times_t(x, d, load=True):
+    """d x (n,) in d's float type: x (k, n) uint8, d (k,) floats; `load` as for times."""
     x, d = _pixels(x), np.ascontiguousarray(_floats(d))
     out = np.zeros(x.shape[1], d.dtype)
     if x.shape[0] == 0:
         return out
-    fast = compiled()
+    fast = compiled(load)
     if fast is not None:
         if _parallel(x):
             fast.back(x, d, out, fast.threads())

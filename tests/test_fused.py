@@ -399,3 +399,27 @@ def test_dask_runs_the_fused_products_on_uint8_blocks(tmp_path):
         finally:
             design.close()
     assert rel(model.w_, w_ref) <= 1e-9 and abs(model.b_ - b_ref) <= 1e-9 * abs(b_ref)
+
+
+def test_numba_is_imported_on_first_use_only():
+    """Scoring (predict, serve) and the dual form (one pass for w = X c) never load numba:
+    its import costs more than one pass saves; the primal form's passes do."""
+    code = ("import sys\n"
+            "import catlr.predict, catlr.serve, catlr.model, catlr.design\n"
+            "from catlr.model import LogisticRegression\n"
+            "assert 'numba' not in sys.modules, 'numba at import'\n"
+            "import numpy as np\n"
+            "x, y = np.arange(48, dtype=np.uint8).reshape(4, 2, 2, 3), np.array([0, 1, 0, 1])\n"
+            "LogisticRegression(iters=2, form='dual').fit_pixels(x, y)\n"
+            "print('numba' in sys.modules)\n"
+            "LogisticRegression(iters=2, form='primal').fit_pixels(x, y)\n"
+            "print('numba' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["False", str(_has_numba())]
+
+
+def _has_numba():
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
