@@ -242,8 +242,8 @@ class Pixels(Design):
     def scores(self, w, b):
         z = np.empty(self.m, np.result_type(self.dtype, np.asarray(w).dtype))
         w255 = np.asarray(w, z.dtype) / SCALE  # once per pass
-        for start, xt in self.product_blocks():  # one pass: numba only if loaded already
-            kernels.times(xt, w255, b, out=z[start:start + len(xt)], load=False)
+        for start, xt in self.product_blocks():  # one pass: NumPy's path (kernels.times)
+            kernels.times(xt, w255, b, out=z[start:start + len(xt)], fast=False)
         return z
 
     def scores_each(self, w, b):
@@ -284,8 +284,8 @@ class Pixels(Design):
     def times(self, c):
         c = np.asarray(c)
         w = np.zeros(self.n_x, np.result_type(self.dtype, c.dtype))
-        for start, xt in self.product_blocks():  # one pass (the dual form's w = X c): numba
-            w += kernels.times_t(xt, c[start:start + len(xt)] / SCALE, load=False)  # if loaded
+        for start, xt in self.product_blocks():  # one pass (the dual form's w = X c):
+            w += kernels.times_t(xt, c[start:start + len(xt)] / SCALE, fast=False)  # NumPy
         return w
 
     def dense(self):

@@ -26,15 +26,13 @@ _compiled = None           # kernels_numba once imported; False: numba is not in
 ONE_THREAD = os.environ.get("OMP_NUM_THREADS", "").strip() == "1"
 
 
-def compiled(load=True):
+def compiled(use=True):
     """The compiled kernels (catlr.kernels_numba), or None: numba is not installed, or
-    USE_NUMBA is off, or (load=False) nothing has imported them yet."""
+    USE_NUMBA is off, or use=False (NumPy's path asked for)."""
     global _compiled
-    if not USE_NUMBA:
+    if not (USE_NUMBA and use):
         return None
     if _compiled is None:
-        if not load:
-            return None
         try:
             from . import kernels_numba
         except ImportError:  # catlr[fast] not installed
@@ -59,17 +57,18 @@ def _floats(v):
     return v if v.dtype in (np.float32, np.float64) else v.astype(np.float64)
 
 
-def times(x, v, b=0.0, out=None, load=True):
+def times(x, v, b=0.0, out=None, fast=True):
     """x v + b (k,) in v's float type: x (k, n) uint8, v (n,) floats, b a number.
-    load=False: numba's kernels only if something loaded them already (a single pass is
-    not worth numba's import, about half a second: the dual form's one X c, say)."""
+    fast=False: NumPy's path, always (for a single pass, which numba's import, about half
+    a second, does not pay for: the dual form's one X c, say; always, so that its bits
+    do not depend on whether something else loaded numba)."""
     x, v = _pixels(x), np.ascontiguousarray(_floats(v))
     b = v.dtype.type(b)
     if out is None:
         out = np.empty(x.shape[0], v.dtype)
     if x.shape[0] == 0:
         return out
-    fast = compiled(load)
+    fast = compiled(fast)
     if fast is not None:
         (fast.scores if _parallel(x) else fast.scores_serial)(x, v, b, out)
         return out
@@ -84,13 +83,13 @@ def times(x, v, b=0.0, out=None, load=True):
     return out
 
 
-def times_t(x, d, load=True):
-    """d x (n,) in d's float type: x (k, n) uint8, d (k,) floats; `load` as for times."""
+def times_t(x, d, fast=True):
+    """d x (n,) in d's float type: x (k, n) uint8, d (k,) floats; `fast` as for times."""
     x, d = _pixels(x), np.ascontiguousarray(_floats(d))
     out = np.zeros(x.shape[1], d.dtype)
     if x.shape[0] == 0:
         return out
-    fast = compiled(load)
+    fast = compiled(fast)
     if fast is not None:
         if _parallel(x):
             fast.back(x, d, out, fast.threads())
