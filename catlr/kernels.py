@@ -16,6 +16,7 @@ multiplies there (BLAS), so no float copy of the whole block is made either.
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -42,7 +43,10 @@ def compiled(use=True):
 
 
 def _parallel(x) -> bool:
-    return x.size >= PARALLEL_BYTES and not ONE_THREAD
+    # every core only from the main thread: numba's workqueue layer (kernels_numba) runs
+    # one parallel kernel at a time, and a thread of a pool (a Dask worker's) has one core
+    return (x.size >= PARALLEL_BYTES and not ONE_THREAD
+            and threading.current_thread() is threading.main_thread())
 
 
 def _pixels(x):

@@ -16,10 +16,25 @@ nothing about NaN or infinity, so a diverging run still shows as one.
 
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
 from numba import prange, types
 from numba.extending import overload
+
+
+def configure_numba() -> None:
+    """numba's threading layer: `workqueue` unless NUMBA_THREADING_LAYER chooses. On the
+    shared 2-core machine OpenMP's threads (numba's default here), spinning between
+    kernels, made a pass 1.5 to 3 times slower than workqueue's (bench/README.md). It runs
+    one parallel kernel at a time: kernels.py calls the parallel ones from the main thread
+    only. Set before the first parallel kernel runs (this import, or stream.py's)."""
+    if not os.environ.get("NUMBA_THREADING_LAYER"):
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+configure_numba()
 
 FASTMATH = {"reassoc", "contract", "nsz"}
 BACK_FASTMATH = {"contract", "nsz"}  # back sums no reduction across lanes: no reassociation

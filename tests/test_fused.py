@@ -100,8 +100,9 @@ def test_numba_and_numpy_paths_agree(monkeypatch):
 
 
 def test_one_thread_where_the_process_is_limited_to_one(monkeypatch):
-    """OMP_NUM_THREADS=1 (a Dask worker's nanny sets it): the kernels stay on the calling
-    thread, with the bits of the parallel ones (each element summed by one thread, in order)."""
+    """OMP_NUM_THREADS=1 (a Dask worker's nanny sets it), or a thread other than the main
+    one: the kernels stay on the calling thread, with the bits of the parallel ones (each
+    element summed by one thread, in order)."""
     pytest.importorskip("numba")
     from catlr import kernels
 
@@ -117,6 +118,14 @@ def test_one_thread_where_the_process_is_limited_to_one(monkeypatch):
     monkeypatch.setattr(fast, "back", refuse)
     one = kernels.times(x, w, 0.5), kernels.times_t(x, y)
     assert all(np.array_equal(a, b) for a, b in zip(both, one))
+    # nor from a thread other than the main one (a Dask worker's pool)
+    monkeypatch.setattr(kernels, "ONE_THREAD", False)
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(
+        (kernels.times(x, w, 0.5), kernels.times_t(x, y))))
+    worker.start()
+    worker.join()
+    assert all(np.array_equal(a, b) for a, b in zip(both, seen[0]))
     code = "from catlr import kernels; print(kernels.ONE_THREAD)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -29,6 +29,8 @@ try:
     import numba
 except ImportError:  # catlr[fast] not installed: NumPy converts
     numba = None
+else:
+    from .. import kernels_numba  # noqa: F401  (its import sets numba's threading layer)
 
 
 if numba is not None:
