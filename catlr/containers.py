@@ -218,6 +218,15 @@ class _Checked:
         except (OSError, ValueError, TypeError) as e:
             raise self.container.fail(self.key, f"cannot be read ({describe(e)})") from None
 
+    def read_into(self, start, stop, out):
+        """Rows start:stop into `out` (C order, their shape), with no array of its own
+        (the stream engine's buffers); a failed read names the file as __getitem__ does."""
+        try:
+            self.ds.read_direct(out, np.s_[start:stop], np.s_[0:stop - start])
+        except (OSError, ValueError, TypeError) as e:
+            raise self.container.fail(self.key, f"cannot be read ({describe(e)})") from None
+        return out
+
     def __array__(self, dtype=None, copy=None):
         a = self[()]
         return a if dtype is None else a.astype(dtype)

@@ -227,7 +227,7 @@ def _load_folder(path, cfg, on_event, opts):
     if opts.get("split"):  # only the split asked for is decoded (eval)
         layout = replace(layout, **{"test" if opts["split"] == "train" else "train": []})
     n = len(layout.items())
-    need = n * cfg["size"] ** 2 * 3 * (1 + 4)  # the pixels, and X in float32
+    need = engines.needs("primal", n, cfg["size"] ** 2 * 3, 4)  # the pixels, held as uint8
     limit, why = engines.budget(cfg)
     if need > limit and opts.get("read_only"):
         raise CatlrError(f"{path}: its {n} images would take {engines.size_text(need)} in "

@@ -9,7 +9,10 @@ Every solver runs against this seam, and nothing else touches X:
 A source of data is a subclass that says where blocks of X come from (`blocks`); an
 engine that runs the products elsewhere (a cluster) overrides `gradient` and `scores`
 and maps `block_gradient` over its blocks (catlr/engines/). Blocks are X's columns,
-transposed: (k, n_x) floats, one example per row.
+transposed: (k, n_x) floats, one example per row. A source of pixels (Pixels and the
+engines over it) runs its products on the uint8 pixels instead (`product_blocks`): a
+block of X = x / 255 is never built, the 1 / 255 is folded into w (once per pass) and
+into the residual (kernels.py: numba's compiled kernels, or NumPy).
 
 Arrays: a design's `xp` is the array library of its data (the Python Array API
 standard; NumPy unless X is a CuPy, torch or array-api-strict array). The solvers
@@ -21,12 +24,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
 from .loss import Objective
 
 SCALE = 255.0               # X = pixels / 255: the course's normalization, written once
 NORMALIZATION = "x / 255"   # how model files name it
 BLOCK_BYTES = 8 << 20       # a block stays in the cache between its two products
-FEATURE_BLOCK = 2048        # features converted at a time when X is read by columns (gram, times)
+PIXEL_BLOCK_BYTES = 32 << 20  # pixels per fused product: few parallel calls (each waits for
+                              # every thread, and on a shared machine a thread can be late)
+FEATURE_BLOCK = 2048        # features converted at a time when X is read by columns (gram)
+GRAM_SLAB = 256             # rows of K added at a time: the product's temporary is GRAM_SLAB x m
 COURSE = Objective()        # the course's cost: no penalty, every example weighs 1
 
 
@@ -63,15 +70,37 @@ def dtype_name(dtype) -> str:
     return getattr(dtype, "name", None) or str(dtype).rsplit(".", 1)[-1]
 
 
-def block_gradient(xt, y, w, b, s=None, objective=COURSE):
-    """The update rule's products on one block: xt (k, n_x) = X[:, block].T, y (k,), weights
-    s (k,) or None. Returns (xt.T dz (n_x,), sum(dz), the block's summed cost), with
-    dz = objective.residual(xt w + b): written once, run by every engine."""
+def is_pixels(xt) -> bool:
+    """Whether a block is uint8 pixels (X = xt / 255) rather than X's floats."""
+    return isinstance(xt, np.ndarray) and xt.dtype == np.uint8
+
+
+def block_scores(xt, w, b, w255=None):
+    """xt w + b (k,): a block's scores. For a block of pixels, X = xt / 255: the product
+    runs on the uint8 pixels with w / 255 (w255: computed once by a caller with many blocks)."""
+    if is_pixels(xt):
+        return kernels.times(xt, w / SCALE if w255 is None else w255, b)
     z = xt @ w
     z += b
+    return z
+
+
+def block_times(d, xt):
+    """d xt (n_x,): X's block times a vector of its examples. For pixels, (d / 255) xt."""
+    if is_pixels(xt):
+        return kernels.times_t(xt, d / SCALE)
+    return d @ xt
+
+
+def block_gradient(xt, y, w, b, s=None, objective=COURSE, w255=None):
+    """The update rule's products on one block: xt (k, n_x) = X[:, block].T (floats, or the
+    uint8 pixels of X = xt / 255), y (k,), weights s (k,) or None. Returns (xt.T dz (n_x,),
+    sum(dz), the block's summed cost), with dz = objective.residual(xt w + b): written
+    once, run by every engine. w255: w / 255, when the caller computed it once for its blocks."""
+    z = block_scores(xt, w, b, w255)
     total = objective.terms(z, y, s)
     dz = objective.residual(z, y, s)
-    return dz @ xt, namespace(dz).sum(dz), total
+    return block_times(dz, xt), namespace(dz).sum(dz), total
 
 
 class Design:
@@ -88,6 +117,11 @@ class Design:
         """Yield (start, xt) with xt = X[:, start:start + k].T, (k, n_x) floats."""
         raise NotImplementedError
 
+    def product_blocks(self):
+        """The blocks the products run on: `blocks()`, or for a source of pixels the uint8
+        pixels themselves (X = block / 255)."""
+        return self.blocks()
+
     def block_rows(self) -> int:
         return max(1, BLOCK_BYTES // (self.n_x * np.dtype(self.dtype).itemsize))
 
@@ -99,17 +133,21 @@ class Design:
         xp = self.xp
         g = xp.zeros(self.n_x, dtype=self.dtype)
         sd = total = 0.0
-        for start, xt in self.blocks():
+        w255 = None
+        for start, xt in self.product_blocks():
             stop = start + xt.shape[0]
+            if w255 is None and is_pixels(xt):
+                w255 = w / SCALE  # once per pass
             gb, sb, tb = block_gradient(xt, y[start:stop], w, b,
-                                        None if s is None else s[start:stop], self.objective)
+                                        None if s is None else s[start:stop], self.objective,
+                                        w255)
             g += gb
             sd += sb
             total += tb
         return g, sd, total
 
     def scores(self, w, b):
-        parts = [xt @ w for _, xt in self.blocks()]
+        parts = [block_scores(xt, w, 0.0) for _, xt in self.product_blocks()]
         z = parts[0] if len(parts) == 1 else self.xp.concat(parts)
         return z + b
 
@@ -123,12 +161,14 @@ class Design:
 
     def times(self, c):
         w = self.xp.zeros(self.n_x, dtype=self.dtype)
-        for start, xt in self.blocks():
-            w += c[start:start + xt.shape[0]] @ xt
+        for start, xt in self.product_blocks():
+            w += block_times(c[start:start + xt.shape[0]], xt)
         return w
 
-    def dense(self) -> Dense:
-        """This X in memory as floats, for the primal form's many passes."""
+    def dense(self) -> Design:
+        """This X in memory for the primal form's many passes (floats, or the uint8 pixels
+        for a source of pixels), or the source itself where it runs the passes (stream,
+        dask)."""
         raise NotImplementedError
 
     def close(self):
@@ -163,8 +203,10 @@ class Dense(Design):
 class Pixels(Design):
     """Images (m, size, size, 3) uint8, in memory or on disk (an h5py dataset, a memmap).
 
-    X = pixels / 255 in `dtype`. The dual form reads K and X c a block of features at
-    a time, so the (n_x, m) float matrix is never built; `dense()` builds it once.
+    X = pixels / 255 in `dtype`. The products (gradient, scores, times) run on the uint8
+    pixels, PIXEL_BLOCK_BYTES of them at a time, so the (n_x, m) float matrix is never built: `dense()` holds the pixels
+    in memory, m n_x bytes. The dual form reads K a block of features at a time.
+    `blocks()` still yields X's floats, for what needs them (scores_each).
     """
 
     def __init__(self, x, dtype="float64"):
@@ -176,6 +218,20 @@ class Pixels(Design):
     def _flat(self):
         return np.asarray(self.x).reshape(self.m, self.n_x)
 
+    def pixel_rows(self) -> int:
+        """Examples in a block of pixels (a product block)."""
+        return max(1, PIXEL_BLOCK_BYTES // self.n_x)
+
+    def product_blocks(self):
+        k = self.pixel_rows()
+        if isinstance(self.x, np.ndarray):  # in memory: views, no copy
+            flat = np.ascontiguousarray(self._flat())
+            for start in range(0, self.m, k):
+                yield start, flat[start:start + k]
+            return
+        for start in range(0, self.m, k):
+            yield start, np.asarray(self.x[start:start + k]).reshape(-1, self.n_x)
+
     def blocks(self):
         k = self.block_rows()
         buf = np.empty((k, self.n_x), self.dtype)
@@ -185,9 +241,9 @@ class Pixels(Design):
 
     def scores(self, w, b):
         z = np.empty(self.m, np.result_type(self.dtype, np.asarray(w).dtype))
-        for start, xt in self.blocks():
-            np.matmul(xt, w, out=z[start:start + len(xt)])
-        z += b
+        w255 = np.asarray(w, z.dtype) / SCALE  # once per pass
+        for start, xt in self.product_blocks():  # one pass: NumPy's path (kernels.times)
+            kernels.times(xt, w255, b, out=z[start:start + len(xt)], fast=False)
         return z
 
     def scores_each(self, w, b):
@@ -212,24 +268,48 @@ class Pixels(Design):
     def gram(self):
         K = np.zeros((self.m, self.m), self.dtype)
         for _, block in self._feature_blocks():
-            K += block @ block.T
+            add_gram(K, block)
+        mirror_lower(K)
         return K
 
     def cross(self, other):
         if not isinstance(other, Pixels):
-            return super().cross(other)
+            return Dense(normalize(self._flat().T, self.dtype)).cross(other)
         K = np.zeros((self.m, other.m), np.result_type(self.dtype, other.dtype))
         for (_, a), (_, b) in zip(self._feature_blocks(), other._feature_blocks()):
-            K += a @ b.T
+            for i in range(0, self.m, GRAM_SLAB):  # in place: a slab's temporary only
+                K[i:i + GRAM_SLAB] += a[i:i + GRAM_SLAB] @ b.T
         return K
 
     def times(self, c):
-        w = np.empty(self.n_x, self.dtype)
-        for start, block in self._feature_blocks():
-            w[start:start + block.shape[1]] = c @ block
+        c = np.asarray(c)
+        w = np.zeros(self.n_x, np.result_type(self.dtype, c.dtype))
+        for start, xt in self.product_blocks():  # one pass (the dual form's w = X c):
+            w += kernels.times_t(xt, c[start:start + len(xt)] / SCALE, fast=False)  # NumPy
         return w
 
     def dense(self):
-        # reshape(m, -1).T is a view; the division writes the only copy, one example
-        # per contiguous row of X.T, in its final dtype.
-        return Dense(normalize(self._flat().T, self.dtype))
+        """The pixels in memory (m, n_x) uint8, read once if they are on disk: what the
+        primal form's passes run on (a float X would take 4 or 8 times the memory)."""
+        if isinstance(self.x, np.ndarray) and self.x.flags.c_contiguous:
+            return self
+        return Pixels(np.ascontiguousarray(self._flat()), self.dtype)
+
+
+def add_gram(K, a):
+    """K += a a.T on K's lower triangle (diagonal included), in place: a slab of GRAM_SLAB
+    rows at a time, so the product's temporary is GRAM_SLAB x m, not a second K."""
+    m = a.shape[0]
+    for i in range(0, m, GRAM_SLAB):
+        j = min(i + GRAM_SLAB, m)
+        K[i:j, :j] += a[i:j] @ a[:j].T
+
+
+def mirror_lower(K):
+    """K's upper triangle from its lower one (add_gram fills the lower), a slab at a time."""
+    m = K.shape[0]
+    for i in range(0, m, GRAM_SLAB):
+        j = min(i + GRAM_SLAB, m)
+        square = K[i:j, i:j]
+        square[...] = np.tril(square) + np.tril(square, -1).T
+        K[i:j, j:] = K[j:, i:j].T

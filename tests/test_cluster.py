@@ -124,15 +124,15 @@ def test_a_worker_that_cannot_see_the_data_is_named(tmp_path):
 
 def test_blocks_larger_than_the_workers_memory_are_said_once(tmp_path):
     # the share of its limit a worker keeps before spilling is Dask's config (distributed
-    # .worker.memory.target): at 1%, two workers of 1 GB hold 20 MB, less than the 21 MB of
-    # the course's float64 blocks
-    env = {"DASK_DISTRIBUTED__WORKER__MEMORY__TARGET": "0.01"}
+    # .worker.memory.target): at 0.1%, two workers of 1 GB hold 2 MB, less than the 2.6 MB
+    # of the course's blocks, kept as uint8 pixels (float64 blocks were 21 MB)
+    env = {"DASK_DISTRIBUTED__WORKER__MEMORY__TARGET": "0.001"}
     with dask_cluster(tmp_path, workers=2, memory="1GB") as c:
         code, out, err = _catlr(_train_args(c.address, "--iters", "3"), tmp_path, env)
         assert code == 0, err
         notes = [x for x in (out + err).splitlines() if x.startswith("Note: ")]
-        assert notes == ["Note: the blocks take 21 MB but the 2 workers hold 20 MB before "
-                         "they spill (1% of their 2.0 GB limits, less what they use): every "
+        assert notes == ["Note: the blocks take 3 MB but the 2 workers hold 2 MB before "
+                         "they spill (0.1% of their 2.0 GB limits, less what they use): every "
                          "iteration will read the rest back from disk; add workers, give them "
                          "a larger --memory-limit, or use --engine stream"], out + err
         code, out, err = _catlr(_train_args(c.address, "--iters", "3"), tmp_path)

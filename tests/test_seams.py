@@ -141,7 +141,10 @@ def test_the_planner_decides_once_and_descent_runs_what_it_is_told():
     cfg = {"form": "auto", "engine": "auto", "dtype": "auto", "memory": "4GB"}
     choice = engines.choose(209, 12288, 2000, cfg, on_disk=True)
     assert (choice.form, choice.engine, choice.dtype) == ("dual", "memory", "float64")
+    # the memory engine holds the uint8 pixels (246 MB here), not a float32 X (983 MB)
     choice = engines.choose(20000, 12288, 2000, {**cfg, "memory": "256MB"}, on_disk=True)
+    assert (choice.form, choice.engine, choice.dtype) == ("primal", "memory", "float32")
+    choice = engines.choose(20000, 12288, 2000, {**cfg, "memory": "200MB"}, on_disk=True)
     assert (choice.form, choice.engine, choice.dtype) == ("primal", "stream", "float32")
     with pytest.raises(ParameterError):
         descent.run(Dense(np.ones((3, 4))), np.ones(4), 0.1, 5, form="auto")

@@ -1,7 +1,8 @@
 """The planner: where training runs (the engine), how (the form) and in which floats (the
 dtype), decided once, with the reason, from what each costs on this machine.
 
-    memory  X (primal form) or K (dual form) built in memory once: fastest when it fits
+    memory  the uint8 pixels in memory, the products run on them (primal form), or K
+            built once (dual form): fastest when it fits
     stream  the prepared file's uint8 images read a block at a time at every iteration:
             memory stays within the budget whatever m is
     dask    the blocks kept in a Dask cluster's workers, the products run there
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import parse_memory
+from ..design import FEATURE_BLOCK, GRAM_SLAB
+from ..kernels import SCRATCH_BYTES
 from ..errors import CatlrError, UsageError
 from ..events import ignore
 
@@ -85,11 +88,15 @@ def size_text(n: int) -> str:
 
 
 def needs(form: str, m: int, n_x: int, itemsize: int) -> int:
-    """Bytes the memory engine takes: the uint8 pixels, plus K (dual) or X (primal)."""
+    """Bytes the memory engine takes. Primal: the uint8 pixels, which the products run on
+    (no float X is built, whatever `itemsize`), and vectors of m and of n_x floats (a few
+    each: w, the gradient, z, the labels) plus the NumPy path's scratch buffer. Dual: the
+    pixels, K (float64), a block of features as floats (design.FEATURE_BLOCK) and the
+    temporary of one slab of K (design.GRAM_SLAB rows)."""
     pixels = m * n_x
     if form == "dual":
-        return pixels + m * m * 8 + m * 2048 * 8
-    return pixels + m * n_x * itemsize
+        return pixels + m * m * 8 + m * FEATURE_BLOCK * 8 + GRAM_SLAB * m * 8
+    return pixels + 8 * 8 * (m + n_x) + SCRATCH_BYTES
 
 
 def require(engine: str) -> None:

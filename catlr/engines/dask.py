@@ -1,10 +1,13 @@
 """The dask engine: blocks of X kept in a cluster's workers, the products run there.
 
 Each block of examples is read by a worker itself from the prepared file (every worker
-must reach its path), converted to floats once and kept in that worker's memory.
+must reach its path) and kept in that worker's memory as the uint8 pixels it read (a
+quarter of float32's bytes, so a cluster holds 4 times more images before it spills).
 An iteration is one task per block (design.block_gradient, the same update rule as
-every other engine) and a tree reduction of their (n_x,) gradients; only w (n_x
-floats) goes out and one gradient comes back. A block lost with its worker is read
+every other engine, running the fused products on the pixels: kernels.py, on one core
+per worker) and a tree reduction of their (n_x,) gradients; only w (n_x floats) goes
+out, folded by 1 / 255 in each task (n_x divisions beside the block's k n_x products),
+and one gradient comes back. A block lost with its worker is read
 again from the file by Dask, so the result does not change. Needs the optional
 extra: pip install "catlr[dask]".
 """
@@ -28,11 +31,12 @@ from distributed.versions import VersionMismatchWarning
 
 from ..config import parse_address
 from ..containers import open_container
-from ..design import Design, block_gradient, normalize
+from ..design import Design, block_gradient, block_scores
 from ..errors import CatlrError, EngineLost, describe
 from ..events import Notice, ignore
 
 BLOCK_BYTES = 64 << 20  # per task: large enough that scheduling stays a small share
+PIXEL_BYTES = 1         # a block's bytes per pixel: uint8 (the memory note, the block size)
 # Dask's own log lines (tracebacks of a peer it cannot read, a worker lost) are not
 # catlr's output: what matters reaches the user as catlr's one line
 def _quiet_dask():
@@ -236,7 +240,7 @@ def check_workers(client, where, path, key, shape, need, storage_options=None) -
     if need <= keep:
         return []
     return [f"the blocks take {_size(need)} but the {len(limits)} workers hold {_size(keep)} "
-            f"before they spill ({target:.0%} of their {_size(sum(limits))} limits, less what "
+            f"before they spill ({target * 100:g}% of their {_size(sum(limits))} limits, less what "
             "they use): every iteration will read the rest back from disk; add workers, give "
             "them a larger --memory-limit, or use --engine stream"]
 
@@ -317,14 +321,16 @@ def _total_memory() -> int:
 
 
 def read_block(path, key, start, stop, dtype, keep=None, storage_options=None):
-    """X[:, start:stop].T as floats, read by the worker from the HDF5 file or Zarr store
-    (a URL: with `storage_options`) through the same checked reader as every other read;
-    `keep`: the rows of that span that are in (a validation split took the others)."""
+    """The uint8 pixels of X[:, start:stop].T (X = block / 255; `dtype`, X's float type,
+    is what the products compute in, from w), read by the worker from the HDF5 file or
+    Zarr store (a URL: with `storage_options`) through the same checked reader as every
+    other read; `keep`: the rows of that span that are in (a validation split took the
+    others)."""
     with open_container(path, storage_options=storage_options) as c:
         part = np.asarray(c.pixels(key)[start:stop])
     if keep is not None:
         part = part[keep]
-    return normalize(part.reshape(len(part), -1), dtype)
+    return np.ascontiguousarray(part.reshape(len(part), -1))
 
 
 def _add(*parts):
@@ -332,7 +338,7 @@ def _add(*parts):
 
 
 def _scores(xt, w, b):
-    return xt @ w + b
+    return block_scores(xt, w, b)
 
 
 class DaskPixels(Design):
@@ -371,15 +377,15 @@ class DaskPixels(Design):
         try:
             where = scheduler or self.client.scheduler.address
             for text in check_workers(self.client, where, self.path, self.key, tuple(base.shape),
-                                      self.m * self.n_x * self.dtype.itemsize, self.options):
+                                      self.m * self.n_x * PIXEL_BYTES, self.options):
                 on_event(Notice(text))
             self.detail = _dashboard(self.client, local=scheduler is None)
         except BaseException:
             self.close()
             raise
         self.workers = set(self.client.scheduler_info()["workers"])
-        k = max(1, (block_bytes or BLOCK_BYTES) // (self.n_x * self.dtype.itemsize))
-        self.block_bytes = min(k, self.m) * self.n_x * self.dtype.itemsize
+        k = max(1, (block_bytes or BLOCK_BYTES) // (self.n_x * PIXEL_BYTES))
+        self.block_bytes = min(k, self.m) * self.n_x * PIXEL_BYTES
         self.spans = [(s, min(s + k, self.m)) for s in range(0, self.m, k)]
         def span(s, e):  # the stored rows a block reads, and which of them it keeps
             if index is None:

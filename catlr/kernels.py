@@ -1,0 +1,110 @@
+"""Products of a block of uint8 pixels with a float vector, without a float copy of the block.
+
+    times(x, v, b)    x v + b   (k,)   x (k, n) uint8, v (n,) floats
+    times_t(x, d)     d x       (n,)   d (k,) floats
+computed in v's (d's) float type, each pixel converted exactly. design.py folds X's
+1 / 255 into v and d, so that a block of X = x / 255 is never built. With numba
+installed (pip install "catlr[fast]") the compiled kernels of kernels_numba.py run them
+(on every core for a block of PARALLEL_BYTES or more, on this thread below: waking the
+other threads costs more than small blocks save; on this thread always where the process
+is limited to one, OMP_NUM_THREADS=1 as a Dask worker's nanny sets: one worker a core);
+numba is imported on first use only.
+Without it NumPy converts SCRATCH_BYTES of rows at a time into a float buffer and
+multiplies there (BLAS), so no float copy of the whole block is made either.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+PARALLEL_BYTES = 1 << 17   # pixels in a block from which the compiled kernels use every core
+SCRATCH_BYTES = 4 << 20    # the NumPy path's float buffer
+USE_NUMBA = True           # False: NumPy's path even where numba is installed (tests, bench)
+_compiled = None           # kernels_numba once imported; False: numba is not installed
+ONE_THREAD = os.environ.get("OMP_NUM_THREADS", "").strip() == "1"
+
+
+def compiled(use=True):
+    """The compiled kernels (catlr.kernels_numba), or None: numba is not installed, or
+    USE_NUMBA is off, or use=False (NumPy's path asked for)."""
+    global _compiled
+    if not (USE_NUMBA and use):
+        return None
+    if _compiled is None:
+        try:
+            from . import kernels_numba
+        except ImportError:  # catlr[fast] not installed
+            kernels_numba = False
+        _compiled = kernels_numba
+    return _compiled or None
+
+
+def _parallel(x) -> bool:
+    # every core only from the main thread: numba's workqueue layer (kernels_numba) runs
+    # one parallel kernel at a time, and a thread of a pool (a Dask worker's) has one core
+    return (x.size >= PARALLEL_BYTES and not ONE_THREAD
+            and threading.current_thread() is threading.main_thread())
+
+
+def _pixels(x):
+    if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 2):
+        raise TypeError(f"expected (k, n) uint8 pixels, got {getattr(x, 'dtype', type(x))} "
+                        f"of shape {getattr(x, 'shape', None)}")
+    return np.ascontiguousarray(x)
+
+
+def _floats(v):
+    v = np.asarray(v)
+    return v if v.dtype in (np.float32, np.float64) else v.astype(np.float64)
+
+
+def times(x, v, b=0.0, out=None, fast=True):
+    """x v + b (k,) in v's float type: x (k, n) uint8, v (n,) floats, b a number.
+    fast=False: NumPy's path, always (for a single pass, which numba's import, about half
+    a second, does not pay for: the dual form's one X c, say; always, so that its bits
+    do not depend on whether something else loaded numba)."""
+    x, v = _pixels(x), np.ascontiguousarray(_floats(v))
+    b = v.dtype.type(b)
+    if out is None:
+        out = np.empty(x.shape[0], v.dtype)
+    if x.shape[0] == 0:
+        return out
+    fast = compiled(fast)
+    if fast is not None:
+        (fast.scores if _parallel(x) else fast.scores_serial)(x, v, b, out)
+        return out
+    rows = max(1, SCRATCH_BYTES // (x.shape[1] * v.itemsize))
+    buf = np.empty((min(rows, x.shape[0]), x.shape[1]), v.dtype)
+    for i in range(0, x.shape[0], rows):
+        part = x[i:i + rows]
+        block = buf[:len(part)]
+        block[...] = part  # exact: every uint8 is a float
+        np.matmul(block, v, out=out[i:i + len(part)])
+    out += b
+    return out
+
+
+def times_t(x, d, fast=True):
+    """d x (n,) in d's float type: x (k, n) uint8, d (k,) floats; `fast` as for times."""
+    x, d = _pixels(x), np.ascontiguousarray(_floats(d))
+    out = np.zeros(x.shape[1], d.dtype)
+    if x.shape[0] == 0:
+        return out
+    fast = compiled(fast)
+    if fast is not None:
+        if _parallel(x):
+            fast.back(x, d, out, fast.threads())
+        else:
+            fast.back_serial(x, d, out)
+        return out
+    rows = max(1, SCRATCH_BYTES // (x.shape[1] * d.itemsize))
+    buf = np.empty((min(rows, x.shape[0]), x.shape[1]), d.dtype)
+    for i in range(0, x.shape[0], rows):
+        part = x[i:i + rows]
+        block = buf[:len(part)]
+        block[...] = part
+        out += d[i:i + len(part)] @ block
+    return out
