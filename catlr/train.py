@@ -79,7 +79,7 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
         model.fit_design(design, ds.y_train, on_event, gram, tag, choice.why, form=choice.form,
                          held=held, start=start, saver=saver)
         trouble = cost_warnings(model.cost_trace_, cfg["lr"], cfg["iters"],
-                                lambda: descent.largest_step(design, model.objective))
+                                lambda: _largest(design, model))
     finally:
         if own:
             design.close()
@@ -110,6 +110,13 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
                         "val_accuracy_ci": wilson(round(acc * len(y)), len(y)),
                         "m_val": int(len(y))})
     return model, figures
+
+
+def _largest(design, model):
+    """The largest stable step on this data: 2 / L for gd, 1 / L for accelerated descent
+    (nesterov); None when it would take too long to find (descent.largest_step)."""
+    top = descent.largest_step(design, model.objective)
+    return top / 2 if top is not None and model.solver == "nesterov" else top
 
 
 def _logit(model, x):
