@@ -458,9 +458,9 @@ class _Stop(Exception):
 class _Threads:
     """BLAS on one thread while scipy does its own vector work (L-BFGS's two-loop recursion
     over n_x-long vectors), and on as many as before during catlr's passes over X. Two
-    loaded BLAS libraries (numpy's and scipy's OpenBLAS) each spinning two threads on two
-    cores made scipy's part of an iteration cost many times the pass itself
-    (bench/solvers.py). Needs threadpoolctl (catlr[lbfgs]); without it, nothing changes."""
+    loaded BLAS libraries (numpy's and scipy's OpenBLAS), each with threads spinning for
+    the cores, slowed every iteration (bench/README.md, Solvers: "lbfgs spin"). Needs
+    threadpoolctl (catlr[lbfgs]); without it, nothing changes."""
 
     def __init__(self):
         try:

@@ -392,3 +392,16 @@ def test_lbfgs_without_scipy_says_how_to_install_it_before_reading_data(tmp_path
     p = subprocess.run([sys.executable, "-c", BLOCKED, "train", str(missing), "--solver",
                         "nesterov"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert p.returncode == 1 and "no-such-data.h5 does not exist" in p.stderr, p.stderr
+
+
+def test_a_nesterov_run_whose_cost_rose_is_told_a_rate_under_one_over_l():
+    from catlr import LogisticRegression
+    from catlr.descent import largest_step
+    from catlr.design import Dense
+    from catlr.train import _largest
+
+    X, _ = _toy()
+    design = Dense(X)
+    top = largest_step(design)   # 2 / L: gd's limit
+    assert _largest(design, LogisticRegression(solver="gd")) == top
+    assert _largest(design, LogisticRegression(solver="nesterov")) == top / 2   # 1 / L
