@@ -19,10 +19,12 @@ DEFAULTS = {
     # training: the course's week-2 settings
     "lr": 0.005,            # learning rate of batch gradient descent ("auto": chosen on
                             # the validation split from a short sweep)
-    "iters": 2000,          # gradient-descent iterations
+    "iters": 2000,          # gradient-descent iterations (lbfgs: at most this many)
     "print_every": 100,     # record (and print) the cost every this many iterations
     "l2": 0.0,              # course 2's penalty lambda / (2m) |w|^2 (the bias is not penalized)
     "class_weight": "none", # none | balanced (m / (2 n_class), as scikit-learn) | NEG:POS, e.g. 1:3
+    "solver": "gd",         # gd (the course's fixed-step descent) | nesterov (accelerated,
+                            # the same step) | lbfgs (scipy's L-BFGS-B, catlr[lbfgs]; no lr)
     # validation: choices made on held-out data, never on the test split
     "val_fraction": 0.0,    # of the training split held out (seeded, stratified); 0: none
     "early_stop": 0,        # stop after this many recorded costs without a better validation
@@ -59,6 +61,7 @@ SERVE = {"host": "127.0.0.1", "port": 8000, "max_upload": "20MB", "max_images": 
 
 # Every setting with a fixed set of values: index 0 is never special, DEFAULTS says the default.
 CHOICES = {
+    "solver": ("gd", "nesterov", "lbfgs"),
     "dtype": ("auto", "float64", "float32"),
     "engine": ("auto", "memory", "stream", "dask"),
     "form": ("auto", "primal", "dual"),
@@ -87,9 +90,13 @@ class Flag(NamedTuple):
 
 
 FLAGS = {
+    "solver": Flag("training", "How the cost is minimized: gd (the course's fixed-step "
+                               "descent), nesterov (accelerated descent with the same step), "
+                               "lbfgs (scipy's L-BFGS-B, no --lr; pip install "
+                               "\"catlr[lbfgs]\"); nesterov and lbfgs run in the primal form"),
     "lr": Flag("training", "Learning rate of gradient descent, or auto: the best of a short "
                            "sweep on the validation split"),
-    "iters": Flag("training", "Gradient-descent iterations"),
+    "iters": Flag("training", "Gradient-descent iterations (lbfgs: the most it runs)"),
     "print_every": Flag("training", "Record and print the cost every N iterations"),
     "l2": Flag("training", "L2 penalty lambda: J + lambda / (2m) |w|^2, as course 2"),
     "class_weight": Flag("training", "Weigh each class's examples: none, balanced, or NEG:POS "

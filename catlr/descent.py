@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .config import CHOICES
 from .design import COURSE, dtype_name, namespace, to_host
 from .errors import CatlrError, ParameterError
-from .events import Plan, Step, ignore
+from .events import Notice, Plan, Step, ignore
 
 REPORTS_PER_SECOND = 10  # progress events a second, so a bar moves smoothly
 SAMPLE_EVERY = 20        # the cost is sampled every 20 iterations, to notice it rising
@@ -158,7 +159,7 @@ class Saver:
 
 
 def run(design, y, lr, iters, *, form, objective=COURSE, print_every=100, on_event=ignore,
-        gram=None, tag=None, why="", held=None, start=None, saver=None) -> Fit:
+        gram=None, tag=None, why="", held=None, start=None, saver=None, solver="gd") -> Fit:
     """Gradient descent on `design` (X, n_x x m) and labels y (m,) of 0/1, in the decided
     `form` ("primal" or "dual": engines.choose decides), minimizing `objective`.
 
@@ -171,10 +172,24 @@ def run(design, y, lr, iters, *, form, objective=COURSE, print_every=100, on_eve
     form, one pass over X_held in the primal), and early stopping on it. `start` (Start):
     a warm start or a resumed state; `iters` is then the iteration to end at. `saver`
     (Saver): checkpoints. Fit.state is the solver's state at the end (for a resume).
+
+    `solver` (config.CHOICES["solver"]): "gd", the course's descent (either form);
+    "nesterov", the same step from an extrapolated point (primal); "lbfgs", scipy's
+    L-BFGS-B on the same objective and seam (primal; no lr, no checkpoints and no state:
+    `saver` is not used). Without a penalty, a non-gd run whose weights end up
+    classifying every training example correctly says so (a Notice): the data is
+    separable, so the cost has no minimum and the weights grow without bound.
     """
     if form not in ("primal", "dual"):
         raise ParameterError(f"form={form!r} is not decided: expected 'primal' or 'dual' "
                              "(engines.choose_form picks one)")
+    if solver not in SOLVERS:
+        raise ParameterError(f"solver={solver!r} is not a solver: expected one of "
+                             f"{', '.join(SOLVERS)}")
+    if form == "dual" and solver != "gd":
+        raise ParameterError(f"solver={solver!r} runs in the primal form (a step from a point "
+                             "that is not the last iterate, or scipy's vectors over w), not "
+                             "form='dual': pass form='primal'")
     start = start or Start()
     n_x, m = design.n_x, design.m
     design.objective = objective
@@ -212,11 +227,32 @@ def run(design, y, lr, iters, *, form, objective=COURSE, print_every=100, on_eve
         return _fit(steps, to_host(w), b, costs, form, z, ran, state)
     dense = design.dense()  # X built once (memory), or the source itself (stream, dask)
     score = None if held is None else (lambda w, b: held_cost(held.design.scores(w, b)))
-    with saver or contextlib.nullcontext():  # signals wait for the iteration's end
-        w, b, costs, ran, state = primal(dense, y, s, lr, iters, steps, objective, score,
-                                         start, saver)
+    if solver == "lbfgs":
+        w, b, costs, ran, state = quasi_newton(dense, y, s, iters, steps, objective, score,
+                                               start, on_event)
+    else:
+        with saver or contextlib.nullcontext():  # signals wait for the iteration's end
+            w, b, costs, ran, state = primal(dense, y, s, lr, iters, steps, objective, score,
+                                             start, saver, solver)
     steps.finish()
-    return _fit(steps, to_host(w), b, costs, form, dense.scores(w, b), ran, state)
+    z = dense.scores(w, b)
+    if solver != "gd" and not objective.l2 and separates(z, y):
+        on_event(Notice(SEPARABLE))
+    return _fit(steps, to_host(w), b, costs, form, z, ran, state)
+
+
+SOLVERS = CHOICES["solver"]
+SEPARABLE = ("the training set is separable (these weights classify every training image "
+             "correctly): without --l2 the cost goes to 0 and the weights grow without "
+             "bound, so more iterations only scale them up; add a penalty such as --l2 1 "
+             "for a model that converges")
+
+
+def separates(z, y) -> bool:
+    """Whether scores z put every example on its label's side of 0 (y of 0/1): then the
+    data is linearly separable, and without a penalty the cost has no minimum."""
+    xp = namespace(z)
+    return bool(xp.all((2 * y - 1) * z > 0))
 
 
 def _fit(steps, w, b, costs, form, z, ran, state) -> Fit:
@@ -294,34 +330,70 @@ class _Steps:
 
 
 def primal(design, y, s, lr, iters, steps, objective=COURSE, score=None, start=None,
-           saver=None):
+           saver=None, solver="gd"):
     """The course's loop on the seam: one design.gradient per iteration. Returns (w, b,
     costs, iterations run, the state to resume from). score(w, b): the held-out cost
-    (steps watches it); start: where it begins (Start); saver: checkpoints (Saver)."""
+    (steps watches it); start: where it begins (Start); saver: checkpoints (Saver).
+
+    solver "gd" takes the step at w itself (the course's iterates, exactly). "nesterov"
+    takes the same step at an extrapolated point p = w + beta (w - w_prev) (b alike),
+    with FISTA's momentum t' = (1 + sqrt(1 + 4 t^2)) / 2, beta' = (t - 1) / t' from
+    t = 1, beta = 0, and its gradient restart (O'Donoghue and Candes, 2015): when the
+    step taken from p points against the move it makes, (p - w_new).(w_new - w) > 0,
+    the momentum starts again (t = 1, beta = 0). Without it, on the course's data with
+    --l2 100 the iterates circle the optimum (3e-2 from it after 2,000 iterations at lr
+    0.0018; 8e-5 with it). That test is one scalar brought to the host per iteration.
+    w_prev, b_prev, t and beta are in the state, so a resume goes on bit for bit. The
+    recorded (and sampled) cost, and the held-out cost, are those of w, not of p: the
+    gradient's pass gives p's, so w's costs one more pass over X (design.scores) at
+    those iterations only. Stopped early, a nesterov run keeps its best w with its
+    momentum restarted (w_prev = w, t = 1): that is what it resumes from. The step must
+    be smaller than gd's: accelerated descent is stable below 1 / L, gd below 2 / L.
+    """
     xp, m = design.xp, design.m
     step = lr / m
     shrink = objective.shrink(lr, m)
     start = start or Start()
     first, keep = start.at, None
+    accel = solver == "nesterov"
     st = start.state
+    wp = bp = None
+    t, beta = 1.0, 0.0   # FISTA's t and the next extrapolation's coefficient
     if st is not None:   # exactly where it stopped: w and b in their own float type
         w = xp.asarray(design.asarray(st["w"]), copy=True)  # the caller's array stays as it is
         b, keep = st["b"], st.get("keep")
         if keep is not None:
             keep = (design.asarray(keep[0]), keep[1], keep[2])
-    elif start.w is not None:
-        w, b = xp.asarray(design.asarray(np.ravel(start.w)), copy=True), start.b
-    else:
-        w, b = xp.zeros(design.n_x, dtype=design.dtype), 0.0
+        if accel and st.get("wp") is not None:
+            wp = xp.asarray(design.asarray(st["wp"]), copy=True)
+            bp, t, beta = st["bp"], float(st["t"]), float(st["beta"])
+    else:  # b as a scalar of X's dtype from the start (NumPy), as every step leaves it,
+        # so that a state saved at this iteration holds it in that type (the same bits)
+        w = (xp.asarray(design.asarray(np.ravel(start.w)), copy=True) if start.w is not None
+             else xp.zeros(design.n_x, dtype=design.dtype))
+        b = float(start.b or 0.0)
+        if xp is np:
+            b = np.dtype(design.dtype).type(b)
+    if accel and wp is None:  # the momentum starts (again) at w
+        wp, bp, t, beta = xp.asarray(w, copy=True), b, 1.0, 0.0
     ran = iters
 
-    def norm2():
-        return float(xp.sum(w * w)) if objective.l2 else 0.0
+    def norm2(v):
+        return float(xp.sum(v * v)) if objective.l2 else 0.0
+
+    def cost_at_w(total, at_w):
+        """J at w: from the gradient's pass when it was taken at w, else one more pass."""
+        if not at_w:
+            total = objective.terms(design.scores(w, b), y, s)
+        return objective.cost(float(total) / m, m, norm2(w))
 
     def snapshot(i):
-        return {"form": "primal", "w": to_host(w, None), "b": b, "i": i,
-                "keep": None if keep is None else (to_host(keep[0], None), keep[1], keep[2]),
-                **steps.history()}
+        state = {"form": "primal", "w": to_host(w, None), "b": b, "i": i,
+                 "keep": None if keep is None else (to_host(keep[0], None), keep[1], keep[2]),
+                 **steps.history()}
+        if accel:
+            state.update(solver=solver, wp=to_host(wp, None), bp=bp, t=t, beta=beta)
+        return state
 
     if score is not None:
         steps.watch = lambda: score(w, b)
@@ -329,24 +401,211 @@ def primal(design, y, s, lr, iters, steps, objective=COURSE, score=None, start=N
         for i in range(first, iters):
             if saver is not None and saver.signum is not None:
                 saver.halt(lambda: snapshot(i))
-            g, sd, total = design.gradient(w, b, y, s)
+            if accel:  # where the step is taken: w for gd, w + beta (w - w_prev) here
+                p = w - wp
+                p *= beta
+                p += w
+                pb = b + beta * (b - bp)
+            else:
+                p, pb = w, b
+            g, sd, total = design.gradient(p, pb, y, s)
             if steps.due(i):
                 if saver is not None:  # before i's record: a resume from i records it once
                     saver.tick(lambda: snapshot(i))
-                steps.report(i, lr, lambda: objective.cost(float(total) / m, m, norm2()))
+                steps.report(i, lr, lambda: cost_at_w(total, p is w or beta == 0.0))
                 if steps.improved and steps.held.patience:
                     keep, steps.improved = (xp.asarray(w, copy=True), b, i), False
                 if steps.stop:  # early stopping: the best weights, not the last
                     w, b, ran = keep[0], keep[1], i
+                    if accel:
+                        wp, bp, t, beta = xp.asarray(w, copy=True), b, 1.0, 0.0
                     break
+            if accel:
+                back, pb0 = xp.asarray(p, copy=True), pb
+            # the gradient step, written once: at w itself (gd) or at the point p
             if shrink != 1.0:
-                w *= shrink
-            w -= step * g
-            b -= step * sd  # sd stays where the products ran: no sync per step
+                p *= shrink
+            p -= step * g
+            pb -= step * sd  # sd stays where the products ran: no sync per step
+            if accel:
+                back -= p  # p before the step less after it: the step, reversed
+                against = float(xp.sum(back * (p - w))) + float((pb0 - pb) * (pb - b)) > 0
+                wp, bp, w, b = w, b, p, pb
+                t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+                t, beta = (1.0, 0.0) if against else (t_next, (t - 1.0) / t_next)
+            else:
+                b = pb
     if not (bool(xp.all(xp.isfinite(w))) and math.isfinite(float(b))):
         _diverged(iters, lr)
     end = snapshot(keep[2] if steps.stop else iters)
     return w, float(b), steps.costs, ran, end
+
+
+# L-BFGS-B's stopping rules (scipy's names): a relative fall of the cost under FTOL, or
+# every component of the gradient under GTOL. Tighter than scipy's defaults (2.2e-9,
+# 1e-5), so that a run ends at the optimum to float precision (or at --iters) rather
+# than a few digits short of it; the line search then ends most runs ("ABNORMAL": no
+# lower cost along the direction), which is reported as the optimum reached.
+LBFGS_FTOL = 1e-15
+LBFGS_GTOL = 1e-10
+LBFGS_HISTORY = 10  # gradient pairs kept (scipy's default)
+
+
+class _Stop(Exception):
+    """Early stopping, raised in L-BFGS's callback to end scipy's loop."""
+
+
+class _Threads:
+    """BLAS on one thread while scipy does its own vector work (L-BFGS's two-loop recursion
+    over n_x-long vectors), and on as many as before during catlr's passes over X. Two
+    loaded BLAS libraries (numpy's and scipy's OpenBLAS), each with threads spinning for
+    the cores, slowed every iteration (bench/README.md, Solvers: "lbfgs spin"). Needs
+    threadpoolctl (catlr[lbfgs]); without it, nothing changes."""
+
+    def __init__(self):
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            self.libs = [c for c in ThreadpoolController().lib_controllers
+                         if c.user_api == "blas"]
+        except Exception:  # not installed, or a library it cannot drive
+            self.libs = []
+        self.counts = [c.num_threads for c in self.libs]
+        self.depth = 0
+
+    def scipy(self):
+        for c in self.libs:
+            c.set_num_threads(1)
+
+    def catlr(self):
+        for c, n in zip(self.libs, self.counts):
+            c.set_num_threads(n)
+
+    @contextlib.contextmanager
+    def ours(self):
+        """catlr's work inside scipy's loop (a pass over X, a record): the usual threads."""
+        if not self.depth:
+            self.catlr()
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth:
+                self.scipy()
+
+
+def require(solver: str) -> None:
+    """Refuse, before any data is read, a solver whose package is not installed."""
+    if solver == "lbfgs":
+        import importlib.util
+        import sys
+
+        missing = sys.modules["scipy"] is None if "scipy" in sys.modules else (
+            importlib.util.find_spec("scipy") is None)
+        if not missing:
+            try:
+                import scipy.optimize  # noqa: F401
+            except ImportError:
+                missing = True
+        if missing:
+            raise CatlrError("--solver lbfgs needs scipy, which is not installed: pip install "
+                             "\"catlr[lbfgs]\"")
+
+
+def quasi_newton(design, y, s, iters, steps, objective=COURSE, score=None, start=None,
+                 on_event=ignore):
+    """L-BFGS-B (scipy.optimize.minimize, jac=True) on the objective, one design.gradient
+    (one pass over X) per evaluation of the cost and its gradient. Returns (w, b, costs,
+    iterations run, None: no state to resume from, L-BFGS's gradient pairs are not kept).
+
+    scipy's vectors are float64, [w; b]; w is cast to the design's dtype for each pass
+    (float32 X: the gradient is float32's, and the optimum is reached to its precision).
+    `iters` is the most L-BFGS iterations it runs; each takes one evaluation or a few
+    (the line search). costs: the cost at the iterate after i iterations, for i = 0,
+    print_every, ... below `iters` (at i = 0: w = 0, b = 0), as gd's grid; the sampled
+    trace and the held-out cost likewise. The cost at an iterate is the one its
+    evaluation computed, so recording costs nothing. Early stopping on the held-out cost
+    ends it there with the best iterate. It stops before `iters` when the cost no longer
+    falls (LBFGS_FTOL, LBFGS_GTOL, or a line search that finds nothing lower): a Notice
+    says where.
+    """
+    from scipy.optimize import minimize
+
+    m, n_x = design.m, design.n_x
+    start = start or Start()
+    first = start.at  # iterations are counted from there (a warm start's own count)
+    if start.state is not None:
+        raise ParameterError("an L-BFGS run keeps no state to resume from (its gradient "
+                             "pairs are not saved): start again, or warm-start from its "
+                             "weights (Start(w=..., b=...))")
+    x0 = np.zeros(n_x + 1)
+    if start.w is not None:
+        x0[:n_x], x0[n_x] = to_host(np.ravel(start.w)), float(start.b)
+    l2 = float(objective.l2)
+    last = {}   # the one evaluation kept: scipy asks for the point it just accepted
+    threads = _Threads()
+
+    def evaluate(x):
+        if last and np.array_equal(x, last["x"]):
+            return last["f"], last["g"].copy()
+        w = design.asarray(x[:n_x])
+        with threads.ours():
+            g, sd, total = design.gradient(w, float(x[n_x]), y, s)
+        wx = x[:n_x]
+        f = objective.cost(float(total) / m, m, float(wx @ wx) if l2 else 0.0)
+        grad = np.empty(n_x + 1)
+        grad[:n_x] = to_host(g)
+        grad[:n_x] /= m
+        if l2:
+            grad[:n_x] += (l2 / m) * wx
+        grad[n_x] = float(sd) / m
+        last.update(x=x.copy(), f=f, g=grad)
+        return f, grad.copy()
+
+    state = {"x": x0, "i": first, "keep": None}
+
+    def current():
+        x = state["x"]
+        return design.asarray(x[:n_x]), float(x[n_x])
+
+    if score is not None:
+        steps.watch = lambda: score(*current())
+
+    def look(x, i):
+        """At iterate i (i iterations done): the record, the held-out cost, a Step."""
+        state["x"], state["i"] = x, i
+        if i < iters and steps.due(i):
+            with threads.ours():
+                steps.report(i, None, lambda: evaluate(x)[0])
+            if steps.improved and steps.held.patience:
+                state["keep"], steps.improved = (x.copy(), i), False
+            if steps.stop:
+                raise _Stop
+
+    result = None
+    threads.scipy()  # from here on one BLAS thread, but inside threads.ours()
+    try:
+        evaluate(x0)
+        look(x0, first)
+        result = minimize(evaluate, x0, jac=True, method="L-BFGS-B",
+                          callback=lambda xk: look(np.array(xk, dtype=np.float64),
+                                                   state["i"] + 1),
+                          options={"maxiter": iters - first, "maxfun": 10**9, "ftol": LBFGS_FTOL,
+                                   "gtol": LBFGS_GTOL, "maxcor": LBFGS_HISTORY})
+        x, ran = np.asarray(result.x, dtype=np.float64), first + int(result.nit)
+    except _Stop:
+        x, ran = state["keep"][0], state["i"]
+    finally:
+        threads.catlr()
+    if not np.all(np.isfinite(x)):
+        _diverged(ran, None)
+    if result is not None and ran < iters:
+        why = {0: "converged", 2: "its line search found no lower cost, the optimum to the "
+                                  "precision of the floats"}.get(result.status, "stopped")
+        on_event(Notice(f"L-BFGS stopped after {ran} of {iters} iterations: {why} "
+                        f"(scipy: {' '.join(str(result.message).split())[:80]})"))
+    return design.asarray(x[:n_x]), float(x[n_x]), steps.costs, ran, None
 
 
 def dual(K, y, s, lr, iters, steps, objective=COURSE, score=None, start=None, offset=None,
@@ -491,7 +750,10 @@ def largest_step(design, objective=COURSE, iters=12, max_work=2e10) -> float | N
     return 2.0 / smooth if smooth > 0 else None
 
 
-def _diverged(i: int, lr: float):
+def _diverged(i: int, lr: float | None):
+    if lr is None:  # L-BFGS: no step to make smaller
+        raise CatlrError(f"training diverged at iteration {i} (the cost or the weights are no "
+                         "longer finite), try --solver gd or add a penalty such as --l2 1")
     raise CatlrError(f"training diverged at iteration {i} (weights are no longer finite "
                      f"with --lr {lr:g}), use a smaller learning rate such as --lr {lr / 10:g} "
                      "(the course uses 0.005)")

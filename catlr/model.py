@@ -25,7 +25,9 @@ class LogisticRegression:
     Parameters (set at construction, checked at fit, never changed by fitting): lr, iters,
     print_every, form ("auto", "primal" or "dual"), dtype (of X built from pixels; "auto":
     float64 in the dual form, float32 in the primal), l2 (course 2's penalty
-    l2 / (2m) |w|^2, 0: none) and class_weight (None, "balanced" or {0: w0, 1: w1}).
+    l2 / (2m) |w|^2, 0: none), class_weight (None, "balanced" or {0: w0, 1: w1}) and
+    solver ("gd", the course's descent; "nesterov" or "lbfgs", primal form only, lbfgs
+    through scipy: descent.run).
     Fitted attributes, scikit-learn style: `w_` (n_x, 1), `b_`, `costs_` (the cost
     every `print_every` iterations from iteration 0), `form_` (the form used),
     `train_z_` (Z on the training data after the last update, (m,)), `cost_trace_`
@@ -34,10 +36,10 @@ class LogisticRegression:
 
     def __init__(self, lr: float = 0.005, iters: int = 2000, print_every: int = 100,
                  form: str = "auto", dtype: str = "float64", l2: float = 0.0,
-                 class_weight=None):
+                 class_weight=None, solver: str = "gd"):
         self.lr, self.iters, self.print_every = lr, iters, print_every
         self.form, self.dtype = form, dtype
-        self.l2, self.class_weight = l2, class_weight
+        self.l2, self.class_weight, self.solver = l2, class_weight, solver
         self.w_ = None
         self.b_ = 0.0
         self.costs_: list[float] = []
@@ -66,21 +68,25 @@ class LogisticRegression:
     def check_params(self) -> None:
         """Refuse parameters that cannot work, with what was found, what was expected and
         the fix: a ParameterError, which is a ValueError (scikit-learn's convention)."""
-        for key in ("lr", "iters", "print_every", "form", "dtype"):
+        for key in ("lr", "iters", "print_every", "form", "dtype", "solver"):
             value = getattr(self, key)
             why = problem(key, value)
             if why:
                 example = "float64" if key == "dtype" else DEFAULTS[key]
                 raise ParameterError(f"LogisticRegression({key}={value!r}) cannot be fitted: "
                                      f"{key} {why}; pass e.g. {key}={example!r}")
+        if self.solver != "gd" and self.form == "dual":
+            raise ParameterError(f"LogisticRegression(solver={self.solver!r}, form='dual') "
+                                 f"cannot be fitted: {self.solver} runs in the primal form; "
+                                 "pass form='primal' or 'auto'")
         self.objective.check()
 
     def _plan(self, n_x, m) -> tuple[str, str]:
         """(form, dtype) to fit with: as asked, or chosen by engines' cost model."""
         self.check_params()
         itemsize = 4 if self.dtype in ("auto", "float32") else 8
-        form = engines.choose_form(n_x, m, self.iters, itemsize) if self.form == "auto" \
-            else self.form
+        form = self.form if self.form != "auto" else "primal" if self.solver != "gd" else \
+            engines.choose_form(n_x, m, self.iters, itemsize)
         dtype = self.dtype if self.dtype != "auto" else ("float64" if form == "dual"
                                                          else "float32")
         return form, dtype
@@ -120,7 +126,8 @@ class LogisticRegression:
             self.check_params()
         fit = descent.run(design, y, self.lr, self.iters, form=form, objective=self.objective,
                           print_every=self.print_every, on_event=on_event, gram=gram,
-                          tag=tag, why=why, held=held, start=start, saver=saver)
+                          tag=tag, why=why, held=held, start=start, saver=saver,
+                          solver=self.solver)
         self.w_ = fit.w.reshape(-1, 1)
         self.b_, self.costs_, self.form_, self.train_z_ = fit.b, fit.costs, fit.form, fit.z
         self.cost_trace_ = fit.trace

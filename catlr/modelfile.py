@@ -28,7 +28,7 @@ FORMAT = 1
 FIGURES = ("final_cost", "train_accuracy", "test_accuracy", "m_train", "m_test", "lr", "iters",
            "print_every")
 TEXTS = ("data", "data_kind", "created", "dtype", "form", "engine", "engine_reason", "positive",
-         "fit", "normalization", "catlr_version")
+         "fit", "normalization", "catlr_version", "solver")
 MAX_TEXT = 4096      # characters in one text of the metadata (a path, a reason)
 MAX_WARNINGS = 20    # warnings kept from a file (a run has one or two)
 MAX_META = 1 << 20   # characters of the metadata JSON
@@ -129,7 +129,7 @@ def read_npz(path, needed: set, invalid, optional=frozenset()) -> dict:
 
 # ---- the solver's state: what a checkpoint, or a finished run, keeps to go on from
 
-STATE_ARRAYS = ("w", "u", "w0", "keep", "costs", "trace", "held_costs")
+STATE_ARRAYS = ("w", "u", "w0", "wp", "keep", "costs", "trace", "held_costs")
 
 
 def save_state(path, state: dict, info: dict, kind: str = "state") -> None:
@@ -137,13 +137,15 @@ def save_state(path, state: dict, info: dict, kind: str = "state") -> None:
     b or v in their own float type, the history) and `info` (JSON: the run's config, data,
     fingerprint, iterations) to `path`, atomically."""
     arrays = {"meta": np.str_(json.dumps({**info, **{
-        k: v for k, v in state.items() if k not in STATE_ARRAYS + ("b", "keep")},
+        k: v for k, v in state.items() if k not in STATE_ARRAYS + ("b", "bp", "keep")},
         "keep_at": None if state.get("keep") is None else list(state["keep"][1:]),
         "b_dtype": np.asarray(state.get("b", 0.0)).dtype.name}, default=float))}
-    for key in ("w", "u", "w0"):
+    for key in ("w", "u", "w0", "wp"):
         if state.get(key) is not None:
             arrays[key] = np.asarray(state[key])
     arrays["b"] = np.asarray(state.get("b", 0.0))
+    if state.get("bp") is not None:  # nesterov's previous bias, in its own float type too
+        arrays["bp"] = np.asarray(state["bp"])
     if state.get("keep") is not None:
         arrays["keep"] = np.asarray(state["keep"][0])
     arrays["costs"] = np.asarray(state.get("costs", []), np.float64)
@@ -168,7 +170,7 @@ def load_state(path, is_input=True) -> tuple[dict, dict]:
     if not os.path.isfile(path):
         raise invalid(path, "not a regular file")
     e = read_npz(path, {"meta", "b", "costs", "trace", "held_costs"}, invalid,
-                 {"w", "u", "w0", "keep"})
+                 {"w", "u", "w0", "wp", "bp", "keep"})
     try:
         info = json.loads(str(e["meta"]))
         if not isinstance(info, dict) or info.get("form") not in ("primal", "dual"):
@@ -191,6 +193,21 @@ def load_state(path, is_input=True) -> tuple[dict, dict]:
             state["trace"] = [[int(a), float(c)] for a, c in state["trace"]]
         if form == "primal":
             state["w"] = vec
+            solver = info.get("solver", "gd")
+            if solver not in ("gd", "nesterov"):
+                raise ValueError(f"solver {solver!r} keeps no state")
+            if solver == "nesterov":  # its momentum: the previous iterate, t and beta
+                wp, bp = e.get("wp"), e.get("bp")
+                t, beta = info.get("t"), info.get("beta")
+                if wp is None or wp.shape != vec.shape or wp.dtype != vec.dtype or not (
+                        np.isfinite(wp).all()):
+                    raise ValueError("nesterov's previous weights are missing or not finite")
+                if bp is None or bp.shape != () or bp.dtype.kind != "f":
+                    raise ValueError("nesterov's previous bias is not a float")
+                if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                           and math.isfinite(v) for v in (t, beta)) or t < 1:
+                    raise ValueError("nesterov's momentum (t, beta) is not a number")
+                state.update(solver=solver, wp=wp, bp=bp[()], t=float(t), beta=float(beta))
         else:
             state.update(u=vec, v=float(info.get("v", 0.0)), t=int(info.get("t", 0)),
                          b0=float(info.get("b0", 0.0)), w0=e.get("w0"))

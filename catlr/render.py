@@ -294,7 +294,9 @@ def train_summary(console, meta, saved):
         console.print(f"--lr auto chose lr {meta['lr']:g}: the lowest validation cost of the "
                       "rates whose cost did not rise")
     ran = meta.get("stopped_at")
-    console.print(f"Final cost (after iteration {ran if ran is not None else meta['iters']}, "
+    last = meta.get("iters_run") if meta.get("solver") == "lbfgs" else None  # may end sooner
+    console.print(f"Final cost (after iteration "
+                  f"{ran if ran is not None else last if last is not None else meta['iters']}, "
                   f"the last): {meta['final_cost']:f}")
     if ran is not None:
         console.print(f"Stopped early at iteration {ran}: the validation cost had not improved "
@@ -435,7 +437,7 @@ def split_text(meta) -> str:
 def inspect_table(console, path, chosen, meta, model, weights):
     t = _table("key", "value", title=_model_line(path, chosen))
     for key in ("format", "catlr_version", "created", "image_size", "classes", "fit",
-                "normalization", "lr", "iters", "print_every", "form", "dtype", "data",
+                "normalization", "solver", "lr", "iters", "print_every", "form", "dtype", "data",
                 "data_kind", "m_train", "m_test"):
         if key in meta:
             t.add_row(key, str(meta[key]))
@@ -500,7 +502,8 @@ def runs_table(console, rows, root, wide=False):
         return pct(r.get("val_accuracy")) if r.get("val_accuracy") is not None else ""
 
     def extra(r):  # what a run changed of the course's objective, or how it stopped
-        bits = ([f"l2 {r['l2']:g}"] if r.get("l2") else []) + (
+        bits = ([str(r["solver"])] if r.get("solver") not in (None, "gd") else []) + (
+            [f"l2 {r['l2']:g}"] if r.get("l2") else []) + (
             [f"weights {r['class_weight']}"] if r.get("class_weight") not in (None, "none") else [])
         parent = r.get("parent") if isinstance(r.get("parent"), dict) else None
         bits += [f"from {parent.get('run')}@{parent.get('at')}"] if parent else []

@@ -37,6 +37,8 @@ def plan(ds, cfg: dict) -> engines.Choice:
         only = ds.classes[int(ds.y_train[0])]
         raise CatlrError(f"the train split of {ds.source} holds only {only} images, add images "
                          f"of the other class ({ds.classes[1 - int(ds.y_train[0])]})")
+    if cfg.get("solver", "gd") != "gd" and cfg["form"] == "auto":  # nesterov, lbfgs: primal
+        cfg = {**cfg, "form": "primal"}
     choice = engines.choose(len(ds.y_train), ds.n_x, cfg["iters"], cfg, on_disk=ds.on_disk)
     if choice.engine == "memory":
         ds.in_memory()
@@ -77,7 +79,7 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
         model.fit_design(design, ds.y_train, on_event, gram, tag, choice.why, form=choice.form,
                          held=held, start=start, saver=saver)
         trouble = cost_warnings(model.cost_trace_, cfg["lr"], cfg["iters"],
-                                lambda: descent.largest_step(design, model.objective))
+                                lambda: _largest(design, model))
     finally:
         if own:
             design.close()
@@ -94,7 +96,7 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
         "warnings": trouble,
         "form": model.form_, "engine": choice.engine, "dtype": choice.dtype,
         "engine_reason": choice.why,
-        "l2": cfg["l2"], "class_weight": cfg["class_weight"],
+        "l2": cfg["l2"], "class_weight": cfg["class_weight"], "solver": model.solver,
         "held": held.name if held else None, "held_costs": model.held_costs_,
         "best_iteration": model.best_[0] if model.best_ else None,
         "best_cost": model.best_[1] if model.best_ else None,
@@ -110,6 +112,13 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
     return model, figures
 
 
+def _largest(design, model):
+    """The largest stable step on this data: 2 / L for gd, 1 / L for accelerated descent
+    (nesterov); None when it would take too long to find (descent.largest_step)."""
+    top = descent.largest_step(design, model.objective)
+    return top / 2 if top is not None and model.solver == "nesterov" else top
+
+
 def _logit(model, x):
     """Z = w.T X + b for images x: the scores the probabilities come from."""
     design = Pixels(x, "float64")
@@ -121,7 +130,7 @@ def estimator(cfg: dict, choice=None) -> LogisticRegression:
     return LogisticRegression(cfg["lr"], cfg["iters"], cfg["print_every"],
                               choice.form if choice else cfg["form"],
                               choice.dtype if choice else cfg["dtype"], cfg["l2"],
-                              parse_class_weight(cfg["class_weight"]))
+                              parse_class_weight(cfg["class_weight"]), cfg.get("solver", "gd"))
 
 
 def final_cost(model, y) -> float:
@@ -180,6 +189,19 @@ def _accuracy(pred, y):
     return float((pred == y).mean()) if len(y) else None
 
 
+def check_solver(cfg: dict) -> None:
+    """Refuse, before any data is read, what the solver cannot do: nesterov and lbfgs run
+    in the primal form; lbfgs takes no learning rate to choose and needs scipy."""
+    solver = cfg.get("solver", "gd")
+    if solver != "gd" and cfg["form"] == "dual":
+        raise UsageError(f"--solver {solver} runs in the primal form only, not --form dual: "
+                         "use --form primal or auto (or --solver gd for the dual form)")
+    if solver == "lbfgs" and cfg["lr"] == "auto":
+        raise UsageError("--lr auto chooses gradient descent's step, and --solver lbfgs takes "
+                         "none (its line search finds each step): drop --lr auto")
+    descent.require(solver)
+
+
 def check_validation(cfg: dict) -> None:
     """Refuse, before any data is read, choices that need a validation split and have none
     coming (a stored one is checked once the data is open)."""
@@ -234,7 +256,7 @@ def choose_lr(ds, cfg, choice, design, held, on_event=ignore):
 
 # Settings a resume keeps: changing one would make another run, not the same one longer.
 PINNED = ("lr", "l2", "class_weight", "val_fraction", "seed", "test_fraction", "size", "fit",
-          "positive", "print_every", "form", "dtype", "early_stop")
+          "positive", "print_every", "form", "dtype", "early_stop", "solver")
 
 
 @dataclass
@@ -269,12 +291,17 @@ def parent_run(run, cfg: dict, given: set) -> Parent:
         in_place, asked = False, None
     saved = from_saved(info.get("config"))
     saved.update(form=info.get("form") or saved["form"], dtype=info.get("dtype") or saved["dtype"])
+    if saved["solver"] == "lbfgs":
+        raise UsageError(f"{folder} was trained with --solver lbfgs, which cannot go on as the "
+                         "same run (L-BFGS's history of gradients is not kept): train a new "
+                         "run with a larger --iters")
     for key in PINNED:
         if key in given and cfg[key] != saved[key] and not (key == "form" and cfg[key] == "auto"):
             raise UsageError(f"--{key.replace('_', '-')} {cfg[key]} contradicts {folder} "
                              f"({key} {saved[key]}): a resume goes on with the same settings, "
                              "train a new run to change one")
-    if state is not None and state["form"] != saved["form"]:
+    if state is not None and (state["form"] != saved["form"]
+                              or state.get("solver", "gd") != saved["solver"]):
         state = None
     done = state["i"] if state is not None else int(info.get("iters_run") or info.get("iters") or 0)
     if "iters" in given:
@@ -322,6 +349,7 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
     if out is None:
         runs.check_name(cfg["runs"], name, exist_ok)
     engines.require(cfg["engine"])
+    check_solver(cfg)
     if not datasets.stored_validation(data, cfg["storage_options"]):
         check_validation(cfg)
     with load(data, cfg, on_event) as ds:
@@ -344,10 +372,14 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
                 figures["lr_auto"] = tried
                 cfg = {**cfg, "lr": model.lr}
             else:
-                saver = None if folder is None else _saver(folder, ds, cfg, parent, on_event)
+                # an L-BFGS run writes no checkpoints: it cannot be resumed from one
+                saver = None if folder is None or cfg["solver"] == "lbfgs" else _saver(
+                    folder, ds, cfg, parent, on_event)
                 model, figures = fit_dataset(ds, cfg, on_event, saver=saver,
                                              start=parent.start if parent else None)
         except (KeyboardInterrupt, Terminated):
+            if created and cfg["solver"] == "lbfgs":  # no checkpoint to keep: no folder
+                shutil.rmtree(folder, ignore_errors=True)
             raise  # the checkpoint stays: 'catlr train --resume' goes on from it
         except EngineLost:
             if created and not os.path.exists(os.path.join(folder, runs.CHECKPOINT)):
@@ -398,7 +430,10 @@ def sweep(data, cfg: dict, lrs=None, l2s=None, *, on_event=ignore):
     """
     lrs = cfg["sweep_lrs"] if lrs is None else lrs
     l2s = cfg["sweep_l2s"] if l2s is None else l2s
+    if cfg["solver"] == "lbfgs":  # no learning rate: one run per penalty
+        lrs = lrs[:1]
     engines.require(cfg["engine"])
+    check_solver(cfg)
     if not datasets.stored_validation(data, cfg["storage_options"]):
         check_validation(cfg)
     rows = []

@@ -96,8 +96,9 @@ def test_a_finished_fit_goes_on_from_its_state_bit_for_bit(form):
     assert rest.costs_ == whole.costs_
 
 
-@pytest.mark.parametrize("form", ["primal", "dual"])
-def test_a_checkpoint_at_any_reported_iteration_resumes_bit_for_bit(form):
+@pytest.mark.parametrize("form, solver", [("primal", "gd"), ("dual", "gd"),
+                                          ("primal", "nesterov")])
+def test_a_checkpoint_at_any_reported_iteration_resumes_bit_for_bit(form, solver):
     # every checkpoint a run could write (a Saver due at every reported iteration), the
     # recorded ones included: resumed from each, the costs and weights are the whole run's
     from catlr import LogisticRegression
@@ -105,16 +106,20 @@ def test_a_checkpoint_at_any_reported_iteration_resumes_bit_for_bit(form):
     from catlr.design import Dense
 
     X, Y, _, _ = _toy(2)
-    whole = LogisticRegression(lr=0.2, iters=120, print_every=10, form=form).fit(X, Y)
+    whole = LogisticRegression(lr=0.2, iters=120, print_every=10, form=form,
+                               solver=solver).fit(X, Y)
     import copy
 
     kept = []
     saver = Saver(lambda st: kept.append(copy.deepcopy(st)), every=0.0)  # as written to disk
-    LogisticRegression(lr=0.2, iters=120, print_every=10, form=form).fit_design(
+    LogisticRegression(lr=0.2, iters=120, print_every=10, form=form, solver=solver).fit_design(
         Dense(X), Y, form=form, saver=saver)
     assert {st["i"] for st in kept} >= {0, 10, 50, 100}
+    if solver == "nesterov":  # the momentum is in each checkpoint
+        assert all({"wp", "bp", "t", "beta"} <= set(st) for st in kept)
     for st in kept:
-        rest = LogisticRegression(lr=0.2, iters=120, print_every=10, form=form).fit_design(
+        rest = LogisticRegression(lr=0.2, iters=120, print_every=10, form=form,
+                                  solver=solver).fit_design(
             Dense(X), Y, form=form, start=Start(state=st, at=st["i"], history=st))
         assert np.array_equal(rest.w_, whole.w_) and rest.b_ == whole.b_, st["i"]
         assert rest.costs_ == whole.costs_, st["i"]
@@ -136,7 +141,9 @@ def _train(cli, *args):
 
 ENGINES = {"primal": ("--form", "primal", "--dtype", "float64"),
            "dual": ("--form", "dual"),
-           "stream": ("--form", "primal", "--dtype", "float64", "--memory", "4MB")}
+           "stream": ("--form", "primal", "--dtype", "float64", "--memory", "4MB"),
+           "nesterov": ("--solver", "nesterov"),   # primal, float32: its momentum is kept
+           "nesterov-stream": ("--solver", "nesterov", "--memory", "4MB")}
 
 
 @needs_course
@@ -144,7 +151,7 @@ ENGINES = {"primal": ("--form", "primal", "--dtype", "float64"),
 def test_two_thousand_then_a_thousand_more_is_one_run_of_three_thousand(cli, how):
     flags = ENGINES[how]
     first = _train(cli, COURSE, "--iters", "200", "--name", "first", *flags)
-    assert first["engine"] == ("stream" if how == "stream" else "memory")
+    assert first["engine"] == ("stream" if how.endswith("stream") else "memory")
     more = _train(cli, "--resume", "runs/first", "--iters", "100")
     whole = _train(cli, COURSE, "--iters", "300", "--name", "whole", *flags)
     a, meta = _load(more["model"])

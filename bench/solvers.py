@@ -1,0 +1,182 @@
+"""Solvers: time to reach the training cost of the course's 2,000 gd iterations, at m = 20,000.
+
+    python bench/solvers.py [--m 20000] [--rounds 3] [--gd-iters 40] [--target-iters 2000]
+                            [--l2 0] [--dir DIR]
+
+A synthetic prepared file from the course's train images (scale.py's: flips, shifts,
+noise), read once into memory. The target is the cost gd reaches after --target-iters
+iterations at the course's lr 0.005 (float32, catlr's primal default; computed once and
+kept in DIR). Then, for each solver, the fewest iterations whose iterate's cost is at or
+below the target (found once, recording the cost at every iteration), and, in alternated
+rounds in this one process, the time of a fit that runs exactly that many:
+    gd          catlr --solver gd: timed over --gd-iters iterations and extrapolated to
+                --target-iters (it needs all of them, by definition of the target)
+    nesterov    catlr --solver nesterov, the same step, float32
+    lbfgs       catlr --solver lbfgs, float32 X (scipy's vectors float64)
+    lbfgs f64   the same on a float64 X
+    lbfgs spin  lbfgs (float32) without descent._Threads: scipy's own vector work on as many
+                BLAS threads as numpy's passes (what catlr did before it limited them)
+    sklearn     scikit-learn's LogisticRegression(solver="lbfgs") on the float64 X, the
+                same objective (C = 1 / l2, or C = inf without a penalty), max_iter as found
+    sklearn 1t  the same with every BLAS library on one thread (threadpoolctl)
+Ratios are of medians, to gd's time. The catlr fits run on the memory engine's Dense
+design (the products of design.gradient, as `catlr train` runs them).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from common import compile_catlr, machine, median
+from scale import synthetic
+
+
+def fit(X_T, y, solver, iters, l2, every=None, on_event=None):
+    from catlr import LogisticRegression
+    from catlr.design import Dense
+
+    model = LogisticRegression(0.005, iters, every or iters, "primal", l2=l2, solver=solver)
+    kw = {"on_event": on_event} if on_event else {}
+    return model.fit_design(Dense(X_T), y, form="primal", **kw)
+
+
+def cost(X, y, w, b, l2):
+    """catlr's objective of (w, b) on X (m, n_x) in float64."""
+    z = X @ np.asarray(w, np.float64).ravel() + b
+    m = len(y)
+    return float(np.mean(np.logaddexp(0, z) - y * z) + l2 / (2 * m) * float(w.ravel() @ w.ravel()))
+
+
+class _Reached(Exception):
+    pass
+
+
+def first_below(X_T, y, solver, target, l2, most):
+    """The fewest iterations of `solver` whose iterate's cost is <= target (costs recorded
+    at every iteration, the run stopped there), or None within `most`."""
+    from catlr.events import Step
+
+    def on_event(e):
+        if isinstance(e, Step) and e.cost is not None and e.cost <= target:
+            raise _Reached(e.i)
+
+    try:
+        fit(X_T, y, solver, most, l2, every=1, on_event=on_event)
+    except _Reached as e:
+        return e.args[0]
+    return None
+
+
+def sklearn_fit(X, y, l2, iters, one_thread=False):
+    from sklearn.linear_model import LogisticRegression as SK
+
+    sk = SK(C=1 / l2 if l2 else np.inf, tol=0.0, max_iter=iters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "failed to converge": max_iter is the point
+        if one_thread:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1, "blas"):
+                return sk.fit(X, y)
+        return sk.fit(X, y)
+
+
+def spinning(run):
+    """run() with scipy's BLAS left on all its threads during L-BFGS's own work."""
+    from catlr import descent
+
+    keep = descent._Threads.scipy
+    descent._Threads.scipy = lambda self: None
+    try:
+        return run()
+    finally:
+        descent._Threads.scipy = keep
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--m", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--gd-iters", type=int, default=40)
+    ap.add_argument("--target-iters", type=int, default=2000)
+    ap.add_argument("--l2", type=float, default=0.0)
+    ap.add_argument("--dir", type=Path, default=None, help="keep the file and target here")
+    args = ap.parse_args()
+    compile_catlr()
+    folder = args.dir or Path(tempfile.mkdtemp(prefix="catlr-solvers-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"synthetic-{args.m}.h5"
+    if not path.exists():
+        synthetic(path, args.m)
+    with h5py.File(path, "r") as f:
+        pixels, y = f["train_set_x"][()], f["train_set_y"][()].astype(np.float64)
+    from catlr.design import normalize
+
+    flat = pixels.reshape(len(pixels), -1)
+    X32, X64 = normalize(flat, "float32"), normalize(flat, "float64")   # (m, n_x)
+    del pixels, flat
+    print(f"machine: {machine()}; load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    print(f"data: {path}, m = {args.m}, n_x = {X32.shape[1]}, l2 = {args.l2:g}")
+
+    key = folder / f"target-{args.m}-{args.target_iters}-{args.l2:g}.json"
+    if key.exists():
+        target = json.loads(key.read_text())["cost"]
+    else:
+        t = time.perf_counter()
+        gd = fit(X32.T, y, "gd", args.target_iters, args.l2)
+        target = cost(X64, y, gd.w_, gd.b_, args.l2)
+        key.write_text(json.dumps({"cost": target, "seconds": time.perf_counter() - t}))
+    print(f"target: the cost after {args.target_iters} gd iterations, lr 0.005: {target:.6f}")
+
+    iters = {"nesterov": first_below(X32.T, y, "nesterov", target, args.l2, args.target_iters),
+             "lbfgs": first_below(X32.T, y, "lbfgs", target, args.l2, args.target_iters),
+             "lbfgs f64": first_below(X64.T, y, "lbfgs", target, args.l2, args.target_iters)}
+    k = iters["lbfgs f64"] or 1
+    while cost(X64, y, *(lambda s: (s.coef_.ravel(), float(s.intercept_[0])))(
+            sklearn_fit(X64, y, args.l2, k, one_thread=True)), args.l2) > target:
+        k += 1
+    iters["sklearn"] = iters["sklearn 1t"] = k
+    print("iterations to the target: " + ", ".join(f"{n} {i}" for n, i in iters.items())
+          + f"; gd {args.target_iters} (timed over {args.gd_iters}, extrapolated)")
+
+    runs = {
+        "gd": lambda: fit(X32.T, y, "gd", args.gd_iters, args.l2),
+        "nesterov": lambda: fit(X32.T, y, "nesterov", iters["nesterov"], args.l2),
+        "lbfgs": lambda: fit(X32.T, y, "lbfgs", iters["lbfgs"], args.l2),
+        "lbfgs f64": lambda: fit(X64.T, y, "lbfgs", iters["lbfgs f64"], args.l2),
+        "lbfgs spin": lambda: spinning(lambda: fit(X32.T, y, "lbfgs", iters["lbfgs"], args.l2)),
+        "sklearn": lambda: sklearn_fit(X64, y, args.l2, iters["sklearn"]),
+        "sklearn 1t": lambda: sklearn_fit(X64, y, args.l2, iters["sklearn 1t"], True),
+    }
+    times = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            t = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t)
+    scale = {"gd": args.target_iters / args.gd_iters}
+    base = median(times["gd"]) * scale["gd"]
+    print(f"\ntime to the target (median of {args.rounds} alternated rounds), ratio to gd's")
+    for name, ts in times.items():
+        seconds = median(ts) * scale.get(name, 1.0)
+        note = " (extrapolated)" if name == "gd" else ""
+        print(f"  {name:<11} {seconds:9.2f} s{note:<15} ratio {seconds / base:.4f}")
+    print(f"  lbfgs / lbfgs spin: {median(times['lbfgs']) / median(times['lbfgs spin']):.3f}")
+    print(f"  lbfgs / sklearn: {median(times['lbfgs']) / median(times['sklearn']):.3f}, "
+          f"lbfgs / sklearn 1t: {median(times['lbfgs']) / median(times['sklearn 1t']):.3f}, "
+          f"lbfgs f64 / sklearn 1t: "
+          f"{median(times['lbfgs f64']) / median(times['sklearn 1t']):.3f}")
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
