@@ -604,7 +604,7 @@ def quasi_newton(design, y, s, iters, steps, objective=COURSE, score=None, start
         why = {0: "converged", 2: "its line search found no lower cost, the optimum to the "
                                   "precision of the floats"}.get(result.status, "stopped")
         on_event(Notice(f"L-BFGS stopped after {ran} of {iters} iterations: {why} "
-                        f"(scipy: {' '.join(str(result.message).split())[:80]})"))
+                        f"(scipy: {' '.join(str(result.message).split())[:80].rstrip(': ')})"))
     return design.asarray(x[:n_x]), float(x[n_x]), steps.costs, ran, None
 
 

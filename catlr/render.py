@@ -522,7 +522,9 @@ def runs_table(console, rows, root, wide=False):
     for r in rows:
         cells = [r["name"], str(r.get("created") or "?") if wide else _when(r.get("created")),
                  f"{r.get('data_kind') or '?'} {r.get('data') if wide else _where(r.get('data'))}",
-                 num(r.get("lr"), lambda v: f"{v:g}"), num(r.get("iters"), str),
+                 # L-BFGS takes no rate: a dash, not the default it never used
+                 "-" if r.get("solver") == "lbfgs" else num(r.get("lr"), lambda v: f"{v:g}"),
+                 num(r.get("iters"), str),
                  num(r.get("final_cost"), lambda v: f"{v:.6f}"),
                  pct(r.get("train_accuracy")), test(r), mark(r)]
         if vals:
