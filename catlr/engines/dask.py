@@ -459,10 +459,22 @@ class DaskPixels(Design):
                              f"({_size(self.block_bytes)} each): give the workers more "
                              "memory, add workers, or use --engine stream") from None
         except (CancelledError, CommClosedError, OSError, TimeoutError) as e:
-            if self.client.status == "running" and not isinstance(e, CancelledError):
+            if not isinstance(e, CancelledError) and self._scheduler_answers():
                 raise
             raise EngineLost(f"the Dask scheduler at {self.client.scheduler.address} was lost "
                               f"at iteration {self._iteration()} ({type(e).__name__})") from None
+
+    def _scheduler_answers(self) -> bool:
+        """Whether the scheduler is still there after a connection failed mid-run. The
+        client's own status lags behind a scheduler that died (it can still read
+        "running" when the gather's stream closes), so ask the scheduler's address."""
+        if self.client.status != "running":
+            return False
+        try:
+            probe(self.client.scheduler.address, seconds=2.0)
+        except CatlrError:
+            return False
+        return True
 
     def worker_pids(self) -> dict:
         return self.client.run(os.getpid)
