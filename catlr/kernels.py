@@ -42,6 +42,35 @@ def compiled(use=True):
     return _compiled or None
 
 
+_ready = set()  # (kernel, float type) pairs numba has compiled or loaded in this process
+
+
+def run_kernel(kernel, dtype, *args):
+    """kernel(*args); its first call for a float type compiles it (or loads numba's cache),
+    with Ctrl-C, SIGTERM and SIGHUP held until that is over: a KeyboardInterrupt raised
+    inside LLVM's callbacks left the process hung, or printing "Exception ignored on
+    calling ctypes callback" (seen with a fresh cache). The signal then acts as it would
+    have, a few seconds late."""
+    key = (kernel.__name__, np.dtype(dtype).name)
+    if key in _ready or threading.current_thread() is not threading.main_thread():
+        return kernel(*args)
+    import signal
+
+    came, old = [], {}
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None and signal.getsignal(sig) not in (signal.SIG_IGN, None):
+            old[sig] = signal.signal(sig, lambda signum, frame: came.append(signum))
+    try:
+        result = kernel(*args)
+        _ready.add(key)
+        return result
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if came:
+            signal.raise_signal(came[0])  # now, to the handler that was there
+
+
 def _parallel(x) -> bool:
     # every core only from the main thread: numba's workqueue layer (kernels_numba) runs
     # one parallel kernel at a time, and a thread of a pool (a Dask worker's) has one core
@@ -74,7 +103,8 @@ def times(x, v, b=0.0, out=None, fast=True):
         return out
     fast = compiled(fast)
     if fast is not None:
-        (fast.scores if _parallel(x) else fast.scores_serial)(x, v, b, out)
+        kernel = fast.scores if _parallel(x) else fast.scores_serial
+        run_kernel(kernel, v.dtype, x, v, b, out)
         return out
     rows = max(1, SCRATCH_BYTES // (x.shape[1] * v.itemsize))
     buf = np.empty((min(rows, x.shape[0]), x.shape[1]), v.dtype)
@@ -96,9 +126,9 @@ def times_t(x, d, fast=True):
     fast = compiled(fast)
     if fast is not None:
         if _parallel(x):
-            fast.back(x, d, out, fast.threads())
+            run_kernel(fast.back, d.dtype, x, d, out, fast.threads())
         else:
-            fast.back_serial(x, d, out)
+            run_kernel(fast.back_serial, d.dtype, x, d, out)
         return out
     rows = max(1, SCRATCH_BYTES // (x.shape[1] * d.itemsize))
     buf = np.empty((min(rows, x.shape[0]), x.shape[1]), d.dtype)

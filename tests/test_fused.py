@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import h5py
 import numpy as np
@@ -432,3 +433,57 @@ def _has_numba():
     import importlib.util
 
     return importlib.util.find_spec("numba") is not None
+
+
+def test_a_signal_during_a_kernels_first_call_waits_for_it_to_end():
+    """numba compiles a kernel at its first call; a KeyboardInterrupt raised inside LLVM's
+    callbacks hung the process (seen: Ctrl-C a few seconds into a train with a fresh
+    cache). The first call holds the signal and delivers it once the kernel is done."""
+    import signal
+
+    from catlr import kernels
+
+    done = []
+
+    def kernel(x):  # as a first call that compiles: the signal comes in the middle
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        done.append(x)
+
+    kernel.__name__ = f"fake-{time.monotonic_ns()}"
+    with pytest.raises(KeyboardInterrupt):
+        kernels.run_kernel(kernel, np.float32, 1)
+    assert done == [1]                      # the kernel ran to its end first
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    def quiet(x):
+        done.append(x)
+
+    kernels.run_kernel(quiet, np.float64, 2)  # no signal: it just runs
+    assert done == [1, 2]
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_numba_compiles_is_one_line(tmp_path, small_folder):
+    """Ctrl-C at several moments of a first primal run with an empty numba cache (the
+    kernels compile for seconds): exit 130 and one line each time, never a hang."""
+    pytest.importorskip("numba")
+    import signal
+    import subprocess
+    import sys
+
+    for delay in (1.5, 2.5, 3.5, 4.5):
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / f"cache-{delay}")}
+        p = subprocess.Popen([sys.executable, "-m", "catlr", "train", str(small_folder),
+                              "--form", "primal", "--iters", "1000000", "--out",
+                              str(tmp_path / "m.npz")], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, env=env)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        try:
+            err = p.communicate(timeout=90)[1]
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            pytest.fail(f"train hung after Ctrl-C at {delay} s")
+        assert p.returncode == 130 and err.startswith("Interrupted") and err.count("\n") == 1, \
+            (delay, p.returncode, err)

@@ -808,6 +808,31 @@ def test_a_stream_closed_mid_run_is_the_scheduler_lost_only_when_it_is_gone(ther
         assert "was lost at iteration 7 (CommClosedError)" in str(e.value)
 
 
+def test_a_worker_missing_at_one_look_only_is_not_called_lost():
+    """The scheduler's list of workers can miss one for a moment (heartbeats late on a busy
+    machine, a reconnect): a worker is lost when missing at two looks in a row, and the
+    note names the iteration it went missing at."""
+    pytest.importorskip("distributed")
+    from types import SimpleNamespace
+
+    from catlr.engines.dask import DaskPixels
+
+    def watch(lists):
+        said, it = [], iter(lists)
+        fake = SimpleNamespace(workers={"a", "b"}, absent={}, calls=0, on_event=said.append)
+        fake.client = SimpleNamespace(scheduler_info=lambda: {"workers": dict.fromkeys(next(it))})
+        fake._iteration = lambda: fake.calls
+        for fake.calls in range(1, len(lists) + 1):
+            DaskPixels._watch_workers(fake)
+        return [e.text for e in said]
+
+    assert watch([{"a", "b"}, {"a"}, {"a", "b"}, {"a", "b"}]) == []
+    assert watch([{"a", "b"}, {"a"}, {"a"}, {"a"}]) == [
+        "worker b lost at iteration 2, continuing on 1 worker"]
+    assert watch([{"a"}, set(), set()]) == ["worker b lost at iteration 1, continuing on 0 workers",
+                                           "worker a lost at iteration 2, continuing on 0 workers"]
+
+
 @pytest.mark.slow
 def test_ctrl_c_on_the_dask_engine_is_one_line(tmp_path):
     pytest.importorskip("distributed")

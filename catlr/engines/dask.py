@@ -384,6 +384,7 @@ class DaskPixels(Design):
             self.close()
             raise
         self.workers = set(self.client.scheduler_info()["workers"])
+        self.absent = {}  # workers missing at the last look: address -> iteration
         k = max(1, (block_bytes or BLOCK_BYTES) // (self.n_x * PIXEL_BYTES))
         self.block_bytes = min(k, self.m) * self.n_x * PIXEL_BYTES
         self.spans = [(s, min(s + k, self.m)) for s in range(0, self.m, k)]
@@ -432,12 +433,17 @@ class DaskPixels(Design):
 
     def _watch_workers(self):
         """A worker gone since the last look is one line; Dask reads its blocks again
-        from the file on the others, so the iterates do not change."""
+        from the file on the others, so the iterates do not change. A worker is lost
+        when it is missing at two looks in a row: one the scheduler lists again at the
+        next (it missed its heartbeats on a busy machine, or reconnected) was not lost
+        (seen once in CI: a second note, "continuing on 0 workers", in a run that went
+        on)."""
         now = set(self.client.scheduler_info()["workers"])
-        for gone in sorted(self.workers - now):
-            self.on_event(Notice(f"worker {gone} lost at iteration {self._iteration()}, "
+        for gone in sorted(set(self.absent) - now):
+            self.on_event(Notice(f"worker {gone} lost at iteration {self.absent[gone]}, "
                                  f"continuing on {len(now)} worker"
                                  f"{'' if len(now) == 1 else 's'}"))
+        self.absent = {w: self._iteration() for w in self.workers - now}
         self.workers = now
 
     @contextlib.contextmanager

@@ -23,6 +23,7 @@ import threading
 import numpy as np
 
 from ..design import Pixels
+from ..kernels import run_kernel
 from . import BLOCK_SHARE
 
 try:
@@ -43,7 +44,7 @@ if numba is not None:
 
 def normalize_into(pixels, out):
     """pixels (k, n_x) uint8 / 255 into out (k, n_x) float32 or float64; returns out."""
-    _divide(np.ascontiguousarray(pixels), out)
+    run_kernel(_divide, out.dtype, np.ascontiguousarray(pixels), out)
     return out
 
 
