@@ -19,8 +19,10 @@ rounds in this one process, the time of a fit that runs exactly that many:
     sklearn     scikit-learn's LogisticRegression(solver="lbfgs") on the float64 X, the
                 same objective (C = 1 / l2, or C = inf without a penalty), max_iter as found
     sklearn 1t  the same with every BLAS library on one thread (threadpoolctl)
-Ratios are of medians, to gd's time. The catlr fits run on the memory engine's Dense
-design (the products of design.gradient, as `catlr train` runs them).
+Ratios are of medians, to gd's time. The catlr fits run on a float X in memory (design.Dense,
+what LogisticRegression.fit is given); `catlr train`'s memory engine now keeps the uint8
+pixels and runs the fused pass instead (bench/stream_pass.py times one against the other),
+which speeds every solver's passes alike.
 """
 
 import argparse
