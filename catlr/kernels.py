@@ -106,13 +106,8 @@ def times(x, v, b=0.0, out=None, fast=True):
         kernel = fast.scores if _parallel(x) else fast.scores_serial
         run_kernel(kernel, v.dtype, x, v, b, out)
         return out
-    rows = max(1, SCRATCH_BYTES // (x.shape[1] * v.itemsize))
-    buf = np.empty((min(rows, x.shape[0]), x.shape[1]), v.dtype)
-    for i in range(0, x.shape[0], rows):
-        part = x[i:i + rows]
-        block = buf[:len(part)]
-        block[...] = part  # exact: every uint8 is a float
-        np.matmul(block, v, out=out[i:i + len(part)])
+    for i, block in _float_rows(x, v.dtype):
+        np.matmul(block, v, out=out[i:i + len(block)])
     out += b
     return out
 
@@ -130,11 +125,18 @@ def times_t(x, d, fast=True):
         else:
             run_kernel(fast.back_serial, d.dtype, x, d, out)
         return out
-    rows = max(1, SCRATCH_BYTES // (x.shape[1] * d.itemsize))
-    buf = np.empty((min(rows, x.shape[0]), x.shape[1]), d.dtype)
+    for i, block in _float_rows(x, d.dtype):
+        out += d[i:i + len(block)] @ block
+    return out
+
+
+def _float_rows(x, dtype):
+    """NumPy's path: (start, rows of x as `dtype`), SCRATCH_BYTES of floats at a time in
+    one reused buffer (exact: every uint8 is a float), so no float copy of x is built."""
+    rows = max(1, SCRATCH_BYTES // (x.shape[1] * np.dtype(dtype).itemsize))
+    buf = np.empty((min(rows, x.shape[0]), x.shape[1]), dtype)
     for i in range(0, x.shape[0], rows):
         part = x[i:i + rows]
         block = buf[:len(part)]
         block[...] = part
-        out += d[i:i + len(part)] @ block
-    return out
+        yield i, block
