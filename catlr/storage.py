@@ -54,6 +54,14 @@ def shown(options: dict) -> str:
     return ", ".join(f"{k}={v if k in PUBLIC else '***'}" for k, v in sorted(options.items()))
 
 
+class Options(dict):
+    """Storage options as they travel to Dask's workers: a dict whose repr shows no secret
+    (a worker logs a failed task's arguments by their repr)."""
+
+    def __repr__(self):
+        return f"Options({shown(self)})"
+
+
 def scrub(text: str, options: dict | None) -> str:
     """A message with every non-public option value blanked out."""
     for key, value in (options or {}).items():
@@ -114,7 +122,7 @@ def filesystem(u: str, options: dict | None = None):
         return fs, path
     except (TypeError, ValueError) as e:
         raise UsageError(f"{u}: the storage options ({shown(options)}) are not ones its "
-                         f"filesystem takes ({scrub(describe(e), options)}), see --storage-"
+                         f"filesystem takes ({scrub(describe(e, 10_000), options)[:80]}), see --storage-"
                          "option in 'catlr train --help'") from None
 
 
@@ -122,7 +130,7 @@ def failure(u: str, e: BaseException, options: dict | None = None, doing="read")
     """What went wrong reaching `u` (no bucket, no credentials, nothing listening), as one
     line naming it (never an option's secret value)."""
     name = type(e).__name__
-    text = scrub(describe(e, 160), options)
+    text = scrub(describe(e, 10_000), options)[:160]  # blanked before it is cut
     hint = "check the URL, the endpoint and --storage-option KEY=VALUE"
     if isinstance(e, FileNotFoundError) or name in ("NoSuchBucket", "NoSuchKey"):
         why = f"it does not exist ({text})" if text else "it does not exist"

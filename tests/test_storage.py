@@ -474,3 +474,18 @@ def test_a_worker_that_cannot_reach_the_store_is_named(tmp_path, small_folder, s
     assert r.returncode == 1 and f"cannot open {url}" in line and "worker tcp://" in line, line
     assert "ProxyConnectionError" in line and "opens the URL itself" in line
     assert SECRET not in r.stderr
+
+
+def test_a_secret_is_blanked_before_a_message_is_cut_and_never_in_a_tasks_repr():
+    """A library's error holding the secret near the cut: blanked first, so no half of it
+    is left; the options that travel to Dask's workers (who log a failed task's
+    arguments by their repr) show no secret either."""
+    from catlr import storage
+
+    secret = "hunter2-very-secret"
+    e = OSError("x" * 150 + f"{secret} did not match")  # the cut at 160 falls inside it
+    text = str(storage.failure("s3://b/x.zarr", e, {"secret": secret}))
+    assert "hunter" not in text and "***" in text, text
+    options = storage.Options({"secret": secret, "endpoint_url": "http://127.0.0.1:9"})
+    assert secret not in repr(options) and "endpoint_url=http://127.0.0.1:9" in repr(options)
+    assert secret not in repr((["s3://b/x.zarr", 1], options)) and dict(options)["secret"] == secret

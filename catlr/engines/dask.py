@@ -29,6 +29,7 @@ import numpy as np
 from distributed import Client, LocalCluster
 from distributed.versions import VersionMismatchWarning
 
+from .. import storage
 from ..config import parse_address
 from ..containers import open_container
 from ..design import Design, block_gradient, block_scores
@@ -352,7 +353,8 @@ class DaskPixels(Design):
         base = x.base if index is not None else x
         # an array of an HDF5 file or a Zarr store, from containers.py: where and which
         self.path, self.key = base.path, base.key
-        self.options = getattr(base, "storage_options", None)  # a store at a URL
+        options = getattr(base, "storage_options", None)  # a store at a URL
+        self.options = None if options is None else storage.Options(options)
         if "://" not in self.path:
             self.path = os.path.abspath(self.path)
         elif self.path.startswith("memory://"):
