@@ -374,8 +374,6 @@ def remove_stale(dest) -> None:
 
 
 def _remove_stale(folder: Path, stem: str):
-    import re
-
     # Only this host's: on shared storage a pid that is not alive here may be alive on the
     # machine that wrote it.
     pattern = re.compile(re.escape(f".{stem}.{_HOST}.") + r"(\d+)-[0-9a-f]{16}\.tmp")
@@ -510,8 +508,6 @@ def remote_folder(dest, kind: str, storage_options=None):
 def _remove_stale_remote(fs, parent: str, stem: str) -> None:
     """The temporary prefixes that dead processes of this host left beside a store at a
     URL (killed with SIGKILL mid-prepare), as _remove_stale does for local ones."""
-    import re
-
     pattern = re.compile(re.escape(f".{stem}.{_HOST}.") + r"(\d+)-[0-9a-f]{16}\.tmp")
     with contextlib.suppress(Exception):
         for entry in fs.ls(parent or "/", detail=False):

@@ -1,5 +1,8 @@
 """The one exception type that catlr raises for problems a user can fix."""
 
+import json
+import math
+
 
 class CatlrError(Exception):
     """A problem with the user's data, files or flags, explained in one line.
@@ -69,3 +72,24 @@ def describe(e: BaseException, limit: int = 80) -> str:
     what catlr quotes from a library's error inside its own one-line message."""
     text = str(e).strip()
     return (text.splitlines()[0] if text else type(e).__name__)[:limit]
+
+
+def json_text(data) -> str:
+    """One JSON document as catlr writes it everywhere (--json, catlr serve): always valid,
+    numpy values as Python ones, NaN and infinities as null, every string escaped."""
+    return json.dumps(_plain(data), indent=2, allow_nan=False) + "\n"
+
+
+def _plain(x):
+    """x with numpy values as Python ones and non-finite floats as None (JSON has neither)."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if hasattr(x, "tolist"):
+        return _plain(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if x is None or isinstance(x, (str, int, float, bool)):
+        return x
+    return str(x)

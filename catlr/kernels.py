@@ -92,8 +92,8 @@ def _floats(v):
 
 def times(x, v, b=0.0, out=None, fast=True):
     """x v + b (k,) in v's float type: x (k, n) uint8, v (n,) floats, b a number.
-    fast=False: NumPy's path, always (for a single pass, which numba's import, about half
-    a second, does not pay for: the dual form's one X c, say; always, so that its bits
+    fast=False: NumPy's path, always (for a single pass, which numba's import does not pay
+    for, bench/startup.py: the dual form's one X c, say; always, so that its bits
     do not depend on whether something else loaded numba)."""
     x, v = _pixels(x), np.ascontiguousarray(_floats(v))
     b = v.dtype.type(b)

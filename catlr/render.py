@@ -12,12 +12,10 @@ tables and bars. Only cli.py and progress.py import this module.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import sys
 
-from .errors import cell, printable
+from .errors import cell, json_text, printable
 
 
 def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
@@ -28,7 +26,7 @@ def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
     `columns`, strings escaped; "table": human(data).
     """
     if fmt == "json":
-        sys.stdout.write(json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
+        sys.stdout.write(json_text(data))
     elif fmt == "csv":
         import csv  # only here: a table or JSON never needs it (start-up: bench/startup.py)
 
@@ -38,21 +36,6 @@ def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
             w.writerow(["" if row.get(c) is None else cell(row[c]) for c in columns])
     else:
         human(data)
-
-
-def _plain(x):
-    """x with numpy values as Python ones and non-finite floats as None (JSON has neither)."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if hasattr(x, "tolist"):
-        return _plain(x.tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if x is None or isinstance(x, (str, int, float, bool)):
-        return x
-    return str(x)
 
 
 def line(text="", stream=None) -> None:
@@ -510,7 +493,7 @@ def runs_table(console, rows, root, wide=False):
         return " ".join(bits + ([f"stopped at {r['stopped_at']}"] if r.get("stopped_at") else []))
 
     title = f"Runs in {root}/, newest first"
-    columns = ["run", "when", "data", "lr", "iters", "final cost", "train", "test (n)", ""]
+    columns = ["run", "when", "data", "lr", "iters", "cost", "train", "test (n)", ""]  # fits 80
     vals, extras = any(val(r) for r in rows), any(extra(r) for r in rows)
     if vals:
         columns[7:7] = ["validation"]
@@ -561,9 +544,10 @@ def runs_table(console, rows, root, wide=False):
         if r.get("damaged"):
             console.print(f"{r['name']} is damaged: {r['damaged']}.")
     if any(r.get("warnings") for r in rows):
+        # two lines that fit 80 columns in a pipe too, where lines are never wrapped
         console.print("'cost rose': the cost went up during training more than once, the "
-                      "learning rate was too large ('catlr inspect runs/NAME/model.npz' says "
-                      "where).")
+                      "learning rate")
+        console.print("was too large ('catlr inspect runs/NAME/model.npz' says where).")
     for r in rows:
         if r.get("interrupted"):
             console.print(f"{r['name']} was interrupted: go on with 'catlr train --resume "

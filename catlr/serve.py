@@ -27,7 +27,6 @@ import hashlib
 import html
 import io
 import ipaddress
-import json
 import re
 import socket
 import sys
@@ -41,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from .config import SERVE, parse_memory
-from .errors import CatlrError, describe, printable
+from .errors import CatlrError, describe, json_text, printable
 from .events import Failed, Served, Serving, ignore
 from .images import MAX_PIXELS
 from .predict import score
@@ -113,7 +112,7 @@ def _header(name: str, value: str) -> Message:
 
 def _multipart(body: bytes, boundary, max_images: int) -> list[tuple[str, bytes]]:
     """(file name, bytes) of every part named `file` of a multipart/form-data body."""
-    if not boundary or len(boundary) > 70:
+    if not boundary or len(boundary) > 70 or not boundary.isascii():
         raise Refused(400, "the multipart/form-data body has no boundary (or one over 70 "
                            "characters), send the form as a browser or curl -F file=@PHOTO does")
     parts = (b"\r\n" + body).split(b"\r\n--" + boundary.encode("latin-1"))
@@ -209,7 +208,7 @@ def _hostname(value: str) -> str:
 
 def _json(payload) -> bytes:
     # as `catlr predict --json` writes it (render.show): the same document, byte for byte
-    return (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode("utf-8")
+    return json_text(payload).encode("utf-8")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -346,7 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_request(self, code="-", size="-"):
         ms = (time.perf_counter() - self.started) * 1000 if self.started else 0.0
         path = urlsplit(getattr(self, "path", "") or "").path  # none when the line was broken
-        self.server.report(Served(self.command or "-", printable(path)[:100],
+        self.server.report(Served(printable(self.command or "-")[:20], printable(path)[:100],
                                   int(getattr(code, "value", code)), ms, self.images))
 
     def log_message(self, format, *args):

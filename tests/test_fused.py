@@ -267,8 +267,8 @@ def test_reading_ahead_gives_the_serial_bits(tmp_path):
             for s, b in ahead.product_blocks():
                 nested.append((s, b.copy()))
                 inner = [(t, c.copy()) for t, c in ahead.product_blocks()]
-                assert all(np.array_equal(c, d) for (_, c), (_, d) in zip(inner, outer))
-            assert all(np.array_equal(c, d) for (_, c), (_, d) in zip(nested, outer))
+                assert all(np.array_equal(c, d) for (_, c), (_, d) in zip(inner, outer, strict=True))
+            assert all(np.array_equal(c, d) for (_, c), (_, d) in zip(nested, outer, strict=True))
     assert not _threads()
 
 
