@@ -461,8 +461,8 @@ def _where(path) -> str:
 
 
 def runs_table(console, rows, root, wide=False):
-    """Every run: a table when it fits the terminal (always in a pipe: lines as long as
-    they need), else two lines a run; names and figures are never cut. `wide` adds the
+    """Every run: a table when it fits the terminal (80 columns in a pipe), else a few
+    lines a run; names and figures are never cut. `wide` adds the
     dtype, form, engine and the full date and path."""
     if not rows:
         console.print(f"No runs in {root}/ yet: 'catlr train DATA' writes the first one.")
@@ -470,6 +470,9 @@ def runs_table(console, rows, root, wide=False):
 
     def num(x, f):
         return f(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else "?"
+
+    def rate(r):  # L-BFGS takes no rate: a dash, not the default it never used
+        return "-" if r.get("solver") == "lbfgs" else num(r.get("lr"), lambda v: f"{v:g}")
 
     def mark(r):
         if r.get("interrupted"):
@@ -505,8 +508,7 @@ def runs_table(console, rows, root, wide=False):
     for r in rows:
         cells = [r["name"], str(r.get("created") or "?") if wide else _when(r.get("created")),
                  f"{r.get('data_kind') or '?'} {r.get('data') if wide else _where(r.get('data'))}",
-                 # L-BFGS takes no rate: a dash, not the default it never used
-                 "-" if r.get("solver") == "lbfgs" else num(r.get("lr"), lambda v: f"{v:g}"),
+                 rate(r),
                  num(r.get("iters"), str),
                  num(r.get("final_cost"), lambda v: f"{v:.6f}"),
                  pct(r.get("train_accuracy")), test(r), mark(r)]
@@ -517,16 +519,18 @@ def runs_table(console, rows, root, wide=False):
         if wide:
             cells[5:5] = [str(r.get(k) or "?") for k in ("dtype", "form", "engine")]
         t.add_row(*cells)
-    width = getattr(console, "width", None)
+    # in a pipe too, a table only when it fits 80 columns (--json is for scripts)
+    width = getattr(console, "width", None) or 80
     # rich draws a box: 3 characters a column and 1 more, where plain text puts 2 between
-    if width is None or max(map(len, t.plain().splitlines())) + len(columns) + 3 <= width:
+    plain = getattr(console, "width", None) is None
+    if max(map(len, t.plain().splitlines())) + (0 if plain else len(columns) + 3) <= width:
         console.print(t)
     else:  # a narrow terminal: each run on a few lines; nothing cut but a long path's middle
         console.print(title)
         for r in rows:
             head = f"{r['name']}  {_when(r.get('created'))}  {r.get('data_kind') or '?'}  "
             console.print(head + _short(_where(r.get("data")), max(width - len(head), 12)))
-            parts = [f"lr {num(r.get('lr'), lambda v: f'{v:g}')}",
+            parts = [f"lr {rate(r)}",
                      f"iters {num(r.get('iters'), str)}",
                      f"cost {num(r.get('final_cost'), lambda v: f'{v:.6f}')}",
                      f"train {pct(r.get('train_accuracy'))}"]
