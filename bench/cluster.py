@@ -45,7 +45,7 @@ def peak():
 if engine == "dask":
     import catlr.engines.dask as de
     if blocks == "float32":  # before: float32 blocks of the same bytes (64 MB) each
-        from catlr.design import normalize
+        from catlr.learn.design import normalize
         pixels_of = de.read_block
         def read_float_block(path, key, start, stop, dtype, keep=None):  # sent by value
             return normalize(pixels_of(path, key, start, stop, dtype, keep), dtype)

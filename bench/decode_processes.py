@@ -21,7 +21,7 @@ import numpy as np
 from common import machine
 from prepare_speed import build
 
-from catlr.ingest import decode_many, load_image
+from catlr.data.ingest import decode_many, load_image
 
 
 def one(path):

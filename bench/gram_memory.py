@@ -20,8 +20,8 @@ from scale import synthetic
 
 CHILD = r"""
 import sys, time, numpy as np
-from catlr.containers import open_container
-from catlr.design import Pixels
+from catlr.files.containers import open_container
+from catlr.learn.design import Pixels
 path, how = sys.argv[1:3]
 with open_container(path) as c:
     x = np.asarray(c.pixels("train_set_x"))

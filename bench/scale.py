@@ -28,7 +28,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-
 from common import COURSE, compile_catlr, machine
 
 CHILD = r"""
@@ -49,7 +48,7 @@ if engine == "floor":
         normalize = stream.normalize_into
         out["conversion"] = "numba"
     else:
-        from catlr.design import normalize
+        from catlr.learn.design import normalize
         out["conversion"] = "numpy"
     with h5py.File(path, "r") as f:
         x = f["train_set_x"]

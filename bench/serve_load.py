@@ -33,7 +33,7 @@ def _model(folder: Path) -> Path:
     out = folder / "m.npz"
     data = COURSE
     if not (COURSE / "train_catvnoncat.h5").exists():
-        from catlr.demo import make_sample
+        from catlr.stages.demo import make_sample
 
         data = Path(make_sample(folder / "sample", n_per_class=8, unseen=1)["images"])
     subprocess.run(catlr_cmd("train", data, "--iters", "200", "--out", out), check=True,

@@ -37,14 +37,13 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-
 from common import compile_catlr, machine, median
 from scale import synthetic
 
 
 def fit(X_T, y, solver, iters, l2, every=None, on_event=None):
     from catlr import LogisticRegression
-    from catlr.design import Dense
+    from catlr.learn.design import Dense
 
     model = LogisticRegression(0.005, iters, every or iters, "primal", l2=l2, solver=solver)
     kw = {"on_event": on_event} if on_event else {}
@@ -94,7 +93,7 @@ def sklearn_fit(X, y, l2, iters, one_thread=False):
 
 def spinning(run):
     """run() with scipy's BLAS left on all its threads during L-BFGS's own work."""
-    from catlr import descent
+    from catlr.learn import descent
 
     keep = descent._Threads.scipy
     descent._Threads.scipy = lambda self: None
@@ -121,7 +120,7 @@ def main():
         synthetic(path, args.m)
     with h5py.File(path, "r") as f:
         pixels, y = f["train_set_x"][()], f["train_set_y"][()].astype(np.float64)
-    from catlr.design import normalize
+    from catlr.learn.design import normalize
 
     flat = pixels.reshape(len(pixels), -1)
     X32, X64 = normalize(flat, "float32"), normalize(flat, "float64")   # (m, n_x)

@@ -30,14 +30,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import compile_catlr, machine
 from scale import synthetic
 
 CHILD = r"""
 import sys, numpy as np
-from catlr.containers import open_container
-from catlr.design import Dense, Pixels, normalize
+from catlr.files.containers import open_container
+from catlr.learn.design import Dense, Pixels, normalize
 path, which, dtype = sys.argv[1:4]
 with open_container(path) as c:
     x = c.pixels("train_set_x")
@@ -72,12 +71,12 @@ def main():
     ap.add_argument("--dir", type=Path, default=None, help="keep the synthetic file here")
     args = ap.parse_args()
     compile_catlr()
-    from catlr import kernels
     from catlr.config import parse_memory
-    from catlr.containers import open_container
-    from catlr.design import Dense, Pixels, normalize
     from catlr.engines import BLOCK_SHARE
     from catlr.engines.stream import Stream
+    from catlr.files.containers import open_container
+    from catlr.learn import kernels
+    from catlr.learn.design import Dense, Pixels, normalize
 
     print(f"Machine: {machine()}; numba: {'yes' if kernels.compiled() else 'no'}")
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
@@ -115,7 +114,7 @@ def main():
                     for i in range(0, len(part), sub):
                         in_memory_gradient_block(part[i:i + sub], start + i)
 
-            from catlr.design import SCALE, block_gradient
+            from catlr.learn.design import SCALE, block_gradient
 
             def in_memory_gradient_block(xt, start):
                 block_gradient(xt, y[start:start + len(xt)], w, 0.1, None, w255=w255)

@@ -23,14 +23,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from catlr.descent import reference
-from catlr.engines import choose_form
-from catlr.design import normalize
-from catlr.model import LogisticRegression
 from common import COURSE, alternate, catlr_cmd, compile_catlr, machine, median, report
 
-# The seed's script, whole: the same loop as catlr.descent.reference (its source is pasted
+from catlr.learn.descent import reference
+from catlr.learn.design import normalize
+from catlr.learn.forms import choose_form
+from catlr.learn.model import LogisticRegression
+
+# The seed's script, whole: the same loop as catlr.learn.descent.reference (its source is pasted
 # in, so the loop is written once and the script imports nothing of catlr).
 SEED_SCRIPT = """
 import sys, glob
@@ -62,7 +62,7 @@ def best_of(fn, repeat):
 
 
 def whole_process(runs):
-    from catlr import modelfile
+    from catlr.runs import modelfile
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -151,8 +151,8 @@ def forms(sizes=(2000, 5000, 10000), iters=(200, 2000)):
     """4. Is choose_form right? Each form timed in parts on synthetic data (K, a few dual
     steps; X, a few primal steps in float32), totals for 200 and 2000 iterations, against
     the form catlr picks. Also prints the per-unit costs, to compare with catlr.engines'."""
-    from catlr import descent
-    from catlr.design import Pixels
+    from catlr.learn import descent
+    from catlr.learn.design import Pixels
 
     print("\n4. Form choice: measured totals of each form, and the one choose_form picks")
     n_x = 12288

@@ -12,7 +12,6 @@ import math
 import os
 from typing import NamedTuple
 
-from .atomic import reading
 from .errors import CatlrError, UsageError
 
 DEFAULTS = {
@@ -325,7 +324,6 @@ def read_toml(path) -> dict:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
     path = os.fspath(path)
-    reading(path)
     if os.path.exists(path) and not os.path.isfile(path):
         raise CatlrError(f"config file {path} is not a regular file, give a .toml file")
     try:

@@ -20,14 +20,14 @@ import os
 
 import numpy as np
 
-from . import loss
 from .config import DEFAULTS
-from .descent import Start
-from .design import NORMALIZATION, Dense
 from .errors import CatlrError
 from .events import Step
-from .hdf5 import DEFAULT_CLASSES
-from .model import LogisticRegression, check_xy
+from .files.schema import DEFAULT_CLASSES
+from .learn import loss
+from .learn.descent import Start
+from .learn.design import NORMALIZATION, Dense
+from .learn.model import LogisticRegression, check_xy
 from .version import __version__
 
 PRINT_EVERY = 100  # the notebook records (and prints) the cost every 100 iterations
@@ -139,9 +139,10 @@ def load_dataset(folder="datasets"):
     3) uint8, train_set_y (1, m) int64, test_set_x_orig, test_set_y (1, m_test), classes (2,)
     bytes. `folder`: the course's two .h5 files, or any data catlr trains on (a prepared
     file, a folder of photos), read through the same checked reader as `catlr train`."""
-    from .datasets import load
+    from .data.datasets import load
+    from .stages.prepare import prepare
 
-    with load(folder, dict(DEFAULTS)) as ds:
+    with load(folder, dict(DEFAULTS), prepare=prepare) as ds:
         return (np.asarray(ds.x_train), np.asarray(ds.y_train, np.int64).reshape(1, -1),
                 np.asarray(ds.x_test), np.asarray(ds.y_test, np.int64).reshape(1, -1),
                 np.array([c.encode() for c in ds.classes]))
@@ -151,7 +152,7 @@ def save_model(d, path, classes=DEFAULT_CLASSES):
     """Write the dict that model() returned as a catlr model file, for `catlr predict PHOTO
     --model PATH`, `catlr eval` and catlr.load. The image size is read from w: n_x =
     size * size * 3 (the course's flattening); classes: (negative, positive) names."""
-    from . import modelfile
+    from .runs import modelfile
 
     w = np.asarray(d["w"], dtype=np.float64).reshape(-1)
     size = math.isqrt(w.size // 3)

@@ -20,8 +20,8 @@ needs_course = pytest.mark.skipif(not (COURSE / "train_catvnoncat.h5").exists(),
 
 
 def seed_loop(X, Y, lr, iters, every=100):
-    """The course's week-2 loop, written plainly (catlr.descent.reference): the oracle."""
-    from catlr.descent import reference
+    """The course's week-2 loop, written plainly (catlr.learn.descent.reference): the oracle."""
+    from catlr.learn.descent import reference
 
     return reference(X, Y, lr, iters, every)
 
@@ -52,7 +52,7 @@ def course_oracle(course, request):
     import hashlib
     import inspect
 
-    from catlr.descent import reference
+    from catlr.learn.descent import reference
 
     x, y = course["train"]
     key = hashlib.sha256(x.tobytes() + y.tobytes() + inspect.getsource(reference).encode())
@@ -109,7 +109,7 @@ def cli():
 @pytest.fixture
 def small_folder(tmp_path):
     """A tiny two-class folder of generated images (cat/ and non-cat/, 8 each)."""
-    from catlr.demo import make_sample
+    from catlr.stages.demo import make_sample
 
     return Path(make_sample(tmp_path / "sample", n_per_class=8, unseen=2)["images"])
 

@@ -68,7 +68,7 @@ def test_folder_of_only_broken_files(tmp_path, cli):
 
 
 def test_interrupted_prepare_exits_130_and_writes_nothing(tmp_path, cli, small_folder, monkeypatch):
-    import catlr.ingest as ingest
+    import catlr.data.ingest as ingest
 
     def boom(*a, **k):
         raise KeyboardInterrupt

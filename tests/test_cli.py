@@ -7,9 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import PHOTOS, needs_course
+from PIL import Image
 
 
 def test_help_imports_no_heavy_module():
@@ -95,7 +94,7 @@ def test_predict_real_photos(course_model, cli):
 @needs_course
 def test_predict_matches_training_preprocessing(course_model, course, cli, tmp_path):
     """An image saved losslessly from the test set gets the probability eval computes for it."""
-    import catlr.modelfile as mf
+    import catlr.runs.modelfile as mf
 
     path, _ = course_model
     x, _ = course["test"]
@@ -128,7 +127,7 @@ def test_predict_folder_json_has_a_row_per_image_and_errors(tmp_path, cli, small
 
 
 def test_config_file_and_flag_precedence(tmp_path, cli, small_folder):
-    import catlr.modelfile as mf
+    import catlr.runs.modelfile as mf
 
     cfg = tmp_path / "c.toml"
     cfg.write_text("lr = 0.01\niters = 30\nprint_every = 10\n")
@@ -178,8 +177,9 @@ def test_sweep_takes_the_data_flags_train_takes(tmp_path, cli, small_folder):
 
 
 def test_default_config_file_matches_defaults():
-    from catlr.config import DEFAULTS, read_toml
     from conftest import ROOT
+
+    from catlr.config import DEFAULTS, read_toml
 
     assert read_toml(ROOT / "configs" / "default.toml") == DEFAULTS
     for extra in (ROOT / "configs").glob("*.toml"):
@@ -228,7 +228,7 @@ def test_demo_runs_offline(tmp_path):
 
 @needs_course
 def test_train_on_prepared_file_and_course_pair_agree(tmp_path, cli, course_png_copy, course_model):
-    import catlr.modelfile as mf
+    import catlr.runs.modelfile as mf
 
     code, _, err = cli(["prepare", course_png_copy, "--out", tmp_path / "p.h5"])
     assert code == 0, err
@@ -240,7 +240,7 @@ def test_train_on_prepared_file_and_course_pair_agree(tmp_path, cli, course_png_
 
 
 def test_eval_on_a_folder_uses_the_very_split_train_held_out(tmp_path, cli, small_folder):
-    import catlr.modelfile as mf
+    import catlr.runs.modelfile as mf
 
     model = tmp_path / "m.npz"
     code, _, err = cli(["train", small_folder, "--iters", "80", "--test-fraction", "0.25",
@@ -258,7 +258,8 @@ def test_eval_on_a_folder_uses_the_very_split_train_held_out(tmp_path, cli, smal
 
 
 def test_library_use_from_python(tmp_path, small_folder):
-    from catlr import config, evaluate, predict, train
+    from catlr import config
+    from catlr.stages import evaluate, predict, train
 
     cfg = config.resolve(None, iters=30)
     model, meta, saved = train.train(small_folder, cfg, out=tmp_path / "m.npz")
@@ -279,7 +280,7 @@ def test_train_on_a_folder_names_the_files_it_skipped(tmp_path, cli, small_folde
 
 
 def test_mistakes_sheet_is_capped_and_ordered(tmp_path):
-    from catlr.plots import mistakes_sheet
+    from catlr.stages.plots import mistakes_sheet
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (200, 8, 8, 3), dtype=np.uint8)
@@ -295,7 +296,7 @@ def test_mistakes_sheet_is_capped_and_ordered(tmp_path):
 
 
 def test_verbose_says_which_form_and_float32_is_recorded(tmp_path, cli, small_folder):
-    import catlr.modelfile as mf
+    import catlr.runs.modelfile as mf
 
     code, out, err = cli(["train", small_folder, "--iters", "20", "-v", "--dtype", "float32",
                           "--out", tmp_path / "m.npz"])
@@ -315,15 +316,15 @@ def test_progress_display_on_a_terminal(tmp_path):
 
     from rich.console import Console
 
-    from catlr.progress import events
-    from catlr.render import RichConsole
-    from catlr.train import train
+    from catlr.cli.progress import events
+    from catlr.cli.render import RichConsole
+    from catlr.stages.train import train
 
     buf = io.StringIO()
     console = RichConsole(rich=Console(file=buf, force_terminal=True, width=100, highlight=False))
     from catlr.config import resolve
 
-    folder = __import__("catlr.demo", fromlist=["x"]).make_sample(tmp_path, 6, unseen=0)["images"]
+    folder = __import__("catlr.stages.demo", fromlist=["x"]).make_sample(tmp_path, 6, unseen=0)["images"]
     with events(console, verbose=True) as on_event:
         train(folder, resolve(None, iters=300), out=tmp_path / "m.npz", on_event=on_event)
     text = buf.getvalue()

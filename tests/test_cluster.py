@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import COURSE, dask_cluster, needs_course
 
 pytest.importorskip("distributed")

@@ -4,14 +4,12 @@ loop written plainly, scikit-learn, scipy or a plain formula."""
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-
 from conftest import COURSE, needs_course, rel
 
 
@@ -65,7 +63,7 @@ def test_the_validation_curve_is_the_course_loop_on_the_held_out_columns(cli, tm
     assert np.allclose(meta["held_costs"], expected, rtol=1e-9, atol=0)
     best = int(np.argmin(expected))
     assert meta["best_iteration"] == best * 50 and meta["best_cost"] == pytest.approx(expected[best])
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     model, _ = load(tmp_path / "m.npz")
     assert rel(model.w_, w) <= 1e-9  # trained on the other columns only
@@ -124,7 +122,7 @@ def test_early_stopping_keeps_the_best_weights(cli, small_folder, tmp_path):
     code, out, err = cli(["train", small_folder, "--val-fraction", "0.25", "--iters", str(best),
                           "--print-every", "20", "--lr", "0.001", "--out", tmp_path / "b.npz"])
     assert code == 0, err
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     assert np.array_equal(load(tmp_path / "e.npz")[0].w_, load(tmp_path / "b.npz")[0].w_)
     code, out, _ = cli(["inspect", tmp_path / "e.npz", "--json"])
@@ -180,7 +178,7 @@ def test_lr_auto_picks_the_lowest_validation_cost_among_rates_that_did_not_rise(
     assert code == 0, err
     meta = json.loads(out)
     tried = meta["lr_auto"]
-    from catlr.train import AUTO_LRS
+    from catlr.stages.train import AUTO_LRS
 
     assert [t["lr"] for t in tried] == list(AUTO_LRS)
     fine = [t for t in tried if not t["cost_rose"]]
@@ -197,7 +195,7 @@ def test_lr_auto_picks_the_lowest_validation_cost_among_rates_that_did_not_rise(
 def test_wilson_intervals_equal_scipys(k, n):
     from scipy.stats import binomtest
 
-    from catlr.metrics import wilson
+    from catlr.learn.metrics import wilson
 
     low, high = wilson(k, n)
     ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
@@ -207,7 +205,7 @@ def test_wilson_intervals_equal_scipys(k, n):
 @pytest.mark.parametrize("seed", range(4))
 def test_delongs_auc_interval_equals_the_formula_written_out(seed):
     """DeLong's variance from its definition (structural components over every pair): O(mn)."""
-    from catlr.metrics import Z95, auc_interval, roc_auc
+    from catlr.learn.metrics import Z95, auc_interval, roc_auc
 
     rng = np.random.default_rng(seed)
     y = rng.random(60) < 0.4
@@ -258,7 +256,7 @@ def test_l2_at_convergence_is_scikit_learns_optimum_on_the_course_data(cli, tmp_
     assert meta["l2"] == lam and meta["form"] == "dual"
     X, y = _course_X()
     sk = sklearn.LogisticRegression(C=1 / lam, tol=1e-14, max_iter=100_000).fit(X.T, y)
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     model, _ = load(tmp_path / "m.npz")
 
@@ -273,7 +271,7 @@ def test_l2_at_convergence_is_scikit_learns_optimum_on_the_course_data(cli, tmp_
 
 @needs_course
 def test_l2_zero_is_todays_run_bit_for_bit(cli, tmp_path):
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     for args, name in (([], "a"), (["--l2", "0", "--class-weight", "none"], "b")):
         code, _, err = cli(["train", COURSE, *args, "--out", tmp_path / f"{name}.npz"])
@@ -285,7 +283,7 @@ def test_l2_zero_is_todays_run_bit_for_bit(cli, tmp_path):
 @pytest.mark.parametrize("weights", ["balanced", "1:3"])
 def test_class_weights_reach_scikit_learns_optimum(cli, tmp_path, weights):
     sklearn = pytest.importorskip("sklearn.linear_model")
-    from catlr.demo import make_sample
+    from catlr.stages.demo import make_sample
 
     folder = make_sample(tmp_path / "s", n_per_class=12, unseen=0)["images"]
     # unbalanced on purpose: drop half the cats
@@ -295,8 +293,8 @@ def test_class_weights_reach_scikit_learns_optimum(cli, tmp_path, weights):
                           weights, "--lr", "0.1", "--iters", "150000", "--print-every", "50000",
                           "--out", tmp_path / "m.npz", "--json"])
     assert code == 0, err
-    from catlr.datasets import load as load_data
-    from catlr.modelfile import load
+    from catlr.data.datasets import load as load_data
+    from catlr.runs.modelfile import load
 
     ds = load_data(folder, {**json.loads(out)["config"], "size": 8})
     X = ds.x_train.reshape(len(ds.y_train), -1) / 255.0

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import PHOTOS, needs_course, remeta, run_cli
 
 onnx = pytest.importorskip("onnx", reason="catlr[onnx] is not installed")
@@ -204,7 +203,7 @@ def test_catlrs_own_graph_is_replaced_atomically(model, tmp_path, monkeypatch):
     assert out.read_bytes() != first
 
     # a failure while writing (a full disk) leaves the previous graph whole, no temporary
-    import catlr.export as export
+    import catlr.stages.export as export
 
     class FullDisk:
         def __init__(self, proto):

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import COURSE, needs_course
+from PIL import Image
 
 
 def _one_line(err):
@@ -57,7 +56,7 @@ def test_every_command_piped_prints_lines_no_longer_than_their_content(small_fol
 def _render_runs(width, rows, wide=False):
     from rich.console import Console
 
-    from catlr.render import RichConsole, runs_table
+    from catlr.cli.render import RichConsole, runs_table
 
     buf = io.StringIO()
     console = RichConsole(rich=Console(file=buf, width=width, force_terminal=False))
@@ -113,7 +112,7 @@ def test_a_folder_with_the_pair_and_a_prepared_file_is_refused_until_one_is_pick
 # ---- 4. prepare says what it replaces; eval says when the data changed
 
 def test_prepare_again_says_what_it_replaced_and_eval_notices(cli, small_folder, tmp_path):
-    from catlr.demo import make_sample
+    from catlr.stages.demo import make_sample
 
     code, out, err = cli(["prepare", small_folder])
     assert code == 0 and "Replaced" not in out, err
@@ -169,9 +168,9 @@ def test_bars_say_elapsed_and_left_and_end_at_their_total(small_folder):
     from rich.console import Console
 
     from catlr import config
-    from catlr.progress import events
-    from catlr.render import RichConsole
-    from catlr.train import sweep
+    from catlr.cli.progress import events
+    from catlr.cli.render import RichConsole
+    from catlr.stages.train import sweep
 
     for width in (60, 100):
         buf = io.StringIO()
@@ -213,7 +212,7 @@ def test_a_plural_or_capitalised_class_folder_is_used_and_said(cli, small_folder
 # ---- 9. the mistakes sheet: what it says matches what it shows
 
 def test_eval_says_how_many_mistakes_the_sheet_shows(cli, monkeypatch):
-    from catlr import plots
+    from catlr.stages import plots
 
     rng = np.random.default_rng(0)
     for c in ("cat", "non-cat"):
@@ -279,7 +278,7 @@ def test_predict_keeps_the_order_of_its_inputs(cli, small_folder):
 
 
 def test_a_flagged_model_repeats_its_warning_when_used(cli, tmp_path):
-    from catlr.demo import make_sample
+    from catlr.stages.demo import make_sample
 
     folder = make_sample(tmp_path / "d", n_per_class=30, unseen=0)["images"]
     code, _, err = cli(["train", folder, "--iters", "300", "--lr", "10"])

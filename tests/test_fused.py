@@ -15,7 +15,6 @@ import time
 import h5py
 import numpy as np
 import pytest
-
 from conftest import rel
 
 F32 = 2e-6   # float32, fused or not, against float64
@@ -40,7 +39,7 @@ OBJECTIVES = [{}, {"class_weight": {0: 0.3, 1: 2.5}}, {"class_weight": "balanced
 @pytest.fixture(params=["numba", "numpy"])
 def path(request, monkeypatch):
     """Each test twice: numba's compiled kernels, and NumPy's path (forced)."""
-    from catlr import kernels
+    from catlr.learn import kernels
 
     if request.param == "numba":
         pytest.importorskip("numba")
@@ -55,8 +54,8 @@ def path(request, monkeypatch):
 @pytest.mark.parametrize("k,n", [(1, 12288), (7, 5), (13, 1027), (683, 192), (130, 1031)])
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_a_fused_block_gradient_is_the_float_blocks(path, k, n, objective):
-    from catlr.design import block_gradient, normalize
-    from catlr.loss import Objective
+    from catlr.learn.design import block_gradient, normalize
+    from catlr.learn.loss import Objective
 
     obj = Objective(**objective)
     for dtype in ("float64", "float32"):
@@ -76,7 +75,7 @@ def test_a_fused_block_gradient_is_the_float_blocks(path, k, n, objective):
 
 
 def test_the_products_on_pixels_are_x_over_255(path):
-    from catlr import kernels
+    from catlr.learn import kernels
 
     x = _pixels(37, 300)
     v, d = np.random.default_rng(5).normal(size=300), np.random.default_rng(6).normal(size=37)
@@ -89,8 +88,8 @@ def test_the_products_on_pixels_are_x_over_255(path):
 
 def test_numba_and_numpy_paths_agree(monkeypatch):
     pytest.importorskip("numba")
-    from catlr import kernels
-    from catlr.design import block_gradient
+    from catlr.learn import kernels
+    from catlr.learn.design import block_gradient
 
     x, y, w = _case(700, 1100, "float64", seed=3)  # over PARALLEL_BYTES
     fast = block_gradient(x, y, w, -0.2)
@@ -105,7 +104,7 @@ def test_one_thread_where_the_process_is_limited_to_one(monkeypatch):
     one: the kernels stay on the calling thread, with the bits of the parallel ones (each
     element summed by one thread, in order)."""
     pytest.importorskip("numba")
-    from catlr import kernels
+    from catlr.learn import kernels
 
     x, y, w = _case(900, 1024, "float32", seed=9)
     both = kernels.times(x, w, 0.5), kernels.times_t(x, y)
@@ -127,7 +126,7 @@ def test_one_thread_where_the_process_is_limited_to_one(monkeypatch):
     worker.start()
     worker.join()
     assert all(np.array_equal(a, b) for a, b in zip(both, seen[0]))
-    code = "from catlr import kernels; print(kernels.ONE_THREAD)"
+    code = "from catlr.learn import kernels; print(kernels.ONE_THREAD)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.stdout.strip() == "True", r.stderr
@@ -139,7 +138,7 @@ def test_without_numba_installed_the_numpy_path_trains(tmp_path):
     code = (
         "import sys; sys.modules['numba'] = None\n"
         "import numpy as np\n"
-        "from catlr import kernels, config, train\n"
+        "from catlr import config\nfrom catlr.learn import kernels\nfrom catlr.stages import train\n"
         f"cfg = config.resolve(None, iters=30, form='primal', dtype='float64', engine='stream', "
         f"memory='64KB')\n"
         f"train.train({str(path)!r}, cfg, out={str(tmp_path / 'm.npz')!r})\n"
@@ -148,7 +147,7 @@ def test_without_numba_installed_the_numpy_path_trains(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=tmp_path)
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-2000:]
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     model = load(tmp_path / "m.npz")[0]
     w_ref, b_ref = _reference(path, 30)
@@ -170,7 +169,7 @@ def _prepared(path, m, size=8, seed=0, chunk=16):
 
 
 def _reference(path, iters, lr=0.005):
-    from catlr.descent import reference
+    from catlr.learn.descent import reference
 
     with h5py.File(path, "r") as f:
         x, y = f["train_set_x"][()], f["train_set_y"][()]
@@ -180,16 +179,16 @@ def _reference(path, iters, lr=0.005):
 
 
 def _fit(design, y, iters, lr=0.005):
-    from catlr.model import LogisticRegression
+    from catlr.learn.model import LogisticRegression
 
     return LogisticRegression(lr, iters, form="primal").fit_design(design, y, form="primal")
 
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-9), ("float32", 1e-4)])
 def test_memory_and_stream_engines_give_the_course_loop(path, tmp_path, dtype, tol):
-    from catlr.containers import open_container
-    from catlr.design import Pixels
     from catlr.engines.stream import Stream
+    from catlr.files.containers import open_container
+    from catlr.learn.design import Pixels
 
     p = _prepared(tmp_path / "p.h5", 203)
     w_ref, b_ref = _reference(p, 150)
@@ -210,7 +209,8 @@ def test_memory_and_stream_engines_give_the_course_loop(path, tmp_path, dtype, t
 def test_the_memory_engine_holds_the_pixels_as_uint8(monkeypatch):
     """needs() counts the uint8 pixels and vectors only, the planner keeps in memory what
     a float32 X would have streamed, and no float copy of X is made while training."""
-    from catlr import design, engines, kernels
+    from catlr import engines
+    from catlr.learn import design, kernels
 
     m, n_x = 20000, 12288
     need = engines.needs("primal", m, n_x, 4)
@@ -245,8 +245,8 @@ def _threads():
 
 
 def test_reading_ahead_gives_the_serial_bits(tmp_path):
-    from catlr.containers import open_container
     from catlr.engines.stream import Stream
+    from catlr.files.containers import open_container
 
     p = _prepared(tmp_path / "p.h5", 515, chunk=8)
     with open_container(p) as c:
@@ -342,12 +342,11 @@ def test_the_read_ahead_thread_ends_with_the_pass():
 
 
 def test_early_stopping_and_a_halt_leave_no_thread(tmp_path):
-    from catlr import descent
-    from catlr.engines.stream import Stream
-
     import signal
 
+    from catlr.engines.stream import Stream
     from catlr.events import Step
+    from catlr.learn import descent
 
     x = _pixels(300, 48).reshape(300, 4, 4, 3)
     y = (x[:, 0, 0, 0] > 127).astype(float)
@@ -373,7 +372,7 @@ def test_early_stopping_and_a_halt_leave_no_thread(tmp_path):
 # ---- the dual form's K
 
 def test_k_accumulated_in_place_is_x_t_x(monkeypatch):
-    from catlr import design
+    from catlr.learn import design
 
     monkeypatch.setattr(design, "GRAM_SLAB", 7)  # slabs that do not divide m
     monkeypatch.setattr(design, "FEATURE_BLOCK", 50)
@@ -392,9 +391,10 @@ def test_k_accumulated_in_place_is_x_t_x(monkeypatch):
 @pytest.mark.slow
 def test_dask_runs_the_fused_products_on_uint8_blocks(tmp_path):
     pytest.importorskip("distributed")
-    from catlr.containers import open_container
-    from catlr.engines.dask import DaskPixels
     from conftest import dask_cluster
+
+    from catlr.engines.dask import DaskPixels
+    from catlr.files.containers import open_container
 
     p = _prepared(tmp_path / "p.h5", 203)
     w_ref, b_ref = _reference(p, 60)
@@ -415,8 +415,8 @@ def test_numba_is_imported_on_first_use_only():
     """Scoring (predict, serve) and the dual form (one pass for w = X c) never load numba:
     its import costs more than one pass saves; the primal form's passes do."""
     code = ("import sys\n"
-            "import catlr.predict, catlr.serve, catlr.model, catlr.design\n"
-            "from catlr.model import LogisticRegression\n"
+            "import catlr.stages.predict, catlr.serve, catlr.learn.model, catlr.learn.design\n"
+            "from catlr.learn.model import LogisticRegression\n"
             "assert 'numba' not in sys.modules, 'numba at import'\n"
             "import numpy as np\n"
             "x, y = np.arange(48, dtype=np.uint8).reshape(4, 2, 2, 3), np.array([0, 1, 0, 1])\n"
@@ -441,7 +441,7 @@ def test_a_signal_during_a_kernels_first_call_waits_for_it_to_end():
     cache). The first call holds the signal and delivers it once the kernel is done."""
     import signal
 
-    from catlr import kernels
+    from catlr.learn import kernels
 
     done = []
 

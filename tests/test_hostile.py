@@ -110,7 +110,7 @@ def test_declared_images_that_are_not_stored_are_refused(cli, tmp_path):
 
 # row 6: a decompression bomb below Pillow's limit; row 22: a canvas too large to pad
 def test_image_bombs_are_skipped_from_their_header(tmp_path):
-    from catlr.images import ImageError, load_image
+    from catlr.data.images import ImageError, load_image
 
     Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
     assert (tmp_path / "bomb.png").stat().st_size < 1 << 20
@@ -153,7 +153,7 @@ def test_a_deflated_bomb_in_a_model_is_refused_before_reading(tmp_path, model):
                      compress_type=zipfile.ZIP_DEFLATED)
     assert bomb.stat().st_size < 2 << 20
     from catlr.errors import CatlrError
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     with pytest.raises(CatlrError, match="costs declares 240000128 bytes"):
         load(bomb)
@@ -161,7 +161,7 @@ def test_a_deflated_bomb_in_a_model_is_refused_before_reading(tmp_path, model):
 
 def test_an_absurd_image_size_names_the_range(tmp_path, model):
     from catlr.errors import CatlrError
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     with np.load(model) as z:
         entries = {k: z[k] for k in z.files}
@@ -328,7 +328,7 @@ def test_signals_leave_outputs_whole(small_folder, model, tmp_path, sig, code):
 
 
 def test_a_stale_temporary_file_is_removed_by_the_next_write(cli, small_folder, tmp_path):
-    from catlr.atomic import _HOST
+    from catlr.files.outputs import _HOST
 
     stale = tmp_path / f".m.npz.{_HOST}.4194303-0123456789abcdef.tmp"  # no such process here
     stale.write_bytes(b"half a model")
@@ -354,12 +354,12 @@ def test_a_closed_pipe_ends_quietly_and_train_still_saves(model, small_folder, t
 
 
 def test_a_full_disk_names_the_file(cli, small_folder, tmp_path, monkeypatch):
-    import catlr.atomic
+    import catlr.files.outputs
 
     def full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(catlr.atomic.os, "fsync", full)
+    monkeypatch.setattr(catlr.files.outputs.os, "fsync", full)
     code, _, err = cli(["train", small_folder, "--iters", "3", "--out", tmp_path / "m.npz"])
     assert code == 1 and _one_line(err) and f"({tmp_path / 'm.npz'})" in err
     assert "No space left on device" in err and list(tmp_path.glob(".m.npz*")) == []
@@ -388,7 +388,7 @@ def test_no_numpy_warnings_reach_the_user(model, tmp_path, small_folder):
 
 
 def test_nan_pixels_are_a_broken_image(tmp_path):
-    from catlr.images import ImageError, load_image
+    from catlr.data.images import ImageError, load_image
 
     Image.fromarray(np.full((8, 8), np.nan, np.float32)).save(tmp_path / "nan.tif")
     with pytest.raises(ImageError, match="NaN or infinite pixels"):
@@ -397,12 +397,12 @@ def test_nan_pixels_are_a_broken_image(tmp_path):
 
 # row 24: Ctrl-C while the plot is drawn says the model was saved
 def test_interrupted_plot_says_what_was_written(cli, small_folder, tmp_path, monkeypatch):
-    import catlr.plots
+    import catlr.stages.plots
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(catlr.plots, "cost_curve_png", interrupted)
+    monkeypatch.setattr(catlr.stages.plots, "cost_curve_png", interrupted)
     code, _, err = cli(["train", small_folder, "--iters", "3", "--out", tmp_path / "m.npz",
                         "--plot", tmp_path / "c.png"])
     assert code == 130 and f"stopped after saving {tmp_path / 'm.npz'}" in err
@@ -431,7 +431,7 @@ def test_undecodable_names_are_printed_escaped(model, small_folder, tmp_path):
 
 # row 27: the demo's sample is written atomically
 def test_the_demo_sample_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
-    from catlr import demo
+    from catlr.stages import demo
 
     calls = []
     real = Image.Image.save
@@ -501,7 +501,7 @@ def test_random_hdf5_files_only_give_one_line(cli, tmp_path, entries, valid_base
 def test_a_full_disk_is_one_line_and_keeps_the_old_output(cli, tmp_path):
     import subprocess
 
-    from catlr.demo import make_sample
+    from catlr.stages.demo import make_sample
 
     tiny = tmp_path / "tiny"
     tiny.mkdir()
@@ -537,7 +537,7 @@ def test_a_symlink_loop_does_not_loop(cli, model, small_folder, tmp_path):
     names = [r["path"] for r in rows]
     assert len(names) == len({os.path.realpath(n) for n in names}) == 16  # each file once
     assert time.monotonic() - started < 30
-    from catlr.predict import expand
+    from catlr.stages.predict import expand
 
     assert expand(f"{d}/**/*.png") and all(p.endswith(".png") and "/up/" not in p for p in expand(f"{d}/**/*.png"))
 
@@ -550,7 +550,7 @@ def test_ctrl_c_early_is_one_line_and_never_hangs(tmp_path, command):
     import sys
     import time
 
-    from catlr.demo import make_sample
+    from catlr.stages.demo import make_sample
 
     src = make_sample(tmp_path / "s", n_per_class=60, unseen=0)["images"]
     out = tmp_path / "out"
@@ -631,11 +631,11 @@ def test_max_pixels_is_a_setting(cli, model, tmp_path):
 
 
 def test_scoring_batches_are_sized_by_bytes(cli, model, small_folder, monkeypatch):
-    import catlr.predict
+    import catlr.stages.predict
 
     code, out, _ = cli(["predict", small_folder, "--model", model, "--json"])
     whole = json.loads(out)
-    monkeypatch.setattr(catlr.predict, "SCORE_BYTES", 3 * 64 * 64 * 3)  # 3 images a batch
+    monkeypatch.setattr(catlr.stages.predict, "SCORE_BYTES", 3 * 64 * 64 * 3)  # 3 images a batch
     code, out, _ = cli(["predict", small_folder, "--model", model, "--json"])
     assert code == 0
     assert [r["probability"] for r in json.loads(out)] == pytest.approx(

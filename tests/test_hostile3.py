@@ -123,7 +123,7 @@ def test_a_small_file_declaring_624_times_what_it_stores_is_refused(cli, tmp_pat
                                   "paths-fixed-100KB", "paths-one-huge-vlen",
                                   "paths-vlen-past-the-bound", "classes-5000-bytes"])
 def test_strings_are_bounded_before_they_are_read(cli, tmp_path, case, monkeypatch):
-    from catlr import containers
+    from catlr.files import containers
 
     if case == "paths-vlen-past-the-bound":  # what the file holds besides pixels bounds its
         monkeypatch.setattr(containers, "HEAP_SLACK", 1 << 20)  # text: 1 MB here, not 64
@@ -154,7 +154,7 @@ def test_strings_are_bounded_before_they_are_read(cli, tmp_path, case, monkeypat
 
 def test_a_compression_filter_catlr_does_not_know_is_refused_before_reading(cli, tmp_path,
                                                                             monkeypatch):
-    from catlr import containers
+    from catlr.files import containers
 
     path = tmp_path / "z.h5"
     with h5py.File(path, "w") as f:
@@ -345,14 +345,14 @@ def test_a_small_16_bit_png_of_8000_x_8000_decodes_in_bounded_memory(tmp_path):
     path = tmp_path / "wide.png"
     Image.fromarray(np.zeros((8000, 8000), np.uint16)).save(path)
     assert path.stat().st_size < 2 << 20
-    peak = _peak_rss(f"from catlr.images import load_image\nload_image({str(path)!r})")
-    base = _peak_rss("import numpy, PIL.Image, catlr.images")
+    peak = _peak_rss(f"from catlr.data.images import load_image\nload_image({str(path)!r})")
+    base = _peak_rss("import numpy, PIL.Image, catlr.data.images")
     # its pixels are 128 MB as 16-bit: decoding took 1.75 GB before, float64 copies and all
     assert peak - base < 700 << 20, (peak >> 20, base >> 20)
 
 
 def test_an_image_too_large_to_decode_is_refused_from_its_header(tmp_path):
-    from catlr.images import ImageError, load_image
+    from catlr.data.images import ImageError, load_image
 
     path = tmp_path / "rgba.png"
     Image.new("RGBA", (7900, 7900)).save(path)  # 62 Mpx: under the pixel limit, 4 bytes each
@@ -363,8 +363,8 @@ def test_an_image_too_large_to_decode_is_refused_from_its_header(tmp_path):
 
 
 def test_decoding_threads_share_one_byte_budget(tmp_path, monkeypatch):
-    from catlr import images
-    from catlr.ingest import decode_many
+    from catlr.data import images
+    from catlr.data.ingest import decode_many
 
     paths = []
     for k in range(6):
@@ -468,12 +468,12 @@ def test_a_run_replaced_with_exist_ok_is_replaced_whole(cli, small_folder, monke
     assert code == 0, err
     assert not os.path.exists("runs/r/cost.png")  # no old picture beside a new run
     before = {n: open(f"runs/r/{n}", "rb").read() for n in os.listdir("runs/r")}
-    import catlr.modelfile
+    import catlr.runs.modelfile
 
     def full(*a, **k):
         raise OSError(28, "No space left on device", "model.npz")
 
-    monkeypatch.setattr(catlr.modelfile, "save", full)
+    monkeypatch.setattr(catlr.runs.modelfile, "save", full)
     code, _, err = cli(["train", small_folder, "--iters", "4", "--name", "r", "--exist-ok"])
     assert code == 1 and _one_line(err) and "No space left" in err
     assert {n: open(f"runs/r/{n}", "rb").read() for n in os.listdir("runs/r")} == before
@@ -638,7 +638,7 @@ def test_names_an_encoding_cannot_hold_are_printed_escaped(small_folder, model, 
 
 def test_every_line_catlr_prints_goes_through_the_one_printer():
     """print(), sys.stdout/stderr.write and rich's Console and Table appear only in
-    render.py (and entry.py's fixed 'Interrupted', and the CLI's own help text)."""
+    cli/render.py (and entry.py's fixed 'Interrupted', and the CLI's own help text)."""
     import ast
     from pathlib import Path
 
@@ -650,10 +650,10 @@ def test_every_line_catlr_prints_goes_through_the_one_printer():
                 name = ast.unparse(node.func)
                 if name in ("print", "sys.stdout.write", "sys.stderr.write", "Console",
                             "RichTable") or name.endswith(".write") and "std" in name:
-                    found.append(f"{p.name}:{ast.unparse(node)[:40]}")
-    allowed = {"entry.py:print('Interrupted', file=sys.stderr)", "cli.py:print(message)",
-               "cli.py:print(printable(text), file=stream)", "course.py:print(text)"}
-    assert {f for f in found if not f.startswith("render.py")} <= allowed, found
+                    found.append(f"{p.relative_to(package)}:{ast.unparse(node)[:40]}")
+    allowed = {"entry.py:print('Interrupted', file=sys.stderr)", "cli/__init__.py:print(message)",
+               "cli/__init__.py:print(printable(text), file=stream)", "course.py:print(text)"}
+    assert {f for f in found if not f.startswith("cli/render.py")} <= allowed, found
 
 
 # ---------------------------------------------------------------- 5. what catlr reads back
@@ -779,12 +779,11 @@ def test_a_stream_closed_mid_run_is_the_scheduler_lost_only_when_it_is_gone(ther
     pytest.importorskip("distributed")
     from types import SimpleNamespace
 
+    from conftest import dask_cluster
     from distributed.comm.core import CommClosedError
 
     from catlr.engines.dask import DaskPixels
     from catlr.errors import EngineLost
-
-    from conftest import dask_cluster
 
     def decide(address):
         fake = SimpleNamespace(block_bytes=1 << 20, _iteration=lambda: 7, client=SimpleNamespace(
@@ -891,7 +890,8 @@ def test_a_folder_1100_levels_deep_is_walked_without_recursion(cli, deep_folder,
 
 def test_a_recursive_glob_walks_only_below_its_fixed_prefix(cli, model, small_folder,
                                                             monkeypatch):
-    from catlr import ingest, predict
+    from catlr.data import ingest
+    from catlr.stages import predict
 
     walked = []
     real = ingest.walk
@@ -985,7 +985,7 @@ def test_images_and_names_a_model_could_not_hold_are_refused_before_training(cli
 def test_a_jpeg_of_thousands_of_scans_is_skipped_from_its_markers(tmp_path):
     import io as _io
 
-    from catlr.images import ImageError, load_image
+    from catlr.data.images import ImageError, load_image
 
     b = _io.BytesIO()
     Image.new("L", (64, 64), 128).save(b, "JPEG", progressive=True)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from catlr import metrics
+from catlr.learn import metrics
 
 sk = pytest.importorskip("sklearn.metrics")
 
@@ -40,7 +40,7 @@ def test_degenerate_cases():
 def test_eval_figures_equal_scikit_learn_on_a_real_model(cli, small_folder, tmp_path):
     import json
 
-    from catlr.evaluate import evaluate
+    from catlr.stages.evaluate import evaluate
 
     model = tmp_path / "m.npz"
     code, _, err = cli(["train", small_folder, "--iters", "60", "--out", model,

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from catlr import modelfile
 from catlr.errors import CatlrError
-from catlr.model import LogisticRegression
+from catlr.learn.model import LogisticRegression
+from catlr.runs import modelfile
 
 
 def _model(n_x=12288, b=0.5):
@@ -139,7 +139,7 @@ def test_damaged_model_files_only_raise_catlr_errors(tmp_path, cut, flip):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=3000), ext=st.sampled_from([".jpg", ".png", ".gif", ".tif", ".bmp"]))
 def test_arbitrary_bytes_as_image_only_raise_image_errors(tmp_path, data, ext):
-    from catlr.images import ImageError, load_image
+    from catlr.data.images import ImageError, load_image
 
     p = tmp_path / f"fuzz{ext}"
     p.write_bytes(data)
@@ -155,7 +155,7 @@ def test_arbitrary_bytes_as_image_only_raise_image_errors(tmp_path, data, ext):
 def test_truncated_real_images_only_raise_image_errors(tmp_path, cut, ext):
     from PIL import Image
 
-    from catlr.images import ImageError, load_image
+    from catlr.data.images import ImageError, load_image
 
     buf = io.BytesIO()
     Image.effect_noise((80, 60), 40).convert("RGB").save(buf, ext)
@@ -173,7 +173,7 @@ def test_interrupted_train_leaves_the_old_model_intact(tmp_path, cli, small_fold
     assert code == 0, err
     before = out.read_bytes()
 
-    import catlr.descent as descent
+    import catlr.learn.descent as descent
 
     real = descent.run
 
@@ -193,10 +193,10 @@ def test_interrupted_train_leaves_the_old_model_intact(tmp_path, cli, small_fold
 
 
 def test_failed_write_leaves_no_temporary_file(tmp_path):
-    from catlr.atomic import atomic_path
-
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
+
+    from catlr.files.outputs import atomic_path
 
     info = PngInfo()
     info.add_text("Software", "catlr")  # a picture catlr drew: it may replace it

@@ -6,10 +6,10 @@ import os
 import h5py
 import numpy as np
 import pytest
+from conftest import needs_course
 from PIL import Image
 
-from catlr.images import load_image
-from conftest import needs_course
+from catlr.data.images import load_image
 
 
 def _read(path):
@@ -174,7 +174,7 @@ def test_fit_policies(tmp_path, fit):
 def test_decompression_bomb_is_skipped(tmp_path, monkeypatch):
     _jpeg(tmp_path / "big.jpg", size=(300, 300))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    from catlr.images import ImageError
+    from catlr.data.images import ImageError
 
     with pytest.raises(ImageError, match="too large"):
         load_image(tmp_path / "big.jpg")
@@ -225,7 +225,7 @@ def test_same_bytes_whatever_the_workers(tmp_path, cli, small_folder, monkeypatc
 
 
 def test_split_is_seeded_and_stratified(small_folder):
-    from catlr.prepare import discover
+    from catlr.stages.prepare import discover
 
     a = discover(small_folder, test_fraction=0.25, seed=1)
     b = discover(small_folder, test_fraction=0.25, seed=1)

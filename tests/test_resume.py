@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import COURSE, dask_cluster, needs_course, rel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,8 +82,8 @@ def test_w0_of_zeros_is_the_course_start():
 @pytest.mark.parametrize("form", ["primal", "dual"])
 def test_a_finished_fit_goes_on_from_its_state_bit_for_bit(form):
     from catlr import LogisticRegression
-    from catlr.descent import Start
-    from catlr.design import Dense
+    from catlr.learn.descent import Start
+    from catlr.learn.design import Dense
 
     X, Y, _, _ = _toy(1)
     whole = LogisticRegression(lr=0.2, iters=300, form=form).fit(X, Y)
@@ -102,8 +101,8 @@ def test_a_checkpoint_at_any_reported_iteration_resumes_bit_for_bit(form, solver
     # every checkpoint a run could write (a Saver due at every reported iteration), the
     # recorded ones included: resumed from each, the costs and weights are the whole run's
     from catlr import LogisticRegression
-    from catlr.descent import Saver, Start
-    from catlr.design import Dense
+    from catlr.learn.descent import Saver, Start
+    from catlr.learn.design import Dense
 
     X, Y, _, _ = _toy(2)
     whole = LogisticRegression(lr=0.2, iters=120, print_every=10, form=form,
@@ -128,7 +127,7 @@ def test_a_checkpoint_at_any_reported_iteration_resumes_bit_for_bit(form, solver
 # -- 2. catlr train --resume ---------------------------------------------------------------
 
 def _load(path):
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     return load(path)
 
@@ -185,9 +184,9 @@ def test_a_run_whose_state_is_gone_resumes_from_its_weights(cli, form):
 
 @needs_course
 def test_a_resume_refuses_other_data_and_other_settings(cli, tmp_path):
-    from catlr.prepare import prepare
     from catlr.config import DEFAULTS
-    from catlr.demo import make_sample
+    from catlr.stages.demo import make_sample
+    from catlr.stages.prepare import prepare
 
     _train(cli, COURSE, "--iters", "20", "--name", "first")
     code, out, err = cli(["train", "--resume", "runs/first", "--iters", "5", "--lr", "0.01"])
@@ -245,7 +244,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_unbroken_run(cli, tmp_path):
     finally:
         p.kill()
         p.wait(30)
-    from catlr.modelfile import load_state
+    from catlr.runs.modelfile import load_state
 
     state, info = load_state(tmp_path / "runs/k/checkpoint.npz")
     assert 0 < state["i"] < 2000 and info["iters"] == 2000
@@ -284,7 +283,7 @@ def test_ctrl_c_and_sigterm_save_a_checkpoint_first(cli, tmp_path, sig, code, wo
                    "--resume runs/s'\n")
     assert os.listdir(tmp_path / "runs/s") == ["checkpoint.npz"]
     os.chdir(tmp_path)
-    from catlr.modelfile import load_state
+    from catlr.runs.modelfile import load_state
 
     at = load_state("runs/s/checkpoint.npz")[0]["i"]
     code, out, err = cli(["train", "--resume", "runs/s", "--iters", "50", "--json"])
@@ -314,7 +313,7 @@ WRITER = textwrap.dedent("""
 def test_a_checkpoint_is_never_half_written(tmp_path):
     """Kill a process that does nothing but write checkpoints (each a few tens of MB), at
     random moments: the checkpoint is always one whole write, never a mix or a torn file."""
-    from catlr.modelfile import load_state
+    from catlr.runs.modelfile import load_state
 
     folder = tmp_path / "run"
     folder.mkdir()
@@ -340,7 +339,7 @@ def test_a_checkpoint_is_never_half_written(tmp_path):
 def test_a_finished_run_leaves_no_checkpoint(small_folder):
     from catlr.config import DEFAULTS
     from catlr.events import Wrote
-    from catlr.train import train
+    from catlr.stages.train import train
 
     wrote = []
     cfg = {**DEFAULTS, "iters": 3000, "checkpoint_every": 1e-9, "form": "primal", "size": 16}

@@ -10,7 +10,6 @@ import sys
 import h5py
 import numpy as np
 import pytest
-
 from conftest import COURSE, needs_course, rel
 
 
@@ -18,7 +17,7 @@ def _course_run(cli, tmp_path, *flags):
     out = tmp_path / "m.npz"
     code, text, err = cli(["train", COURSE, "--dtype", "float64", "--out", out, "--json", *flags])
     assert code == 0, err
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     return load(out)[0], json.loads(text)
 
@@ -40,7 +39,7 @@ def test_streaming_gives_the_course_loop(cli, tmp_path, course_oracle):
 def test_dask_gives_the_course_loop_and_survives_a_lost_worker(cli, tmp_path, course_oracle,
                                                               monkeypatch):
     pytest.importorskip("distributed")
-    import catlr.descent as descent
+    import catlr.learn.descent as descent
     from catlr.events import Step
 
     real, killed = descent.run, []
@@ -143,7 +142,7 @@ def test_a_file_larger_than_the_budget_trains_within_it(tmp_path):
     # the contrast: the memory engine holds the uint8 pixels (70 MiB), no float32 X (281 MiB)
     pixels = 6000 * 12288
     assert pixels <= memory - base <= pixels + (48 << 20), ((memory - base) >> 20, base >> 20)
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     assert load(tmp_path / "m.npz")[1]["engine"] == "memory"
 
@@ -173,7 +172,7 @@ def test_eval_on_a_large_split_reads_it_a_block_at_a_time(cli, tmp_path):
     path = _prepared(tmp_path / "p.h5", 300)
     code, _, err = cli(["train", path, "--iters", "20", "--out", tmp_path / "m.npz"])
     assert code == 0, err
-    from catlr.evaluate import evaluate
+    from catlr.stages.evaluate import evaluate
 
     whole = evaluate(tmp_path / "m.npz", path)
     assert isinstance(whole.images, np.ndarray)
@@ -196,7 +195,7 @@ def test_a_zarr_store_trains_like_the_hdf5_file_on_every_engine(cli, small_folde
     for out in ("p.h5", "p.zarr"):
         code, _, err = cli(["prepare", small_folder, "--out", tmp_path / out])
         assert code == 0, err
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     weights = {}
     engines = ["memory", "stream"] + (["dask"] if _has("distributed") else [])
@@ -227,9 +226,9 @@ def test_the_compiled_conversion_gives_the_same_blocks(tmp_path):
     """Stream.blocks() (X's floats, for what needs floats) converts with numba's kernel,
     bit for bit NumPy's division; the products run on the uint8 blocks (test_fused.py)."""
     pytest.importorskip("numba")
-    from catlr.containers import open_container
-    from catlr.design import Pixels
     from catlr.engines.stream import Stream
+    from catlr.files.containers import open_container
+    from catlr.learn.design import Pixels
 
     path = _prepared(tmp_path / "p.h5", 300)
     with open_container(path) as c:

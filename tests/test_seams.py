@@ -3,15 +3,12 @@ the objective in one place, a library that checks its own inputs."""
 
 import json
 import os
-import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-
-from conftest import COURSE, PHOTOS, needs_course, rel, run_cli, seed_loop
-
+from conftest import PHOTOS, rel, run_cli, seed_loop
 
 # ---- 1. one owner of where models live ----
 
@@ -41,7 +38,8 @@ def test_a_config_that_moves_the_runs_is_honoured_by_every_command(cli, small_fo
 
 
 def test_saving_returns_one_value_naming_every_file(small_folder, tmp_path):
-    from catlr import config, train
+    from catlr import config
+    from catlr.stages import train
 
     cfg = config.resolve(None, iters=10, runs=str(tmp_path / "r"))
     _, _, saved = train.train(small_folder, cfg, plot=tmp_path / "c.png")
@@ -134,9 +132,10 @@ def test_shared_flags_are_checked_as_the_config_checks_them(cli, small_folder):
 # ---- 3. the engines package and its one planner ----
 
 def test_the_planner_decides_once_and_descent_runs_what_it_is_told():
-    from catlr import descent, engines
-    from catlr.design import Dense
+    from catlr import engines
     from catlr.errors import ParameterError
+    from catlr.learn import descent
+    from catlr.learn.design import Dense
 
     cfg = {"form": "auto", "engine": "auto", "dtype": "auto", "memory": "4GB"}
     choice = engines.choose(209, 12288, 2000, cfg, on_disk=True)
@@ -157,7 +156,7 @@ def test_the_planner_decides_once_and_descent_runs_what_it_is_told():
 @pytest.mark.parametrize("objective", [{}, {"l2": 0.5, "class_weight": "balanced"}])
 def test_both_forms_run_on_another_array_library(form, objective):
     xps = pytest.importorskip("array_api_strict")
-    from catlr.model import LogisticRegression
+    from catlr.learn.model import LogisticRegression
 
     rng = np.random.default_rng(7)
     X = rng.random((40, 25))
@@ -174,7 +173,7 @@ def test_both_forms_run_on_another_array_library(form, objective):
 
 
 def test_a_numpy_run_never_loads_array_api_compat(small_folder, tmp_path):
-    code = (f"import sys; from catlr import config, train\n"
+    code = (f"import sys; from catlr import config; from catlr.stages import train\n"
             f"train.train({str(small_folder)!r}, config.resolve(None, iters=5), "
             f"out={str(tmp_path / 'm.npz')!r})\n"
             "print('array_api_compat' in sys.modules)")
@@ -186,7 +185,7 @@ def test_a_numpy_run_never_loads_array_api_compat(small_folder, tmp_path):
 
 @pytest.mark.parametrize("form", ["primal", "dual"])
 def test_a_zero_penalty_and_unit_weights_are_the_course_bit_for_bit(form):
-    from catlr.model import LogisticRegression
+    from catlr.learn.model import LogisticRegression
 
     rng = np.random.default_rng(2)
     X = rng.random((30, 20))
@@ -201,7 +200,7 @@ def test_a_zero_penalty_and_unit_weights_are_the_course_bit_for_bit(form):
                                 {"l2": 2.0, "class_weight": {0: 1.0, 1: 3.0}}])
 def test_penalty_and_weights_reach_scikit_learns_optimum_in_both_forms(kw):
     sklearn = pytest.importorskip("sklearn.linear_model")
-    from catlr.model import LogisticRegression
+    from catlr.learn.model import LogisticRegression
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(30, 80))
@@ -225,7 +224,7 @@ def test_penalty_and_weights_reach_scikit_learns_optimum_in_both_forms(kw):
     ({"class_weight": "even"}, "class_weight='even'")])
 def test_estimator_parameters_are_checked_at_fit(params, found):
     from catlr.errors import CatlrError
-    from catlr.model import LogisticRegression
+    from catlr.learn.model import LogisticRegression
 
     X, Y = np.ones((3, 4)), np.array([[0, 1, 0, 1]])
     model = LogisticRegression(**params)  # constructing never fails, as in scikit-learn
@@ -267,7 +266,7 @@ def test_the_predictor_decodes_paths_bytes_and_files_alike(course_model):
 
 
 def test_the_decision_rule_is_written_once():
-    """`probability > threshold` appears in loss.labels and nowhere else in catlr."""
+    """`probability > threshold` appears in learn/loss.labels and nowhere else in catlr."""
     import ast
     from pathlib import Path
 
@@ -282,4 +281,4 @@ def test_the_decision_rule_is_written_once():
              if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Gt, ast.GtE))
                                                       for op in node.ops)
              and any(threshold(c) for c in node.comparators)]
-    assert [f.split(":")[0] for f in found] == ["loss.py"], found
+    assert [f.split(":")[0] for f in found] == ["learn/loss.py"], found

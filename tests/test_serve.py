@@ -22,9 +22,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import PHOTOS, ROOT, remeta, run_cli
+from PIL import Image
 
 PHOTO_NAMES = ("cat-small.jpg", "cat-in-iran.jpg")
 

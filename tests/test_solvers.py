@@ -12,7 +12,6 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from conftest import COURSE, ROOT, dask_cluster, needs_course, rel
 
 SKLEARN = pytest.importorskip("sklearn.linear_model")
@@ -167,8 +166,8 @@ def test_lbfgs_records_the_cost_of_its_iterates_on_gds_grid():
 @pytest.mark.parametrize("solver, every", [("nesterov", 5), ("lbfgs", 1)])
 def test_early_stopping_keeps_the_best_iterate(solver, every):
     from catlr import LogisticRegression
-    from catlr.descent import Held
-    from catlr.design import Dense
+    from catlr.learn.descent import Held
+    from catlr.learn.design import Dense
 
     rng = np.random.default_rng(0)
     w = rng.normal(size=30)   # 40 examples of 30 features drawn from a logistic model:
@@ -205,9 +204,9 @@ def test_the_library_refuses_the_dual_form_and_an_unknown_solver():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_nesterov_checkpoint_written_to_disk_resumes_bit_for_bit(tmp_path, dtype):
     from catlr import LogisticRegression
-    from catlr.descent import Saver, Start
-    from catlr.design import Dense
-    from catlr.modelfile import load_state, save_state
+    from catlr.learn.descent import Saver, Start
+    from catlr.learn.design import Dense
+    from catlr.runs.modelfile import load_state, save_state
 
     X, Y = _toy(3)
     X = X.astype(dtype)
@@ -250,7 +249,7 @@ def _train(cli, *args):
 
 
 def _load(path):
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     return load(path)
 
@@ -397,9 +396,9 @@ def test_lbfgs_without_scipy_says_how_to_install_it_before_reading_data(tmp_path
 
 def test_a_nesterov_run_whose_cost_rose_is_told_a_rate_under_one_over_l():
     from catlr import LogisticRegression
-    from catlr.descent import largest_step
-    from catlr.design import Dense
-    from catlr.train import _largest
+    from catlr.learn.descent import largest_step
+    from catlr.learn.design import Dense
+    from catlr.stages.train import _largest
 
     X, _ = _toy()
     design = Dense(X)

@@ -15,7 +15,6 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from conftest import dask_cluster, free_port
 
 fsspec = pytest.importorskip("fsspec")
@@ -124,20 +123,20 @@ def test_a_prepare_killed_at_a_url_leaves_no_store_and_its_temporary_goes(tmp_pa
     """What a prepare killed with SIGKILL leaves (a temporary prefix of a dead process, no
     store) is removed by the next write there; a write that fails leaves no store and no
     temporary. memory:// stands in for object storage: the writer of s3:// too
-    (atomic.remote_folder)."""
-    from catlr import atomic
+    (files.remote.remote_folder)."""
+    from catlr.files import outputs, remote
 
     fs = fsspec.filesystem("memory")
     base = f"/k{uuid.uuid4().hex[:8]}"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = f"{base}/.x.zarr.{atomic._HOST}.{dead.pid}-{'0' * 16}.tmp"
+    stale = f"{base}/.x.zarr.{outputs._HOST}.{dead.pid}-{'0' * 16}.tmp"
     fs.pipe_file(f"{stale}/train_set_x/zarr.json", b"{}")
-    other = f"{base}/.x.zarr.{atomic._HOST}.{os.getpid()}-{'1' * 16}.tmp"  # alive: kept
+    other = f"{base}/.x.zarr.{outputs._HOST}.{os.getpid()}-{'1' * 16}.tmp"  # alive: kept
     fs.pipe_file(f"{other}/zarr.json", b"{}")
     try:
         with pytest.raises(RuntimeError):
-            with atomic.remote_folder(f"memory:/{base}/x.zarr", "zarr") as tmp:
+            with remote.remote_folder(f"memory:/{base}/x.zarr", "zarr") as tmp:
                 assert not fs.exists(stale) and fs.exists(other)
                 fs.pipe_file(tmp[len("memory://"):] + "/zarr.json", b"{}")
                 raise RuntimeError("interrupted")
@@ -480,7 +479,7 @@ def test_a_secret_is_blanked_before_a_message_is_cut_and_never_in_a_tasks_repr()
     """A library's error holding the secret near the cut: blanked first, so no half of it
     is left; the options that travel to Dask's workers (who log a failed task's
     arguments by their repr) show no secret either."""
-    from catlr import storage
+    from catlr.files import storage
 
     secret = "hunter2-very-secret"
     e = OSError("x" * 150 + f"{secret} did not match")  # the cut at 160 falls inside it

@@ -1,4 +1,5 @@
-"""The shape of the code: no import circles, heavy modules kept off the start-up path."""
+"""The shape of the code: imports point down the layers, no import circles, heavy modules
+kept off the start-up path."""
 
 import ast
 from pathlib import Path
@@ -92,29 +93,73 @@ def _third_party(path: Path) -> set:
                     if isinstance(n, ast.ImportFrom) and n.level == 0}
 
 
-def test_the_graph_sees_the_engines_package():
+def test_the_graph_sees_the_packages():
     graph = _graph()
     assert {"engines", "engines.stream", "engines.dask", "engines.memory"} <= set(graph)
-    assert "design" in graph["engines.stream"] and "engines" in graph["engines.stream"]
-    assert "engines" in graph["model"] and "descent" in graph["model"]
+    assert "learn.design" in graph["engines.stream"] and "engines" in graph["engines.stream"]
+    assert "learn.descent" in graph["learn.model"] and "runs" in graph["cli"]
+
+
+# The layers, top to bottom (CONTRIBUTING.md lists the same): a module imports modules of
+# its own layer or of a layer below, never above. Each entry: the layer's name and the
+# packages or modules in it (by their dotted names inside catlr).
+LAYERS = [
+    ("entry", ("__init__", "__main__", "entry")),
+    ("cli", ("cli",)),
+    ("serve", ("serve",)),
+    ("stages", ("stages", "course")),
+    ("runs", ("runs",)),
+    ("data", ("data",)),
+    ("engines", ("engines",)),
+    ("learn", ("learn",)),
+    ("files", ("files",)),
+    ("leaves", ("config", "errors", "events", "text", "version")),
+]
+
+
+def _layer(module: str) -> int:
+    """The index in LAYERS of a module's layer (0 is the top)."""
+    for i, (_, members) in enumerate(LAYERS):
+        if any(module == m or module.startswith(m + ".") for m in members):
+            return i
+    raise AssertionError(f"catlr.{module} is in no layer: add it to LAYERS (and to "
+                         "CONTRIBUTING.md's map)")
+
+
+def _upward(graph) -> list[str]:
+    """Every import of a module from a layer above its own, as 'a -> b (layer above)'."""
+    return [f"{a} -> {b} ({LAYERS[_layer(b)][0]} is above {LAYERS[_layer(a)][0]})"
+            for a, targets in sorted(graph.items()) for b in sorted(targets)
+            if _layer(b) < _layer(a)]
+
+
+def test_imports_point_down_the_layers():
+    graph = _graph()
+    for module in graph:
+        _layer(module)  # every module has a layer
+    assert _upward(graph) == []
+
+
+def test_the_layer_check_finds_an_upward_import():
+    graph = {"learn.model": {"engines"}, "engines": {"learn.design"}, "cli": {"runs"}}
+    assert _upward(graph) == ["learn.model -> engines (engines is above learn)"]
 
 
 def test_only_the_cli_layer_imports_typer_or_rich():
-    cli_layer = {"cli", "render", "progress"}
     for path in _modules():
-        if _name(path) not in cli_layer:
+        if _layer(_name(path)) != 1:
             assert not _third_party(path) & {"typer", "rich", "click"}, path.name
 
 
 def test_ingestion_does_not_need_h5py():
     graph = _graph()
-    seen, todo = set(), ["ingest", "predict"]
+    seen, todo = set(), ["data.ingest", "stages.predict"]
     while todo:
         module = todo.pop()
         if module not in seen:
             seen.add(module)
             todo += graph.get(module, ())
-    assert "hdf5" not in seen and "datasets" not in seen
+    assert "files.schema" not in seen and "data.datasets" not in seen
     paths = {_name(p): p for p in _modules()}
     for module in seen:
         assert "h5py" not in _third_party(paths[module]), module

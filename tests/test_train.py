@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-
-from catlr.engines import choose_form
-from catlr.model import LogisticRegression
 from conftest import needs_course, rel, seed_loop
+
+from catlr.learn.forms import choose_form
+from catlr.learn.model import LogisticRegression
 
 
 def gradient_descent(X, Y, lr, iters, cost_every=100, form="auto"):
@@ -16,7 +16,7 @@ def gradient_descent(X, Y, lr, iters, cost_every=100, form="auto"):
 
 @needs_course
 def test_cli_train_on_course_pair_equals_seed_loop(course_model, course_oracle):
-    import catlr.modelfile as mf
+    import catlr.runs.modelfile as mf
 
     path, out = course_model
     w_ref, b_ref, costs_ref = course_oracle
@@ -73,7 +73,7 @@ def test_float32_stays_close(form):
 @pytest.mark.parametrize("form", ["primal", "dual"])
 def test_gradient_matches_finite_differences(form):
     """The step the trainer takes at iteration k is lr times the true gradient at w_k."""
-    from catlr.loss import cost
+    from catlr.learn.loss import cost
 
     rng = np.random.default_rng(7)
     X = rng.normal(size=(6, 25))
@@ -130,7 +130,7 @@ def test_divergence_names_the_iteration():
 
 
 def test_model_object_api():
-    from catlr.model import LogisticRegression
+    from catlr.learn.model import LogisticRegression
 
     rng = np.random.default_rng(1)
     X = rng.random((20, 30))
@@ -146,7 +146,7 @@ def test_model_object_api():
 
 @needs_course
 def test_course_png_copy_trains_to_the_same_weights(course_png_copy, course_oracle, cli, tmp_path):
-    import catlr.modelfile as mf
+    import catlr.runs.modelfile as mf
 
     code, _, err = cli(["train", course_png_copy, "--out", tmp_path / "png.npz"])
     assert code == 0, err
@@ -156,8 +156,9 @@ def test_course_png_copy_trains_to_the_same_weights(course_png_copy, course_orac
 
 
 def test_sweep_computes_k_once_and_matches_single_runs(small_folder, monkeypatch):
-    from catlr import config, train
-    from catlr.design import Pixels
+    from catlr import config
+    from catlr.learn.design import Pixels
+    from catlr.stages import train
 
     calls = []
     real = Pixels.gram

@@ -4,15 +4,14 @@ Every test runs in a fresh working folder (conftest), as a new clone would."""
 
 import csv
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import COURSE, PHOTOS, ROOT, needs_course
 
 
@@ -137,7 +136,7 @@ def test_two_runs_in_a_row_keep_both_models(cli, small_folder):
     code, _, err = cli(["train", small_folder, "--config", runs / "train-2" / "config.toml",
                         "--out", "again.npz"])
     assert code == 0, err
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     assert (load("again.npz")[0].w_ == load(runs / "train-2" / "model.npz")[0].w_).all()
     code, out, err = cli(["runs", "--json"])
@@ -233,7 +232,7 @@ def test_mistake_tiles_are_captioned_with_their_file(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from catlr.plots import mistakes_sheet
+    from catlr.stages.plots import mistakes_sheet
 
     images = np.zeros((1, 8, 8, 3), np.uint8)
     sheets = []
@@ -250,7 +249,7 @@ def test_mistake_tiles_are_captioned_with_their_file(tmp_path):
 def test_the_bar_moves_when_costs_are_rare(small_folder):
     from catlr import config
     from catlr.events import Step
-    from catlr.train import train
+    from catlr.stages.train import train
 
     steps = []
     train(small_folder, config.resolve(None, iters=400, print_every=1_000_000), out="m.npz",
@@ -265,9 +264,9 @@ def test_bars_show_the_time_left_on_a_terminal(small_folder):
     from rich.console import Console
 
     from catlr import config
-    from catlr.progress import events
-    from catlr.render import RichConsole
-    from catlr.train import train
+    from catlr.cli.progress import events
+    from catlr.cli.render import RichConsole
+    from catlr.stages.train import train
 
     buf = io.StringIO()
     console = RichConsole(rich=Console(file=buf, force_terminal=True, width=120))
@@ -280,7 +279,7 @@ def test_bars_show_the_time_left_on_a_terminal(small_folder):
 # ---- 5. a learning rate that is too large ----
 
 def test_a_rising_cost_is_named_recorded_and_marked(cli, tmp_path):
-    from catlr.demo import make_sample
+    from catlr.stages.demo import make_sample
 
     folder = make_sample(tmp_path / "d", n_per_class=30, unseen=0)["images"]
     code, out, err = cli(["train", folder, "--lr", "10", "--iters", "300"])
@@ -295,7 +294,7 @@ def test_a_rising_cost_is_named_recorded_and_marked(cli, tmp_path):
     assert code == 0 and json.loads(out)["warnings"] == [] and err2 == ""
     meta = json.loads(Path("runs/train-1/metrics.json").read_text())
     assert len(meta["warnings"]) == 1
-    from catlr.modelfile import load
+    from catlr.runs.modelfile import load
 
     assert load("runs/train-1/model.npz")[1]["warnings"] == meta["warnings"]
     code, out, err = cli(["train", folder, "--lr", "10", "--iters", "300", "--json"])
@@ -312,7 +311,7 @@ def test_a_rising_cost_is_named_recorded_and_marked(cli, tmp_path):
 @pytest.mark.parametrize("data", ["course", "demo"])
 def test_quick_config_is_a_fair_first_look(cli, data, tmp_path):
     if data == "demo":
-        from catlr.demo import make_sample
+        from catlr.stages.demo import make_sample
 
         src = make_sample(tmp_path / "d")["images"]
     else:

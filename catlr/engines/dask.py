@@ -29,12 +29,12 @@ import numpy as np
 from distributed import Client, LocalCluster
 from distributed.versions import VersionMismatchWarning
 
-from .. import storage
 from ..config import parse_address
-from ..containers import open_container
-from ..design import Design, block_gradient, block_scores
 from ..errors import CatlrError, EngineLost, describe
 from ..events import Notice, ignore
+from ..files import storage
+from ..files.containers import open_container
+from ..learn.design import Design, block_gradient, block_scores
 
 BLOCK_BYTES = 64 << 20  # per task: large enough that scheduling stays a small share
 PIXEL_BYTES = 1         # a block's bytes per pixel: uint8 (the memory note, the block size)
@@ -155,7 +155,7 @@ def worker_probe(path, key, storage_options=None):
     """On a worker: the catlr and numpy it imports, and the shape of the pixels it sees at
     `path` (a URL: with `storage_options`) or why it cannot open them. Sent by reference to
     catlr, so a worker that cannot import catlr fails to run it."""
-    from .. import __version__
+    from ..version import __version__
 
     seen = {"catlr": __version__, "numpy": np.__version__}
     if "://" not in path and not os.path.exists(path):
@@ -189,7 +189,7 @@ def check_workers(client, where, path, key, shape, need, storage_options=None) -
                 if len(problems) > 1 else "")
         raise CatlrError(f"{problems[0]}{more}, {fix}")
 
-    from .. import __version__
+    from ..version import __version__
 
     here = {"catlr": __version__, "numpy": np.__version__}
     want = f"catlr {here['catlr']} and numpy {here['numpy']}"

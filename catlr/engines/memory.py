@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..design import Pixels
+from ..learn.design import Pixels
 
 
 def build(x, choice, cfg, on_event=None):

@@ -22,8 +22,8 @@ import threading
 
 import numpy as np
 
-from ..design import Pixels
-from ..kernels import run_kernel
+from ..learn.design import Pixels
+from ..learn.kernels import run_kernel
 from . import BLOCK_SHARE
 
 try:
@@ -31,7 +31,7 @@ try:
 except ImportError:  # catlr[fast] not installed: NumPy converts
     numba = None
 else:
-    from .. import kernels_numba  # noqa: F401  (its import sets numba's threading layer)
+    from ..learn import kernels_numba  # noqa: F401  (its import sets numba's threading layer)
 
 
 if numba is not None:

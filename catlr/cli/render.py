@@ -1,0 +1,573 @@
+"""Rendering for the CLI: the one output path (table, --json, --csv), the one printer, and
+the human reports.
+
+Every character catlr prints goes through here, and every string is escaped on its way
+out (text.printable: control characters, escape sequences and undecodable bytes are
+written as Python writes them), whatever file or model it came from: a class name that
+holds a terminal's escape sequence prints as text. Off a terminal, output is plain lines,
+each as long as its content (no rich, no padding, no rules); on a terminal, rich draws
+tables and bars. Only cli.py and progress.py import this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+from ..text import cell, json_text, printable
+
+
+def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
+    """Write a command's result to stdout: the one place output formats live.
+
+    fmt "json": one JSON document (always valid: NaN and infinities become null; every
+    string escaped, as JSON does); "csv": `data` is a list of dicts, one row each, in
+    `columns`, strings escaped; "table": human(data).
+    """
+    if fmt == "json":
+        sys.stdout.write(json_text(data))
+    elif fmt == "csv":
+        import csv  # only here: a table or JSON never needs it (start-up: bench/startup.py)
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(columns)
+        for row in data:
+            w.writerow(["" if row.get(c) is None else cell(row[c]) for c in columns])
+    else:
+        human(data)
+
+
+def line(text="", stream=None) -> None:
+    """Print one line, escaped, on stdout (or `stream`): for the few lines printed before
+    or without a console (usage errors, warnings, the version)."""
+    stream = stream or sys.stdout
+    try:
+        print(printable(text), file=stream)
+    except BrokenPipeError:
+        silence(stream)
+
+
+def console(json_mode=False, plain=None):
+    """Human output on stdout, or stderr when stdout is reserved for --json: rich on a
+    terminal, plain lines otherwise (then rich is never imported)."""
+    stream = sys.stderr if json_mode else sys.stdout
+    if not stream.isatty():
+        return PlainConsole(stream)
+    return RichConsole(stream)
+
+
+class PlainConsole:
+    """Lines for a pipe or a file: each printed whole, as long as its content."""
+
+    is_terminal = False
+    width = None  # no limit: a line is as long as it needs
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def print(self, *objects, **_):
+        text = " ".join(o.plain() if isinstance(o, Table) else printable(o) for o in objects)
+        try:
+            # flushed a line at a time: a reader waiting for a line (a server's address,
+            # a cost) gets it when it is printed, not when a buffer fills
+            print(text, file=self.stream, flush=True)
+        except BrokenPipeError:
+            # `catlr train ... | head`: the reader left; training goes on and saves its model
+            silence(self.stream)
+
+    def rule(self, title="", **_):
+        self.print(title)
+
+
+class RichConsole:
+    """rich's Console for a terminal, every string escaped before rich sees it."""
+
+    is_terminal = True
+
+    def __init__(self, stream=None, rich=None):
+        from rich.console import Console
+
+        # markup off: paths such as "cat[1].jpg" are printed as they are
+        self.rich = rich or Console(file=stream, highlight=False, markup=False)
+
+    def print(self, *objects, style=None, **_):
+        self.rich.print(*(o.rich() if isinstance(o, Table) else printable(o) for o in objects),
+                        style=style)
+
+    def rule(self, title="", **kw):
+        self.rich.rule(printable(title), **kw)
+
+    @property
+    def width(self) -> int:
+        return self.rich.size.width
+
+
+class Table:
+    """A table whose every cell is escaped: rich's on a terminal, plain columns in a pipe."""
+
+    LEFT = ("", "split", "class", "file", "reason", "key", "value", "run", "data", "when",
+            "metric")
+
+    def __init__(self, *columns, title=None):
+        self.columns, self.title = [printable(c) for c in columns], title and printable(title)
+        self.rows = []
+
+    def add_row(self, *cells):
+        self.rows.append([printable(c) for c in cells])
+
+    def _right(self, i) -> bool:
+        return self.columns[i] not in self.LEFT
+
+    def plain(self) -> str:
+        """Columns two spaces apart, each as wide as its widest cell, no trailing spaces."""
+        rows = [self.columns] + self.rows
+        widths = [max(len(r[i]) for r in rows) for i in range(len(self.columns))]
+        lines = [self.title] if self.title else []
+        for r in rows:
+            cells = [c.rjust(w) if self._right(i) else c.ljust(w)
+                     for i, (c, w) in enumerate(zip(r, widths))]
+            lines.append("  ".join(cells).rstrip())
+        return "\n".join(lines)
+
+    def rich(self):
+        from rich.table import Table as RichTable
+
+        t = RichTable(title=self.title, title_justify="left", title_style="bold")
+        for i, c in enumerate(self.columns):
+            t.add_column(c, justify="right" if self._right(i) else "left")
+        for r in self.rows:
+            t.add_row(*r)
+        return t
+
+
+def silence(stream):
+    """Point a stream whose reader has gone at /dev/null, so that later writes and the
+    interpreter's last flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
+def pct(x):
+    return "n/a" if x is None else f"{x:.2%}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def data_lines(ds):
+    """What train and sweep say about the data they loaded."""
+    yield (f"Data: {ds.kind} {ds.source}: {len(ds.y_train)} train and {len(ds.y_test)} "
+           f"test images of {ds.size} x {ds.size} ({ds.classes[1]}: "
+           f"{int(ds.y_train.sum())} train, {int(ds.y_test.sum())} test)"
+           + (f", {ds.note}" if ds.note else ""))
+    report = ds.report or {}
+    for note in report.get("notes", []):
+        yield f"Note: {note}"
+    if ds.has_val:
+        how = ("stored in the file" if (ds.validation or {}).get("stored") else
+               f"{ds.validation['fraction']:g} of the training split, seed "
+               f"{ds.validation['seed']}, stratified" if ds.validation else "")
+        yield (f"Validation: {len(ds.y_val)} images ({how}), {int(ds.y_val.sum())} "
+               f"{ds.classes[1]}; training on the other {len(ds.y_train)}")
+    if ds.val_repeats:
+        a, b = ds.val_repeats[0]
+        yield (f"{len(ds.val_repeats)} validation images repeat a training image (e.g. {b} = "
+               f"{a}): the validation cost flatters the model; 'catlr prepare --dedupe' drops "
+               "repeats")
+    skipped = report.get("skipped", [])
+    if skipped:
+        shown = "; ".join(f"{printable(s['path'])}: {s['reason']}" for s in skipped[:3])
+        yield (f"Skipped {plural(len(skipped), 'unreadable file')}: {shown}"
+               f"{'; ...' if len(skipped) > 3 else ''}")
+    leaks = report.get("duplicates", {}).get("across", [])
+    if leaks:
+        yield (f"{len(leaks)} test images repeat a train image (e.g. {leaks[0][1]} = "
+               f"{leaks[0][0]}); 'catlr prepare --dedupe' drops them")
+
+
+def _table(*columns, title=None):
+    return Table(*columns, title=title)
+
+
+def prepare_report(console, r):
+    neg, pos = r["classes"]
+    old = r.get("replaced")
+    if old:
+        held = (f", which held {old['images']} images" if old.get("images") is not None else "")
+        came = f" from {old['source']}" if old.get("source") else ""
+        when = f" (prepared {old['created']})" if old.get("created") else ""
+        console.print(f"Replaced {r['out']}{held}{came}{when}")
+    console.print(f"Wrote {r['out']}")
+    table = _table("split", neg, pos, "total", f"{pos} share")
+    for split in r["counts"]:
+        c = r["counts"][split]
+        n = sum(c.values())
+        table.add_row(split, str(c[neg]), str(c[pos]), str(n), pct(c[pos] / n if n else None))
+    console.print(table)
+    for split, c in r["counts"].items():
+        missing = [name for name, n in c.items() if n == 0]
+        if sum(c.values()) and missing:
+            console.print(f"The {split} split has no {' or '.join(missing)} images.", style="yellow")
+    for note in r.get("notes", []):
+        console.print(f"Note: {note}")
+    split = r["split"]
+    made = split is not None and "test_fraction" in split
+    console.print("Split: " + (f"seed {split['seed']}, test fraction {split['test_fraction']:g}, "
+                               "stratified by class" if made else
+                               "kept the folder's train/ and test/")
+                  + (f"; a validation split of {split['val_fraction']:g} of train, stored as "
+                     "val_set_* (the course's load_dataset() reads the rest unchanged)"
+                     if split and "val_fraction" in split else ""))
+    share = r["positive_fraction"]
+    if share is not None and not 0.3 <= share <= 0.7:
+        console.print(f"Class imbalance: {pct(share)} of images are {pos}; accuracy alone "
+                      "will flatter the model, look at precision and recall.", style="yellow")
+    if r["skipped"]:
+        t = _table("file", "reason", title=f"Skipped {plural(len(r['skipped']), 'unreadable file')}")
+        for s in r["skipped"][:20]:
+            t.add_row(printable(s["path"]), printable(s["reason"]))
+        if len(r["skipped"]) > 20:
+            t.add_row(f"... and {len(r['skipped']) - 20} more", "")
+        console.print(t)
+    if r["ignored"]:
+        n = len(r["ignored"])
+        console.print(f"Ignored {plural(n, 'file')} that {'is' if n == 1 else 'are'} not "
+                      f"{'an image' if n == 1 else 'images'} or not in a class folder (e.g. "
+                      f"{r['ignored'][0]}).")
+    if r.get("oblong") and r.get("fit", "stretch") == "stretch":
+        n = r["oblong"]
+        console.print(f"{plural(n, 'image')} {'was' if n == 1 else 'were'} far from square "
+                      f"(over 3:2) and {'was' if n == 1 else 'were'} squashed to fit "
+                      f"(--fit stretch, as the course); --fit crop keeps the centre square, "
+                      f"--fit pad keeps the whole picture with white bands.")
+    d = r["duplicates"]
+    for key, what in (("train", "within train"), ("test", "within test"),
+                      ("across", "across train and test (leakage)")):
+        if d[key]:
+            a, b = d[key][0]
+            console.print(f"Duplicates {what}: {len(d[key])} (e.g. {printable(a)} = "
+                          f"{printable(b)})", style="yellow")
+    if r["dropped_duplicates"]:
+        console.print(f"Dropped {r['dropped_duplicates']} duplicates (--dedupe).")
+    elif any(d.values()):
+        console.print("Pass --dedupe to drop them.")
+    if r["images_per_second"]:
+        used = r.get("used", r["images"])
+        console.print(f"Decoded {r['images']} files in {r['seconds']:.2f} s "
+                      f"({r['images_per_second']:,.0f} images/s)"
+                      + (f": {used} used." if used != r["images"] else "."))
+
+
+def ci(interval, n=None) -> str:
+    """' (95% CI 56.2-80.9%, n = 50)': an interval as a reader takes it in."""
+    if not interval:
+        return "" if n is None else f" (n = {n})"
+    low, high = interval
+    return f" (95% CI {low:.1%}-{high:.1%}" + (f", n = {n})" if n is not None else ")")
+
+
+def train_summary(console, meta, saved):
+    """The figures, and what was written where (saved: runs.Saved)."""
+    for row in meta.get("lr_auto") or []:
+        console.print(f"--lr auto: lr {row['lr']:g}, validation cost {row['val_cost']:.6f}"
+                      + (" (cost rose)" if row["cost_rose"] else ""))
+    if meta.get("lr_auto"):
+        console.print(f"--lr auto chose lr {meta['lr']:g}: the lowest validation cost of the "
+                      "rates whose cost did not rise")
+    ran = meta.get("stopped_at")
+    last = meta.get("iters_run") if meta.get("solver") == "lbfgs" else None  # may end sooner
+    console.print(f"Final cost (after iteration "
+                  f"{ran if ran is not None else last if last is not None else meta['iters']}, "
+                  f"the last): {meta['final_cost']:f}")
+    if ran is not None:
+        console.print(f"Stopped early at iteration {ran}: the validation cost had not improved "
+                      f"for {meta['config']['early_stop']} recorded costs; kept the weights of "
+                      f"iteration {meta['best_iteration']} (validation cost "
+                      f"{meta['best_cost']:.6f})")
+    elif meta.get("held") == "validation" and meta.get("best_iteration") is not None:
+        console.print(f"Lowest validation cost: {meta['best_cost']:f} at iteration "
+                      f"{meta['best_iteration']} (--early-stop N stops there and keeps it)")
+    console.print(f"train accuracy: {pct(meta['train_accuracy'])}" + ci(None, meta["m_train"]))
+    if meta.get("val_accuracy") is not None:
+        console.print(f"validation accuracy: {pct(meta['val_accuracy'])}"
+                      + ci(meta.get("val_accuracy_ci"), meta.get("m_val")))
+    console.print(f"test accuracy: {pct(meta['test_accuracy'])}"
+                  + ci(meta.get("test_accuracy_ci"), meta.get("m_test")))
+    inside = [f for f in saved.files if saved.folder and os.path.dirname(f) == saved.folder]
+    outside = [f for f in saved.files if f not in inside and f != saved.model]
+    also = f" and the cost curve {', '.join(outside)}" if outside else ""
+    if saved.folder:
+        names = ", ".join(os.path.basename(f) for f in inside)
+        console.print(f"Saved the run in {saved.folder}/ ({names}){also}")
+        console.print("Next: 'catlr eval' (its figures in full), 'catlr predict PHOTO', "
+                      "'catlr runs' (every run side by side)")
+    else:
+        console.print(f"Saved {saved.model}{also}")
+        console.print(f"Next: 'catlr eval --model {saved.model}', 'catlr predict PHOTO "
+                      f"--model {saved.model}'")
+
+
+def _model_line(path, chosen):
+    return f"{path}" + ("" if chosen == "given" else f" ({chosen})")
+
+
+def eval_report(console, f, errors, chosen="given", predictions=None):
+    neg, pos = f["classes"]
+    console.print(f"Model {_model_line(f['model'], chosen)} on the {f['split']} split of "
+                  f"{f['data']} ({f['m']} images)")
+    t = _table("metric", "value", "95% CI", "n")
+
+    def interval(key, fmt):
+        low_high = f.get(f"{key}_ci")
+        return "" if not low_high else f"{fmt(low_high[0])}-{fmt(low_high[1])}"
+
+    for key in ("accuracy", "precision", "recall"):
+        t.add_row(key, pct(f[key]), interval(key, pct), str(f["n"][key]))
+    t.add_row("f1", pct(f["f1"]), "", "")
+    t.add_row("log_loss", "n/a" if f["log_loss"] is None else f"{f['log_loss']:.4f}", "", "")
+    t.add_row("roc_auc", "n/a" if f["roc_auc"] is None else f"{f['roc_auc']:.4f}",
+              interval("roc_auc", lambda v: f"{v:.4f}"), str(f["m"]))
+    base = f["baseline"]
+    t.add_row(f"always {f['classes'][base['label']]}", pct(base["accuracy"]), "", str(f["m"]))
+    console.print(t)
+    cm = _table("true \\ predicted", neg, pos, "total",
+                title=f"Confusion matrix (threshold {f['threshold']:g})")
+    cm.add_row(neg, f"{f['tn']} (tn)", f"{f['fp']} (fp)", str(f["negatives"]))
+    cm.add_row(pos, f"{f['fn']} (fn)", f"{f['tp']} (tp)", str(f["positives"]))
+    console.print(cm)
+    if errors:
+        wrong, shown = f["fp"] + f["fn"], f.get("errors_shown", f["fp"] + f["fn"])
+        console.print(f"Saved the {wrong} misclassified images to {errors}" if shown == wrong
+                      else f"Saved the first {shown} of the {wrong} misclassified images "
+                           f"(the most confident) to {errors}")
+    if predictions:
+        console.print(f"Saved one row per image ({f['m']}) to {predictions}")
+
+
+def predict_table(rows, model, chosen="given"):
+    """Plain text, not rich: predict in a loop is mostly start-up (bench/startup.py)."""
+    paths = [printable(r["path"]) for r in rows]
+    width = max(map(len, paths)) if rows else 4
+    line(f"{'path':<{width}}  probability  label".rstrip())
+    for path, r in zip(paths, rows):
+        tail = (f"{r['probability']:11.3f}  {printable(r['label'])}" if "error" not in r
+                else f"{'-':>11}  error: {printable(r['error'])}")
+        line(f"{path:<{width}}  {tail}")
+    line(f"Model: {_model_line(model, chosen)}")
+
+
+def export_report(console, s, chosen="given"):
+    """What `catlr export` wrote, and how to call it."""
+    meta = s["metadata"]
+    console.print(f"Exported {_model_line(s['model'], chosen)} to {s['onnx']} "
+                  f"({s['bytes']:,} bytes, ONNX opset {s['opset']})")
+    (name, shape), = s["input"].items()
+    console.print(f"Input: {name}, {shape}: {meta['layout']} ({meta['fit']}, "
+                  f"{meta['image_size']} x {meta['image_size']})")
+    console.print("Outputs: " + ", ".join(f"{k}, {v}" for k, v in s["outputs"].items())
+                  + f"; label 1 ({meta['positive']}) where probability > {meta['threshold']}")
+    console.print(f"Metadata: {', '.join(meta)}")
+
+
+def sweep_table(console, rows, plot):
+    """Validation figures per setting when there is a validation split, the best named and
+    only its test figure shown; else the course's table, with what it costs to choose on
+    test said once."""
+    penalties = len({r["l2"] for r in rows}) > 1 or any(r["l2"] for r in rows)
+    on_val = "val_cost" in rows[0]
+    head = ["learning rate"] + (["l2"] if penalties else []) + ["final cost", "train accuracy"]
+    # "val", not "validation": with l2 and a mark the row still fits 80 columns
+    head += ["val cost", "val accuracy"] if on_val else ["test accuracy"]
+    t = _table(*head, "", title="Sweep" if penalties else "Learning-rate sweep")
+    for r in rows:
+        cells = [f"{r['lr']:g}"] + ([f"{r['l2']:g}"] if penalties else [])
+        cells += [f"{r['final_cost']:.6f}", pct(r["train_accuracy"])]
+        cells += ([f"{r['val_cost']:.6f}", pct(r["val_accuracy"])] if on_val
+                  else [pct(r["test_accuracy"])])
+        marks = (["best"] if r.get("best") else []) + (["cost rose"] if r["cost_rose"] else [])
+        t.add_row(*cells, ", ".join(marks))
+    console.print(t)
+    if any(r["cost_rose"] for r in rows):
+        console.print("'cost rose': the cost went up during training more than once, that rate "
+                      "is too large for this data.")
+    if on_val:
+        best = next(r for r in rows if r.get("best"))
+        what = f"lr {best['lr']:g}" + (f", l2 {best['l2']:g}" if penalties else "")
+        console.print(f"Best on validation: {what} (validation cost {best['val_cost']:.6f}); "
+                      f"its test accuracy, once: {pct(best['test_accuracy'])}"
+                      + ci(best.get("test_accuracy_ci"), best.get("m_test")))
+    else:
+        console.print("Choosing a rate by its test accuracy fits the choice to the test set: "
+                      "add --val-fraction 0.2 to compare on a validation split instead.")
+    if plot:
+        console.print(f"Saved the cost curves to {plot}")
+
+
+def split_text(meta) -> str:
+    """How the model's data was split into train and test, in words."""
+    split = meta.get("split")
+    if isinstance(split, dict) and {"seed", "test_fraction"} <= set(split):
+        return (f"made by catlr: seed {split['seed']}, test fraction {split['test_fraction']:g}, "
+                "stratified by class")
+    return {"folder": "the folder's own train/ and test/",
+            "course": "the course's train and test files",
+            "arrays": "the arrays given to catlr.course.model"}.get(meta.get("data_kind"),
+                                                               "the prepared file's train and test sets")
+
+
+def inspect_table(console, path, chosen, meta, model, weights):
+    t = _table("key", "value", title=_model_line(path, chosen))
+    for key in ("format", "catlr_version", "created", "image_size", "classes", "fit",
+                "normalization", "solver", "lr", "iters", "print_every", "form", "dtype", "data",
+                "data_kind", "m_train", "m_test"):
+        if key in meta:
+            t.add_row(key, str(meta[key]))
+    t.add_row("split", split_text(meta))
+    for w in meta.get("warnings") or []:
+        t.add_row("warning", str(w))
+    t.add_row("train_accuracy", pct(meta.get("train_accuracy")))
+    t.add_row("test_accuracy", pct(meta.get("test_accuracy")))
+    t.add_row("b", f"{model.b_:.6g}")
+    t.add_row("|w|", f"{model.w_norm():.6g}")
+    if model.costs_:
+        t.add_row("cost first / last", f"{model.costs_[0]:.6f} / {model.costs_[-1]:.6f}")
+    console.print(t)
+    if weights:
+        console.print(f"Saved the weights picture to {weights}")
+
+
+def _when(created) -> str:
+    """'2026-11-28 10:41:36' -> '11-28 10:41' this year, '2025-11-28' before."""
+    import time
+
+    text = str(created or "?")
+    if len(text) >= 16 and text[4] == "-":
+        return text[5:16] if text[:4] == time.strftime("%Y") else text[:10]
+    return text
+
+
+def _where(path) -> str:
+    """A data path as a user reads it: relative under the working folder, ~ under home."""
+    if not isinstance(path, str) or not path:
+        return "?"
+    here, home = os.getcwd(), os.path.expanduser("~")
+    if path == here or path.startswith(here + os.sep):
+        return os.path.relpath(path, here) + ("/" if os.path.isdir(path) else "")
+    if home not in ("/", "") and path.startswith(home + os.sep):
+        return "~" + path[len(home):]
+    return path
+
+
+def runs_table(console, rows, root, wide=False):
+    """Every run: a table when it fits the terminal (80 columns in a pipe), else a few
+    lines a run; names and figures are never cut. `wide` adds the
+    dtype, form, engine and the full date and path."""
+    if not rows:
+        console.print(f"No runs in {root}/ yet: 'catlr train DATA' writes the first one.")
+        return
+
+    def num(x, f):
+        return f(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else "?"
+
+    def rate(r):  # L-BFGS takes no rate: a dash, not the default it never used
+        return "-" if r.get("solver") == "lbfgs" else num(r.get("lr"), lambda v: f"{v:g}")
+
+    def mark(r):
+        if r.get("interrupted"):
+            at, of = r["interrupted"]
+            return f"interrupted at {at} of {of}"
+        return "damaged" if r.get("damaged") else "cost rose" if r.get("warnings") else ""
+
+    def test(r):  # with its n: 70.00% of 50 images is not 70.00% of 5,000
+        n = r.get("m_test")
+        return pct(r.get("test_accuracy")) + (f" ({n})" if isinstance(n, int) else "")
+
+    def val(r):
+        return pct(r.get("val_accuracy")) if r.get("val_accuracy") is not None else ""
+
+    def extra(r):  # what a run changed of the course's objective, or how it stopped
+        bits = ([str(r["solver"])] if r.get("solver") not in (None, "gd") else []) + (
+            [f"l2 {r['l2']:g}"] if r.get("l2") else []) + (
+            [f"weights {r['class_weight']}"] if r.get("class_weight") not in (None, "none") else [])
+        parent = r.get("parent") if isinstance(r.get("parent"), dict) else None
+        bits += [f"from {parent.get('run')}@{parent.get('at')}"] if parent else []
+        return " ".join(bits + ([f"stopped at {r['stopped_at']}"] if r.get("stopped_at") else []))
+
+    title = f"Runs in {root}/, newest first"
+    columns = ["run", "when", "data", "lr", "iters", "cost", "train", "test (n)", ""]  # fits 80
+    vals, extras = any(val(r) for r in rows), any(extra(r) for r in rows)
+    if vals:
+        columns[7:7] = ["validation"]
+    if extras:
+        columns[-1:-1] = ["settings"]
+    if wide:
+        columns[5:5] = ["dtype", "form", "engine"]
+    t = _table(*columns, title=title)
+    for r in rows:
+        cells = [r["name"], str(r.get("created") or "?") if wide else _when(r.get("created")),
+                 f"{r.get('data_kind') or '?'} {r.get('data') if wide else _where(r.get('data'))}",
+                 rate(r),
+                 num(r.get("iters"), str),
+                 num(r.get("final_cost"), lambda v: f"{v:.6f}"),
+                 pct(r.get("train_accuracy")), test(r), mark(r)]
+        if vals:
+            cells[7:7] = [val(r)]
+        if extras:
+            cells[-1:-1] = [extra(r)]
+        if wide:
+            cells[5:5] = [str(r.get(k) or "?") for k in ("dtype", "form", "engine")]
+        t.add_row(*cells)
+    # in a pipe too, a table only when it fits 80 columns (--json is for scripts)
+    width = getattr(console, "width", None) or 80
+    # rich draws a box: 3 characters a column and 1 more, where plain text puts 2 between
+    plain = getattr(console, "width", None) is None
+    if max(map(len, t.plain().splitlines())) + (0 if plain else len(columns) + 3) <= width:
+        console.print(t)
+    else:  # a narrow terminal: each run on a few lines; nothing cut but a long path's middle
+        console.print(title)
+        for r in rows:
+            head = f"{r['name']}  {_when(r.get('created'))}  {r.get('data_kind') or '?'}  "
+            console.print(head + _short(_where(r.get("data")), max(width - len(head), 12)))
+            parts = [f"lr {rate(r)}",
+                     f"iters {num(r.get('iters'), str)}",
+                     f"cost {num(r.get('final_cost'), lambda v: f'{v:.6f}')}",
+                     f"train {pct(r.get('train_accuracy'))}"]
+            parts += [f"validation {val(r)}"] if val(r) else []
+            parts += [f"test {test(r)}"] + ([extra(r)] if extra(r) else [])
+            parts += [mark(r)] if mark(r) else []
+            text = "   "
+            for part in parts:  # as many figures a line as fit, each whole
+                if len(text) > 3 and len(text) + 2 + len(part) > width:
+                    console.print(text)
+                    text = "   "
+                text += f"  {part}" if len(text) > 3 else f" {part}"
+            console.print(text)
+    for r in rows:
+        if r.get("damaged"):
+            console.print(f"{r['name']} is damaged: {r['damaged']}.")
+    if any(r.get("warnings") for r in rows):
+        # two lines that fit 80 columns in a pipe too, where lines are never wrapped
+        console.print("'cost rose': the cost went up during training more than once, the "
+                      "learning rate")
+        console.print("was too large ('catlr inspect runs/NAME/model.npz' says where).")
+    for r in rows:
+        if r.get("interrupted"):
+            console.print(f"{r['name']} was interrupted: go on with 'catlr train --resume "
+                          f"{os.path.join(root, r['name'])}'")
+
+
+def _short(text: str, width: int) -> str:
+    """text cut in the middle to `width` characters: both ends of a path stay readable."""
+    if len(text) <= width:
+        return text
+    keep = width - 3
+    return text[:keep // 2] + "..." + text[-(keep - keep // 2):]
+
+
+def step(console, command):
+    """A heading for each step the demo runs, as the user would type it (a rule on a
+    terminal, the command alone in a pipe)."""
+    console.print("")
+    console.rule(f"$ {command}", align="left", style="bold")

@@ -1,0 +1,391 @@
+"""The one output guard: every file and folder catlr writes goes through here.
+
+`atomic_path` (a file) and `atomic_folder` (a store of many files, a run folder) give the
+writer a temporary path beside the destination; only when it has finished is the output
+synced and renamed into place, so an interrupt, a full disk or a crash leaves the old
+output (if any) byte-identical and no temporary behind. Before that, `check_output`
+refuses what must not be written:
+  - an output that is an input of the command, lies inside an input folder, or holds an
+    input (inputs are what the command was given and everything its readers opened:
+    inputs.reading records them while a scope is open, as the CLI keeps one per command);
+  - an output of the wrong shape: a folder where a file goes, a file where a folder goes,
+    a device or a FIFO;
+  - an existing output that is not catlr's own of that kind (KINDS): a model over the data
+    it came from, a store over a folder of photos, a CSV over a spreadsheet.
+A new kind of output is one entry in KINDS, registered by the module that writes it (the
+course's schema adds "hdf5" and "zarr", export "onnx", demo "demo": telling catlr's own
+HDF5 files needs h5py, which predict never loads); writing any other kind is refused.
+The inputs are recorded by inputs.py; a store at a URL is copied in by remote.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UsageError
+from . import pictures, storage
+from .inputs import reading, recorded
+
+NAME_MAX = 255  # bytes in a file name on the file systems catlr meets
+RUN_FILES = frozenset({"model.npz", "config.toml", "costs.csv", "metrics.json", "cost.png",
+                       "state.npz", "checkpoint.npz"})
+PREDICTIONS_HEADER = "path,split,index,true_label,probability,predicted,correct"
+OLD_HEADERS = ("path,split,index,label,probability,predicted,correct",)  # catlr 0.2.0
+
+
+def _head(path, n=8) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def _is_model(path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return {"w.npy", "b.npy", "meta.npy"} <= set(z.namelist()[:16])
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+def _is_predictions(path) -> bool:
+    first = _head(path, 256).split(b"\n", 1)[0].rstrip(b"\r")
+    return first.decode("utf-8", "replace") in (PREDICTIONS_HEADER, *OLD_HEADERS)
+
+
+def _is_run(path) -> bool:
+    """A run folder catlr wrote (its model and only its files, temporaries aside), or an
+    empty folder (nothing to lose): a folder with a .git, notes or a config.toml alone is not."""
+    try:
+        names = set(os.listdir(path))
+    except OSError:
+        return False
+    hidden = {n for n in names if n.startswith(".")}
+    return not names or (bool({"model.npz", "checkpoint.npz"} & names)
+                         and names - hidden <= RUN_FILES
+                         and all(n.endswith(".tmp") for n in hidden))
+
+
+def _is_state(path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return {"meta.npy", "b.npy", "costs.npy", "trace.npy"} <= set(z.namelist()[:16])
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of output: its name in messages, whether it is a folder, and how to tell
+    that an existing one is catlr's own (and so may be replaced)."""
+
+    name: str
+    folder: bool
+    own: Callable[[str], bool]
+    suffix: str = ""  # the name's ending, when the format must be what the name says
+
+
+KINDS = {
+    "model": Kind("a model file (.npz)", False, _is_model),
+    "png": Kind("a PNG picture catlr drew", False, pictures.png_is_catlr, ".png"),
+    "predictions": Kind("a predictions CSV", False, _is_predictions),
+    "text": Kind("a run's text file", False, lambda p: False),
+    "state": Kind("a solver state catlr saved", False, _is_state),
+    "image": Kind("a sample image catlr drew", False,
+                  lambda p: pictures.png_is_catlr(p) or pictures.jpeg_is_catlr(p)),
+    "run": Kind("a run folder", True, _is_run),
+}
+
+def _inside(path: str, folder: str) -> bool:
+    return path != folder and os.path.commonpath([path, folder]) == folder
+
+
+def refuse_url(path, flag: str | None = None, kind: str = "hdf5") -> None:
+    """A URL given where only a local path will do (storage.py tells one): one line, not a
+    local folder named 'memory:' (a real folder of that name is still a path). Only a Zarr
+    store may be at a URL; file:// is a local path."""
+    url = storage.remote(path)
+    if url is None:
+        return
+    if kind in ("hdf5", "zarr"):
+        storage.refuse_non_zarr(url, flag, writing=kind == "zarr")
+        return
+    name = f"--{flag} {url}" if flag else url
+    raise UsageError(f"{name} is a URL: catlr writes {KINDS[kind].name} to a local (or "
+                     "mounted) path only, give a path")
+
+
+def _check_remote(url: str, kind: str, flag, inputs, options) -> str:
+    """check_output for a Zarr store at a URL: not an input, not inside one, and what is
+    there already is catlr's own store (or nothing)."""
+    name = f"--{flag} {url}" if flag else url
+    spec = KINDS[kind]
+    for source in recorded() | {u for u in map(storage.remote, inputs) if u}:
+        if source == url:
+            raise UsageError(f"{name} is also an input of this command, writing it would "
+                             "destroy it: choose another URL")
+        if _under(url, source) or _under(source, url):
+            raise UsageError(f"{name} {'lies inside' if _under(url, source) else 'holds'} the "
+                             f"input {source}: choose another URL")
+    fs, root = storage.filesystem(url, options)
+    try:
+        try:
+            info = fs.info(root)  # fs.exists would take a refused connection for no
+        except FileNotFoundError:
+            bucket = root.strip("/").split("/")[0]
+            if storage.protocol(url) not in ("memory", "file", "local") and bucket != root:
+                fs.info(bucket)  # a store goes into a bucket that is there
+            return url
+        if info.get("type") == "file":
+            raise UsageError(f"{name} exists and is not a folder, catlr will not replace it "
+                             f"with {spec.name}: choose another URL")
+        try:
+            head = fs.cat_file(f"{root.rstrip('/')}/zarr.json", start=0, end=1 << 20)
+            meta = json.loads(head)
+            own = isinstance(meta, dict) and "catlr_version" in (meta.get("attributes") or {})
+        except (FileNotFoundError, ValueError, RecursionError):
+            own = False
+        if not own:  # a copy of catlr's that was cut short (remote_folder's marker)
+            try:
+                own = fs.info(f"{root.rstrip('/')}/{storage.PARTIAL}").get("type") == "file"
+            except FileNotFoundError:
+                own = False
+    except UsageError:
+        raise
+    except Exception as e:  # the filesystem's own: no bucket, no credentials, no endpoint
+        raise storage.failure(url, e, options, "written") from None
+    if not own:
+        raise UsageError(f"{name} holds something that is not {spec.name}, catlr will not "
+                         "replace it: choose another URL")
+    return url
+
+
+def _under(url: str, folder: str) -> bool:
+    return url != folder and url.startswith(folder.rstrip("/") + "/")
+
+
+def check_output(dest, kind: str, flag: str | None = None, inputs=(),
+                 storage_options=None) -> Path | str:
+    """The path to write `dest` to (a symbolic link is written through), after refusing
+    what must not be written there; one line, exit 2 (see the module's docstring).
+    `inputs`: paths read by the command, besides those its scope recorded. A Zarr store
+    may be at an fsspec URL (reached with `storage_options`): its URL is returned."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown output kind {kind!r}: import the module that registers it "
+                         "in files.outputs.KINDS first (catlr.files.schema for hdf5 and zarr)")
+    spec = KINDS[kind]
+    refuse_url(dest, flag, kind)
+    url = storage.remote(dest)
+    if url:
+        return _check_remote(url, kind, flag, inputs, storage_options)
+    dest = Path(storage.local(dest))
+    name = (f"the run folder {dest}" if flag == "run" else f"--{flag} {dest}" if flag
+            else str(dest))
+    if spec.suffix and dest.suffix.lower() != spec.suffix:
+        raise UsageError(f"{name}: catlr writes {spec.name} here, name the file with "
+                         f"{spec.suffix} (e.g. {dest.with_suffix(spec.suffix).name})")
+    if dest.is_symlink():
+        dest = Path(os.path.realpath(dest))
+    real = os.path.realpath(dest)
+    given = {os.path.realpath(os.fspath(storage.local(p))) for p in inputs
+             if p is not None and not storage.remote(p) and os.path.exists(storage.local(p))}
+    for source in recorded() | given:
+        if "://" in source:  # a store at a URL: never a local output's concern
+            continue
+        src_is_dir = os.path.isdir(source)
+        if real == source:
+            raise UsageError(f"{name} is also an input of this command, writing it would "
+                             "destroy it: choose another path")
+        if src_is_dir and _inside(real, source):
+            raise UsageError(f"{name} lies inside the input folder {source}, which catlr reads "
+                             "as data: choose a path outside it")
+        if spec.folder and _inside(source, real):
+            raise UsageError(f"{name} holds the input {source}, replacing it would destroy "
+                             "it: choose another path")
+    for part in dest.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise UsageError(f"{name}: the name {part[:40]}... is over {NAME_MAX} bytes, longer "
+                             "than a file system allows: choose a shorter one")
+    if not (dest.exists() or dest.is_symlink()):
+        parent = dest.parent
+        while not os.path.lexists(parent) and parent != parent.parent:
+            parent = parent.parent
+        if not os.path.isdir(parent):
+            raise UsageError(f"{name} cannot be written: {parent} is "
+                             f"{'a link to nothing' if os.path.islink(parent) else 'not a folder'}"
+                             ", choose another path")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"{name} cannot be written: catlr may not write in {parent}, "
+                             "choose another path or fix its permissions")
+        return dest
+    if spec.folder:
+        if not dest.is_dir():
+            raise UsageError(f"{name} exists and is not a folder, catlr will not replace it "
+                             f"with {spec.name}: choose another path")
+        if not spec.own(str(dest)):
+            raise UsageError(f"{name} is a folder that is not {spec.name}, catlr will not "
+                             "replace it: choose another path")
+        return dest
+    if not dest.is_file():
+        raise UsageError(f"{name} exists and is not a regular file (a device, FIFO or folder), "
+                         "choose another output path")
+    if dest.stat().st_size and not spec.own(str(dest)):
+        other = next((k.name for k in KINDS.values() if not k.folder and k is not spec
+                      and k.name != KINDS["text"].name and k.own(str(dest))), None)
+        what = f"is {other}, not {spec.name}" if other else "exists and was not written by catlr"
+        raise UsageError(f"{name} {what}: catlr will not write over it, choose another "
+                         "output path (or remove the file)")
+    return dest
+
+
+def guard(outputs: dict, inputs=(), storage_options=None) -> None:
+    """Check, before any work, every output of a command ({flag: (path or None, kind)})
+    against its inputs, each other and what is there already (check_output)."""
+    inputs = [p for p in inputs if p is not None]
+    for path in inputs:
+        reading(path)
+    seen = {}
+    for flag, (path, kind) in outputs.items():
+        if path is None:
+            continue
+        dest = check_output(path, kind, flag.replace("_", "-"), inputs, storage_options)
+        dest = dest if isinstance(dest, str) else os.path.realpath(dest)
+        if dest in seen:
+            raise UsageError(f"--{flag.replace('_', '-')} {path} is also {seen[dest]}, choose "
+                             "another path for one of them")
+        seen[dest] = f"--{flag.replace('_', '-')}"
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; put it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_HOST = os.uname().nodename.replace(".", "-")[:40] or "host"
+_TEMP_TAIL = len(".") + 40 + len(".4194304-0123456789abcdef.tmp")
+
+
+def _stem(name: str) -> str:
+    return os.fsencode(name)[:NAME_MAX - 1 - _TEMP_TAIL].decode(errors="ignore") or "out"
+
+
+def _create_temp(folder: Path, name: str) -> Path:
+    """A new empty file `.NAME.HOST.PID-RANDOM.tmp` beside the destination (mode 0600), its
+    name cut so that it fits wherever NAME fits. Temporaries of the same output left by a
+    process of this host that no longer runs (killed with SIGKILL, a power cut) are removed
+    first. (No tempfile module: importing it slows every start, bench/startup.py.)"""
+    stem = _stem(name)
+    _remove_stale(folder, stem)
+    while True:
+        path = folder / f".{stem}.{_HOST}.{os.getpid()}-{os.urandom(8).hex()}.tmp"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return path
+        except FileExistsError:
+            continue
+
+
+def remove_stale(dest) -> None:
+    """Remove the temporary files that dead processes of this host left for `dest`."""
+    dest = Path(dest)
+    if dest.parent.is_dir():
+        _remove_stale(dest.parent, _stem(dest.name))
+
+
+def _remove_stale(folder: Path, stem: str):
+    # Only this host's: on shared storage a pid that is not alive here may be alive on the
+    # machine that wrote it.
+    pattern = re.compile(re.escape(f".{stem}.{_HOST}.") + r"(\d+)-[0-9a-f]{16}\.tmp")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = pattern.fullmatch(entry.name)
+            if match and not _alive(int(match.group(1))):
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        import shutil
+
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process: alive
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def atomic_folder(dest: str | os.PathLike, kind: str):
+    """Yield a temporary folder beside `dest`; on success it replaces `dest` (a store of
+    many files, a run folder). check_output refuses first what must not be replaced; an
+    old `dest` is removed only once the new one is whole."""
+    import shutil
+
+    dest = check_output(dest, kind)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _create_temp(dest.parent, dest.name)
+    os.unlink(tmp)
+    os.mkdir(tmp)
+    try:
+        yield tmp
+        old = None
+        if dest.exists():
+            old = _create_temp(dest.parent, dest.name + ".old")
+            os.unlink(old)
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, kind: str):
+    """Yield a temporary path beside `dest`; on success rename it to `dest`.
+
+    check_output refuses first what must not be replaced; an existing file keeps its mode."""
+    dest = check_output(dest, kind)
+    mode = stat.S_IMODE(dest.stat().st_mode) if dest.exists() else 0o666 & ~_umask()
+    folder = dest.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # --out models/m.npz works without a mkdir
+        tmp = _create_temp(folder, dest.name)
+    except OSError as e:  # say which output, not the temporary
+        raise OSError(e.errno, e.strerror or str(e), str(dest)) from None
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        # the temporary file is made 0600: give it the file's mode, or a new file's
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if e.filename is None or str(e.filename) == str(tmp):  # say which output, not the temp
+            raise OSError(e.errno, e.strerror or str(e), str(dest)) from None
+        raise
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
