@@ -91,6 +91,7 @@ def test_runs_stay_readable_at_80_and_60_columns(cli, small_folder):
 
 # ---- 3. a folder holding more than one kind of data
 
+@needs_course
 def test_a_folder_with_the_pair_and_a_prepared_file_is_refused_until_one_is_picked(
         cli, small_folder):
     os.makedirs("data")

@@ -80,6 +80,7 @@ def test_several_prepared_files_are_listed(cli, fresh_data, small_folder):
     assert code == 1 and "holds 2 prepared files (a.h5, b.h5), pass the one to use" in err
 
 
+@needs_course
 def test_prepare_on_a_course_pair_points_to_train(cli):
     code, _, err = cli(["prepare", COURSE])
     assert code == 1 and f"catlr train {COURSE}" in err and "needs no preparing" in err
