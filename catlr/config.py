@@ -19,7 +19,8 @@ DEFAULTS = {
     "lr": 0.005,            # learning rate of batch gradient descent ("auto": chosen on
                             # the validation split from a short sweep)
     "iters": 2000,          # gradient-descent iterations (lbfgs: at most this many)
-    "print_every": 100,     # record (and print) the cost every this many iterations
+    "print_every": "auto",  # record (and print) the cost every this many iterations; auto:
+                            # 100 (the course's), more for long runs: about 20 lines
     "l2": 0.0,              # course 2's penalty lambda / (2m) |w|^2 (the bias is not penalized)
     "class_weight": "none", # none | balanced (m / (2 n_class), as scikit-learn) | NEG:POS, e.g. 1:3
     "solver": "gd",         # gd (the course's fixed-step descent) | nesterov (accelerated,
@@ -76,7 +77,8 @@ LIMITS = {
     "max_pixels": (1, 10**10),
     "early_stop": (0, 10**6),
 }
-AUTO = ("lr",)  # number settings that may also be "auto"
+AUTO = ("lr", "print_every")  # number settings that may also be "auto"
+KINDS = {"print_every": int}  # the kind of a setting whose default is "auto"
 LISTS = {"sweep_lrs": "lr", "sweep_l2s": "l2"}  # list settings: what each item must be
 # Every setting that is also a flag: the heading of --help it is listed under, and its help
 # (the default is added from DEFAULTS unless the help says it). A command takes the flags of
@@ -96,7 +98,9 @@ FLAGS = {
     "lr": Flag("training", "Learning rate of gradient descent, or auto: the best of a short "
                            "sweep on the validation split"),
     "iters": Flag("training", "Gradient-descent iterations (lbfgs: the most it runs)"),
-    "print_every": Flag("training", "Record and print the cost every N iterations"),
+    "print_every": Flag("training", "Record and print the cost every N iterations [default: "
+                                    "auto: 100, or for a long run iters / 20 rounded up to "
+                                    "1, 2 or 5 x 10^k: about 20 lines]"),
     "l2": Flag("training", "L2 penalty lambda: J + lambda / (2m) |w|^2, as course 2"),
     "class_weight": Flag("training", "Weigh each class's examples: none, balanced, or NEG:POS "
                                      "such as 1:3"),
@@ -192,7 +196,9 @@ def one_of(key: str) -> str:
 
 def problem(key: str, value) -> str | None:
     """Why `value` cannot be used for `key`, or None when it can."""
-    kind = type(DEFAULTS[key])
+    kind = KINDS.get(key, type(DEFAULTS[key]))
+    if key in AUTO and value == "auto":
+        return None
     if kind is dict:
         return storage_problem(value)
     if kind is list:
@@ -200,8 +206,6 @@ def problem(key: str, value) -> str | None:
             return f"must be a non-empty list of at most 100 numbers, got {value!r}"[:200]
         return next((problem(LISTS[key], v) for v in value if problem(LISTS[key], v)), None)
     if kind is float:
-        if key in AUTO and value == "auto":
-            return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"must be a number{' or auto' if key in AUTO else ''}, got {value!r}"
         if key == "lr" and not (math.isfinite(value) and value > 0):
@@ -357,7 +361,8 @@ def read_toml(path) -> dict:
 
 def _widen(key, value):
     """TOML's 1 where a float is expected is 1.0 (also inside a list of rates)."""
-    if isinstance(DEFAULTS[key], float) and isinstance(value, int) and not isinstance(value, bool):
+    if KINDS.get(key, type(DEFAULTS[key])) is float and isinstance(value, int) and \
+            not isinstance(value, bool):
         return float(value)
     if isinstance(DEFAULTS[key], list) and isinstance(value, list):
         return [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
@@ -376,7 +381,7 @@ def resolve(config_file=None, **flags) -> dict:
             raise UsageError(f"unknown setting {key!r}, valid ones are {', '.join(DEFAULTS)}")
         if key in AUTO and isinstance(value, str) and value != "auto":
             try:  # the flag takes "auto" or a number
-                value = float(value)
+                value = KINDS.get(key, float)(value)
             except ValueError:
                 pass
         if isinstance(DEFAULTS[key], dict) and isinstance(value, (list, tuple)):
@@ -386,6 +391,24 @@ def resolve(config_file=None, **flags) -> dict:
         if why:
             raise UsageError(f"{flag_name(key) if key in FLAGS else '--' + key} {why}")
         cfg[key] = value
+    return recording(cfg)
+
+
+def print_every(iters: int) -> int:
+    """The recording interval of print_every = auto: the course's 100 up to 2000 iterations
+    (its 20 lines), else iters / 20 rounded up to 1, 2 or 5 times a power of ten, so a long
+    run prints about 20 cost lines, never more (3,000,000 iterations: every 200,000)."""
+    if iters <= 2000:
+        return 100
+    power = 10 ** (len(str(-(-iters // 20))) - 1)
+    return next(k * power for k in (1, 2, 5, 10) if k * power * 20 >= iters)
+
+
+def recording(cfg: dict) -> dict:
+    """cfg with print_every = auto made a number for its iters: the one place it is decided,
+    so the run folder, the model file and a resume keep the grid that was printed."""
+    if cfg.get("print_every") == "auto":
+        cfg = {**cfg, "print_every": print_every(int(cfg["iters"]))}
     return cfg
 
 
@@ -394,4 +417,5 @@ def from_saved(saved) -> dict:
     and unknown keys dropped (a file from another version or a hostile one)."""
     saved = saved if isinstance(saved, dict) else {}
     saved = {RENAMED.get(k, k): v for k, v in saved.items()}
-    return {**DEFAULTS, **{k: v for k, v in saved.items() if k in DEFAULTS and not problem(k, v)}}
+    return recording({**DEFAULTS, **{k: v for k, v in saved.items()
+                                     if k in DEFAULTS and not problem(k, v)}})

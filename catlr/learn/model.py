@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import DEFAULTS, problem
+from ..config import DEFAULTS, print_every, problem
 from ..errors import CatlrError, ParameterError
 from ..events import ignore
 from . import descent
@@ -24,7 +24,7 @@ class LogisticRegression:
     """Binary logistic regression trained by batch gradient descent from w = 0, b = 0.
 
     Parameters (set at construction, checked at fit, never changed by fitting): lr, iters,
-    print_every, form ("auto", "primal" or "dual"), dtype (of X built from pixels; "auto":
+    print_every ("auto": config.print_every's grid), form ("auto", "primal" or "dual"), dtype (of X built from pixels; "auto":
     float64 in the dual form, float32 in the primal), l2 (course 2's penalty
     l2 / (2m) |w|^2, 0: none), class_weight (None, "balanced" or {0: w0, 1: w1}) and
     solver ("gd", the course's descent; "nesterov" or "lbfgs", primal form only, lbfgs
@@ -51,6 +51,27 @@ class LogisticRegression:
         self.best_ = None                    # (iteration, held-out cost) of the lowest
         self.stopped_ = None                 # where early stopping ended, or None
         self.iters_run_ = 0
+
+    def __repr__(self) -> str:
+        """The settings that are not the course's (lr and iters always), and what was fitted:
+        LogisticRegression(lr=0.005, iters=2000), fitted: n_x=12288, b=-0.00316, ..."""
+        defaults = {"print_every": 100, "form": "auto", "dtype": "float64", "l2": 0.0,
+                    "class_weight": None, "solver": "gd"}
+        shown = [f"lr={self.lr!r}", f"iters={self.iters!r}"] + [
+            f"{k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
+        head = f"LogisticRegression({', '.join(shown)})"
+        if self.w_ is None:
+            return head + ", not fitted"
+        fitted = [f"n_x={self.w_.shape[0]}", f"b={self.b_:.6g}"]
+        meta = getattr(self, "meta_", None)  # catlr.load's: the file's metadata
+        meta = meta if isinstance(meta, dict) else {}
+        if meta.get("classes"):
+            fitted.append(f"classes {' / '.join(map(str, meta['classes']))}")
+        if isinstance(meta.get("final_cost"), float):  # after the last update, as train says
+            fitted.append(f"final cost {meta['final_cost']:.6f}")
+        elif self.costs_:
+            fitted.append(f"{len(self.costs_)} recorded costs")
+        return f"{head}, fitted: {', '.join(fitted)}"
 
     @classmethod
     def from_weights(cls, w, b, costs=(), form=None, **params) -> LogisticRegression:
@@ -125,8 +146,9 @@ class LogisticRegression:
             form = self._plan(design.n_x, design.m)[0]
         else:
             self.check_params()
+        every = print_every(self.iters) if self.print_every == "auto" else self.print_every
         fit = descent.run(design, y, self.lr, self.iters, form=form, objective=self.objective,
-                          print_every=self.print_every, on_event=on_event, gram=gram,
+                          print_every=every, on_event=on_event, gram=gram,
                           tag=tag, why=why, held=held, start=start, saver=saver,
                           solver=self.solver)
         self.w_ = fit.w.reshape(-1, 1)

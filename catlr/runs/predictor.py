@@ -46,7 +46,11 @@ class Predictor:
 
     def proba(self, x):
         """The probability of the positive class (m,) for images x (m, size, size, 3) uint8,
-        in memory or on disk (an h5py dataset: read a block at a time)."""
+        in memory or on disk (an h5py dataset: read a block at a time), or a list of m
+        decoded images (size, size, 3) as decode() gives them."""
+        if isinstance(x, (list, tuple)):
+            x = (np.stack([np.asarray(i) for i in x]) if len(x) else
+                 np.empty((0, self.size, self.size, 3), np.uint8))
         with _PRODUCTS:
             return self.model.proba_pixels(x)
 
