@@ -148,10 +148,12 @@ def load_dataset(folder="datasets"):
                 np.array([c.encode() for c in ds.classes]))
 
 
-def save_model(d, path, classes=DEFAULT_CLASSES):
+def save_model(d, path, classes=DEFAULT_CLASSES, train_y=None, test_y=None):
     """Write the dict that model() returned as a catlr model file, for `catlr predict PHOTO
     --model PATH`, `catlr eval` and catlr.load. The image size is read from w: n_x =
-    size * size * 3 (the course's flattening); classes: (negative, positive) names."""
+    size * size * 3 (the course's flattening); classes: (negative, positive) names.
+    train_y, test_y (1, m): the labels, so that the file keeps the accuracies of the dict's
+    predictions (`catlr inspect` shows them)."""
     from .runs import modelfile
 
     w = np.asarray(d["w"], dtype=np.float64).reshape(-1)
@@ -171,5 +173,14 @@ def save_model(d, path, classes=DEFAULT_CLASSES):
             "catlr_version": __version__, "config": cfg,
             **{f"m_{split}": int(np.shape(d[f"Y_prediction_{split}"])[-1])
                for split in ("train", "test") if f"Y_prediction_{split}" in d}}
+    for split, y in (("train", train_y), ("test", test_y)):
+        pred = d.get(f"Y_prediction_{split}")
+        if y is not None and pred is not None:
+            y, pred = np.ravel(y), np.ravel(pred)
+            if y.shape != pred.shape:
+                raise CatlrError(f"{split}_y holds {y.size} labels but the dict's "
+                                 f"Y_prediction_{split} {pred.size} predictions, pass the "
+                                 f"labels of the {split} split given to model()")
+            meta[f"{split}_accuracy"] = float(np.mean(pred == y))
     modelfile.save(os.fspath(path), fitted, meta)
     return os.fspath(path)

@@ -26,7 +26,7 @@ def _one_line(err):
 
 # row 3: outputs that are devices, FIFOs or links
 def test_an_output_that_is_not_a_regular_file_is_refused(cli, small_folder, tmp_path):
-    fifo = tmp_path / "fifo"
+    fifo = tmp_path / "fifo.h5"  # a name prepare writes (another ending is refused first)
     os.mkfifo(fifo)
     for args in (["prepare", small_folder, "--out", fifo],
                  ["train", small_folder, "--out", fifo],

@@ -317,9 +317,11 @@ def prepare(
     with _guard("stopped, the output file was not written"):
         cfg = _resolve(config, **settings)
         from ..stages.prepare import prepare as run
+        from ..stages.prepare import refuse_course_pair
         from . import render
         from .progress import events
 
+        refuse_course_pair(src)
         store = os.fspath(out).rstrip(os.sep).endswith(".zarr")
         _outputs([src, config], cfg["storage_options"], out=(out, "zarr" if store else "hdf5"))
 

@@ -427,12 +427,20 @@ def inspect_table(console, path, chosen, meta, model, weights):
     t.add_row("split", split_text(meta))
     for w in meta.get("warnings") or []:
         t.add_row("warning", str(w))
-    t.add_row("train_accuracy", pct(meta.get("train_accuracy")))
-    t.add_row("test_accuracy", pct(meta.get("test_accuracy")))
+    for split in ("train", "test"):
+        unsaved = ("not saved: give save_model the labels" if meta.get("data_kind") == "arrays"
+                   else "n/a")
+        key = f"{split}_accuracy"
+        t.add_row(key, unsaved if meta.get(key) is None else pct(meta[key]))
     t.add_row("b", f"{model.b_:.6g}")
     t.add_row("|w|", f"{model.w_norm():.6g}")
-    if model.costs_:
-        t.add_row("cost first / last", f"{model.costs_[0]:.6f} / {model.costs_[-1]:.6f}")
+    final = meta.get("final_cost")
+    if model.costs_ and isinstance(final, float):  # after the last update, as train says
+        t.add_row("cost first / final", f"{model.costs_[0]:.6f} / {final:.6f}")
+    elif model.costs_:  # catlr.course.save_model's: the recorded costs alone
+        at = (len(model.costs_) - 1) * int(meta.get("print_every") or 100)
+        t.add_row("cost first / last recorded",
+                  f"{model.costs_[0]:.6f} / {model.costs_[-1]:.6f} (iteration {at})")
     console.print(t)
     if weights:
         console.print(f"Saved the weights picture to {weights}")
@@ -470,6 +478,10 @@ def runs_table(console, rows, root, wide=False):
 
     def num(x, f):
         return f(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else "?"
+
+    def cost(r):  # an interrupted run's: where it stopped
+        final = r.get("final_cost")
+        return num(r.get("cost_so_far") if final is None else final, lambda v: f"{v:.6f}")
 
     def rate(r):  # L-BFGS takes no rate: a dash, not the default it never used
         return "-" if r.get("solver") == "lbfgs" else num(r.get("lr"), lambda v: f"{v:g}")
@@ -510,7 +522,7 @@ def runs_table(console, rows, root, wide=False):
                  f"{r.get('data_kind') or '?'} {r.get('data') if wide else _where(r.get('data'))}",
                  rate(r),
                  num(r.get("iters"), str),
-                 num(r.get("final_cost"), lambda v: f"{v:.6f}"),
+                 cost(r),
                  pct(r.get("train_accuracy")), test(r), mark(r)]
         if vals:
             cells[7:7] = [val(r)]
@@ -532,7 +544,7 @@ def runs_table(console, rows, root, wide=False):
             console.print(head + _short(_where(r.get("data")), max(width - len(head), 12)))
             parts = [f"lr {rate(r)}",
                      f"iters {num(r.get('iters'), str)}",
-                     f"cost {num(r.get('final_cost'), lambda v: f'{v:.6f}')}",
+                     f"cost {cost(r)}",
                      f"train {pct(r.get('train_accuracy'))}"]
             parts += [f"validation {val(r)}"] if val(r) else []
             parts += [f"test {test(r)}"] + ([extra(r)] if extra(r) else [])

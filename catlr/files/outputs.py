@@ -91,7 +91,9 @@ class Kind:
     name: str
     folder: bool
     own: Callable[[str], bool]
-    suffix: str = ""  # the name's ending, when the format must be what the name says
+    suffix: str | tuple = ""  # the name's ending (or endings), when the format must be
+                              # what the name says
+    other: str = ""  # what another ending would write, said when the ending is refused
 
 
 KINDS = {
@@ -190,9 +192,11 @@ def check_output(dest, kind: str, flag: str | None = None, inputs=(),
     dest = Path(storage.local(dest))
     name = (f"the run folder {dest}" if flag == "run" else f"--{flag} {dest}" if flag
             else str(dest))
-    if spec.suffix and dest.suffix.lower() != spec.suffix:
+    endings = (spec.suffix,) if isinstance(spec.suffix, str) else spec.suffix
+    if spec.suffix and dest.suffix.lower() not in endings:
         raise UsageError(f"{name}: catlr writes {spec.name} here, name the file with "
-                         f"{spec.suffix} (e.g. {dest.with_suffix(spec.suffix).name})")
+                         f"{' or '.join(endings)} (e.g. {dest.with_suffix(endings[0]).name})"
+                         + (f", {spec.other}" if spec.other else ""))
     if dest.is_symlink():
         dest = Path(os.path.realpath(dest))
     real = os.path.realpath(dest)

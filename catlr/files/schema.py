@@ -32,7 +32,8 @@ def _prepared(path) -> bool:
         return False
 
 
-KINDS["hdf5"] = Kind("a prepared HDF5 file", False, _prepared)
+KINDS["hdf5"] = Kind("a prepared HDF5 file", False, _prepared, (".h5", ".hdf5"),
+                    "or NAME.zarr for a Zarr store")
 
 
 def _store(path) -> bool:

@@ -297,11 +297,16 @@ def table(root=DEFAULTS["runs"]) -> list[dict]:
                 state, info = modelfile.load_state(path)
                 row = {**{k: info.get(k) for k in SUMMARY}, "created": info.get("created"),
                        "interrupted": [state["i"], info.get("iters")]}
+                # the cost when it stopped: the last one sampled (within 20 iterations)
+                seen = state["trace"] or [[0, c] for c in state["costs"][-1:]]
+                if seen:
+                    row["cost_so_far"] = seen[-1][1]
                 row["config"] = None
             except CatlrError as e:
                 row = {"damaged": str(e)[:200]}
             rows.append({**{k: row.get(k) for k in SUMMARY}, "name": name, "model": None,
-                         **{k: row[k] for k in ("interrupted", "damaged") if k in row}})
+                         **{k: row[k] for k in ("interrupted", "damaged", "cost_so_far")
+                            if k in row}})
             continue
         damaged = None
         try:

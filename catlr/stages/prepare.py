@@ -41,6 +41,16 @@ def _check_room(out, n: int, size: int):
                          "another --out")
 
 
+def refuse_course_pair(src) -> None:
+    """A folder holding the course pair needs no preparing: said first, before the output
+    (data/prepared.h5, inside that very folder) could be refused for where it lies."""
+    pair = find_course_pair(src) if os.path.isdir(src) else None
+    if pair:
+        raise CatlrError(f"{src} holds the course pair ({os.path.basename(pair[0])} and "
+                         f"{os.path.basename(pair[1])}), which needs no preparing: "
+                         f"train on it directly with 'catlr train {src}'")
+
+
 def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore) -> dict:
     """Write SRC as one HDF5 file in the course's schema at `out`, atomically; returns the report."""
     if storage.remote(src):
@@ -51,12 +61,8 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
     url = storage.remote(out)
     out = url or storage.local(out)
     store = os.fspath(out).rstrip(os.sep).rstrip("/").endswith(".zarr")
+    refuse_course_pair(src)
     guard({"out": (out, "zarr" if store else "hdf5")}, [src], options)
-    pair = find_course_pair(src) if os.path.isdir(src) else None
-    if pair:
-        raise CatlrError(f"{src} holds the course pair ({os.path.basename(pair[0])} and "
-                         f"{os.path.basename(pair[1])}), which needs no preparing: "
-                         f"train on it directly with 'catlr train {src}'")
     layout = discover(src, cfg["positive"], cfg["test_fraction"], cfg["seed"],
                       cfg.get("val_fraction", 0.0))
     if not url:

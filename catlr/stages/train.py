@@ -275,6 +275,8 @@ class Parent:
     start: descent.Start
     at: int
     in_place: bool   # an interrupted run completes in its own folder
+    lineage: dict | None = None  # the parent the new state names: this run, or for a run
+                                 # completed in place the one it already named (never itself)
 
 
 def parent_run(run, cfg: dict, given: set) -> Parent:
@@ -326,8 +328,10 @@ def parent_run(run, cfg: dict, given: set) -> Parent:
         for k in ("engine", "memory", "scheduler", "workers", "checkpoint_every")}
     resumed = {**saved, **keep, "iters": end}
     data = info.get("data") or ""
+    lineage = ((info.get("parent") if isinstance(info.get("parent"), dict) else None)
+               if in_place else {"run": name, "at": done})
     return Parent(folder, name, resumed, data, (info.get("fingerprint") or {}).get("train"),
-                  start, done, in_place)
+                  start, done, in_place, lineage)
 
 
 def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on_event=ignore,
@@ -395,8 +399,8 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
         prints = {s: ds.fingerprint(s) for s in ("train", "test")}  # what eval compares
     meta = modelfile.metadata(model, ds, cfg, figures, prints)
     meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    if parent is not None:
-        meta["parent"] = {"run": parent.name, "at": parent.at}
+    if parent is not None and parent.lineage:
+        meta["parent"] = parent.lineage
     draw = lambda: cost_picture(model, meta)  # noqa: E731
     if out is not None:
         return model, meta, runs.save_file(out, model, meta, plot=plot, draw=draw,
@@ -430,7 +434,7 @@ def _saver(folder, ds, cfg, parent, on_event) -> descent.Saver:
                         lr=cfg["lr"], print_every=cfg["print_every"],
                         fingerprint={"train": ds.fingerprint("train")},
                         created=time.strftime("%Y-%m-%d %H:%M:%S"),
-                        parent={"run": parent.name, "at": parent.at} if parent else None)
+                        parent=parent.lineage if parent else None)
         runs.write_checkpoint(folder, snapshot, {**info, "dtype": cfg["dtype"]}, on_event)
 
     every = cfg["checkpoint_every"]
