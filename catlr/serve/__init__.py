@@ -5,11 +5,13 @@
                     figures. One self-contained document: nothing is fetched from elsewhere.
     POST /predict   an image as the body (Content-Type image/... or application/octet-stream;
                     ?name=FILE names it), or a multipart/form-data form whose `file` fields
-                    are images: 200 and exactly the rows `catlr predict --json` prints for
-                    those files (predict.score builds both). ?seen=1 adds to each row "seen",
-                    the pixels the model saw as a data: URL of a PNG (the page asks for it).
-                    A bad upload is a 4xx and {"error": ...}, with "rows" when some images
-                    were read; the server goes on serving.
+                    are images: exactly the rows `catlr predict --json` prints for those
+                    files (predict.score builds both), in the order sent, each with its
+                    "error" where it has one: 200 when every image was read, 422 (the same
+                    array) when one was not. ?seen=1 adds to each row "seen", the pixels the
+                    model saw as a data: URL of a PNG (the page asks for it). A request
+                    that carries no images catlr can read as such (too large, no form, the
+                    wrong type) is a 4xx and {"error": ...}; the server goes on serving.
     GET  /health    {"status": "ok", the model, the limits}
 
 Uploads are decoded by catlr's decoder (images.load_image) with predict's limits (pixel
@@ -185,19 +187,14 @@ class App:
         return files
 
     def predict(self, files, seen: bool = False) -> tuple[int, object]:
-        """(status, payload) for the uploads: 200 and predict --json's rows, or 422 and the
-        error with the rows when an image cannot be read."""
+        """(status, predict --json's rows): 200, or 422 when an image cannot be read (its row
+        says why): one shape, so a client parses one thing."""
         pixels = [] if seen else None
         rows = score(files, self.predictor, workers=self.limits.workers,
                      max_pixels=self.limits.max_pixels, seen=pixels)
         if seen:
             rows = [dict(r, seen=_seen(x)) if x is not None else r for r, x in zip(rows, pixels)]
-        bad = [r for r in rows if "error" in r]
-        if bad:
-            return 422, {"error": f"{len(bad)} of {len(rows)} images cannot be read ("
-                                  f"{bad[0]['path']}: {bad[0]['error']}), send JPEG, PNG, GIF, "
-                                  "BMP, WebP, TIFF or AVIF files", "rows": rows}
-        return 200, rows
+        return (422 if any("error" in r for r in rows) else 200), rows
 
 
 def _hostname(value: str) -> str:
@@ -487,12 +484,11 @@ async function ask(files) {
   let rows;
   try {
     const answer = await (await fetch("predict?seen=1", {method: "POST", body: form})).json();
-    rows = Array.isArray(answer) ? answer
-      : answer.rows || files.map(f => ({path: f.name, error: answer.error}));
+    rows = Array.isArray(answer) ? answer : files.map(f => ({path: f.name, error: answer.error}));
   } catch (e) {
     rows = files.map(f => ({path: f.name, error: "no answer from the server (" + e + ")"}));
   }
-  for (const row of rows) show(row);
+  for (const row of rows) show(row);  /* in the order picked, below the ones before */
   status.textContent = "";
 }
 function show(row) {
@@ -517,7 +513,7 @@ function show(row) {
     caption.append(p);
   }
   card.append(caption);
-  out.prepend(card);
+  out.append(card);
 }
 """
 
