@@ -133,7 +133,7 @@ FLAGS = {
     "checkpoint_every": Flag("engine", "Save a checkpoint in the run folder every N seconds "
                                        "(and on Ctrl-C or SIGTERM); 0: only then"),
     "storage_options": Flag("engine", "KEY=VALUE for a Zarr store at a URL (s3://b/x.zarr): an "
-                                      "fsspec option, e.g. endpoint_url=http://host:9000; "
+                                      "fsspec option, e.g. endpoint_url=http://h:9000; "
                                       "repeat the flag. VALUE is read as a TOML number or "
                                       "boolean, else as text; values are never printed nor "
                                       "saved [default: none]", "--storage-option"),

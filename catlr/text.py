@@ -7,6 +7,8 @@ terminal's escape sequence, a newline, undecodable bytes or a spreadsheet formul
 
 import json
 import math
+import os
+import re
 
 
 def printable(text: str) -> str:
@@ -53,3 +55,46 @@ def _plain(x):
     if x is None or isinstance(x, (str, int, float, bool)):
         return x
     return str(x)
+
+
+_TOKEN = re.compile(r"'[^'\s][^']*'[^\s]*|\S+")  # a 'quoted command' is one token
+
+
+def wrap(text: str, width: int, indent: str = "") -> list[str]:
+    """text as lines of at most `width` characters, broken at spaces only: a 'quoted
+    command' stays whole on a line when it fits one, and a word longer than a line (a
+    long path) is a line of its own, never cut. Lines after the first start with the
+    text's own indent and `indent`. A line that fits is left as it is."""
+    if "\n" in text:
+        return [part for one in text.split("\n") for part in wrap(one, width, indent)]
+    if len(text) <= width:
+        return [text]
+    lead = text[:len(text) - len(text.lstrip(" "))]  # an indent of its own is kept
+    lines, line = [], lead
+    tokens = []
+    for token in _TOKEN.findall(text):
+        if " " in token and len(token) > width - len(indent):
+            tokens += token.split()  # a quoted command longer than a line: its words
+        else:
+            tokens.append(token)
+    for token in tokens:
+        if line.strip() and len(line) + 1 + len(token) > width:
+            lines.append(line)
+            line = lead + indent + token
+        else:
+            line = f"{line} {token}" if line.strip() else line + token
+    lines.append(line)
+    return lines
+
+
+def columns(stream) -> int | None:
+    """The width of the terminal `stream` writes to (COLUMNS first, as rich and click read
+    it); None off a terminal."""
+    try:
+        if not stream.isatty():
+            return None
+        size = os.environ.get("COLUMNS", "")
+        return int(size) if size.isdigit() and int(size) > 0 else \
+            os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return None

@@ -102,6 +102,18 @@ def course_model(tmp_path_factory):
     return path, out
 
 
+def joined(text: str) -> str:
+    """A command's output with each message whole: catlr wraps a line over 80 columns in a
+    pipe between words, its continuation lines indented by two spaces."""
+    out = []
+    for line in text.splitlines():
+        if out and line.startswith("  ") and not line.startswith("   ") and out[-1].strip():
+            out[-1] += " " + line.strip()
+        else:
+            out.append(line)
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
 def run_cli(args, **kw):
     from typer.testing import CliRunner
 

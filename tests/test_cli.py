@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import PHOTOS, needs_course
+from conftest import PHOTOS, joined, needs_course
 from PIL import Image
 
 
@@ -274,7 +274,7 @@ def test_train_on_a_folder_names_the_files_it_skipped(tmp_path, cli, small_folde
     (small_folder / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
     code, out, err = cli(["train", small_folder, "--iters", "10", "--out", tmp_path / "m.npz"])
     assert code == 0, err
-    line = next(x for x in out.splitlines() if x.startswith("Skipped"))
+    line = next(x for x in joined(out).splitlines() if x.startswith("Skipped"))
     assert line.startswith("Skipped 1 unreadable file: cat/broken.jpg: truncated or corrupt (")
     assert line.count("(") == line.count(")") and "))" not in line  # no doubled ")"
 

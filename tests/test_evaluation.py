@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import COURSE, needs_course, rel
+from conftest import COURSE, joined, needs_course, rel
 
 
 def _one_line(err):
@@ -151,10 +151,12 @@ def test_a_sweep_on_validation_names_the_best_and_shows_test_once(cli, small_fol
     assert all(r["test_accuracy"] is None for r in rows if not r["best"])
     code, out, err = cli(["sweep", small_folder, "--val-fraction", "0.25", "--lr", "0.05",
                           "--lr", "0.005", "--iters", "200"])
+    out = joined(out)
     assert code == 0 and "Best on validation: lr" in out and "its test accuracy, once" in out
     code, out, err = cli(["sweep", small_folder, "--val-fraction", "0.25", "--lr", "0.05",
                           "--lr", "0.005", "--l2", "0", "--l2", "5", "--iters", "50"])
-    table = [x for x in out.splitlines() if x.startswith((" ", "learning rate"))]
+    table = [x for x in out.splitlines()  # its rows, not a message's wrapped lines
+             if x.startswith("learning rate") or x.strip()[:1].isdigit()]
     assert code == 0 and len(table) == 5 and "l2" in table[0] and max(map(len, table)) <= 80, out
     code, out, err = cli(["sweep", small_folder, "--iters", "50"])
     assert code == 0 and "fits the choice to the test set" in out and "--val-fraction" in out

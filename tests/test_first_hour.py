@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import COURSE, needs_course
+from conftest import COURSE, joined, needs_course
 from PIL import Image
 
 
@@ -125,7 +125,7 @@ def test_prepare_again_says_what_it_replaced_and_eval_notices(cli, small_folder,
     code, out, err = cli(["prepare", other])
     assert code == 0, err
     assert re.search(r"Replaced \S+prepared.h5, which held 16 images from \S+images "
-                     r"\(prepared \d{4}-\d\d-\d\d", out), out
+                     r"\(prepared \d{4}-\d\d-\d\d", joined(out)), out
     code, out, err = cli(["eval", "--json"])
     assert code == 0 and err.count("Warning:") >= 1, err
     assert "is not the one runs/train-1/model.npz was trained and tested with" in err

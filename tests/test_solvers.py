@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import COURSE, ROOT, dask_cluster, needs_course, rel
+from conftest import COURSE, ROOT, dask_cluster, joined, needs_course, rel
 
 SKLEARN = pytest.importorskip("sklearn.linear_model")
 
@@ -324,7 +324,7 @@ def test_without_l2_on_the_course_data_a_note_says_it_is_separable(cli):
         code, out, err = cli(["train", COURSE, "--solver", solver, "--iters", iters,
                               "--out", f"{solver}.npz"])
         assert code == 0, err
-        notes = [line for line in out.splitlines() if "separable" in line]
+        notes = [line for line in joined(out).splitlines() if "separable" in line]
         assert notes == ["Note: the training set is separable (these weights classify every "
                          "training image correctly): without --l2 the cost goes to 0 and the "
                          "weights grow without bound, so more iterations only scale them "

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import COURSE, PHOTOS, ROOT, needs_course
+from conftest import COURSE, PHOTOS, ROOT, joined, needs_course
 
 
 @pytest.fixture
@@ -326,7 +326,9 @@ def test_quick_config_is_a_fair_first_look(cli, data, tmp_path):
 
 # ---- 6. output that reads well anywhere ----
 
-def test_piped_output_is_never_wrapped(small_folder, tmp_path):
+def test_piped_output_fits_80_columns_each_message_whole(small_folder, tmp_path):
+    """In a pipe a line over 80 columns is wrapped between words (a long path never cut),
+    its continuation indented: a message reads whole, and joined() gives it back."""
     deep = tmp_path / ("a-rather-long-folder-name-" * 4)
     shutil.copytree(small_folder, deep / "photos")
     (deep / "photos" / "cat" / "notes-with-a-long-name.txt").write_text("x")
@@ -334,14 +336,15 @@ def test_piped_output_is_never_wrapped(small_folder, tmp_path):
     r = subprocess.run([sys.executable, "-m", "catlr", "prepare", deep / "photos", "--out",
                         tmp_path / "p.h5"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
-    ignored = [line for line in r.stdout.splitlines() if line.startswith("Ignored")]
+    assert all(len(line) <= 80 or str(deep) in line for line in r.stdout.splitlines())
+    ignored = [line for line in joined(r.stdout).splitlines() if line.startswith("Ignored")]
     assert len(ignored) == 1 and ignored[0].endswith("notes-with-a-long-name.txt).")
     r = subprocess.run([sys.executable, "-m", "catlr", "train", tmp_path / "p.h5", "--iters", "5",
                         "--out", tmp_path / "m.npz"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     r = subprocess.run([sys.executable, "-m", "catlr", "eval", "--model", tmp_path / "m.npz"],
                        capture_output=True, text=True, env=env)
-    first = r.stdout.splitlines()[0]
+    first = joined(r.stdout).splitlines()[0]
     assert r.returncode == 0 and first.startswith("Model ") and first.endswith("images)")
 
 

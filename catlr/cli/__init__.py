@@ -32,7 +32,7 @@ from ..config import (
 )
 from ..config import read_toml as resolve_file_keys
 from ..errors import CatlrError, EngineLost, Terminated, UsageError
-from ..text import printable
+from ..text import columns, printable, wrap
 
 # typer < 0.28 uses click, 0.28 vendors it: find its exception classes either way.
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -105,11 +105,17 @@ app = typer.Typer(name="catlr", cls=_Group, rich_markup_mode=None, pretty_except
 
 
 def _say(text: str, stream=None):
-    """One line on stderr, escaped as render's printer escapes; nothing imported here, so
-    it works at any moment of an interrupt (a module half imported, say)."""
+    """One line on stderr, escaped as render's printer escapes; on a terminal, wrapped at
+    its width between words (a 'quoted command' kept whole) with the lines after the first
+    indented, where the terminal would cut a word. Nothing imported here, so it works at
+    any moment of an interrupt (a module half imported, say)."""
     stream = stream or sys.stderr
     try:
-        print(printable(text), file=stream)
+        text = printable(text)
+        width = columns(stream)
+        if width:
+            text = "\n".join(wrap(text, width, "  "))
+        print(text, file=stream)
     except BrokenPipeError:
         pass
 
@@ -295,19 +301,21 @@ DataArg = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder, pre
 def prepare(
     src: Annotated[Path, typer.Argument(metavar="SRC", help="Image folder: SRC/cat/ + SRC/non-cat/, or SRC/train/<class>/ + SRC/test/<class>/.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write, in the course's schema (NAME.zarr: a Zarr store; URL.zarr: one at an fsspec URL, e.g. s3://bucket/NAME.zarr with --storage-option).")] = Path(DEFAULT_PREPARED),
-    strict: Annotated[bool, typer.Option(help="Fail on the first broken file, writing nothing.")] = False,
+    strict: Annotated[bool, typer.Option(help="Fail on the first broken file, writing nothing (without it: skip and list them).", show_default=False)] = False,
     dedupe: Annotated[bool, typer.Option(help="Drop images whose pixels repeat an earlier one (and test images equal to a train image).")] = False,
     config: ConfigOpt = None, json_out: JsonOpt = False, settings: dict = None,
 ):
     """Turn an image folder into one HDF5 file in the course's schema.
 
+    SRC is a folder of photos in class folders, which catlr splits (--test-fraction,
+    --seed), cat/ the positive class (--positive); or one split already, kept as it is:
+
     \b
-    SRC is a folder of photos in class folders, split by catlr (--test-fraction,
-    --seed):
-      SRC/cat/        IMG_0001.jpg, ...   (the positive class, --positive)
+      SRC/cat/        IMG_0001.jpg, ...
       SRC/non-cat/    anything else
-    or split already, kept as it is:
-      SRC/train/cat/  SRC/train/non-cat/  SRC/test/cat/  SRC/test/non-cat/
+    \b
+      SRC/train/cat/  SRC/train/non-cat/
+      SRC/test/cat/   SRC/test/non-cat/
 
     Any image format Pillow reads (JPEG, PNG, GIF, WebP, TIFF, BMP, AVIF), any size:
     EXIF rotation applied, resized by --fit. Broken files are skipped and listed.
@@ -355,7 +363,8 @@ def train(
       a prepared file, or a folder holding one
           what 'catlr prepare PHOTOS' writes
       an image folder
-          DATA/cat/ + DATA/non-cat/, or DATA/train/<class>/ + DATA/test/<class>/
+          DATA/cat/ + DATA/non-cat/, or
+          DATA/train/<class>/ + DATA/test/<class>/
 
     Without --out the model goes to a new run folder, runs/train-1/, runs/train-2/, ...,
     with its config, costs and figures; 'catlr runs' compares them, and eval, predict
@@ -610,12 +619,11 @@ def export(
 ):
     """A model as an ONNX graph, its preprocessing inside.
 
-    \b
-    The graph takes uint8 RGB images (N, size, size, 3), as catlr decodes them
-    (EXIF rotation, the model's fit and size), and gives the probability of the
-    positive class and the label at --threshold; / 255, the flattening in the
-    course's order, w, b and the sigmoid are in the graph, the class names, size,
-    fit rule and threshold in its metadata.
+    The graph takes uint8 RGB images (N, size, size, 3), as catlr decodes them (EXIF
+    rotation, the model's fit and size: examples/onnx_app.py does the same), and gives
+    the probability of the positive class and the label at --threshold; / 255, the
+    flattening in the course's order, w, b and the sigmoid are in the graph, the class
+    names, size, fit rule and threshold in its metadata.
     """
     with _guard():
         if onnx is None:
@@ -647,12 +655,14 @@ def serve(
 ):
     """A local web page to try photos on a model, and a JSON API.
 
+    The page (http://127.0.0.1:8000/ by default) takes photos dropped on it and shows
+    each one's probability, label and the image the model sees. The API:
+
     \b
-    The page (http://127.0.0.1:8000/ by default) takes photos dropped on it and
-    shows each one's probability, label and the image the model sees. The API:
-      POST /predict   an image as the body, or form fields named file: the rows
-                      'catlr predict --json' prints for those files
-      GET  /health    the model and the limits
+      POST /predict  an image as the body, or form
+                     fields named file: the rows
+                     'catlr predict --json' prints
+      GET  /health   the model and the limits
     """
     with _guard("the server stopped"):
         _threshold(threshold)

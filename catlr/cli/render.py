@@ -15,7 +15,7 @@ import contextlib
 import os
 import sys
 
-from ..text import cell, json_text, printable
+from ..text import cell, columns, json_text, printable, wrap
 
 
 def show(data, fmt: str = "table", *, human=None, columns=None) -> None:
@@ -57,17 +57,22 @@ def console(json_mode=False, plain=None):
     return RichConsole(stream)
 
 
+PIPE_WIDTH = 80  # what a line in a pipe or a file fits, unless it holds a long path
+
+
 class PlainConsole:
-    """Lines for a pipe or a file: each printed whole, as long as its content."""
+    """Lines for a pipe or a file: a line over 80 columns wrapped between words (a long path
+    is never cut), a table as columns when it fits, else as lines (Table.lines)."""
 
     is_terminal = False
-    width = None  # no limit: a line is as long as it needs
+    width = None  # no terminal: runs_table lays out for PIPE_WIDTH
 
     def __init__(self, stream):
         self.stream = stream
 
     def print(self, *objects, **_):
-        text = " ".join(o.plain() if isinstance(o, Table) else printable(o) for o in objects)
+        text = " ".join(o.fitted(PIPE_WIDTH, 0) if isinstance(o, Table)
+                        else "\n".join(wrap(printable(o), PIPE_WIDTH, "  ")) for o in objects)
         try:
             # flushed a line at a time: a reader waiting for a line (a server's address,
             # a cost) gets it when it is printed, not when a buffer fills
@@ -92,8 +97,12 @@ class RichConsole:
         self.rich = rich or Console(file=stream, highlight=False, markup=False)
 
     def print(self, *objects, style=None, **_):
-        self.rich.print(*(o.rich() if isinstance(o, Table) else printable(o) for o in objects),
-                        style=style)
+        # a table drawn when it fits, else as lines; text wrapped between words as in a
+        # pipe, a word longer than the line (a path) left whole: never folded nor cropped
+        width = self.width
+        self.rich.print(*(o.fitted(width, len(o.columns) + 3, o.rich) if isinstance(o, Table)
+                          else "\n".join(wrap(printable(o), width, "  ")) for o in objects),
+                        style=style, no_wrap=True, overflow="ignore", crop=False)
 
     def rule(self, title="", **kw):
         self.rich.rule(printable(title), **kw)
@@ -130,6 +139,31 @@ class Table:
             lines.append("  ".join(cells).rstrip())
         return "\n".join(lines)
 
+    def fitted(self, width, border=0, draw=None):
+        """The table when it fits `width` with `border` more columns (rich's lines), drawn
+        by draw() (else as plain columns); else as lines."""
+        if max(map(len, self.plain().splitlines())) + border <= width:
+            return draw() if draw else self.plain()
+        return "\n".join(self.lines(width))
+
+    def lines(self, width) -> list[str]:
+        """The table for a narrow terminal: a row a paragraph, each cell after its column's
+        name, the first alone when it names the row (a metric, a split); lines wrapped
+        between cells, a cell between words."""
+        out = [self.title] if self.title else []
+        named = self.columns[0] in self.LEFT
+        for r in self.rows:
+            if self.columns[:2] == ["key", "value"]:
+                out += wrap(f"{r[0]}  {r[1]}", width, "    ")
+                continue
+            pairs = [f"{c} {v}".strip() for c, v in zip(self.columns, r) if v]
+            if named:
+                out.append(r[0])
+                out += pack(pairs[1:], width, "    ", "    ")
+            else:
+                out += pack(pairs, width, "", "    ")
+        return out
+
     def rich(self):
         from rich.table import Table as RichTable
 
@@ -139,6 +173,28 @@ class Table:
         for r in self.rows:
             t.add_row(*r)
         return t
+
+
+def pack(parts, width, first="", rest="") -> list[str]:
+    """Parts two spaces apart, as many a line as fit `width`; a part longer than a line is
+    wrapped between its words."""
+    lines, line = [], first
+    for part in parts:
+        if line.strip() and len(line) + 2 + len(part) > width:
+            lines.append(line)
+            line = rest
+        if len(line) + len(part) > width:  # longer than a line: between its words
+            pieces = wrap(part, width - len(line), "  ")
+            lines += [line + pieces[0]] + [rest + p for p in pieces[1:-1]]
+            line = rest + pieces[-1] if len(pieces) > 1 else lines.pop()
+            if len(pieces) == 1:  # one word too long for any line: a line of its own
+                lines.append(line)
+                line = rest
+            continue
+        line += ("  " if line.strip() else "") + part
+    if line.strip():
+        lines.append(line)
+    return lines
 
 
 def silence(stream):
@@ -347,15 +403,33 @@ def eval_report(console, f, errors, chosen="given", predictions=None):
 
 
 def predict_table(rows, model, chosen="given"):
-    """Plain text, not rich: predict in a loop is mostly start-up (bench/startup.py)."""
+    """Plain text, not rich: predict in a loop is mostly start-up (bench/startup.py). A
+    table when every row fits the terminal (80 columns in a pipe), an error wrapped under
+    its label column; else each image on two lines, its path, then its figures."""
+    width = columns(sys.stdout) or 80
     paths = [printable(r["path"]) for r in rows]
-    width = max(map(len, paths)) if rows else 4
-    line(f"{'path':<{width}}  probability  label".rstrip())
-    for path, r in zip(paths, rows):
-        tail = (f"{r['probability']:11.3f}  {printable(r['label'])}" if "error" not in r
-                else f"{'-':>11}  error: {printable(r['error'])}")
-        line(f"{path:<{width}}  {tail}")
-    line(f"Model: {_model_line(model, chosen)}")
+    names = [printable(r.get("label", "")) for r in rows]
+    col = max(map(len, paths), default=4)
+    tail = max([len(n) for n in names] + [len("label"), len("error: ") + 12])
+    if col + 2 + 11 + 2 + tail <= width:
+        line(f"{'path':<{col}}  probability  label")
+        for path, name, r in zip(paths, names, rows):
+            if "error" not in r:
+                line(f"{path:<{col}}  {r['probability']:11.3f}  {name}")
+                continue
+            lead = f"{path:<{col}}  {'-':>11}  "
+            for i, part in enumerate(wrap(f"error: {printable(r['error'])}", width - len(lead),
+                                          "  ")):
+                line((lead if i == 0 else " " * len(lead)) + part)
+    else:  # a narrow terminal, or a long path: nothing is cut
+        for path, name, r in zip(paths, names, rows):
+            line(path)
+            said = (f"probability {r['probability']:.3f}  {name}" if "error" not in r
+                    else f"error: {printable(r['error'])}")
+            for part in wrap(said, width - 4, "  "):
+                line("    " + part)
+    for part in wrap(f"Model: {_model_line(model, chosen)}", width, "  "):
+        line(part)
 
 
 def export_report(console, s, chosen="given"):
@@ -579,7 +653,25 @@ def _short(text: str, width: int) -> str:
 
 
 def step(console, command):
-    """A heading for each step the demo runs, as the user would type it (a rule on a
-    terminal, the command alone in a pipe)."""
+    """A heading for each step the demo runs, the whole command as the user would type it,
+    wrapped between words with a shell's backslash (a rule above it on a terminal)."""
     console.print("")
-    console.rule(f"$ {command}", align="left", style="bold")
+    width = (console.width if console.is_terminal else PIPE_WIDTH) - 2
+    if console.is_terminal:
+        console.rule(style="bold")
+    parts = []  # an option stays with its value
+    for word in f"$ {command}".split():
+        if parts and parts[-1].split()[-1].startswith("--") and not word.startswith("-"):
+            parts[-1] += " " + word
+        else:
+            parts.append(word)
+    lines, line = [], ""
+    for part in parts:
+        if line.strip() and len(line) + 1 + len(part) > width:
+            lines.append(line)
+            line = "    " + part
+        else:
+            line += (" " if line.strip() else "") + part
+    lines.append(line)
+    for i, part in enumerate(lines):
+        console.print(part + (" \\" if i < len(lines) - 1 else ""), style="bold")
