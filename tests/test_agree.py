@@ -8,8 +8,6 @@ import os
 import numpy as np
 import pytest
 
-from conftest import COURSE, PHOTOS, needs_course
-
 
 def _nice_reference(iters):
     """print_every = auto written out: the course's 100, else the smallest of 1, 2, 5 x 10^k

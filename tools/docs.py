@@ -287,7 +287,7 @@ def run_shell(block: Block, folder: Path, env: dict, servers: list):
             servers.append((p, port))
             results.append((cmd, []))
             continue
-        for p, port in servers:
+        for _, port in servers:
             text = text.replace(":8000", f":{port}")
         if stop_after and n == 0:
             out, code = _interrupted(text, folder, env, stop_after.strip('"'))
@@ -443,7 +443,7 @@ def process(doc: str, check: bool, compare: bool, work: Path) -> list[str]:
     path = ROOT / doc
     text = path.read_text()
     found = blocks(doc, text)
-    problems, new_text_lines = [], text.split("\n")
+    problems = []
     folder, servers, n = None, [], 0
     replacements = []
     try:
