@@ -437,74 +437,70 @@ def rewrite(block: Block, results, python=False) -> list[str]:
 
 # ---------------------------------------------------------------- a doc
 
+def unfit(block: Block) -> str | None:
+    """Why a block cannot be run as marked, or None."""
+    if block.directive is None:
+        return (f"{block.where()}: a code block with no '<!-- docs: ... -->' before it: say "
+                "how it runs (run, python) or why it does not (not run: WHY)")
+    if block.kind == "skip" and not block.directive.partition(":")[2].strip():
+        return f"{block.where()}: 'not run' says no reason"
+    if block.kind not in ("run", "python", "skip"):
+        return f"{block.where()}: unknown directive {block.directive!r}"
+    return None
+
+
+def run_block(block: Block, folder: Path, servers: list) -> list[str]:
+    """The block's lines with the outputs of its run (a line the same to 1e-9 as the doc's
+    stays as it is, so a doc does not flip with a machine's last digits)."""
+    env = environment(folder)
+    setup = block.option("setup")
+    if setup:
+        done = subprocess.run(setup, shell=True, cwd=folder, env=env, text=True,
+                              capture_output=True, timeout=TIMEOUT)
+        if done.returncode:
+            raise SystemExit(f"{block.where()}: setup '{setup}' exited {done.returncode}:\n"
+                             f"{done.stdout}{done.stderr}")
+    if block.kind == "python":
+        new = rewrite(block, run_python(block, folder, env), python=True)
+    else:
+        try:
+            new = rewrite(block, run_shell(block, folder, env, servers))
+        finally:
+            _stop(servers)
+    if len(new) == len(block.lines):
+        new = [a if same(a, b) else b for a, b in zip(block.lines, new)]
+    return new
+
+
 def process(doc: str, check: bool, compare: bool, work: Path) -> list[str]:
     """Run every block of `doc`; returns the problems found (with --check) and rewrites
-    the doc otherwise."""
+    the doc otherwise (only where the outputs are compared: the course's data is here)."""
     path = ROOT / doc
     text = path.read_text()
-    found = blocks(doc, text)
-    problems = []
-    folder, servers, n = None, [], 0
-    replacements = []
-    try:
-        for block in found:
-            if block.directive is None:
-                problems.append(f"{block.where()}: a code block with no '<!-- docs: ... -->' "
-                                "before it: say how it runs (run, python) or why it does not "
-                                "(not run: WHY)")
-                continue
-            kind = block.kind
-            if kind == "skip":
-                if not block.directive.partition(":")[2].strip():
-                    problems.append(f"{block.where()}: 'not run' says no reason")
-                continue
-            if kind not in ("run", "python"):
-                problems.append(f"{block.where()}: unknown directive {block.directive!r}")
-                continue
-            if folder is None or block.option("fresh") or block.option("data"):
-                _stop(servers)
-                n += 1
-                folder = work / f"{Path(doc).stem}-{n}"
-                make_world(folder)
-                if block.option("data") != "none":
-                    with_data(folder)
-            env = environment(folder)
-            setup = block.option("setup")
-            if setup:
-                done = subprocess.run(setup, shell=True, cwd=folder, env=env, text=True,
-                                      capture_output=True, timeout=TIMEOUT)
-                if done.returncode:
-                    raise SystemExit(f"{block.where()}: setup '{setup}' exited "
-                                     f"{done.returncode}:\n{done.stdout}{done.stderr}")
-            if kind == "python":
-                results = run_python(block, folder, env)
-            else:
-                results = run_shell(block, folder, env, servers)
-                _stop(servers)
-            new = rewrite(block, results, python=kind == "python")
-            if len(new) == len(block.lines):  # a line the same to 1e-9 stays as it is
-                new = [a if same(a, b) else b for a, b in zip(block.lines, new)]
-            replacements.append((block, new))
-            if compare and check:
-                for a, b in zip(block.lines, new):
-                    if not same(a, b):
-                        diff = "\n".join(difflib.unified_diff(block.lines, new, "the doc",
-                                                              "the run", lineterm="", n=1))
-                        problems.append(f"{block.where()}: the doc differs from the run:\n{diff}")
-                        break
-                else:
-                    if len(block.lines) != len(new):
-                        diff = "\n".join(difflib.unified_diff(block.lines, new, "the doc",
-                                                              "the run", lineterm="", n=1))
-                        problems.append(f"{block.where()}: the doc differs from the run:\n{diff}")
-    finally:
-        _stop(servers)
+    problems, replacements, folder, n = [], [], None, 0
+    for block in blocks(doc, text):
+        why = unfit(block)
+        if why or block.kind == "skip":
+            problems += [why] if why else []
+            continue
+        if folder is None or block.option("fresh") or block.option("data"):
+            n += 1
+            folder = work / f"{Path(doc).stem}-{n}"
+            make_world(folder)
+            if block.option("data") != "none":
+                with_data(folder)
+        new = run_block(block, folder, [])
+        replacements.append((block, new))
+        if compare and check and (len(new) != len(block.lines) or
+                                  not all(map(same, block.lines, new))):
+            diff = "\n".join(difflib.unified_diff(block.lines, new, "the doc", "the run",
+                                                  lineterm="", n=1))
+            problems.append(f"{block.where()}: the doc differs from the run:\n{diff}")
     if not check and compare:
         lines = text.split("\n")
         for block, new in reversed(replacements):
-            start = block.start
-            end = start + len(block.lines)
-            lines[start:end] = [block.indent + l if l else "" for l in new]
+            lines[block.start:block.start + len(block.lines)] = [
+                block.indent + line if line else "" for line in new]
         path.write_text("\n".join(lines))
     return problems
 
