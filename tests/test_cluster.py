@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import COURSE, dask_cluster, needs_course
+from conftest import COURSE, dask_cluster, joined, needs_course
 
 pytest.importorskip("distributed")
 pytestmark = [pytest.mark.slow, needs_course]
@@ -129,7 +129,7 @@ def test_blocks_larger_than_the_workers_memory_are_said_once(tmp_path):
     with dask_cluster(tmp_path, workers=2, memory="1GB") as c:
         code, out, err = _catlr(_train_args(c.address, "--iters", "3"), tmp_path, env)
         assert code == 0, err
-        notes = [x for x in (out + err).splitlines() if x.startswith("Note: ")]
+        notes = [x for x in joined(out + err).splitlines() if x.startswith("Note: ")]
         assert notes == ["Note: the blocks take 3 MB but the 2 workers hold 2 MB before "
                          "they spill (0.1% of their 2.0 GB limits, less what they use): every "
                          "iteration will read the rest back from disk; add workers, give them "
@@ -173,7 +173,7 @@ def test_a_killed_worker_is_one_line_and_the_run_goes_on(tmp_path):
         finally:
             p.kill()
     assert code == 0, err
-    lost = [x for x in (out + err).splitlines() if "lost at iteration" in x]
+    lost = [x for x in joined(out + err).splitlines() if "lost at iteration" in x]
     assert len(lost) == 1 and lost[0].startswith("Note: worker tcp://127.0.0.1:"), out + err
     assert lost[0].endswith(", continuing on 1 worker"), lost
     assert "Traceback" not in err and "distributed" not in err, err

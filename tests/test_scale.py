@@ -10,7 +10,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from conftest import COURSE, needs_course, rel
+from conftest import COURSE, joined, needs_course, rel
 
 
 def _course_run(cli, tmp_path, *flags):
@@ -164,6 +164,7 @@ def test_a_folder_too_large_for_memory_is_prepared_to_a_file_first(cli, small_fo
     code, out, err = cli(["train", small_folder, "--iters", "5", "--memory", "512KB",
                           "--out", "m.npz"])
     assert code == 0, err
+    out = joined(out)
     assert f"Preparing {small_folder} into " in out and "images.h5 first: 16 images" in out
     assert os.path.exists(os.path.join("data", "images.h5"))
 

@@ -74,7 +74,7 @@ def events(console, *, verbose=False, quiet=False, wrote=None):
         elif isinstance(event, Serving):
             for warning in event.warnings:
                 say(f"Warning: {warning}")
-            say(f"Serving {event.model} at {event.url} (Ctrl-C stops it)")
+            say(f"Serving {event.model} at {event.url} (Ctrl-C stops it)", whole=True)
         elif isinstance(event, Served) and not quiet:
             images = f", {render.plural(event.images, 'image')}" if event.images else ""
             say(f"{event.method} {event.path} {event.status} ({event.ms:.0f} ms{images})")

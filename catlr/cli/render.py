@@ -70,9 +70,9 @@ class PlainConsole:
     def __init__(self, stream):
         self.stream = stream
 
-    def print(self, *objects, **_):
+    def print(self, *objects, whole=False, **_):
         text = " ".join(o.fitted(PIPE_WIDTH, 0) if isinstance(o, Table)
-                        else "\n".join(wrap(printable(o), PIPE_WIDTH, "  ")) for o in objects)
+                        else printable(o) if whole else piped(printable(o)) for o in objects)
         try:
             # flushed a line at a time: a reader waiting for a line (a server's address,
             # a cost) gets it when it is printed, not when a buffer fills
@@ -83,6 +83,12 @@ class PlainConsole:
 
     def rule(self, title="", **_):
         self.print(title)
+
+
+def piped(text: str) -> str:
+    """A line as a pipe gets it: wrapped between words past 80 columns (a path longer than
+    a line is a line of its own, whole)."""
+    return "\n".join(wrap(text, PIPE_WIDTH, "  "))
 
 
 class RichConsole:
@@ -96,10 +102,11 @@ class RichConsole:
         # markup off: paths such as "cat[1].jpg" are printed as they are
         self.rich = rich or Console(file=stream, highlight=False, markup=False)
 
-    def print(self, *objects, style=None, **_):
-        # a table drawn when it fits, else as lines; text wrapped between words as in a
-        # pipe, a word longer than the line (a path) left whole: never folded nor cropped
-        width = self.width
+    def print(self, *objects, style=None, whole=False, **_):
+        # a table drawn when it fits, else as lines; text wrapped between words, a word
+        # longer than the line (a path) left whole: never folded nor cropped. `whole`: a
+        # line a program reads (where a server listens), never wrapped by catlr
+        width = 10**6 if whole else self.width
         self.rich.print(*(o.fitted(width, len(o.columns) + 3, o.rich) if isinstance(o, Table)
                           else "\n".join(wrap(printable(o), width, "  ")) for o in objects),
                         style=style, no_wrap=True, overflow="ignore", crop=False)
