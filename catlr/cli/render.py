@@ -71,7 +71,7 @@ class PlainConsole:
         self.stream = stream
 
     def print(self, *objects, whole=False, **_):
-        text = " ".join(o.fitted(PIPE_WIDTH, 0) if isinstance(o, Table)
+        text = " ".join(o.fitted(PIPE_WIDTH) if isinstance(o, Table)
                         else printable(o) if whole else piped(printable(o)) for o in objects)
         try:
             # flushed a line at a time: a reader waiting for a line (a server's address,
@@ -107,12 +107,21 @@ class RichConsole:
         # longer than the line (a path) left whole: never folded nor cropped. `whole`: a
         # line a program reads (where a server listens), never wrapped by catlr
         width = 10**6 if whole else self.width
-        self.rich.print(*(o.fitted(width, len(o.columns) + 3, o.rich) if isinstance(o, Table)
+        self.rich.print(*(o.fitted(width, self.need) if isinstance(o, Table)
                           else "\n".join(wrap(printable(o), width, "  ")) for o in objects),
                         style=style, no_wrap=True, overflow="ignore", crop=False)
 
     def rule(self, title="", **kw):
         self.rich.rule(printable(title), **kw)
+
+    @staticmethod
+    def need(table) -> int:
+        """The fewest columns rich draws `table` (a Table) in without cutting a word: each
+        column as wide as its longest word, headers and cells wrapped between words, and
+        rich's borders and padding (3 a column, and 1)."""
+        rows = [table.columns] + table.rows
+        return sum(max((len(w) for r in rows for w in r[i].split()), default=0)
+                   for i in range(len(table.columns))) + 3 * len(table.columns) + 1
 
     @property
     def width(self) -> int:
@@ -146,11 +155,13 @@ class Table:
             lines.append("  ".join(cells).rstrip())
         return "\n".join(lines)
 
-    def fitted(self, width, border=0, draw=None):
-        """The table when it fits `width` with `border` more columns (rich's lines), drawn
-        by draw() (else as plain columns); else as lines."""
-        if max(map(len, self.plain().splitlines())) + border <= width:
-            return draw() if draw else self.plain()
+    def fitted(self, width, need=None):
+        """The table as plain columns when they fit `width`, else as lines; with `need`,
+        rich's table when need(table), the width it takes, fits."""
+        if need is not None:
+            return self.rich() if need(self) <= width else "\n".join(self.lines(width))
+        if max(map(len, self.plain().splitlines())) <= width:
+            return self.plain()
         return "\n".join(self.lines(width))
 
     def lines(self, width) -> list[str]:
