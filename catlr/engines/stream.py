@@ -10,7 +10,7 @@ little. A read that fails in that thread is raised here, where the pass asks for
 block, as the checked reader's one line; the thread ends with the pass, however the pass
 ends (its last block, an error, a break, Ctrl-C).
 
-`blocks()` still yields X's floats (for what needs floats: scores_each): with numba
+`blocks()` still yields X's floats (for what needs floats): with numba
 installed (pip install "catlr[fast]") a compiled kernel divides, x / 255 computed in
 float64 and rounded to the block's dtype, bit for bit as NumPy does, on every core.
 """
