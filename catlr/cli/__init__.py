@@ -656,12 +656,15 @@ def serve(
         _threshold(threshold)
         if not 0 <= port <= 65535:
             raise UsageError(f"--port must be from 0 (any free port) to 65535, got {port}")
-        if not 1 <= max_images <= 1000:
-            raise UsageError(f"--max-images must be from 1 to 1000, got {max_images}")
+        from ..serve.app import problem
+
         max_bytes = parse_memory(max_upload)
         if max_bytes is None:
-            raise UsageError(f"--max-upload must be a size such as 512KB or 20MB, got "
-                             f"{max_upload!r}")
+            raise UsageError(f"--max-upload must be a size such as 512KB or 20MB (1GB at "
+                             f"most), got {max_upload!r}")
+        said = problem(max_bytes, max_images, max_upload)  # the bounds' one home: serve.app.BOUNDS
+        if said:
+            raise UsageError(said)
         cfg = _resolve(config, **settings)
         from ..runs import resolve_model
         from ..serve import Limits
