@@ -89,7 +89,8 @@ class RichConsole:
         from rich.console import Console
 
         # markup off: paths such as "cat[1].jpg" are printed as they are
-        self.rich = rich or Console(file=stream, highlight=False, markup=False)
+        self.rich = rich or Console(file=stream, highlight=False, markup=False,
+                                    width=_columns(stream))
 
     def print(self, *objects, style=None, **_):
         self.rich.print(*(o.rich() if isinstance(o, Table) else printable(o) for o in objects),
@@ -101,6 +102,19 @@ class RichConsole:
     @property
     def width(self) -> int:
         return self.rich.size.width
+
+
+def _columns(stream) -> int | None:
+    """The width to draw at: None (rich reads COLUMNS, else asks the terminal) unless
+    COLUMNS is 0 or not a width (rich would draw at 0 columns, which prints nothing): then
+    the terminal's own width, or 80."""
+    text = os.environ.get("COLUMNS")
+    if text is None or (text.strip().isdigit() and int(text) > 0):
+        return None
+    try:
+        return os.get_terminal_size((stream or sys.stdout).fileno()).columns or 80
+    except (OSError, ValueError, AttributeError):
+        return 80
 
 
 class Table:
