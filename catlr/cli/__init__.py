@@ -143,6 +143,12 @@ def main():
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")
 
+    # A library's warning (NumPy's overflow, a deprecation) is not catlr's output: what
+    # matters reaches the user as catlr's one line. -W or PYTHONWARNINGS still choose.
+    if not sys.warnoptions:
+        import warnings
+
+        warnings.simplefilter("ignore")
     # SIGTERM and SIGHUP unwind like Ctrl-C: temporary files go, outputs stay whole
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         # an ignored signal stays ignored: 'nohup catlr train ...' outlives its terminal

@@ -40,7 +40,6 @@ MAX_PIXELS = 64_000_000
 # Transparent pixels and padding become white, as image viewers show them.
 BACKGROUND = (255, 255, 255)
 FORMATS = ("JPEG", "PNG", "GIF", "BMP")   # Pillow's first plugins: most photos
-MORE_FORMATS = ("WEBP", "TIFF", "AVIF")   # loaded the first time a file is none of those
 MAX_DECODE_BYTES = 1 << 30                # one image, decoded, with its conversions
 MAX_SCANS = 128  # a progressive JPEG has a few dozen; each more is a full pass of decoding
 DECODE_BUDGET = 2 << 30                   # every image being decoded at once
