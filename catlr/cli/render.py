@@ -358,6 +358,43 @@ def predict_table(rows, model, chosen="given"):
     line(f"Model: {_model_line(model, chosen)}")
 
 
+def _region(r) -> str:
+    return (f"rows {r['rows'][0]}-{r['rows'][1]}, columns {r['columns'][0]}-{r['columns'][1]} "
+            f"({r['where']}) {r['sum']:+.2f}")
+
+
+def _alike(rows) -> str:
+    return ", ".join(f"#{r['index']} {r['label']}" + (f" ({os.path.basename(r['path'])})"
+                                                      if r.get("path") else "") for r in rows)
+
+
+def explain_report(docs, model, chosen="given", out=None):
+    """What `catlr explain` says of each photo, in plain lines (as predict's table)."""
+    for d in docs:
+        if "error" in d:
+            line(f"{d['path']}: error: {d['error']}")
+            continue
+        neg, pos = d["classes"]
+        c = d["channels"]
+        line(f"{d['path']}: {d['label']}, probability {d['probability']:.3f} ({pos} above "
+             f"{d['threshold']:g})")
+        line(f"  logit {d['logit']:+.3f} = pixels {d['contributions']:+.3f} (red {c['red']:+.3f}, "
+             f"green {c['green']:+.3f}, blue {c['blue']:+.3f}) + b {d['b']:+.3f}")
+        for key, name in (("positive", pos), ("negative", neg)):
+            regions = d["regions"][key]
+            line(f"  pushing towards {name}: " + ("; ".join(map(_region, regions)) or "nothing"))
+        if d["alike"]:
+            line(f"  training images most alike by pixels: {_alike(d['alike']['by_pixels'])}")
+            line(f"  ... and by the model's score: {_alike(d['alike']['by_score'])}")
+        elif d["training"].get("note"):
+            line(f"  training images: {d['training']['note']}")
+        for note in d["notes"]:
+            line(f"  Note: {note}")
+    line(f"Model: {_model_line(model, chosen)}")
+    if out:
+        line(f"Saved the picture to {out}")
+
+
 def export_report(console, s, chosen="given"):
     """What `catlr export` wrote, and how to call it."""
     meta = s["metadata"]

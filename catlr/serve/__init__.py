@@ -7,7 +7,10 @@
                     ?name=FILE names it), or a multipart/form-data form whose `file` fields
                     are images: 200 and exactly the rows `catlr predict --json` prints for
                     those files (predict.score builds both). ?seen=1 adds to each row "seen",
-                    the pixels the model saw as a data: URL of a PNG (the page asks for it).
+                    the pixels the model saw as a data: URL of a PNG (the page asks for it);
+                    ?explain=1 adds "explanation": the logit, b, the pixels' part and "heat",
+                    each pixel's push as a PNG data: URL (catlr explain's map, red towards
+                    the positive class, blue towards the negative).
                     A bad upload is a 4xx and {"error": ...}, with "rows" when some images
                     were read; the server goes on serving.
     GET  /health    {"status": "ok", the model, the limits}
@@ -44,6 +47,7 @@ from ..data.images import MAX_PIXELS
 from ..errors import CatlrError, describe
 from ..events import Failed, Served, Serving, ignore
 from ..runs.predictor import Predictor
+from ..stages.explain import card
 from ..stages.predict import score
 from ..text import json_text, printable
 from ..version import __version__
@@ -102,6 +106,12 @@ def _seen(pixels) -> str:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(pixels, np.uint8)).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _explained(predictor: Predictor, pixels) -> dict:
+    """explain.card of one image, its heat map as a data: URL of a PNG."""
+    found = card(predictor, pixels)
+    return dict(found, heat=_seen(found["heat"]))
 
 
 def _header(name: str, value: str) -> Message:
@@ -184,14 +194,17 @@ class App:
                                f"{self.limits.max_images} (--max-images): send fewer at a time")
         return files
 
-    def predict(self, files, seen: bool = False) -> tuple[int, object]:
+    def predict(self, files, seen: bool = False, explain: bool = False) -> tuple[int, object]:
         """(status, payload) for the uploads: 200 and predict --json's rows, or 422 and the
         error with the rows when an image cannot be read."""
-        pixels = [] if seen else None
+        pixels = [] if seen or explain else None
         rows = score(files, self.predictor, workers=self.limits.workers,
                      max_pixels=self.limits.max_pixels, seen=pixels)
         if seen:
             rows = [dict(r, seen=_seen(x)) if x is not None else r for r, x in zip(rows, pixels)]
+        if explain:
+            rows = [dict(r, explanation=_explained(self.predictor, x)) if x is not None else r
+                    for r, x in zip(rows, pixels)]
         bad = [r for r in rows if "error" in r]
         if bad:
             return 422, {"error": f"{len(bad)} of {len(rows)} images cannot be read ("
@@ -252,7 +265,8 @@ class _Handler(BaseHTTPRequestHandler):
             query = parse_qs(url.query)
             files = self.app.uploads(self.headers.get("Content-Type"), body, query)
             self.images = len(files)
-            status, payload = self.app.predict(files, seen=query.get("seen") == ["1"])
+            status, payload = self.app.predict(files, seen=query.get("seen") == ["1"],
+                                               explain=query.get("explain") == ["1"])
             self._send(status, _json(payload), "application/json")
         except Refused as e:
             self._error(e.status, str(e))
@@ -456,6 +470,7 @@ border:1px solid #ccc}
 .card .verdict{font-weight:600;font-size:1.1rem}.card .probability{color:#333}
 .card.positive .verdict{color:#07804a}.card.negative .verdict{color:#555}
 .card.bad{border-color:#d33}.card.bad .verdict{color:#b00;font-weight:400}
+.card .why{font-size:.8rem;color:#444;margin-top:.4rem}.card .why img{margin:.3rem auto}
 """
 
 SCRIPT = """
@@ -463,7 +478,7 @@ const body = document.body, zone = document.getElementById("drop");
 const input = document.getElementById("pick"), out = document.getElementById("results");
 const status = document.getElementById("status");
 const maxImages = Number(body.dataset.maxImages), maxBytes = Number(body.dataset.maxBytes);
-const positive = body.dataset.positive;
+const positive = body.dataset.positive, negative = body.dataset.negative;
 input.addEventListener("change", () => { send(Array.from(input.files)); input.value = ""; });
 zone.addEventListener("dragover", e => { e.preventDefault(); zone.classList.add("over"); });
 zone.addEventListener("dragleave", () => zone.classList.remove("over"));
@@ -486,7 +501,8 @@ async function ask(files) {
   status.textContent = "Scoring " + files.length + (files.length === 1 ? " photo" : " photos");
   let rows;
   try {
-    const answer = await (await fetch("predict?seen=1", {method: "POST", body: form})).json();
+    const answer = await (await fetch("predict?seen=1&explain=1",
+                                      {method: "POST", body: form})).json();
     rows = Array.isArray(answer) ? answer
       : answer.rows || files.map(f => ({path: f.name, error: answer.error}));
   } catch (e) {
@@ -516,8 +532,22 @@ function show(row) {
     p.textContent = "probability " + row.probability.toFixed(3);
     caption.append(p);
   }
+  if (row.explanation) explained(caption, row.explanation);
   card.append(caption);
   out.prepend(card);
+}
+function explained(caption, e) {
+  const why = document.createElement("div"), heat = new Image(128, 128);
+  const sums = document.createElement("div"), key = document.createElement("div");
+  why.className = "why"; sums.className = "sums"; key.className = "key";
+  heat.className = "heat"; heat.src = e.heat;
+  heat.alt = "each pixel's push: red towards " + positive + ", blue towards " + negative;
+  const signed = v => (v < 0 ? "-" : "+") + Math.abs(v).toFixed(2);
+  sums.textContent = "logit " + signed(e.logit) + " = pixels " + signed(e.contributions)
+    + " + b " + signed(e.b);
+  key.textContent = "red: towards " + positive + ", blue: towards " + negative;
+  why.append(heat, sums, key);
+  caption.append(why);
 }
 """
 
@@ -527,7 +557,8 @@ TEMPLATE = """<!doctype html>
 <title>catlr: {{positive}} or {{negative}}?</title>
 <link rel="icon" href="data:,">
 <style>{{style}}</style></head>
-<body data-max-images="{{max_images}}" data-max-bytes="{{max_bytes}}" data-positive="{{positive}}">
+<body data-max-images="{{max_images}}" data-max-bytes="{{max_bytes}}" data-positive="{{positive}}"
+data-negative="{{negative}}">
 <h1>{{positive}} or {{negative}}? Try your photos</h1>
 <dl class="model">
 <dt>Model</dt><dd id="model">{{model}}</dd>
