@@ -52,7 +52,8 @@ def test_the_contributions_sum_to_the_logit_and_the_probability_is_predicts(
     inputs = [*paths, *photos]
     explained = _json(["explain", *inputs, "--model", model, "--json"])
     predicted = _json(["predict", *inputs, "--model", model, "--json"])
-    assert [e["path"] for e in explained] == [p["path"] for p in predicted] == list(map(str, inputs))
+    assert [e["path"] for e in explained] == [p["path"] for p in predicted] == [
+        str(p) for p in inputs]
     from catlr import Predictor
 
     predictor = Predictor.load(model)

@@ -530,6 +530,36 @@ def explain(
             raise typer.Exit(1)
 
 
+@app.command("check", cls=_Command)
+def check_notebook(
+    notebook: Annotated[Path, typer.Argument(metavar="NOTEBOOK", help="Your week-2 notebook (.ipynb) or a .py file with its functions.")],
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds the whole check may take; the notebook's code is stopped after that.")] = 120.0,
+    json_out: JsonOpt = False,
+):
+    """Why doesn't my notebook match? Each graded function, checked alone.
+
+    \b
+    sigmoid, initialize_with_zeros, propagate, optimize, predict, model and the
+    flattening are taken out of the notebook and each is run against catlr.course
+    on the course's test inputs and on random ones, the others replaced by
+    catlr.course's, so one wrong function is named once. Also checked: no function
+    changes its arguments, model uses its arguments and scores the right split,
+    the types and shapes of what each returns. The notebook's code runs in a
+    separate process, limited in time and memory; the notebook is never written.
+    Exit code 0 when everything passed, 1 when something did not.
+    """
+    with _guard():
+        if not timeout > 0:
+            raise UsageError(f"--timeout must be a number of seconds over 0, got {timeout}")
+        from ..stages.check import check as run
+        from . import render
+
+        result = run(notebook, timeout=timeout)
+        render.show(result, _fmt(json_out), human=render.check_report)
+        if not result["passed"]:
+            raise typer.Exit(1)
+
+
 @app.command(cls=_Command)
 @settings("sweep")
 def sweep(

@@ -395,6 +395,23 @@ def explain_report(docs, model, chosen="given", out=None):
         line(f"Saved the picture to {out}")
 
 
+def check_report(result):
+    """What `catlr check` found: each function passed or failed, and why, in plain lines."""
+    width = max(len(f["name"]) for f in result["functions"])
+    for f in result["functions"]:
+        line(f"{f['name']:<{width}}  {'passed' if f['passed'] else 'FAILED'}")
+        if not f["passed"]:
+            line(f"    {f['finding']}")
+    for note in result.get("notes") or []:
+        line(f"Note: {note}")
+    failed = [f["name"] for f in result["functions"] if not f["passed"]]
+    if failed:
+        line(f"{len(failed)} of {len(result['functions'])} failed. Each was run with catlr's "
+             "versions of the others, so each failure is in that function's own code.")
+    else:
+        line(f"All {len(result['functions'])} passed.")
+
+
 def export_report(console, s, chosen="given"):
     """What `catlr export` wrote, and how to call it."""
     meta = s["metadata"]
