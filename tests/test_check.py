@@ -155,7 +155,11 @@ def test_a_finding_says_which_output_expected_and_found_on_which_input(tmp_path)
     assert code == 1
     lines = out.splitlines()
     assert lines[3] == "propagate              FAILED"
-    assert lines[4] == f"    {entry['finding']}"
+    assert lines[4:7] == [f"    {entry['divergence']}",
+                          "    Known mistake: db is not divided by m: db = np.sum(A - Y) / m",
+                          "    cell 22, line 34: db = np.sum(A - Y)"]
+    assert entry["finding"] == (f"{entry['divergence']}. Known mistake: db is not divided by "
+                                "m: db = np.sum(A - Y) / m (cell 22, line 34: db = np.sum(A - Y))")
     assert lines[-1].startswith("1 of 7 failed.")
 
 
@@ -304,3 +308,15 @@ def test_the_mutants_differ_from_the_solution_only_where_they_say():
                    if a != b]
         assert len(changed) == 1, mistake
         assert copy.deepcopy(mutant) != solution
+
+
+def test_the_readme_shows_what_check_prints(tmp_path, monkeypatch):
+    from test_explain import readme_output
+
+    function, edits, _, _ = MUTANTS["* with a transpose broadcasting to m x m"]
+    name = "Logistic_Regression_with_a_Neural_Network_mindset.ipynb"
+    write(notebook(edits, function), tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(["check", name])
+    assert code == 1
+    assert out.splitlines() == readme_output(f"catlr check {name}")

@@ -335,3 +335,31 @@ def test_the_original_is_shown_as_a_viewer_shows_it(tmp_path):
     info = {}
     load_image(path, 64, "stretch", info=info)  # predict's decoding says the same
     assert info["oriented"] == (168, 300)
+
+
+def readme_output(command: str) -> list[str]:
+    """The lines the README shows under `command` (its '# ' lines)."""
+    from conftest import ROOT
+
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index(f"    {command}") + 1
+    shown = []
+    for line in lines[start:]:
+        if not line.startswith("    # "):
+            break
+        shown.append(line[len("    # "):])
+    return shown
+
+
+@needs_course
+def test_the_readme_shows_what_explain_prints(course_model, tmp_path, monkeypatch):
+    photos = _photos()
+    run = tmp_path / "runs" / "train-1"
+    run.mkdir(parents=True)
+    shutil.copy(course_model[0], run / "model.npz")  # as `catlr train data/` leaves it
+    shutil.copy(photos[0], tmp_path / photos[0].name)
+    monkeypatch.chdir(tmp_path)
+    command = "catlr explain cat-small.jpg --out explain.png"
+    code, out, err = run_cli(command.split()[1:])
+    assert code == 0, err
+    assert out.splitlines() == readme_output(command)

@@ -496,11 +496,12 @@ def explain(
     """Why the model says cat or non-cat of each photo, pixel by pixel.
 
     \b
-    The logit is a sum over pixels, z = w . x + b, so catlr shows exactly where the
-    decision comes from: what the model sees (the photo squashed to its size), each
-    pixel's w_i x_i as a signed map, the regions that push most towards each class,
-    the training images the model finds most alike, and the one or two things most
-    worth knowing. The probability and label are 'catlr predict's.
+    The logit is a sum over pixels, z = w . x + b, so catlr shows exactly
+    where the decision comes from: what the model sees (the photo squashed to
+    its size), each pixel's w_i x_i as a signed map, the regions that push
+    most towards each class, the training images the model finds most alike,
+    and the one or two things most worth knowing. The probability and label
+    are those of 'catlr predict'.
     """
     with _guard():
         _threshold(threshold)
@@ -536,7 +537,7 @@ def check_notebook(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds the whole check may take; the notebook's code is stopped after that.")] = 120.0,
     json_out: JsonOpt = False,
 ):
-    """Why doesn't my notebook match? Each graded function, checked alone.
+    """Each graded function of your notebook, checked alone.
 
     \b
     sigmoid, initialize_with_zeros, propagate, optimize, predict, model and the

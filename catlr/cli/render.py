@@ -359,8 +359,9 @@ def predict_table(rows, model, chosen="given"):
 
 
 def _region(r) -> str:
-    return (f"rows {r['rows'][0]}-{r['rows'][1]}, columns {r['columns'][0]}-{r['columns'][1]} "
-            f"({r['where']}) {r['sum']:+.2f}")
+    """'+1.92 bottom left (y 40-47, x 16-23)': a region's push, where it is, its pixels."""
+    return (f"{r['sum']:+.2f} {r['where']} (y {r['rows'][0]}-{r['rows'][1]}, x "
+            f"{r['columns'][0]}-{r['columns'][1]})")
 
 
 def _alike(rows) -> str:
@@ -382,7 +383,7 @@ def explain_report(docs, model, chosen="given", out=None):
              f"green {c['green']:+.3f}, blue {c['blue']:+.3f}) + b {d['b']:+.3f}")
         for key, name in (("positive", pos), ("negative", neg)):
             regions = d["regions"][key]
-            line(f"  pushing towards {name}: " + ("; ".join(map(_region, regions)) or "nothing"))
+            line(f"  pushing towards {name}: " + (", ".join(map(_region, regions)) or "nothing"))
         if d["alike"]:
             line(f"  training images most alike by pixels: {_alike(d['alike']['by_pixels'])}")
             line(f"  ... and by the model's score: {_alike(d['alike']['by_score'])}")
@@ -400,8 +401,12 @@ def check_report(result):
     width = max(len(f["name"]) for f in result["functions"])
     for f in result["functions"]:
         line(f"{f['name']:<{width}}  {'passed' if f['passed'] else 'FAILED'}")
-        if not f["passed"]:
-            line(f"    {f['finding']}")
+        if not f["passed"]:  # the finding's parts, a line each
+            line(f"    {f.get('divergence') or f['finding']}")
+            if f.get("known_mistake"):
+                line(f"    Known mistake: {f['known_mistake']}")
+            if f.get("line"):
+                line(f"    {f['line']['where']}: {f['line']['code']}")
     for note in result.get("notes") or []:
         line(f"Note: {note}")
     failed = [f["name"] for f in result["functions"] if not f["passed"]]

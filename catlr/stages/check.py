@@ -399,17 +399,19 @@ def _words(name: str, f: dict) -> str:
     return f"{f['output']}: expected {f['expected']}, found {f['found']}{on}"
 
 
-def _finding(name, failure, fn, cell, cells_by_number, variables, script) -> tuple[str, dict]:
-    words = _words(name, failure)
-    mistake = failure.get("mistake")
+def _finding(name, failure, fn, cell, cells_by_number, variables, script) -> dict:
+    """The entry's finding, one sentence (the divergence, the known mistake it matches, the
+    line of the learner's code), with its parts: "divergence", "known_mistake", "line"."""
+    divergence = _words(name, failure)
+    mistake, known = failure.get("mistake"), None
     if mistake:
-        text = MISTAKES[mistake]
+        known = MISTAKES[mistake]
         if mistake in ("globals", "fixed"):
-            text = text.format(**{"global": failure.get("global") or "a variable",
-                                  "argument": {"X": "X_train", "Y": "Y_train"}.get(
-                                      failure.get("argument"), failure.get("argument")),
-                                  "given": failure.get("given"), "passed": failure.get("passed")})
-        words += f". Known mistake: {text}"
+            known = known.format(**{"global": failure.get("global") or "a variable",
+                                    "argument": {"X": "X_train", "Y": "Y_train"}.get(
+                                        failure.get("argument"), failure.get("argument")),
+                                    "given": failure.get("given"),
+                                    "passed": failure.get("passed")})
     where = failure.get("where")
     if where:
         line = _line_info(cells_by_number, where[0], where[1], script)
@@ -420,9 +422,10 @@ def _finding(name, failure, fn, cell, cells_by_number, variables, script) -> tup
                                                                       variables), script)
     else:
         line = None
-    if line:
-        words += f" ({line['where']}: {line['code']})"
-    return words, line
+    finding = divergence + (f". Known mistake: {known}" if known else "") + (
+        f" ({line['where']}: {line['code']})" if line else "")
+    return {"finding": finding, "divergence": divergence, "known_mistake": known,
+            "line": line}
 
 
 def _imported(cells, picks) -> set:
@@ -452,7 +455,12 @@ def _run(cells, p: Plan, timeout: float, memory: int, call_seconds: float) -> di
            "MPLCONFIGDIR": here, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
            "LANG": "C.UTF-8"}  # none of the user's secrets reach their code
-    proc = subprocess.Popen([sys.executable, "-I", "-m", "catlr.stages.check_runner"],
+    # -I: none of the user's PYTHON* variables, nor the working folder on the path; catlr
+    # itself is found where this process found it (a checkout works as an install does)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    start = ("import sys; sys.path.insert(0, sys.argv[1]); "
+             "from catlr.stages.check_runner import main; main()")
+    proc = subprocess.Popen([sys.executable, "-I", "-c", start, root],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=here, env=env, start_new_session=True)
     try:
@@ -504,9 +512,8 @@ def check(path, *, timeout: float = TIMEOUT, memory: int = MEMORY,
                                     p.flatten[0])
             if not failure.get("where"):
                 failure["where"] = [stmt_cell, by_number[stmt_cell].tree.body[index].lineno]
-            entry["finding"], entry["line"] = _finding("the flattening", failure, None,
-                                                        by_number[stmt_cell], by_number,
-                                                        p.variables, script)
+            entry.update(_finding("the flattening", failure, None, by_number[stmt_cell],
+                                  by_number, p.variables, script))
             entry.update(_details(failure))
         entries.append(((first[0], by_number[first[0]].tree.body[first[1]].lineno), entry))
     for name in GRADED:
@@ -514,8 +521,7 @@ def check(path, *, timeout: float = TIMEOUT, memory: int = MEMORY,
             cell = p.broken[name]
             failure = {"kind": "syntax", "error": f"{cell.error[1]}", "line": cell.error[0]}
             entry = {"name": name, "passed": False}
-            entry["finding"], entry["line"] = _finding(name, failure, None, cell, by_number,
-                                                        p.variables, script)
+            entry.update(_finding(name, failure, None, cell, by_number, p.variables, script))
             entries.append(((cell.number, cell.error[0]), entry))
             continue
         if name not in p.graded:
@@ -527,8 +533,7 @@ def check(path, *, timeout: float = TIMEOUT, memory: int = MEMORY,
         entry = {"name": name, "passed": result["passed"], "finding": None}
         if not result["passed"]:
             failure = result["failure"]
-            entry["finding"], entry["line"] = _finding(name, failure, fn, cell, by_number,
-                                                        p.variables, script)
+            entry.update(_finding(name, failure, fn, cell, by_number, p.variables, script))
             entry.update(_details(failure))
         entries.append(((cell.number, fn.lineno), entry))
     functions = [e for _, e in sorted(entries, key=lambda pe: pe[0])]

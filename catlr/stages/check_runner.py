@@ -1,6 +1,6 @@
 """The child process of `catlr check`: runs a learner's functions, one at a time, in isolation.
 
-Run as `python -I -m catlr.stages.check_runner`, never imported by catlr's own process: the
+Run as its own `python -I` process (check._run starts it), never imported by catlr's: the
 code it runs is the learner's. It reads one JSON document on stdin (the notebook's cells,
 which top-level statements to run, the limits; check.py writes it), and writes one JSON
 document on stdout: for the flattening and each graded function, passed or the first
@@ -656,7 +656,10 @@ def main():
     np.seterr(all="ignore")
     sys.meta_path.append(_Stubs(job["imports"]))
     memory = int(job["memory"])
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    except (ValueError, OSError):  # macOS has no limit on address space: on data, then
+        resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
     cpu = int(job["cpu_seconds"])
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
     signal.signal(signal.SIGALRM, _overtime)

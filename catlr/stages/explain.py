@@ -132,8 +132,8 @@ def _notes(doc: dict, predictor: Predictor, training: dict) -> list[str]:
             way = "narrower" if width > height else "shorter"
             notes.append(f"the photo was squashed from {shape} to 1:1 ({width} x {height} to "
                          f"{size} x {size}): everything in it looks {long_side / short_side:.1f} "
-                         f"times {way} to the model than it is (the model was trained with "
-                         "--fit stretch)")
+                         f"times {way} to the model than it is; crop it to a square around "
+                         f"the {pos} to avoid that")
         elif predictor.fit == "crop":
             notes.append(f"the model sees only the centre square of this {shape} photo (--fit "
                          f"crop): {1 - short_side / long_side:.0%} of it, at the "
