@@ -216,6 +216,19 @@ def test_an_unreadable_photo_is_a_row_of_its_own(small_folder, tmp_path):
     assert rows[1]["path"] == str(good) and "map" in rows[1]
 
 
+def test_a_picture_of_many_photos_draws_the_first_eight_and_says_so(small_folder, tmp_path):
+    from catlr.stages.plots import EXPLAINED
+
+    model, out = tmp_path / "m.npz", tmp_path / "many.png"
+    assert run_cli(["train", small_folder, "--iters", "20", "--out", model])[0] == 0
+    code, text, err = run_cli(["explain", small_folder, "--model", model, "--out", out])
+    assert code == 0, err
+    assert text.splitlines()[-1] == f"Saved the picture to {out} (the first {EXPLAINED} of 16 " \
+                                    "photos)"
+    assert text.count(": cat, probability") + text.count(": non-cat, probability") == 16
+    assert Image.open(out).size[1] > 8 * 300  # a row each
+
+
 def test_the_helpers_name_what_a_person_sees():
     from catlr.stages.explain import heat_rgb, ratio_text, regions
 

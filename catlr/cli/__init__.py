@@ -526,7 +526,7 @@ def explain(
         docs = [dict(e.doc, classes=list(predictor.classes)) if "error" not in e.doc else e.doc
                 for e in found]
         render.show(docs, _fmt(json_out),
-                    human=lambda d: render.explain_report(d, model, chosen, drawn and out))
+                    human=lambda d: render.explain_report(d, model, chosen, out, drawn))
         if any("error" in d for d in docs):
             raise typer.Exit(1)
 

@@ -369,8 +369,9 @@ def _alike(rows) -> str:
                                                       if r.get("path") else "") for r in rows)
 
 
-def explain_report(docs, model, chosen="given", out=None):
-    """What `catlr explain` says of each photo, in plain lines (as predict's table)."""
+def explain_report(docs, model, chosen="given", out=None, drawn=0):
+    """What `catlr explain` says of each photo, in plain lines (as predict's table); `drawn`
+    photos of them are in the picture `out`."""
     for d in docs:
         if "error" in d:
             line(f"{d['path']}: error: {d['error']}")
@@ -392,8 +393,10 @@ def explain_report(docs, model, chosen="given", out=None):
         for note in d["notes"]:
             line(f"  Note: {note}")
     line(f"Model: {_model_line(model, chosen)}")
-    if out:
-        line(f"Saved the picture to {out}")
+    explained = sum("error" not in d for d in docs)
+    if out and drawn:
+        line(f"Saved the picture to {out}" + ("" if drawn == explained else
+                                               f" (the first {drawn} of {explained} photos)"))
 
 
 def check_report(result):
