@@ -149,6 +149,7 @@ COMMANDS = {  # the headings (or single settings) whose flags each command takes
     "prepare": ("data", "val_fraction", "decode", "storage_options"),
     "eval": ("storage_options",),
     "predict": ("decode",),
+    "explain": ("max_pixels", "storage_options"),
     "serve": ("decode",),
 }
 

@@ -490,6 +490,84 @@ def predict(
 
 
 @app.command(cls=_Command)
+@settings("explain")
+def explain(
+    inputs: Annotated[List[str], typer.Argument(metavar="PHOTO...", help="Image files, folders (searched for images) and globs.")],
+    model: ModelOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Save the explanation as a PNG: the photo, what the model sees, each pixel's push, the sums and the training images most alike.")] = None,
+    threshold: ThresholdOpt = 0.5,
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None, settings: dict = None,
+):
+    """Why the model says cat or non-cat of each photo, pixel by pixel.
+
+    \b
+    The logit is a sum over pixels, z = w . x + b, so catlr shows exactly
+    where the decision comes from: what the model sees (the photo squashed to
+    its size), each pixel's w_i x_i as a signed map, the regions that push
+    most towards each class, the training images the model finds most alike,
+    and the one or two things most worth knowing. The probability and label
+    are those of 'catlr predict'.
+    """
+    with _guard():
+        _threshold(threshold)
+        cfg = _resolve(config, **settings)
+        from ..runs import resolve_model
+        from ..runs.predictor import Predictor
+        from ..stages.explain import explain as run
+        from . import render
+        from .progress import events
+
+        model, chosen = resolve_model(model, cfg)
+        _outputs([model, config, *inputs], out=(out, "png"))
+        predictor = Predictor.load(model, threshold)
+        with events(render.console(True, plain=True), quiet=True) as on_event:
+            found = run(inputs, predictor=predictor, max_pixels=cfg["max_pixels"],
+                        storage_options=cfg["storage_options"], on_event=on_event)
+        drawn = 0
+        if out is not None:
+            from ..stages.plots import explain_picture
+
+            drawn = explain_picture(found, out, predictor.classes)
+        docs = [dict(e.doc, classes=list(predictor.classes)) if "error" not in e.doc else e.doc
+                for e in found]
+        render.show(docs, _fmt(json_out),
+                    human=lambda d: render.explain_report(d, model, chosen, out, drawn))
+        if any("error" in d for d in docs):
+            raise typer.Exit(1)
+
+
+@app.command("check", cls=_Command)
+def check_notebook(
+    notebook: Annotated[Path, typer.Argument(metavar="NOTEBOOK", help="Your week-2 notebook (.ipynb) or a .py file with its functions.")],
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds the whole check may take; the notebook's code is stopped after that.")] = 120.0,
+    json_out: JsonOpt = False,
+):
+    """Each graded function of your notebook, checked alone.
+
+    \b
+    sigmoid, initialize_with_zeros, propagate, optimize, predict, model and the
+    flattening are taken out of the notebook and each is run against catlr.course
+    on the course's test inputs and on random ones, the others replaced by
+    catlr.course's, so one wrong function is named once. Also checked: no function
+    changes its arguments, model uses its arguments and scores the right split,
+    the types and shapes of what each returns. The notebook's code runs in a
+    separate process, limited in time and memory; the notebook is never written.
+    Exit code 0 when everything passed, 1 when something did not.
+    """
+    with _guard():
+        if not timeout > 0:
+            raise UsageError(f"--timeout must be a number of seconds over 0, got {timeout}")
+        from ..stages.check import check as run
+        from . import render
+
+        result = run(notebook, timeout=timeout)
+        render.show(result, _fmt(json_out), human=render.check_report)
+        if not result["passed"]:
+            raise typer.Exit(1)
+
+
+@app.command(cls=_Command)
 @settings("sweep")
 def sweep(
     data: DataArg,

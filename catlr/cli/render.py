@@ -421,6 +421,68 @@ def predict_table(rows, model, chosen="given"):
     line(f"Model: {_model_line(model, chosen)}")
 
 
+def _region(r) -> str:
+    """'+1.92 bottom left (y 40-47, x 16-23)': a region's push, where it is, its pixels."""
+    return (f"{r['sum']:+.2f} {r['where']} (y {r['rows'][0]}-{r['rows'][1]}, x "
+            f"{r['columns'][0]}-{r['columns'][1]})")
+
+
+def _alike(rows) -> str:
+    return ", ".join(f"#{r['index']} {r['label']}" + (f" ({os.path.basename(r['path'])})"
+                                                      if r.get("path") else "") for r in rows)
+
+
+def explain_report(docs, model, chosen="given", out=None, drawn=0):
+    """What `catlr explain` says of each photo, in plain lines (as predict's table); `drawn`
+    photos of them are in the picture `out`."""
+    for d in docs:
+        if "error" in d:
+            line(f"{d['path']}: error: {d['error']}")
+            continue
+        neg, pos = d["classes"]
+        c = d["channels"]
+        line(f"{d['path']}: {d['label']}, probability {d['probability']:.3f} ({pos} above "
+             f"{d['threshold']:g})")
+        line(f"  logit {d['logit']:+.3f} = pixels {d['contributions']:+.3f} (red {c['red']:+.3f}, "
+             f"green {c['green']:+.3f}, blue {c['blue']:+.3f}) + b {d['b']:+.3f}")
+        for key, name in (("positive", pos), ("negative", neg)):
+            regions = d["regions"][key]
+            line(f"  pushing towards {name}: " + (", ".join(map(_region, regions)) or "nothing"))
+        if d["alike"]:
+            line(f"  training images most alike by pixels: {_alike(d['alike']['by_pixels'])}")
+            line(f"  ... and by the model's score: {_alike(d['alike']['by_score'])}")
+        elif d["training"].get("note"):
+            line(f"  training images: {d['training']['note']}")
+        for note in d["notes"]:
+            line(f"  Note: {note}")
+    line(f"Model: {_model_line(model, chosen)}")
+    explained = sum("error" not in d for d in docs)
+    if out and drawn:
+        line(f"Saved the picture to {out}" + ("" if drawn == explained else
+                                               f" (the first {drawn} of {explained} photos)"))
+
+
+def check_report(result):
+    """What `catlr check` found: each function passed or failed, and why, in plain lines."""
+    width = max(len(f["name"]) for f in result["functions"])
+    for f in result["functions"]:
+        line(f"{f['name']:<{width}}  {'passed' if f['passed'] else 'FAILED'}")
+        if not f["passed"]:  # the finding's parts, a line each
+            line(f"    {f.get('divergence') or f['finding']}")
+            if f.get("known_mistake"):
+                line(f"    Known mistake: {f['known_mistake']}")
+            if f.get("line"):
+                line(f"    {f['line']['where']}: {f['line']['code']}")
+    for note in result.get("notes") or []:
+        line(f"Note: {note}")
+    failed = [f["name"] for f in result["functions"] if not f["passed"]]
+    if failed:
+        line(f"{len(failed)} of {len(result['functions'])} failed. Each was run with catlr's "
+             "versions of the others, so each failure is in that function's own code.")
+    else:
+        line(f"All {len(result['functions'])} passed.")
+
+
 def export_report(console, s, chosen="given"):
     """What `catlr export` wrote, and how to call it."""
     meta = s["metadata"]

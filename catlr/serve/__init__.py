@@ -8,8 +8,11 @@
                     are images: 200 and exactly the rows `catlr predict --json` prints for
                     those files (Predictor.score builds both). ?seen=1 adds to each row
                     "seen", the pixels the model saw as a data: URL of a PNG (the page asks
-                    for it). A bad upload is a 4xx and {"error": ...}, with "rows" when some
-                    images were read; the server goes on serving.
+                    for it); ?explain=1 adds "explanation": the logit, b, the pixels' part
+                    and "heat", each pixel's push as a PNG data: URL (catlr explain's map,
+                    red towards the positive class, blue towards the negative). A bad upload
+                    is a 4xx and {"error": ...}, with "rows" when some images were read; the
+                    server goes on serving.
     GET  /health    {"status": "ok", the model, the limits}
 
 The package, one owner a module:

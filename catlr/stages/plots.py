@@ -1,4 +1,5 @@
-"""Pictures: cost curves, the learning-rate sweep, the weights, a sheet of mistakes.
+"""Pictures: cost curves, the learning-rate sweep, the weights, a sheet of mistakes, and
+why a model says what it says of a photo (explain).
 
 Plots use matplotlib's Figure directly (no pyplot, no window, the Agg renderer);
 the mistake sheet is drawn with Pillow. Every file is written atomically.
@@ -171,3 +172,126 @@ def mistakes_sheet(images, labels, probabilities, paths, classes, path, *, thres
     with atomic_path(path, "png") as tmp:
         sheet.save(tmp, format="PNG", pnginfo=info)
     return total
+
+
+EXPLAINED = 8  # photos drawn at most in one explanation picture (one row each)
+
+
+def _lines(text: str, width: int = 0) -> str:
+    """Text of several lines, each escaped (printable writes a newline as '\\n') and, with
+    `width`, wrapped at that many characters."""
+    import textwrap
+
+    lines = [printable(line) for line in text.split("\n")]
+    if width:
+        lines = [w for line in lines for w in textwrap.wrap(line, width) or [""]]
+    return "\n".join(lines)
+
+
+def _box(ax, region, color):
+    """Outline a region {"rows": [r0, r1], "columns": [c0, c1]} of an image drawn by imshow."""
+    from matplotlib.patches import Rectangle
+
+    (r0, r1), (c0, c1) = region["rows"], region["columns"]
+    ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0 + 1, r1 - r0 + 1, fill=False,
+                           edgecolor=color, linewidth=1.6))
+
+
+def _explained_row(fig, e, classes):
+    """One photo's row: the photo, what the model sees, the signed map, the sums, and the
+    training images most alike."""
+    doc = e.doc
+    neg, pos = classes
+    size = doc["image"]["size"]
+    width, height = doc["image"]["original"]
+    grid = fig.add_gridspec(2, 7, width_ratios=[1.25, 1, 1.2, 1.25, 0.55, 0.55, 0.55],
+                            height_ratios=[1, 1], wspace=0.35, hspace=0.45)
+    photo = fig.add_subplot(grid[:, 0])
+    photo.imshow(e.original)
+    photo.set(title=f"the photo ({width} x {height})", xticks=[], yticks=[])
+    seen = fig.add_subplot(grid[:, 1])
+    seen.imshow(e.seen, interpolation="nearest")
+    seen.set(title=f"what the model sees\n({size} x {size}, {doc['image']['fit']})",
+             xticks=[], yticks=[])
+    heat = fig.add_subplot(grid[:, 2])
+    m = np.asarray(doc["map"])
+    lim = float(np.abs(m).max()) or 1.0
+    shown = heat.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    heat.set(title="each pixel's push on z: w_i x_i\n(boxes: the regions pushing most)",
+             xticks=[], yticks=[])
+    for ax in (seen, heat):
+        for region in doc["regions"]["positive"]:
+            _box(ax, region, "#b2182b")
+        for region in doc["regions"]["negative"]:
+            _box(ax, region, "#2166ac")
+    bar = fig.colorbar(shown, ax=heat, orientation="horizontal", fraction=0.06, pad=0.04)
+    bar.set_ticks([-lim, 0, lim])
+    bar.set_ticklabels([printable(f"{neg} {-lim:.2f}"), "0", printable(f"{pos} +{lim:.2f}")])
+    sums = fig.add_subplot(grid[:, 3])
+    ch = doc["channels"]
+    names = ["red pixels", "green pixels", "blue pixels", "b", "logit z"]
+    values = [ch["red"], ch["green"], ch["blue"], doc["b"], doc["logit"]]
+    colors = ["#b2182b" if v > 0 else "#2166ac" for v in values]
+    colors[-1] = "#333333"
+    sums.barh(names[::-1], values[::-1], color=colors[::-1])
+    sums.axvline(0, color="black", linewidth=0.8)
+    for k, v in enumerate(values[::-1]):
+        sums.annotate(f"{v:+.2f}", (v, k), xytext=(3 if v >= 0 else -3, 0),
+                      textcoords="offset points", va="center", fontsize=8,
+                      ha="left" if v >= 0 else "right")
+    span = max(abs(v) for v in values) * 1.45 or 1.0
+    sums.set_xlim(-span, span)
+    sums.set_title(_lines(f"z = red + green + blue + b\np({pos}) = sigmoid(z) = "
+                          f"{doc['probability']:.3f}"), fontsize=10)
+    sums.tick_params(labelsize=8)
+    alike = doc.get("alike")
+    if alike is None:  # the training data is gone (or was never a file): say so there
+        ax = fig.add_subplot(grid[:, 4:])
+        ax.axis("off")
+        ax.set_title("training images most alike", fontsize=9, loc="left")
+        ax.text(0, 0.85, _lines(doc["training"].get("note") or "no training data", 40),
+                transform=ax.transAxes, fontsize=9, va="top")
+    for r, kind in enumerate(("by_pixels", "by_score") if alike else ()):
+        rows = alike[kind][:3]
+        for c in range(3):
+            ax = fig.add_subplot(grid[r, 4 + c])
+            ax.set(xticks=[], yticks=[])
+            if c < len(rows):
+                ax.imshow(e.alike[kind][c], interpolation="nearest")
+                ax.set_xlabel(printable(f"#{rows[c]['index']} {rows[c]['label']}"), fontsize=8)
+            else:
+                ax.axis("off")
+            if c == 0:
+                ax.set_title("training images most alike by pixels" if kind == "by_pixels"
+                             else "... and by the model's score", fontsize=8, loc="left")
+    verdict = f"{doc['path']}: {doc['label']}, p({pos}) = {doc['probability']:.3f} " \
+              f"(threshold {doc['threshold']:g})"
+    fig.suptitle(printable(verdict), fontsize=12, fontweight="bold", x=0.01, ha="left")
+    notes = "\n".join(_lines(f"- {n}", 190) for n in doc.get("notes") or [])
+    fig.text(0.01, 0.01, notes, fontsize=9.5, va="bottom", ha="left")
+
+
+def explain_figure(explanations, classes=("non-cat", "cat")):
+    """Why the model says what it says of each photo (explain.Explanation), one row each
+    (at most EXPLAINED): the photo, the size x size copy the model sees, each pixel's part
+    of the logit on a diverging map centred on zero (red towards classes[1], blue towards
+    classes[0]), the sums that make the logit, and the training images most alike. None
+    when no photo could be read."""
+    shown = [e for e in explanations if "error" not in e.doc][:EXPLAINED]
+    if not shown:
+        return None
+    fig = Figure(figsize=(16, 4.4 * len(shown)))
+    rows = fig.subfigures(len(shown), 1, squeeze=False)[:, 0]
+    for sub, e in zip(rows, shown):
+        _explained_row(sub, e, classes)
+        sub.subplots_adjust(left=0.01, right=0.99, top=0.80, bottom=0.17)
+    return fig
+
+
+def explain_picture(explanations, path, classes=("non-cat", "cat")) -> int:
+    """explain_figure's picture as a PNG at `path`; returns the number of photos drawn."""
+    fig = explain_figure(explanations, classes)
+    if fig is None:
+        return 0
+    _save(fig, path)
+    return len(fig.subfigs)
