@@ -39,14 +39,25 @@ _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "C
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
+_SAID = []  # a command's guard said why it stopped (its exit code alone does not tell)
+
+
 class _Group(TyperGroup):
     """Typer's group with every usage error as one line: `Error: ..., see '... --help'`."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _SAID.clear()
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                               standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0
+            if code == 130 and not _SAID:
+                # Ctrl-C while typer parses, before a command's guard: typer turns it into
+                # exit 130 and says nothing
+                _say("Interrupted")
+        except Terminated as e:  # SIGTERM or SIGHUP there: the same, with its own code
+            _say("Terminated")
+            code = 128 + e.signum
         except _UsageError as e:
             message = e.format_message()
             if type(e).__name__ == "NoArgsIsHelpError":  # bare `catlr`: the help is the answer
@@ -185,6 +196,7 @@ def _guard(interrupted="stopped, nothing was written"):
         raise typer.Exit(141) from None
     except Terminated as e:
         _say(f"Terminated: {said()}")
+        _SAID.append(e)
         raise typer.Exit(128 + e.signum) from None
     except EngineLost as e:  # what the last checkpoint kept, and how to go on
         if debug:
@@ -194,8 +206,9 @@ def _guard(interrupted="stopped, nothing was written"):
         if debug:
             raise
         _fail(str(e), e.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         _say(f"Interrupted: {said()}")
+        _SAID.append(e)
         raise typer.Exit(130) from None
     except OSError as e:  # a full disk, a read-only folder: not a bug, say which file
         if debug:
