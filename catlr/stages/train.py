@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import engines, runs
+from .. import engines, runs, solvers
 from ..config import DEFAULTS, from_saved, parse_class_weight, saved
 from ..data import datasets
 from ..errors import CatlrError, EngineLost, Terminated, UsageError
@@ -40,7 +40,7 @@ def plan(ds, cfg: dict) -> engines.Choice:
         only = ds.classes[int(ds.y_train[0])]
         raise CatlrError(f"the train split of {ds.source} holds only {only} images, add images "
                          f"of the other class ({ds.classes[1 - int(ds.y_train[0])]})")
-    if cfg.get("solver", "gd") != "gd" and cfg["form"] == "auto":  # nesterov, lbfgs: primal
+    if cfg["form"] == "auto" and solvers.primal_only(cfg.get("solver", "gd")):
         cfg = {**cfg, "form": "primal"}
     choice = engines.choose(len(ds.y_train), ds.n_x, cfg["iters"], cfg, on_disk=ds.on_disk)
     if choice.engine == "memory":
@@ -193,16 +193,17 @@ def _accuracy(pred, y):
 
 
 def check_solver(cfg: dict) -> None:
-    """Refuse, before any data is read, what the solver cannot do: nesterov and lbfgs run
-    in the primal form; lbfgs takes no learning rate to choose and needs scipy."""
+    """Refuse, before any data is read, what the solver cannot do (solvers.SOLVERS): a form
+    it does not run in, --lr auto when it takes no rate, a package it needs missing."""
     solver = cfg.get("solver", "gd")
-    if solver != "gd" and cfg["form"] == "dual":
+    facts = solvers.facts(solver)
+    if cfg["form"] == "dual" and "dual" not in facts.forms:
         raise UsageError(f"--solver {solver} runs in the primal form only, not --form dual: "
                          "use --form primal or auto (or --solver gd for the dual form)")
-    if solver == "lbfgs" and cfg["lr"] == "auto":
-        raise UsageError("--lr auto chooses gradient descent's step, and --solver lbfgs takes "
-                         "none (its line search finds each step): drop --lr auto")
-    descent.require(solver)
+    if cfg["lr"] == "auto" and not facts.takes_lr:
+        raise UsageError(f"--lr auto chooses gradient descent's step, and --solver {solver} "
+                         "takes none (its line search finds each step): drop --lr auto")
+    solvers.require(solver)
 
 
 def check_validation(cfg: dict) -> None:
@@ -448,7 +449,7 @@ def sweep(data, cfg: dict, lrs=None, l2s=None, *, on_event=ignore):
     """
     lrs = cfg["sweep_lrs"] if lrs is None else lrs
     l2s = cfg["sweep_l2s"] if l2s is None else l2s
-    if cfg["solver"] == "lbfgs":  # no learning rate: one run per penalty
+    if not solvers.facts(cfg["solver"]).takes_lr:  # no learning rate: one run per penalty
         lrs = lrs[:1]
     engines.require(cfg["engine"])
     check_solver(cfg)
