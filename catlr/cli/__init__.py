@@ -143,6 +143,12 @@ def main():
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")
 
+    # A library's warning (NumPy's overflow, a deprecation) is not catlr's output: what
+    # matters reaches the user as catlr's one line. -W or PYTHONWARNINGS still choose.
+    if not sys.warnoptions:
+        import warnings
+
+        warnings.simplefilter("ignore")
     # SIGTERM and SIGHUP unwind like Ctrl-C: temporary files go, outputs stay whole
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         # an ignored signal stays ignored: 'nohup catlr train ...' outlives its terminal
@@ -657,12 +663,15 @@ def serve(
         _threshold(threshold)
         if not 0 <= port <= 65535:
             raise UsageError(f"--port must be from 0 (any free port) to 65535, got {port}")
-        if not 1 <= max_images <= 1000:
-            raise UsageError(f"--max-images must be from 1 to 1000, got {max_images}")
+        from ..serve.app import problem
+
         max_bytes = parse_memory(max_upload)
         if max_bytes is None:
-            raise UsageError(f"--max-upload must be a size such as 512KB or 20MB, got "
-                             f"{max_upload!r}")
+            raise UsageError(f"--max-upload must be a size such as 512KB or 20MB (1GB at "
+                             f"most), got {max_upload!r}")
+        said = problem(max_bytes, max_images, max_upload)  # the bounds' one home: serve.app.BOUNDS
+        if said:
+            raise UsageError(said)
         cfg = _resolve(config, **settings)
         from ..runs import resolve_model
         from ..serve import Limits

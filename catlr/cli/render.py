@@ -92,7 +92,8 @@ class RichConsole:
         from rich.console import Console
 
         # markup off: paths such as "cat[1].jpg" are printed as they are
-        self.rich = rich or Console(file=stream, highlight=False, markup=False)
+        self.rich = rich or Console(file=stream, highlight=False, markup=False,
+                                    width=_columns(stream))
 
     def print(self, *objects, style=None, **_):
         self.rich.print(*(o.rich() if isinstance(o, Table) else printable(o) for o in objects),
@@ -104,6 +105,19 @@ class RichConsole:
     @property
     def width(self) -> int:
         return self.rich.size.width
+
+
+def _columns(stream) -> int | None:
+    """The width to draw at: None (rich reads COLUMNS, else asks the terminal) unless
+    COLUMNS is 0 or not a width (rich would draw at 0 columns, which prints nothing): then
+    the terminal's own width, or 80."""
+    text = os.environ.get("COLUMNS")
+    if text is None or (text.strip().isdigit() and int(text) > 0):
+        return None
+    try:
+        return os.get_terminal_size((stream or sys.stdout).fileno()).columns or 80
+    except (OSError, ValueError, AttributeError):
+        return 80
 
 
 class Table:
@@ -195,7 +209,13 @@ def _table(*columns, title=None):
 
 
 def prepare_report(console, r):
-    neg, pos = r["classes"]
+    """What `catlr prepare` wrote, then what a user should know about the data, each part
+    said by one of PREPARE_PARTS when it applies."""
+    for part in PREPARE_PARTS:
+        part(console, r)
+
+
+def _prep_written(console, r):
     old = r.get("replaced")
     if old:
         held = (f", which held {old['images']} images" if old.get("images") is not None else "")
@@ -203,9 +223,12 @@ def prepare_report(console, r):
         when = f" (prepared {old['created']})" if old.get("created") else ""
         console.print(f"Replaced {r['out']}{held}{came}{when}")
     console.print(f"Wrote {r['out']}")
+
+
+def _prep_counts(console, r):
+    neg, pos = r["classes"]
     table = _table("split", neg, pos, "total", f"{pos} share")
-    for split in r["counts"]:
-        c = r["counts"][split]
+    for split, c in r["counts"].items():
         n = sum(c.values())
         table.add_row(split, str(c[neg]), str(c[pos]), str(n), pct(c[pos] / n if n else None))
     console.print(table)
@@ -215,6 +238,9 @@ def prepare_report(console, r):
             console.print(f"The {split} split has no {' or '.join(missing)} images.", style="yellow")
     for note in r.get("notes", []):
         console.print(f"Note: {note}")
+
+
+def _prep_split(console, r):
     split = r["split"]
     made = split is not None and "test_fraction" in split
     console.print("Split: " + (f"seed {split['seed']}, test fraction {split['test_fraction']:g}, "
@@ -223,28 +249,45 @@ def prepare_report(console, r):
                   + (f"; a validation split of {split['val_fraction']:g} of train, stored as "
                      "val_set_* (the course's load_dataset() reads the rest unchanged)"
                      if split and "val_fraction" in split else ""))
+
+
+def _prep_imbalance(console, r):
     share = r["positive_fraction"]
     if share is not None and not 0.3 <= share <= 0.7:
-        console.print(f"Class imbalance: {pct(share)} of images are {pos}; accuracy alone "
-                      "will flatter the model, look at precision and recall.", style="yellow")
-    if r["skipped"]:
-        t = _table("file", "reason", title=f"Skipped {plural(len(r['skipped']), 'unreadable file')}")
-        for s in r["skipped"][:20]:
-            t.add_row(printable(s["path"]), printable(s["reason"]))
-        if len(r["skipped"]) > 20:
-            t.add_row(f"... and {len(r['skipped']) - 20} more", "")
-        console.print(t)
+        console.print(f"Class imbalance: {pct(share)} of images are {r['classes'][1]}; accuracy "
+                      "alone will flatter the model, look at precision and recall.",
+                      style="yellow")
+
+
+def _prep_skipped(console, r):
+    if not r["skipped"]:
+        return
+    t = _table("file", "reason", title=f"Skipped {plural(len(r['skipped']), 'unreadable file')}")
+    for s in r["skipped"][:20]:
+        t.add_row(printable(s["path"]), printable(s["reason"]))
+    if len(r["skipped"]) > 20:
+        t.add_row(f"... and {len(r['skipped']) - 20} more", "")
+    console.print(t)
+
+
+def _prep_ignored(console, r):
     if r["ignored"]:
         n = len(r["ignored"])
         console.print(f"Ignored {plural(n, 'file')} that {'is' if n == 1 else 'are'} not "
                       f"{'an image' if n == 1 else 'images'} or not in a class folder (e.g. "
                       f"{r['ignored'][0]}).")
+
+
+def _prep_oblong(console, r):
     if r.get("oblong") and r.get("fit", "stretch") == "stretch":
         n = r["oblong"]
-        console.print(f"{plural(n, 'image')} {'was' if n == 1 else 'were'} far from square "
-                      f"(over 3:2) and {'was' if n == 1 else 'were'} squashed to fit "
-                      f"(--fit stretch, as the course); --fit crop keeps the centre square, "
-                      f"--fit pad keeps the whole picture with white bands.")
+        was = "was" if n == 1 else "were"
+        console.print(f"{plural(n, 'image')} {was} far from square (over 3:2) and {was} "
+                      "squashed to fit (--fit stretch, as the course); --fit crop keeps the "
+                      "centre square, --fit pad keeps the whole picture with white bands.")
+
+
+def _prep_duplicates(console, r):
     d = r["duplicates"]
     for key, what in (("train", "within train"), ("test", "within test"),
                       ("across", "across train and test (leakage)")):
@@ -256,11 +299,19 @@ def prepare_report(console, r):
         console.print(f"Dropped {r['dropped_duplicates']} duplicates (--dedupe).")
     elif any(d.values()):
         console.print("Pass --dedupe to drop them.")
+
+
+def _prep_speed(console, r):
     if r["images_per_second"]:
         used = r.get("used", r["images"])
         console.print(f"Decoded {r['images']} files in {r['seconds']:.2f} s "
                       f"({r['images_per_second']:,.0f} images/s)"
                       + (f": {used} used." if used != r["images"] else "."))
+
+
+# prepare_report's parts, in the order they are said
+PREPARE_PARTS = (_prep_written, _prep_counts, _prep_split, _prep_imbalance, _prep_skipped,
+                 _prep_ignored, _prep_oblong, _prep_duplicates, _prep_speed)
 
 
 def ci(interval, n=None) -> str:
@@ -273,17 +324,32 @@ def ci(interval, n=None) -> str:
 
 def train_summary(console, meta, saved):
     """The figures, and what was written where (saved: runs.Saved)."""
+    _train_lr_auto(console, meta)
+    _train_final_cost(console, meta)
+    console.print(f"train accuracy: {pct(meta['train_accuracy'])}" + ci(None, meta["m_train"]))
+    if meta.get("val_accuracy") is not None:
+        console.print(f"validation accuracy: {pct(meta['val_accuracy'])}"
+                      + ci(meta.get("val_accuracy_ci"), meta.get("m_val")))
+    console.print(f"test accuracy: {pct(meta['test_accuracy'])}"
+                  + ci(meta.get("test_accuracy_ci"), meta.get("m_test")))
+    _train_saved(console, saved)
+
+
+def _train_lr_auto(console, meta):
     for row in meta.get("lr_auto") or []:
         console.print(f"--lr auto: lr {row['lr']:g}, validation cost {row['val_cost']:.6f}"
                       + (" (cost rose)" if row["cost_rose"] else ""))
     if meta.get("lr_auto"):
         console.print(f"--lr auto chose lr {meta['lr']:g}: the lowest validation cost of the "
                       "rates whose cost did not rise")
+
+
+def _train_final_cost(console, meta):
+    """The last cost, and where a validation split stopped the run or would have."""
     ran = meta.get("stopped_at")
     last = meta.get("iters_run") if meta.get("solver") == "lbfgs" else None  # may end sooner
-    console.print(f"Final cost (after iteration "
-                  f"{ran if ran is not None else last if last is not None else meta['iters']}, "
-                  f"the last): {meta['final_cost']:f}")
+    after = ran if ran is not None else last if last is not None else meta["iters"]
+    console.print(f"Final cost (after iteration {after}, the last): {meta['final_cost']:f}")
     if ran is not None:
         console.print(f"Stopped early at iteration {ran}: the validation cost had not improved "
                       f"for {meta['config']['early_stop']} recorded costs; kept the weights of "
@@ -292,12 +358,9 @@ def train_summary(console, meta, saved):
     elif meta.get("held") == "validation" and meta.get("best_iteration") is not None:
         console.print(f"Lowest validation cost: {meta['best_cost']:f} at iteration "
                       f"{meta['best_iteration']} (--early-stop N stops there and keeps it)")
-    console.print(f"train accuracy: {pct(meta['train_accuracy'])}" + ci(None, meta["m_train"]))
-    if meta.get("val_accuracy") is not None:
-        console.print(f"validation accuracy: {pct(meta['val_accuracy'])}"
-                      + ci(meta.get("val_accuracy_ci"), meta.get("m_val")))
-    console.print(f"test accuracy: {pct(meta['test_accuracy'])}"
-                  + ci(meta.get("test_accuracy_ci"), meta.get("m_test")))
+
+
+def _train_saved(console, saved):
     inside = [f for f in saved.files if saved.folder and os.path.dirname(f) == saved.folder]
     outside = [f for f in saved.files if f not in inside and f != saved.model]
     also = f" and the cost curve {', '.join(outside)}" if outside else ""

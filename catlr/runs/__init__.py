@@ -48,15 +48,16 @@ SUMMARY = ("name", "created", "data", "data_kind", "lr", "iters", "dtype", "form
 
 
 def _is_run(path) -> bool:
-    """A run folder catlr wrote (its model and only its files, temporaries aside), or an
-    empty folder (nothing to lose): a folder with a .git, notes or a config.toml alone is not."""
+    """A run folder catlr wrote (its model and only its files, temporaries and their locks
+    aside), or an empty folder (nothing to lose): a folder with a .git, notes or a
+    config.toml alone is not."""
     try:
         names = set(os.listdir(path))
     except OSError:
         return False
     hidden = {n for n in names if n.startswith(".")}
     return not names or (bool({MODEL, CHECKPOINT} & names) and names - hidden <= set(FILES)
-                         and all(n.endswith(".tmp") for n in hidden))
+                         and all(n.endswith((".tmp", ".lock")) for n in hidden))
 
 
 KINDS["run"] = Kind("a run folder", True, _is_run)

@@ -85,10 +85,10 @@ def graph(predictor: Predictor):
                          "pip install 'catlr[onnx]'") from None
     props = metadata(predictor)  # first: it refuses what ONNX cannot hold
     size = predictor.size
-    w = np.asarray(predictor.model.w_, np.float64).reshape(-1, 1)
+    w, b = predictor.weights()
     consts = [numpy_helper.from_array(a, name) for name, a in (
-        ("scale", np.array(SCALE, np.float64)), ("w", w),
-        ("b", np.array([predictor.model.b_], np.float64)),
+        ("scale", np.array(SCALE, np.float64)), ("w", w.reshape(-1, 1)),
+        ("b", np.array([b], np.float64)),
         ("threshold", np.array(float(predictor.threshold), np.float64)),
         ("column", np.array([1], np.int64)))]
     nodes = [

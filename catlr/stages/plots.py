@@ -11,6 +11,11 @@ import os
 import warnings
 
 import numpy as np
+
+from ..files.caches import quiet_matplotlib
+
+quiet_matplotlib()  # before matplotlib loads: a read-only HOME warns on stderr otherwise
+
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
