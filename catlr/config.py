@@ -12,6 +12,7 @@ import math
 import os
 from typing import NamedTuple
 
+from . import solvers
 from .errors import CatlrError, UsageError
 
 DEFAULTS = {
@@ -60,7 +61,7 @@ SERVE = {"host": "127.0.0.1", "port": 8000, "max_upload": "20MB", "max_images": 
 
 # Every setting with a fixed set of values: index 0 is never special, DEFAULTS says the default.
 CHOICES = {
-    "solver": ("gd", "nesterov", "lbfgs"),
+    "solver": solvers.NAMES,  # the solvers' table (solvers.py)
     "dtype": ("auto", "float64", "float32"),
     "engine": ("auto", "memory", "stream", "dask"),
     "form": ("auto", "primal", "dual"),
@@ -89,10 +90,7 @@ class Flag(NamedTuple):
 
 
 FLAGS = {
-    "solver": Flag("training", "How the cost is minimized: gd (the course's fixed-step "
-                               "descent), nesterov (accelerated descent with the same step), "
-                               "lbfgs (scipy's L-BFGS-B, no --lr; pip install "
-                               "\"catlr[lbfgs]\"); nesterov and lbfgs run in the primal form"),
+    "solver": Flag("training", solvers.help_text()),
     "lr": Flag("training", "Learning rate of gradient descent, or auto: the best of a short "
                            "sweep on the validation split"),
     "iters": Flag("training", "Gradient-descent iterations (lbfgs: the most it runs)"),

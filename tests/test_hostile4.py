@@ -289,6 +289,7 @@ WRITER = r"""
 import os, sys, time
 from pathlib import Path
 from catlr.files.outputs import atomic_path
+import catlr.runs.modelfile  # registers the output kind "model" (its writer's module)
 
 dest, ready, go = map(Path, sys.argv[1:4])
 with atomic_path(dest, "model") as tmp:

@@ -395,9 +395,10 @@ def train(
         if data is None and resume is None:
             raise UsageError("Missing argument 'DATA', see 'catlr train --help'")
         cfg = _resolve(config, **settings)
-        _outputs([data, config], out=(out, "model"), plot=(plot, "png"))
-        from ..stages.train import train as run
+        from ..stages.train import train as run  # (registers the model file's output kind)
         from . import render
+
+        _outputs([data, config], out=(out, "model"), plot=(plot, "png"))
         from .progress import events
 
         console = render.console(json_out, plain=True)

@@ -14,7 +14,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable
+from typing import NamedTuple
 
+from .. import solvers
 from ..text import cell, json_text, printable
 
 
@@ -585,6 +588,75 @@ def _where(path) -> str:
     return path
 
 
+def _num(x, f):
+    return f(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else "?"
+
+
+def _rate(r):
+    """A run's learning rate; a dash for a solver that takes none (its line search finds
+    each step), not the default it never used."""
+    takes = solvers.SOLVERS.get(r.get("solver") or "gd", solvers.SOLVERS["gd"]).takes_lr
+    return _num(r.get("lr"), lambda v: f"{v:g}") if takes else "-"
+
+
+def _mark(r):
+    if r.get("interrupted"):
+        at, of = r["interrupted"]
+        return f"interrupted at {at} of {of}"
+    return "damaged" if r.get("damaged") else "cost rose" if r.get("warnings") else ""
+
+
+def _test(r):  # with its n: 70.00% of 50 images is not 70.00% of 5,000
+    n = r.get("m_test")
+    return pct(r.get("test_accuracy")) + (f" ({n})" if isinstance(n, int) else "")
+
+
+def _val(r):
+    return pct(r.get("val_accuracy")) if r.get("val_accuracy") is not None else ""
+
+
+def _extra(r):
+    """What a run changed of the course's objective, or how it stopped."""
+    bits = ([str(r["solver"])] if r.get("solver") not in (None, "gd") else []) + (
+        [f"l2 {r['l2']:g}"] if r.get("l2") else []) + (
+        [f"weights {r['class_weight']}"] if r.get("class_weight") not in (None, "none") else [])
+    parent = r.get("parent") if isinstance(r.get("parent"), dict) else None
+    bits += [f"from {parent.get('run')}@{parent.get('at')}"] if parent else []
+    return " ".join(bits + ([f"stopped at {r['stopped_at']}"] if r.get("stopped_at") else []))
+
+
+class Column(NamedTuple):
+    """A column of the runs table: its header, its cell cell(run, wide), whether it is shown
+    shown(rows, wide), and in the few lines a run a narrow terminal gets: "label value"
+    (label), the value alone (""), or not at all (None). A narrow line shows a part only
+    when its value is not empty."""
+
+    header: str
+    cell: Callable
+    shown: Callable = lambda rows, wide: True
+    narrow: str | None = None
+
+
+RUN_COLUMNS = (  # fits 80 columns, unless wide
+    Column("run", lambda r, wide: r["name"]),
+    Column("when", lambda r, wide: str(r.get("created") or "?") if wide
+           else _when(r.get("created"))),
+    Column("data", lambda r, wide: f"{r.get('data_kind') or '?'} "
+                                   f"{r.get('data') if wide else _where(r.get('data'))}"),
+    Column("lr", lambda r, wide: _rate(r), narrow="lr"),
+    Column("iters", lambda r, wide: _num(r.get("iters"), str), narrow="iters"),
+    *(Column(key, lambda r, wide, key=key: str(r.get(key) or "?"), lambda rows, wide: wide)
+      for key in ("dtype", "form", "engine")),
+    Column("cost", lambda r, wide: _num(r.get("final_cost"), lambda v: f"{v:.6f}"), narrow="cost"),
+    Column("train", lambda r, wide: pct(r.get("train_accuracy")), narrow="train"),
+    Column("validation", lambda r, wide: _val(r), lambda rows, wide: any(map(_val, rows)),
+           "validation"),
+    Column("test (n)", lambda r, wide: _test(r), narrow="test"),
+    Column("settings", lambda r, wide: _extra(r), lambda rows, wide: any(map(_extra, rows)), ""),
+    Column("", lambda r, wide: _mark(r), narrow=""),
+)
+
+
 def runs_table(console, rows, root, wide=False):
     """Every run: a table when it fits the terminal (80 columns in a pipe), else a few
     lines a run; names and figures are never cut. `wide` adds the
@@ -592,86 +664,45 @@ def runs_table(console, rows, root, wide=False):
     if not rows:
         console.print(f"No runs in {root}/ yet: 'catlr train DATA' writes the first one.")
         return
-
-    def num(x, f):
-        return f(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else "?"
-
-    def rate(r):  # L-BFGS takes no rate: a dash, not the default it never used
-        return "-" if r.get("solver") == "lbfgs" else num(r.get("lr"), lambda v: f"{v:g}")
-
-    def mark(r):
-        if r.get("interrupted"):
-            at, of = r["interrupted"]
-            return f"interrupted at {at} of {of}"
-        return "damaged" if r.get("damaged") else "cost rose" if r.get("warnings") else ""
-
-    def test(r):  # with its n: 70.00% of 50 images is not 70.00% of 5,000
-        n = r.get("m_test")
-        return pct(r.get("test_accuracy")) + (f" ({n})" if isinstance(n, int) else "")
-
-    def val(r):
-        return pct(r.get("val_accuracy")) if r.get("val_accuracy") is not None else ""
-
-    def extra(r):  # what a run changed of the course's objective, or how it stopped
-        bits = ([str(r["solver"])] if r.get("solver") not in (None, "gd") else []) + (
-            [f"l2 {r['l2']:g}"] if r.get("l2") else []) + (
-            [f"weights {r['class_weight']}"] if r.get("class_weight") not in (None, "none") else [])
-        parent = r.get("parent") if isinstance(r.get("parent"), dict) else None
-        bits += [f"from {parent.get('run')}@{parent.get('at')}"] if parent else []
-        return " ".join(bits + ([f"stopped at {r['stopped_at']}"] if r.get("stopped_at") else []))
-
     title = f"Runs in {root}/, newest first"
-    columns = ["run", "when", "data", "lr", "iters", "cost", "train", "test (n)", ""]  # fits 80
-    vals, extras = any(val(r) for r in rows), any(extra(r) for r in rows)
-    if vals:
-        columns[7:7] = ["validation"]
-    if extras:
-        columns[-1:-1] = ["settings"]
-    if wide:
-        columns[5:5] = ["dtype", "form", "engine"]
-    t = _table(*columns, title=title)
+    columns = [c for c in RUN_COLUMNS if c.shown(rows, wide)]
+    t = _table(*(c.header for c in columns), title=title)
     for r in rows:
-        cells = [r["name"], str(r.get("created") or "?") if wide else _when(r.get("created")),
-                 f"{r.get('data_kind') or '?'} {r.get('data') if wide else _where(r.get('data'))}",
-                 rate(r),
-                 num(r.get("iters"), str),
-                 num(r.get("final_cost"), lambda v: f"{v:.6f}"),
-                 pct(r.get("train_accuracy")), test(r), mark(r)]
-        if vals:
-            cells[7:7] = [val(r)]
-        if extras:
-            cells[-1:-1] = [extra(r)]
-        if wide:
-            cells[5:5] = [str(r.get(k) or "?") for k in ("dtype", "form", "engine")]
-        t.add_row(*cells)
+        t.add_row(*(c.cell(r, wide) for c in columns))
     # in a pipe too, a table only when it fits 80 columns (--json is for scripts)
     width = getattr(console, "width", None) or 80
     # rich draws a box: 3 characters a column and 1 more, where plain text puts 2 between
     plain = getattr(console, "width", None) is None
     if max(map(len, t.plain().splitlines())) + (0 if plain else len(columns) + 3) <= width:
         console.print(t)
-    else:  # a narrow terminal: each run on a few lines; nothing cut but a long path's middle
+    else:
         console.print(title)
         for r in rows:
-            head = f"{r['name']}  {_when(r.get('created'))}  {r.get('data_kind') or '?'}  "
-            console.print(head + _short(_where(r.get("data")), max(width - len(head), 12)))
-            parts = [f"lr {rate(r)}",
-                     f"iters {num(r.get('iters'), str)}",
-                     f"cost {num(r.get('final_cost'), lambda v: f'{v:.6f}')}",
-                     f"train {pct(r.get('train_accuracy'))}"]
-            parts += [f"validation {val(r)}"] if val(r) else []
-            parts += [f"test {test(r)}"] + ([extra(r)] if extra(r) else [])
-            parts += [mark(r)] if mark(r) else []
-            text = "   "
-            for part in parts:  # as many figures a line as fit, each whole
-                if len(text) > 3 and len(text) + 2 + len(part) > width:
-                    console.print(text)
-                    text = "   "
-                text += f"  {part}" if len(text) > 3 else f" {part}"
+            _run_lines(console, r, width)
+    _runs_notes(console, rows, root)
+
+
+def _run_lines(console, r, width):
+    """A run on a narrow terminal: its name, date and data, then as many figures a line as
+    fit, each whole (nothing cut but a long path's middle)."""
+    head = f"{r['name']}  {_when(r.get('created'))}  {r.get('data_kind') or '?'}  "
+    console.print(head + _short(_where(r.get("data")), max(width - len(head), 12)))
+    parts = [f"{c.narrow} {value}" if c.narrow else value for c in RUN_COLUMNS
+             if c.narrow is not None and (value := c.cell(r, False))]
+    text = "   "
+    for part in parts:
+        if len(text) > 3 and len(text) + 2 + len(part) > width:
             console.print(text)
+            text = "   "
+        text += f"  {part}" if len(text) > 3 else f" {part}"
+    console.print(text)
+
+
+def _runs_notes(console, rows, root):
+    """Below the runs: why a run is damaged, what 'cost rose' means, how to go on."""
     for r in rows:
         if r.get("damaged"):
-            console.print(f"{r['name']} is damaged: {r['damaged']}.")
+            _wrapped(console, f"{r['name']} is damaged: {r['damaged']}.")
     if any(r.get("warnings") for r in rows):
         # two lines that fit 80 columns in a pipe too, where lines are never wrapped
         console.print("'cost rose': the cost went up during training more than once, the "
@@ -681,6 +712,17 @@ def runs_table(console, rows, root, wide=False):
         if r.get("interrupted"):
             console.print(f"{r['name']} was interrupted: go on with 'catlr train --resume "
                           f"{os.path.join(root, r['name'])}'")
+
+
+def _wrapped(console, text: str):
+    """A note in lines that fit the width (80 columns in a pipe, where lines are never
+    wrapped), words whole."""
+    import textwrap  # only for a damaged run's note (start-up: bench/startup.py)
+
+    for line in textwrap.wrap(text, (getattr(console, "width", None) or 80) - 4,
+                              subsequent_indent="    ", break_long_words=False,
+                              break_on_hyphens=False):
+        console.print(line)
 
 
 def _short(text: str, width: int) -> str:

@@ -13,8 +13,10 @@ refuses what must not be written:
   - an existing output that is not catlr's own of that kind (KINDS): a model over the data
     it came from, a store over a folder of photos, a CSV over a spreadsheet.
 A new kind of output is one entry in KINDS, registered by the module that writes it (the
-course's schema adds "hdf5" and "zarr", export "onnx", demo "demo": telling catlr's own
-HDF5 files needs h5py, which predict never loads); writing any other kind is refused.
+course's schema adds "hdf5" and "zarr", export "onnx", demo "demo", evaluate
+"predictions", the run folder "run" and "text", modelfile "model", runs/state.py "state":
+telling catlr's own HDF5 files needs h5py, which predict never loads); writing any other
+kind is refused.
 The inputs are recorded by inputs.py; a store at a URL is copied in by remote.py.
 """
 
@@ -34,54 +36,6 @@ from . import pictures, storage
 from .inputs import once, reading, recorded
 
 NAME_MAX = 255  # bytes in a file name on the file systems catlr meets
-RUN_FILES = frozenset({"model.npz", "config.toml", "costs.csv", "metrics.json", "cost.png",
-                       "state.npz", "checkpoint.npz"})
-PREDICTIONS_HEADER = "path,split,index,true_label,probability,predicted,correct"
-OLD_HEADERS = ("path,split,index,label,probability,predicted,correct",)  # catlr 0.2.0
-
-
-def _head(path, n=8) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(n)
-
-
-def _is_model(path) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return {"w.npy", "b.npy", "meta.npy"} <= set(z.namelist()[:16])
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return False
-
-
-def _is_predictions(path) -> bool:
-    first = _head(path, 256).split(b"\n", 1)[0].rstrip(b"\r")
-    return first.decode("utf-8", "replace") in (PREDICTIONS_HEADER, *OLD_HEADERS)
-
-
-def _is_run(path) -> bool:
-    """A run folder catlr wrote (its model and only its files, temporaries and their locks
-    aside), or an empty folder (nothing to lose): a folder with a .git, notes or a
-    config.toml alone is not."""
-    try:
-        names = set(os.listdir(path))
-    except OSError:
-        return False
-    hidden = {n for n in names if n.startswith(".")}
-    return not names or (bool({"model.npz", "checkpoint.npz"} & names)
-                         and names - hidden <= RUN_FILES
-                         and all(n.endswith((".tmp", ".lock")) for n in hidden))
-
-
-def _is_state(path) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return {"meta.npy", "b.npy", "costs.npy", "trace.npy"} <= set(z.namelist()[:16])
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return False
 
 
 @dataclass(frozen=True)
@@ -95,15 +49,10 @@ class Kind:
     suffix: str = ""  # the name's ending, when the format must be what the name says
 
 
-KINDS = {
-    "model": Kind("a model file (.npz)", False, _is_model),
+KINDS = {  # the pictures' here (catlr's mark); every other kind its writer's module adds
     "png": Kind("a PNG picture catlr drew", False, pictures.png_is_catlr, ".png"),
-    "predictions": Kind("a predictions CSV", False, _is_predictions),
-    "text": Kind("a run's text file", False, lambda p: False),
-    "state": Kind("a solver state catlr saved", False, _is_state),
     "image": Kind("a sample image catlr drew", False,
                   lambda p: pictures.png_is_catlr(p) or pictures.jpeg_is_catlr(p)),
-    "run": Kind("a run folder", True, _is_run),
 }
 
 def _inside(path: str, folder: str) -> bool:
@@ -269,7 +218,7 @@ def _check_existing(dest: Path, name: str, spec: Kind) -> None:
                          "choose another output path")
     if dest.stat().st_size and not spec.own(str(dest)):
         other = next((k.name for k in KINDS.values() if not k.folder and k is not spec
-                      and k.name != KINDS["text"].name and k.own(str(dest))), None)
+                      and k.own(str(dest))), None)
         what = f"is {other}, not {spec.name}" if other else "exists and was not written by catlr"
         raise UsageError(f"{name} {what}: catlr will not write over it, choose another "
                          "output path (or remove the file)")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import CHOICES
+from .. import solvers
 from ..errors import CatlrError, ParameterError
 from ..events import Notice, Plan, Step, ignore
 from .design import COURSE, dtype_name, namespace, to_host
@@ -180,16 +180,7 @@ def run(design, y, lr, iters, *, form, objective=COURSE, print_every=100, on_eve
     classifying every training example correctly says so (a Notice): the data is
     separable, so the cost has no minimum and the weights grow without bound.
     """
-    if form not in ("primal", "dual"):
-        raise ParameterError(f"form={form!r} is not decided: expected 'primal' or 'dual' "
-                             "(forms.choose_form picks one)")
-    if solver not in SOLVERS:
-        raise ParameterError(f"solver={solver!r} is not a solver: expected one of "
-                             f"{', '.join(SOLVERS)}")
-    if form == "dual" and solver != "gd":
-        raise ParameterError(f"solver={solver!r} runs in the primal form (a step from a point "
-                             "that is not the last iterate, or scipy's vectors over w), not "
-                             "form='dual': pass form='primal'")
+    _check_form(form, solver)
     start = start or Start()
     n_x, m = design.n_x, design.m
     design.objective = objective
@@ -241,7 +232,21 @@ def run(design, y, lr, iters, *, form, objective=COURSE, print_every=100, on_eve
     return _fit(steps, to_host(w), b, costs, form, z, ran, state)
 
 
-SOLVERS = CHOICES["solver"]
+def _check_form(form: str, solver: str) -> None:
+    """Refuse a form that is not decided, a solver that is not one, or a form the solver
+    does not run in (solvers.SOLVERS)."""
+    if form not in ("primal", "dual"):
+        raise ParameterError(f"form={form!r} is not decided: expected 'primal' or 'dual' "
+                             "(forms.choose_form picks one)")
+    if solver not in solvers.SOLVERS:
+        raise ParameterError(f"solver={solver!r} is not a solver: expected one of "
+                             f"{', '.join(solvers.NAMES)}")
+    if form not in solvers.facts(solver).forms:
+        raise ParameterError(f"solver={solver!r} runs in the primal form ("
+                             f"{solvers.facts(solver).primal_why}), not form='dual': pass "
+                             "form='primal'")
+
+
 SEPARABLE = ("the training set is separable (these weights classify every training image "
              "correctly): without --l2 the cost goes to 0 and the weights grow without "
              "bound, so more iterations only scale them up; add a penalty such as --l2 1 "
@@ -493,24 +498,6 @@ class _Threads:
             self.depth -= 1
             if not self.depth:
                 self.scipy()
-
-
-def require(solver: str) -> None:
-    """Refuse, before any data is read, a solver whose package is not installed."""
-    if solver == "lbfgs":
-        import importlib.util
-        import sys
-
-        missing = sys.modules["scipy"] is None if "scipy" in sys.modules else (
-            importlib.util.find_spec("scipy") is None)
-        if not missing:
-            try:
-                import scipy.optimize  # noqa: F401
-            except ImportError:
-                missing = True
-        if missing:
-            raise CatlrError("--solver lbfgs needs scipy, which is not installed: pip install "
-                             "\"catlr[lbfgs]\"")
 
 
 def quasi_newton(design, y, s, iters, steps, objective=COURSE, score=None, start=None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import solvers
 from ..config import DEFAULTS, problem
 from ..errors import CatlrError, ParameterError
 from ..events import ignore
@@ -76,7 +77,7 @@ class LogisticRegression:
                 example = "float64" if key == "dtype" else DEFAULTS[key]
                 raise ParameterError(f"LogisticRegression({key}={value!r}) cannot be fitted: "
                                      f"{key} {why}; pass e.g. {key}={example!r}")
-        if self.solver != "gd" and self.form == "dual":
+        if self.form == "dual" and solvers.primal_only(self.solver):
             raise ParameterError(f"LogisticRegression(solver={self.solver!r}, form='dual') "
                                  f"cannot be fitted: {self.solver} runs in the primal form; "
                                  "pass form='primal' or 'auto'")
@@ -86,8 +87,8 @@ class LogisticRegression:
         """(form, dtype) to fit with: as asked, or chosen by engines' cost model."""
         self.check_params()
         itemsize = 4 if self.dtype in ("auto", "float32") else 8
-        form = self.form if self.form != "auto" else "primal" if self.solver != "gd" else \
-            choose_form(n_x, m, self.iters, itemsize)
+        form = self.form if self.form != "auto" else "primal" if solvers.primal_only(
+            self.solver) else choose_form(n_x, m, self.iters, itemsize)
         dtype = self.dtype if self.dtype != "auto" else ("float64" if form == "dual"
                                                          else "float32")
         return form, dtype

@@ -15,11 +15,24 @@ from ..data.fingerprint import of_split
 from ..errors import CatlrError
 from ..events import ignore
 from ..files import storage
-from ..files.outputs import PREDICTIONS_HEADER, atomic_path
+from ..files.outputs import KINDS, Kind, atomic_path
 from ..learn import metrics
 from ..learn.loss import labels
 from ..runs.predictor import Predictor
 from ..text import cell
+
+PREDICTIONS_HEADER = "path,split,index,true_label,probability,predicted,correct"
+OLD_HEADERS = ("path,split,index,label,probability,predicted,correct",)  # catlr 0.2.0
+
+
+def _is_predictions(path) -> bool:
+    """Whether the file at `path` is a predictions CSV catlr wrote (its header)."""
+    with open(path, "rb") as f:
+        first = f.read(256).split(b"\n", 1)[0].rstrip(b"\r")
+    return first.decode("utf-8", "replace") in (PREDICTIONS_HEADER, *OLD_HEADERS)
+
+
+KINDS["predictions"] = Kind("a predictions CSV", False, _is_predictions)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import engines, runs
+from .. import engines, runs, solvers
 from ..config import DEFAULTS, from_saved, parse_class_weight, saved
 from ..data import datasets
 from ..errors import CatlrError, EngineLost, Terminated, UsageError
@@ -26,6 +26,7 @@ from ..learn.loss import cost, labels, sigmoid
 from ..learn.metrics import wilson
 from ..learn.model import LogisticRegression, check_labels
 from ..runs import modelfile
+from ..runs import state as statefile
 from .prepare import prepare
 
 # --lr auto tries these (a geometric grid) on the validation split and keeps the best
@@ -40,7 +41,7 @@ def plan(ds, cfg: dict) -> engines.Choice:
         only = ds.classes[int(ds.y_train[0])]
         raise CatlrError(f"the train split of {ds.source} holds only {only} images, add images "
                          f"of the other class ({ds.classes[1 - int(ds.y_train[0])]})")
-    if cfg.get("solver", "gd") != "gd" and cfg["form"] == "auto":  # nesterov, lbfgs: primal
+    if cfg["form"] == "auto" and solvers.primal_only(cfg.get("solver", "gd")):
         cfg = {**cfg, "form": "primal"}
     choice = engines.choose(len(ds.y_train), ds.n_x, cfg["iters"], cfg, on_disk=ds.on_disk)
     if choice.engine == "memory":
@@ -193,16 +194,17 @@ def _accuracy(pred, y):
 
 
 def check_solver(cfg: dict) -> None:
-    """Refuse, before any data is read, what the solver cannot do: nesterov and lbfgs run
-    in the primal form; lbfgs takes no learning rate to choose and needs scipy."""
+    """Refuse, before any data is read, what the solver cannot do (solvers.SOLVERS): a form
+    it does not run in, --lr auto when it takes no rate, a package it needs missing."""
     solver = cfg.get("solver", "gd")
-    if solver != "gd" and cfg["form"] == "dual":
+    facts = solvers.facts(solver)
+    if cfg["form"] == "dual" and "dual" not in facts.forms:
         raise UsageError(f"--solver {solver} runs in the primal form only, not --form dual: "
                          "use --form primal or auto (or --solver gd for the dual form)")
-    if solver == "lbfgs" and cfg["lr"] == "auto":
-        raise UsageError("--lr auto chooses gradient descent's step, and --solver lbfgs takes "
-                         "none (its line search finds each step): drop --lr auto")
-    descent.require(solver)
+    if cfg["lr"] == "auto" and not facts.takes_lr:
+        raise UsageError(f"--lr auto chooses gradient descent's step, and --solver {solver} "
+                         "takes none (its line search finds each step): drop --lr auto")
+    solvers.require(solver)
 
 
 def check_validation(cfg: dict) -> None:
@@ -275,6 +277,62 @@ class Parent:
     start: descent.Start
     at: int
     in_place: bool   # an interrupted run completes in its own folder
+    source: str = ""  # the file its state or weights came from
+
+    def check(self, ds) -> None:
+        """Refuse, once the data is open and before any work, data this run cannot go on
+        with: other data (its fingerprint differs), or a state or weights whose vectors
+        do not fit it (runs.state.fits: one line naming the file and the field)."""
+        if self.fingerprint and ds.fingerprint("train") != self.fingerprint:
+            raise CatlrError(f"the training data of {ds.source} is not what {self.folder} was "
+                             "trained on (its fingerprint differs): resume on the same data, "
+                             "or train a new run")
+        if self.start.state is not None:
+            statefile.fits(self.source, self.start.state, ds.n_x, len(ds.y_train))
+        elif len(self.start.w) != ds.n_x:
+            raise CatlrError(f"{self.source} holds {len(self.start.w)} weights and {ds.source} "
+                             f"{ds.n_x} pixel values per image: resume on the data it was "
+                             "trained on, or train a new run")
+
+
+def _read_parent(folder) -> tuple:
+    """(state or None, info, the file it came from, its model or None, in place): an
+    interrupted run's checkpoint, else a finished run's model and its final state."""
+    checkpoint = os.path.join(folder, runs.CHECKPOINT)
+    if os.path.isfile(checkpoint):
+        state, info = statefile.load(checkpoint, is_input=False)
+        return state, info, checkpoint, None, True
+    path = os.path.join(folder, runs.MODEL)
+    model, info = modelfile.load(path)
+    state_file = os.path.join(folder, runs.STATE)
+    if os.path.isfile(state_file):
+        return statefile.load(state_file)[0], info, state_file, model, False
+    return None, info, path, model, False
+
+
+def _refuse_changes(folder, cfg: dict, given: set, saved: dict) -> None:
+    """A resume goes on with the run's settings (PINNED) and a solver that can go on."""
+    facts = solvers.facts(saved["solver"])
+    if not facts.resumes:
+        raise UsageError(f"{folder} was trained with --solver {facts.name}, which cannot go on "
+                         f"as the same run ({facts.resume_why}): train a new run with a "
+                         "larger --iters")
+    for key in PINNED:
+        if key in given and cfg[key] != saved[key] and not (key == "form" and cfg[key] == "auto"):
+            raise UsageError(f"--{key.replace('_', '-')} {cfg[key]} contradicts {folder} "
+                             f"({key} {saved[key]}): a resume goes on with the same settings, "
+                             "train a new run to change one")
+
+
+def _end(folder, cfg: dict, given: set, done: int, asked) -> int:
+    """The iteration a resume ends at: --iters N more, else what an interrupted run was
+    asked for (`asked`)."""
+    if "iters" in given:
+        return done + cfg["iters"]
+    if isinstance(asked, int) and asked > done:
+        return asked
+    raise UsageError(f"{folder} is complete ({done} iterations): pass --iters N to go N "
+                     "iterations further")
 
 
 def parent_run(run, cfg: dict, given: set) -> Parent:
@@ -282,52 +340,27 @@ def parent_run(run, cfg: dict, given: set) -> Parent:
     model and final state), refusing settings that contradict it; cfg's iters, when given,
     are the iterations to add."""
     folder = runs.find(run, cfg)
-    name = os.path.basename(folder)
-    checkpoint = os.path.join(folder, runs.CHECKPOINT)
-    if os.path.isfile(checkpoint):
-        state, info = modelfile.load_state(checkpoint, is_input=False)
-        in_place, asked = True, info.get("iters")
-    else:
-        _, info = modelfile.load(os.path.join(folder, runs.MODEL))
-        state_file = os.path.join(folder, runs.STATE)
-        state = modelfile.load_state(state_file)[0] if os.path.isfile(state_file) else None
-        in_place, asked = False, None
+    state, info, source, model, in_place = _read_parent(folder)
     saved = from_saved(info.get("config"))
     saved.update(form=info.get("form") or saved["form"], dtype=info.get("dtype") or saved["dtype"])
-    if saved["solver"] == "lbfgs":
-        raise UsageError(f"{folder} was trained with --solver lbfgs, which cannot go on as the "
-                         "same run (L-BFGS's history of gradients is not kept): train a new "
-                         "run with a larger --iters")
-    for key in PINNED:
-        if key in given and cfg[key] != saved[key] and not (key == "form" and cfg[key] == "auto"):
-            raise UsageError(f"--{key.replace('_', '-')} {cfg[key]} contradicts {folder} "
-                             f"({key} {saved[key]}): a resume goes on with the same settings, "
-                             "train a new run to change one")
-    if state is not None and (state["form"] != saved["form"]
-                              or state.get("solver", "gd") != saved["solver"]):
-        state = None
+    _refuse_changes(folder, cfg, given, saved)
+    if state is not None and not in_place and (
+            state["form"] != saved["form"] or state.get("solver", "gd") != saved["solver"]):
+        state, source = None, os.path.join(folder, runs.MODEL)  # another run's state
     done = state["i"] if state is not None else int(info.get("iters_run") or info.get("iters") or 0)
-    if "iters" in given:
-        end = done + cfg["iters"]  # --iters N on a resume: N more
-    elif in_place and isinstance(asked, int) and asked > done:
-        end = asked               # an interrupted run: what it was asked for
-    else:
-        raise UsageError(f"{folder} is complete ({done} iterations): pass --iters N to go N "
-                         "iterations further")
+    end = _end(folder, cfg, given, done, info.get("iters") if in_place else None)
     if state is not None:
         start = descent.Start(state=state, at=done, history=state)
     else:  # its weights (the state is gone): the same iterates to rounding, not bit for bit
-        model, meta = modelfile.load(os.path.join(folder, runs.MODEL))
         start = descent.Start(w=model.w_.ravel(), b=model.b_, at=done,
                               history={"costs": model.costs_})
     # where it runs: as the run ran unless given again (a resume may move to a cluster)
     keep = {k: cfg[k] for k in ("max_pixels", "runs", "model", "storage_options")} | {
         k: cfg[k] if k in given else saved[k]
         for k in ("engine", "memory", "scheduler", "workers", "checkpoint_every")}
-    resumed = {**saved, **keep, "iters": end}
-    data = info.get("data") or ""
-    return Parent(folder, name, resumed, data, (info.get("fingerprint") or {}).get("train"),
-                  start, done, in_place)
+    return Parent(folder, os.path.basename(folder), {**saved, **keep, "iters": end},
+                  info.get("data") or "", (info.get("fingerprint") or {}).get("train"), start,
+                  done, in_place, source)
 
 
 def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on_event=ignore,
@@ -356,11 +389,10 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
     if not datasets.stored_validation(data, cfg["storage_options"]):
         check_validation(cfg)
     with load(data, cfg, on_event) as ds:
-        if parent is not None and parent.fingerprint and ds.fingerprint("train") != parent.fingerprint:
-            raise CatlrError(f"the training data of {ds.source} is not what {parent.folder} was "
-                             "trained on (its fingerprint differs): resume on the same data, or "
-                             "train a new run")
+        if parent is not None:
+            parent.check(ds)  # the same data, and vectors that fit it: before any work
         folder = created = None
+        resumes = solvers.facts(cfg["solver"]).resumes  # its checkpoints can be gone on from
         if out is None:
             folder, created = runs.begin(cfg, name, exist_ok)
         try:
@@ -375,13 +407,13 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
                 figures["lr_auto"] = tried
                 cfg = {**cfg, "lr": model.lr}
             else:
-                # an L-BFGS run writes no checkpoints: it cannot be resumed from one
-                saver = None if folder is None or cfg["solver"] == "lbfgs" else _saver(
+                # a solver that keeps no state writes no checkpoints: none resumes it
+                saver = None if folder is None or not resumes else _saver(
                     folder, ds, cfg, parent, on_event)
                 model, figures = fit_dataset(ds, cfg, on_event, saver=saver,
                                              start=parent.start if parent else None)
         except (KeyboardInterrupt, Terminated):
-            if created and cfg["solver"] == "lbfgs":  # no checkpoint to keep: no folder
+            if created and not resumes:  # no checkpoint to keep: no folder
                 shutil.rmtree(folder, ignore_errors=True)
             raise  # the checkpoint stays: 'catlr train --resume' goes on from it
         except EngineLost:
@@ -429,6 +461,7 @@ def _saver(folder, ds, cfg, parent, on_event) -> descent.Saver:
             info.update(config=saved(cfg), data=ds.source, data_kind=ds.kind, iters=cfg["iters"],
                         lr=cfg["lr"], print_every=cfg["print_every"],
                         fingerprint={"train": ds.fingerprint("train")},
+                        n_x=ds.n_x, m=len(ds.y_train),  # the lengths its vectors must have
                         created=time.strftime("%Y-%m-%d %H:%M:%S"),
                         parent={"run": parent.name, "at": parent.at} if parent else None)
         runs.write_checkpoint(folder, snapshot, {**info, "dtype": cfg["dtype"]}, on_event)
@@ -448,7 +481,7 @@ def sweep(data, cfg: dict, lrs=None, l2s=None, *, on_event=ignore):
     """
     lrs = cfg["sweep_lrs"] if lrs is None else lrs
     l2s = cfg["sweep_l2s"] if l2s is None else l2s
-    if cfg["solver"] == "lbfgs":  # no learning rate: one run per penalty
+    if not solvers.facts(cfg["solver"]).takes_lr:  # no learning rate: one run per penalty
         lrs = lrs[:1]
     engines.require(cfg["engine"])
     check_solver(cfg)
