@@ -264,28 +264,39 @@ def _output_line(fn, path) -> int | None:
     node = max(returns, key=lambda n: n.lineno)
     expr, line = node.value, node.lineno
     for step in list(path) + [None]:
-        for _ in range(4):  # names that name names
-            if not isinstance(expr, ast.Name):
-                break
-            stmt = _best(fn, expr.id)
-            if stmt is None:
-                return line
-            line = stmt.lineno
-            expr = getattr(stmt, "value", None)
-            if isinstance(stmt, ast.Assign) and not isinstance(stmt.targets[0], ast.Name):
-                break  # x[...] = value: the value is not x
-        if step is None:
+        expr, line, lost = _follow(fn, expr, line)
+        if lost or step is None:
             return line
-        if isinstance(step, int) and isinstance(expr, ast.Tuple) and step < len(expr.elts):
-            expr = expr.elts[step]
-        elif isinstance(step, str) and isinstance(expr, ast.Dict):
-            expr = next((v for k, v in zip(expr.keys, expr.values)
-                         if isinstance(k, ast.Constant) and k.value == step), None)
-            if expr is None:
-                return line
-        else:
+        expr = _part(expr, step)
+        if expr is None:
             return line
     return line
+
+
+def _follow(fn, expr, line):
+    """(expression, line, lost): from a name to the value its best assignment gives, a few
+    names deep; lost when a name has no assignment (its line is then where it was read)."""
+    for _ in range(4):  # names that name names
+        if not isinstance(expr, ast.Name):
+            break
+        stmt = _best(fn, expr.id)
+        if stmt is None:
+            return expr, line, True
+        line = stmt.lineno
+        expr = getattr(stmt, "value", None)
+        if isinstance(stmt, ast.Assign) and not isinstance(stmt.targets[0], ast.Name):
+            break  # x[...] = value: the value is not x
+    return expr, line, False
+
+
+def _part(expr, step):
+    """The element `step` (a tuple's index, a dict literal's key) of an expression, or None."""
+    if isinstance(step, int) and isinstance(expr, ast.Tuple) and step < len(expr.elts):
+        return expr.elts[step]
+    if isinstance(step, str) and isinstance(expr, ast.Dict):
+        return next((v for k, v in zip(expr.keys, expr.values)
+                     if isinstance(k, ast.Constant) and k.value == step), None)
+    return None
 
 
 PATHS = {  # (function, output) -> where in the return value it is
@@ -315,39 +326,54 @@ def _reads(fn, names) -> list:
                   key=lambda r: r[1])
 
 
+def _product_with_transpose(fn):
+    return _first(fn, lambda n: isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mult)
+                  and any(isinstance(s, ast.Attribute) and s.attr == "T"
+                          for s in (n.left, n.right)))
+
+
+def _compared_with_a_number(fn):
+    return _first(fn, lambda n: isinstance(n, ast.Compare) and any(
+        isinstance(c, ast.Constant) and isinstance(c.value, (int, float))
+        for c in [n.left, *n.comparators]))
+
+
+def _a_assigned(fn):
+    stmt = _best(fn, "A")
+    return stmt.lineno if stmt is not None else None
+
+
+def _optimize_called(fn):
+    return _first(fn, lambda n: isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                  and n.func.id == "optimize")
+
+
+def _changed_in_place(fn, argument):
+    """The first line that changes an argument's array in place (x -= ..., x[...] = ...)."""
+    changes = [n for n in _assignments(fn, argument)
+               if isinstance(n, ast.AugAssign) or (isinstance(n, ast.Assign) and
+                                                  isinstance(n.targets[0], ast.Subscript))]
+    return changes[0].lineno if changes else None
+
+
+# where a known mistake shows in the code, when it can be seen there; else the output's line
+SHOWN_AT = {"broadcast": _product_with_transpose, "threshold": _compared_with_a_number,
+            "threshold_swapped": _compared_with_a_number, "no_b": _a_assigned}
+
+
 def _mistake_line(fn, name, failure, variables) -> int | None:
     mistake, output = failure.get("mistake"), failure.get("output")
     if failure.get("where"):
         return None  # the traceback's line is the one
-    if mistake == "broadcast":
-        line = _first(fn, lambda n: isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mult)
-                      and any(isinstance(s, ast.Attribute) and s.attr == "T"
-                              for s in (n.left, n.right)))
-        if line:
-            return line
-    if mistake in ("threshold", "threshold_swapped"):
-        line = _first(fn, lambda n: isinstance(n, ast.Compare) and any(
-            isinstance(c, ast.Constant) and isinstance(c.value, (int, float))
-            for c in [n.left, *n.comparators]))
-        if line:
-            return line
-    if mistake == "no_b":
-        stmt = _best(fn, "A")
-        if stmt is not None:
-            return stmt.lineno
+    line = SHOWN_AT[mistake](fn) if mistake in SHOWN_AT else None
+    if line:
+        return line
     if failure["kind"] == "changed":
-        changes = [n for n in _assignments(fn, failure["argument"])
-                   if isinstance(n, ast.AugAssign) or (isinstance(n, ast.Assign) and
-                                                      isinstance(n.targets[0], ast.Subscript))]
-        return changes[0].lineno if changes else None
-    if mistake == "globals":
-        reads = _reads(fn, variables)
-        used = [line for n, line in reads if n == failure.get("global")] or [r[1] for r in reads]
-        if used:
-            return used[0]
+        return _changed_in_place(fn, failure["argument"])
     if mistake in ("globals", "fixed"):
-        return _first(fn, lambda n: isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
-                      and n.func.id == "optimize")
+        reads = _reads(fn, variables) if mistake == "globals" else []
+        used = [line for n, line in reads if n == failure.get("global")] or [r[1] for r in reads]
+        return used[0] if used else _optimize_called(fn)
     if name == "model" and output and output.startswith('d["'):
         return _output_line(fn, (output[3:-2],))
     if (name, output) in PATHS:

@@ -220,42 +220,57 @@ def _number(a, zero_d=True) -> bool:
     return zero_d and isinstance(a, np.ndarray) and a.ndim == 0 and a.dtype.kind in "iuf"
 
 
+def _as_array(found, expected, spec):
+    if not isinstance(found, np.ndarray):
+        return f"it is {kind(found)}, expected {kind(expected)}"
+    if found.shape != expected.shape:
+        return f"its shape is {found.shape}, expected {expected.shape}"
+    if spec == "array" and found.dtype.kind not in "fc":
+        return f"it holds {found.dtype} numbers, expected floats"
+    return None if _close(found, expected) else "value"
+
+
+def _like_input(found, expected, spec):  # sigmoid: an array for an array, a number for a number
+    if isinstance(expected, np.ndarray) and expected.ndim > 0:
+        return compare(found, expected, "array")
+    if not _number(found):
+        return f"it is {kind(found)}, expected a number"
+    return None if _close(found, expected) else "value"
+
+
+def _scalar(found, expected, spec):  # scalar0: a 0-d array is fine too (the course's cost)
+    if not _number(found, zero_d=spec == "scalar0"):
+        return f"it is {kind(found)}, expected a number ({kind(expected)})"
+    return None if _close(found, expected) else "value"
+
+
+def _python_float(found, expected, spec):  # the course's test: type(b) == float
+    if type(found) is not float:
+        return f"it is {kind(found)}, expected a Python float"
+    return None if found == expected else "value"
+
+
+def _list(found, expected, spec):
+    if not isinstance(found, list):
+        return f"it is {kind(found)}, expected a list"
+    if len(found) != len(expected):
+        return f"it has {len(found)} items, expected {len(expected)}"
+    odd = [item for item in found if not _number(item)]
+    if odd:
+        return f"an item is {kind(odd[0])}, expected numbers"
+    return None if _close(found, expected) else "value"
+
+
+COMPARE = {"array": _as_array, "labels": _as_array, "like_input": _like_input,
+           "scalar": _scalar, "scalar0": _scalar, "float": _python_float, "list": _list,
+           "same": lambda found, expected, spec: None if (found == expected) is True
+           else "value"}
+
+
 def compare(found, expected, spec):
-    """None when found is what the course gives, else (what is wrong, in words)."""
-    if spec == "array" or spec == "labels":
-        if not isinstance(found, np.ndarray):
-            return f"it is {kind(found)}, expected {kind(expected)}"
-        if found.shape != expected.shape:
-            return f"its shape is {found.shape}, expected {expected.shape}"
-        if spec == "array" and found.dtype.kind not in "fc":
-            return f"it holds {found.dtype} numbers, expected floats"
-        return None if _close(found, expected) else "value"
-    if spec == "like_input":  # sigmoid: an array for an array, a number for a number
-        if isinstance(expected, np.ndarray) and expected.ndim > 0:
-            return compare(found, expected, "array")
-        if not _number(found):
-            return f"it is {kind(found)}, expected a number"
-        return None if _close(found, expected) else "value"
-    if spec in ("scalar", "scalar0"):  # scalar0: a 0-d array is fine too (the course's cost)
-        if not _number(found, zero_d=spec == "scalar0"):
-            return f"it is {kind(found)}, expected a number ({kind(expected)})"
-        return None if _close(found, expected) else "value"
-    if spec == "float":  # the course's test: type(b) == float
-        if type(found) is not float:
-            return f"it is {kind(found)}, expected a Python float"
-        return None if found == expected else "value"
-    if spec == "list":
-        if not isinstance(found, list):
-            return f"it is {kind(found)}, expected a list"
-        if len(found) != len(expected):
-            return f"it has {len(found)} items, expected {len(expected)}"
-        for item in found:
-            if not _number(item):
-                return f"an item is {kind(item)}, expected numbers"
-        return None if _close(found, expected) else "value"
-    if spec == "same":
-        return None if (found == expected) is True else "value"
-    raise ValueError(spec)
+    """None when found is what the course gives, else (what is wrong, in words); `spec`
+    names the check (COMPARE)."""
+    return COMPARE[spec](found, expected, spec)
 
 
 # ---------------------------------------------------------------- the cases
@@ -595,44 +610,61 @@ def check_flattening(runner, job):
         _, failure = runner.timed(_run_all, setup + flatten, ns)
         if failure:
             return {"passed": False, "failure": dict(failure, case=words)}
-        for split in ("train", "test"):
-            x = data[f"{split}_set_x_orig"]
-            name = f"{split}_set_x_flatten"
-            if name not in ns:
-                continue
-            found, expected = ns[name], _flat(x)
-            wrong = compare(found, expected.astype(np.float64), "labels")
-            if wrong:
-                mistake, label = None, name
-                if isinstance(found, np.ndarray) and (
-                        found.shape == (x.shape[0], expected.shape[0]) or (
-                        found.shape == expected.shape and np.array_equal(
-                            found, x.reshape(-1, x.shape[0])))):
-                    mistake = "flatten_no_T"
-                if wrong == "value":  # as the notebook's own check: the second image's pixels
-                    label = f"{name}[0:5, 1] (the first pixels of the second image)"
-                    expected, found = expected[0:5, 1], found[0:5, 1]
-                return {"passed": False, "failure": _failure(
-                    "value" if wrong == "value" else "type", output=label, case=words,
-                    expected=short(expected), found=short(found), problem=None if
-                    wrong == "value" else wrong, mistake=mistake, variable=name)}
+        wrong = _flattened(ns, data, words)
+        if wrong:
+            return wrong
         # the normalising on the course's flattening, whatever theirs gave
         ns.update({f"{s}_set_x_flatten": _flat(data[f"{s}_set_x_orig"]) for s in ("train", "test")})
         _, failure = runner.timed(_run_all, normalise, ns)
         if failure:
             return {"passed": False, "failure": dict(failure, case=words)}
-        for split in ("train", "test"):
-            name = f"{split}_set_x"
-            if name not in ns or not job["normalise"]:
-                continue
-            expected = _flat(data[f"{split}_set_x_orig"]) / 255.
-            wrong = compare(ns[name], expected, "array")
-            if wrong:
-                return {"passed": False, "failure": _failure(
-                    "value" if wrong == "value" else "type", output=name, case=words,
-                    expected=short(expected), found=short(ns[name]),
-                    problem=None if wrong == "value" else wrong, mistake=None)}
+        wrong = _normalised(ns, data, words) if job["normalise"] else None
+        if wrong:
+            return wrong
     return {"passed": True}
+
+
+def _flattened(ns, data, words):
+    """The first split whose {split}_set_x_flatten is not the course's, as a failed check."""
+    for split in ("train", "test"):
+        x = data[f"{split}_set_x_orig"]
+        name = f"{split}_set_x_flatten"
+        if name not in ns:
+            continue
+        found, expected = ns[name], _flat(x)
+        wrong = compare(found, expected.astype(np.float64), "labels")
+        if not wrong:
+            continue
+        mistake, label = None, name
+        if isinstance(found, np.ndarray) and (
+                found.shape == (x.shape[0], expected.shape[0]) or (
+                found.shape == expected.shape and np.array_equal(
+                    found, x.reshape(-1, x.shape[0])))):
+            mistake = "flatten_no_T"
+        if wrong == "value":  # as the notebook's own check: the second image's pixels
+            label = f"{name}[0:5, 1] (the first pixels of the second image)"
+            expected, found = expected[0:5, 1], found[0:5, 1]
+        return {"passed": False, "failure": _failure(
+            "value" if wrong == "value" else "type", output=label, case=words,
+            expected=short(expected), found=short(found), problem=None if
+            wrong == "value" else wrong, mistake=mistake, variable=name)}
+    return None
+
+
+def _normalised(ns, data, words):
+    """The first split whose {split}_set_x is not the course's flattening / 255."""
+    for split in ("train", "test"):
+        name = f"{split}_set_x"
+        if name not in ns:
+            continue
+        expected = _flat(data[f"{split}_set_x_orig"]) / 255.
+        wrong = compare(ns[name], expected, "array")
+        if wrong:
+            return {"passed": False, "failure": _failure(
+                "value" if wrong == "value" else "type", output=name, case=words,
+                expected=short(expected), found=short(ns[name]),
+                problem=None if wrong == "value" else wrong, mistake=None)}
+    return None
 
 
 def _decoys() -> dict:

@@ -201,11 +201,25 @@ def _explained_row(fig, e, classes):
     """One photo's row: the photo, what the model sees, the signed map, the sums, and the
     training images most alike."""
     doc = e.doc
+    grid = fig.add_gridspec(2, 7, width_ratios=[1.25, 1, 1.2, 1.25, 0.55, 0.55, 0.55],
+                            height_ratios=[1, 1], wspace=0.35, hspace=0.45)
+    _seen_panels(fig, grid, e, classes)
+    _sums_panel(fig.add_subplot(grid[:, 3]), doc, classes[1])
+    _alike_panels(fig, grid, e)
+    verdict = f"{doc['path']}: {doc['label']}, p({classes[1]}) = {doc['probability']:.3f} " \
+              f"(threshold {doc['threshold']:g})"
+    fig.suptitle(printable(verdict), fontsize=12, fontweight="bold", x=0.01, ha="left")
+    notes = "\n".join(_lines(f"- {n}", 190) for n in doc.get("notes") or [])
+    fig.text(0.01, 0.01, notes, fontsize=9.5, va="bottom", ha="left")
+
+
+def _seen_panels(fig, grid, e, classes):
+    """The photo, the size x size copy the model sees, and each pixel's push on a diverging
+    map centred on zero (its colour bar labelled with the classes), the regions boxed."""
+    doc = e.doc
     neg, pos = classes
     size = doc["image"]["size"]
     width, height = doc["image"]["original"]
-    grid = fig.add_gridspec(2, 7, width_ratios=[1.25, 1, 1.2, 1.25, 0.55, 0.55, 0.55],
-                            height_ratios=[1, 1], wspace=0.35, hspace=0.45)
     photo = fig.add_subplot(grid[:, 0])
     photo.imshow(e.original)
     photo.set(title=f"the photo ({width} x {height})", xticks=[], yticks=[])
@@ -220,14 +234,16 @@ def _explained_row(fig, e, classes):
     heat.set(title="each pixel's push on z: w_i x_i\n(boxes: the regions pushing most)",
              xticks=[], yticks=[])
     for ax in (seen, heat):
-        for region in doc["regions"]["positive"]:
-            _box(ax, region, "#b2182b")
-        for region in doc["regions"]["negative"]:
-            _box(ax, region, "#2166ac")
+        for side, color in (("positive", "#b2182b"), ("negative", "#2166ac")):
+            for region in doc["regions"][side]:
+                _box(ax, region, color)
     bar = fig.colorbar(shown, ax=heat, orientation="horizontal", fraction=0.06, pad=0.04)
     bar.set_ticks([-lim, 0, lim])
     bar.set_ticklabels([printable(f"{neg} {-lim:.2f}"), "0", printable(f"{pos} +{lim:.2f}")])
-    sums = fig.add_subplot(grid[:, 3])
+
+
+def _sums_panel(sums, doc, pos):
+    """The bars that add up to the logit: each channel's pixels, b, and z itself."""
     ch = doc["channels"]
     names = ["red pixels", "green pixels", "blue pixels", "b", "logit z"]
     values = [ch["red"], ch["green"], ch["blue"], doc["b"], doc["logit"]]
@@ -244,6 +260,12 @@ def _explained_row(fig, e, classes):
     sums.set_title(_lines(f"z = red + green + blue + b\np({pos}) = sigmoid(z) = "
                           f"{doc['probability']:.3f}"), fontsize=10)
     sums.tick_params(labelsize=8)
+
+
+def _alike_panels(fig, grid, e):
+    """The training images most alike, by pixels and by the model's score (three each), or
+    a note saying why there are none."""
+    doc = e.doc
     alike = doc.get("alike")
     if alike is None:  # the training data is gone (or was never a file): say so there
         ax = fig.add_subplot(grid[:, 4:])
@@ -251,7 +273,10 @@ def _explained_row(fig, e, classes):
         ax.set_title("training images most alike", fontsize=9, loc="left")
         ax.text(0, 0.85, _lines(doc["training"].get("note") or "no training data", 40),
                 transform=ax.transAxes, fontsize=9, va="top")
-    for r, kind in enumerate(("by_pixels", "by_score") if alike else ()):
+        return
+    titles = {"by_pixels": "training images most alike by pixels",
+              "by_score": "... and by the model's score"}
+    for r, kind in enumerate(("by_pixels", "by_score")):
         rows = alike[kind][:3]
         for c in range(3):
             ax = fig.add_subplot(grid[r, 4 + c])
@@ -262,13 +287,7 @@ def _explained_row(fig, e, classes):
             else:
                 ax.axis("off")
             if c == 0:
-                ax.set_title("training images most alike by pixels" if kind == "by_pixels"
-                             else "... and by the model's score", fontsize=8, loc="left")
-    verdict = f"{doc['path']}: {doc['label']}, p({pos}) = {doc['probability']:.3f} " \
-              f"(threshold {doc['threshold']:g})"
-    fig.suptitle(printable(verdict), fontsize=12, fontweight="bold", x=0.01, ha="left")
-    notes = "\n".join(_lines(f"- {n}", 190) for n in doc.get("notes") or [])
-    fig.text(0.01, 0.01, notes, fontsize=9.5, va="bottom", ha="left")
+                ax.set_title(titles[kind], fontsize=8, loc="left")
 
 
 def explain_figure(explanations, classes=("non-cat", "cat")):
