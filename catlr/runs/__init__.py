@@ -33,7 +33,8 @@ MODEL = "model.npz"
 SUMMARY = ("name", "created", "data", "data_kind", "lr", "iters", "dtype", "form", "engine",
            "final_cost", "train_accuracy", "test_accuracy", "m_train", "m_test", "warnings",
            "l2", "class_weight", "held", "best_iteration", "best_cost", "stopped_at",
-           "val_accuracy", "val_cost", "m_val", "test_accuracy_ci", "parent", "solver")
+           "val_accuracy", "val_cost", "m_val", "test_accuracy_ci", "parent", "solver",
+           "threshold", "threshold_choice")
 
 
 @dataclass

@@ -266,6 +266,7 @@ def clean(meta: dict) -> dict:
         prints = meta["fingerprint"] if isinstance(meta["fingerprint"], dict) else {}
         meta["fingerprint"] = {k: v for k, v in prints.items() if k in ("train", "test")
                                and isinstance(v, str) and len(v) <= 64}
+    clean_threshold(meta)  # issue 31: the threshold's fields
     return meta
 
 
@@ -283,6 +284,8 @@ def _check(path, w, b, costs, meta_arr) -> dict:
     if not isinstance(meta, dict):
         raise _invalid(path, "meta is not a JSON object")
     meta = {RENAMED.get(k, k): v for k, v in meta.items()}  # files of earlier versions
+    if "threshold" in meta and threshold_problem(meta["threshold"]):  # issue 31
+        raise _invalid(path, f"threshold {threshold_problem(meta['threshold'])}")
     # figures and settings that catlr formats or uses: a wrong type is dropped, not trusted
     meta = clean(meta)
     fmt = meta.get("format")
@@ -313,3 +316,47 @@ def _check(path, w, b, costs, meta_arr) -> dict:
     if not (np.isfinite(w).all() and np.isfinite(b).all()):
         raise _invalid(path, "the weights are not finite")
     return meta
+
+
+# ---- the threshold (issue 31): the probability above which the model labels an image
+# the positive class, stored by train (given, or chosen on the validation split: then
+# threshold_choice says how). A file without one, from before, labels at 0.5.
+
+DEFAULT_THRESHOLD = 0.5
+CHOICE_NUMBERS = ("precision", "recall", "f1")  # threshold_choice's figures, in [0, 1]
+
+
+def threshold_of(meta: dict) -> float:
+    """The threshold a model's metadata (checked by load) stores, or 0.5."""
+    value = meta.get("threshold")
+    return DEFAULT_THRESHOLD if value is None else float(value)
+
+
+def threshold_problem(value) -> str | None:
+    """Why `value` cannot be a stored threshold (a number from 0 to 1), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and 0 <= value <= 1):
+        return f"{str(value)[:40]!r} is not a probability from 0 to 1"
+    return None
+
+
+def clean_threshold(meta: dict) -> None:
+    """clean()'s part for the threshold: a wrong threshold is None (load refuses the file
+    first); threshold_choice keeps only its known fields of the right types."""
+    if "threshold" in meta and threshold_problem(meta["threshold"]):
+        meta["threshold"] = None
+    if "threshold_choice" in meta:
+        c = meta["threshold_choice"]
+        if not isinstance(c, dict):
+            meta["threshold_choice"] = None
+            return
+        kept = {k: c[k] for k in CHOICE_NUMBERS
+                if isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool)
+                and math.isfinite(c[k]) and 0 <= c[k] <= 1}
+        kept.update({k: c[k][:MAX_TEXT] for k in ("on", "target")
+                     if isinstance(c.get(k), str)})
+        if isinstance(c.get("met"), bool):
+            kept["met"] = c["met"]
+        if isinstance(c.get("m"), int) and not isinstance(c.get("m"), bool) and c["m"] >= 0:
+            kept["m"] = c["m"]
+        meta["threshold_choice"] = kept
