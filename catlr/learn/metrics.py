@@ -122,7 +122,8 @@ def pr_curve(y, p) -> dict:
     """Every distinct labelling a threshold makes of (y, p), highest threshold first.
 
     Cut j labels positive the j highest distinct probabilities: its threshold lies between
-    the j-th and the (j+1)-th (their midpoint; labels(p, t) is that cut exactly), tp and fp
+    the j-th and the (j+1)-th, or 0 for the last (their midpoint; labels(p, t) is that cut
+    exactly; a cut of every image when one's p is 0.0 cannot be made), tp and fp
     are its counts, precision tp / (tp + fp), recall tp / positives, f1 2 tp / (2 tp + fp +
     fn). Returns arrays (k,): threshold, tp, fp, precision, recall, f1; and positives.
     scikit-learn's precision_recall_curve lists the same cuts by the lowest probability
@@ -135,12 +136,13 @@ def pr_curve(y, p) -> dict:
     tp = np.cumsum(sy)[last].astype(np.int64)
     fp = (last + 1 - tp).astype(np.int64)
     values = sp[last]
-    below = np.r_[values[1:], -values[-1]]  # the next lower distinct value (none: mirrored)
+    below = np.r_[values[1:], 0.0]  # the next lower distinct value (the last: 0)
     threshold = values + (below - values) / 2
-    for j in range(len(values)):  # adjacent floats: their midpoint may round onto one of them
-        if np.any(labels(values[j:j + 1], threshold[j]) != 1) or (
-                j + 1 < len(values) and labels(values[j + 1:j + 2], threshold[j])[0]):
-            threshold[j] = below[j] if j + 1 < len(values) else np.nextafter(values[j], -1)
+    # adjacent floats: their midpoint may round onto one of them, then the lower one works
+    exact = (labels(values, threshold) == 1) & (labels(below, threshold) == 0)
+    threshold = np.where(exact, threshold, below)
+    if len(values) and not labels(values[-1:], threshold[-1])[0]:  # p = 0.0: no threshold
+        values, threshold, tp, fp = values[:-1], threshold[:-1], tp[:-1], fp[:-1]  # takes all
     positives = int(y.sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
@@ -162,6 +164,9 @@ def choose_threshold(y, p, target: str = "f1") -> dict:
     name, goal = parse_target(target)
     c = pr_curve(y, p)
     t, precision, recall, f1 = c["threshold"], c["precision"], c["recall"], c["f1"]
+    if not len(t):  # every probability 0.0: no cut to choose, the course's 0.5
+        return {"threshold": 0.5, "precision": 0.0, "recall": 0.0, "f1": 0.0,
+                "target": target, "met": False, "m": len(np.ravel(y))}
     near = -np.abs(t - 0.5)
     if name == "f1":
         keys, met = (f1, near), True
