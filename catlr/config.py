@@ -29,6 +29,10 @@ DEFAULTS = {
     "val_fraction": 0.0,    # of the training split held out (seeded, stratified); 0: none
     "early_stop": 0,        # stop after this many recorded costs without a better validation
                             # cost, keeping the best weights; 0: never
+    "threshold": 0.5,       # the label: a probability above it is the positive class;
+                            # "auto": chosen on the validation split for the target
+    "target": "f1",         # what --threshold auto aims for: f1 (the best F1) |
+                            # precision=0.9 (the most recall at that precision) | recall=0.9
     "dtype": "auto",        # auto: float64 in the dual form (the course's numbers), float32
                             # in the primal form (half the memory, twice the speed)
     "form": "auto",         # primal | dual | auto (dual when m is well below n_x)
@@ -77,7 +81,7 @@ LIMITS = {
     "max_pixels": (1, 10**10),
     "early_stop": (0, 10**6),
 }
-AUTO = ("lr",)  # number settings that may also be "auto"
+AUTO = ("lr", "threshold")  # number settings that may also be "auto"
 LISTS = {"sweep_lrs": "lr", "sweep_l2s": "l2"}  # list settings: what each item must be
 # Every setting that is also a flag: the heading of --help it is listed under, and its help
 # (the default is added from DEFAULTS unless the help says it). A command takes the flags of
@@ -102,6 +106,12 @@ FLAGS = {
                                        "validation (seeded, stratified)"),
     "early_stop": Flag("validation", "Stop when the validation cost has not improved for N "
                                      "recorded costs, keeping the best weights (0: never)"),
+    "threshold": Flag("validation", "Label an image positive when its probability is above this, "
+                                   "stored in the model (eval, predict, serve and export use "
+                                   "it), or auto: chosen on the validation split for --target"),
+    "target": Flag("validation", "What --threshold auto aims for: f1 (the best F1), "
+                                "precision=0.9 (the most recall at that precision) or "
+                                "recall=0.9 (the most precision at that recall)"),
     "sweep_lrs": Flag("sweep", "A learning rate to compare; repeat the flag", "--lr"),
     "sweep_l2s": Flag("sweep", "An L2 penalty to compare; repeat the flag", "--l2"),
     "size": Flag("data", "Images become SIZE x SIZE x 3"),
@@ -201,6 +211,8 @@ NUMBER_RULES = {
                          "must be a number of seconds >= 0, got {!r} (0: only on a signal)"),
     "l2": (lambda v: math.isfinite(v) and v >= 0,
            "must be a finite number >= 0, got {!r}, e.g. 0.1 (0: no penalty)"),
+    "threshold": (lambda v: 0 <= v <= 1,
+                  "must be a probability from 0 to 1, or auto, got {!r}, e.g. 0.7"),
 }
 TEXT_RULES = {
     "memory": (lambda v: v == "auto" or parse_memory(v) is not None,
@@ -208,6 +220,9 @@ TEXT_RULES = {
     "scheduler": (lambda v: not v or parse_address(v) is not None,
                   ("must be a Dask scheduler's address such as tcp://10.0.0.5:8786 (tcp:// or "
                    "tls://, a host and a port), got {!r}")),
+    "target": (lambda v: parse_target(v) is not None,
+               ("must be f1, precision=X or recall=X with X from 0 (exclusive) to 1, got {!r}, "
+                "e.g. precision=0.9")),
     "class_weight": (lambda v: parse_class_weight(v) is not False,
                      ("must be none, balanced, or two positive weights NEG:POS such as 1:3 "
                       "(each from {low} to {high}, at most {ratio} times the other), got {!r}")),
@@ -323,6 +338,22 @@ def parse_class_weight(text: str):
     except ValueError:
         return False
     return False if weights_problem(neg, pos) else {0: neg, 1: pos}
+
+
+def parse_target(text: str):
+    """What --threshold auto aims for: 'f1' -> ('f1', None); 'precision=0.9' ->
+    ('precision', 0.9), 'recall=0.9' likewise; None when it is none of those (X from 0,
+    exclusive, to 1)."""
+    name, sep, value = str(text).strip().lower().partition("=")
+    if name == "f1" and not sep:
+        return "f1", None
+    if name not in ("precision", "recall") or not sep:
+        return None
+    try:
+        goal = float(value)
+    except ValueError:
+        return None
+    return (name, goal) if 0 < goal <= 1 else None
 
 
 def weights_problem(*weights) -> str | None:

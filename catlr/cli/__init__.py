@@ -247,9 +247,9 @@ def _outputs(inputs=(), storage_options=None, **outputs):
     guard(outputs, inputs, storage_options)
 
 
-def _threshold(value: float) -> float:
-    # click's min/max let NaN through (every comparison with NaN is false)
-    if not 0.0 <= value <= 1.0:
+def _threshold(value: float | None) -> float | None:
+    # click's min/max let NaN through (every comparison with NaN is false); None: the model's
+    if value is not None and not 0.0 <= value <= 1.0:
         raise UsageError(f"--threshold must be a probability from 0 to 1, got {value}")
     return value
 
@@ -304,7 +304,7 @@ def settings(command: str):
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file of settings (see configs/default.toml); flags override it.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help=f"Model file written by 'catlr train' [default: the newest run in {DEFAULTS['runs']}/, else {DEFAULTS['model']}: the config's runs and model keys].")]
-ThresholdOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability above which an image is positive.")]
+ThresholdOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, show_default=False, help="Probability above which an image is positive [default: the model's: what train chose on validation or was given, else 0.5].")]
 ModelArg = Annotated[Optional[Path], typer.Argument(metavar="[MODEL]", help=f"Model file [default: the newest run in {DEFAULTS['runs']}/, else {DEFAULTS['model']}].")]
 DataArg = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder, prepared .h5, or folder with train_*.h5 + test_*.h5.")]
 
@@ -419,15 +419,18 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Argument(metavar="[DATA]", help="Data to evaluate on [default: the data the model was trained on].")] = None,
     model: ModelOpt = None,
     split: Annotated[str, typer.Option(help="test or train.")] = "test",
-    threshold: ThresholdOpt = 0.5,
+    threshold: ThresholdOpt = None,
     errors: Annotated[Optional[Path], typer.Option("--errors", help="Save a sheet of the misclassified images, each captioned with its file, as a PNG.")] = None,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Save one CSV row per image: path (or split and index), true label, probability, predicted label, correct.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Save a PNG: the precision-recall curve with the threshold's point, the reliability diagram (predicted against observed, the count per bin) and, with --learning-curve, the learning curve.")] = None,
+    learning_curve: Annotated[bool, typer.Option("--learning-curve", help="Train the model's settings again on 10%, 20%, ... 100% of its training split and on shuffled labels, each scored on the validation split (else the test split, said): would more images help?")] = False,
     config: ConfigOpt = None, json_out: JsonOpt = False, settings: dict = None,
 ):
     """A model's accuracy, precision, recall, F1 and confusion matrix.
 
-    Also log loss and ROC AUC. DATA defaults to the data the model was trained on, and
-    for an image folder to the very test split that train held out.
+    Also log loss, ROC AUC, the Brier score and the calibration error, each with its
+    interval. DATA defaults to the data the model was trained on, and for an image folder
+    to the very test split that train held out.
     """
     with _guard():
         if split not in ("train", "test"):
@@ -440,7 +443,8 @@ def evaluate(
         from .progress import events
 
         model, chosen = resolve_model(model, cfg)
-        _outputs([model, data], errors=(errors, "png"), predictions=(predictions, "predictions"))
+        _outputs([model, data], errors=(errors, "png"), predictions=(predictions, "predictions"),
+                 plot=(plot, "png"))
 
         with events(render.console(json_out, plain=True), quiet=True) as on_event:  # folders: a bar
             result = run(model, data, split=split, threshold=threshold, on_event=on_event,
@@ -451,17 +455,29 @@ def evaluate(
 
                 wrong = mistakes_sheet(result.images, result.labels, result.probabilities,
                                        result.paths, result.figures["classes"], errors,
-                                       threshold=threshold, title=f"Misclassified ({split} split)")
+                                       threshold=result.threshold,
+                                       title=f"Misclassified ({split} split)")
                 result.figures["errors_shown"] = min(wrong, MISTAKES)
             if predictions is not None:
                 from ..stages.evaluate import write_predictions
 
                 write_predictions(result, predictions)
+            if learning_curve:
+                from ..stages.curve import learning_curve as curve
+
+                with events(render.console(json_out, plain=True), quiet=True) as on_event:
+                    result.figures["learning_curve"] = curve(
+                        model, data, threshold=threshold, on_event=on_event,
+                        storage_options=cfg["storage_options"])
+            if plot is not None:
+                from ..stages.plots import eval_picture
+
+                eval_picture(result, plot)
         for warning in result.figures["warnings"]:
             _say(f"Warning: {warning}")
         render.show(result.figures, _fmt(json_out),
                     human=lambda f: render.eval_report(render.console(), f, errors, chosen,
-                                                       predictions))
+                                                       predictions, plot))
 
 
 @app.command(cls=_Command)
@@ -469,7 +485,7 @@ def evaluate(
 def predict(
     inputs: Annotated[List[str], typer.Argument(metavar="INPUT...", help="Image files, folders (searched for images) and globs.")],
     model: ModelOpt = None,
-    threshold: ThresholdOpt = 0.5,
+    threshold: ThresholdOpt = None,
     json_out: JsonOpt = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV: path, probability, label, error.")] = False,
     config: ConfigOpt = None, settings: dict = None,
@@ -509,7 +525,7 @@ def explain(
     inputs: Annotated[List[str], typer.Argument(metavar="PHOTO...", help="Image files, folders (searched for images) and globs.")],
     model: ModelOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Save the explanation as a PNG: the photo, what the model sees, each pixel's push, the sums and the training images most alike.")] = None,
-    threshold: ThresholdOpt = 0.5,
+    threshold: ThresholdOpt = None,
     json_out: JsonOpt = False,
     config: ConfigOpt = None, settings: dict = None,
 ):
@@ -701,7 +717,7 @@ def demo(
 def export(
     model: ModelArg = None,
     onnx: Annotated[Optional[Path], typer.Option("--onnx", help="Write the model as an ONNX graph to this .onnx file (needs catlr[onnx]).")] = None,
-    threshold: ThresholdOpt = 0.5,
+    threshold: ThresholdOpt = None,
     config: ConfigOpt = None, json_out: JsonOpt = False,
 ):
     """A model as an ONNX graph, its preprocessing inside.
@@ -735,7 +751,7 @@ def serve(
     model: ModelArg = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on; another than 127.0.0.1 lets other machines in (with a warning).")] = SERVE["host"],
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: any free one).")] = SERVE["port"],
-    threshold: ThresholdOpt = 0.5,
+    threshold: ThresholdOpt = None,
     max_upload: Annotated[str, typer.Option("--max-upload", help="Largest request body, e.g. 20MB.")] = SERVE["max_upload"],
     max_images: Annotated[int, typer.Option("--max-images", help="Most images one request may carry.")] = SERVE["max_images"],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no line per request.")] = False,

@@ -182,6 +182,7 @@ def data_lines(ds):
     report = ds.report or {}
     for note in report.get("notes", []):
         yield f"Note: {note}"
+    yield from share_lines(ds.shares(), ds.classes)
     if ds.has_val:
         how = ("stored in the file" if (ds.validation or {}).get("stored") else
                f"{ds.validation['fraction']:g} of the training split, seed "
@@ -202,6 +203,27 @@ def data_lines(ds):
     if leaks:
         yield (f"{len(leaks)} test images repeat a train image (e.g. {leaks[0][1]} = "
                f"{leaks[0][0]}); 'catlr prepare --dedupe' drops them")
+
+
+def share_lines(report, classes):
+    """The positive class's share in each split with its interval, and a warning for each
+    split whose share differs from the training split's more than chance allows (prepare
+    and train): report is metrics.share_report's."""
+    found = report["shares"]
+    if len(found) < 2:
+        return
+    pos = classes[1]
+    yield (f"Share of {pos} (95% CI): " + ", ".join(
+        f"{name} {pct(s['share'])} ({pct(s['ci'][0])}-{pct(s['ci'][1])}, n = {s['m']})"
+        for name, s in found.items()))
+    for d in report["differ"]:
+        split, base = found[d["split"]], found[d["base"]]
+        yield (f"Warning: the {d['split']} split is {pct(split['share'])} {pos} and the "
+               f"{d['base']} split {pct(base['share'])}, further apart than chance allows "
+               f"(two-proportion z-test, p = {d['p_value']:.2g} < {d['level']:.2g}): a model "
+               f"learns the {d['base']} split's share, and on the {d['split']} split always "
+               f"answering {classes[split['majority']]} scores "
+               f"{pct(max(split['share'], 1 - split['share']))}")
 
 
 def _table(*columns, title=None):
@@ -227,11 +249,16 @@ def _prep_written(console, r):
 
 def _prep_counts(console, r):
     neg, pos = r["classes"]
-    table = _table("split", neg, pos, "total", f"{pos} share")
+    table = _table("split", neg, pos, "total", f"{pos} share", "95% CI")
+    found = r["shares"]["shares"]
     for split, c in r["counts"].items():
         n = sum(c.values())
-        table.add_row(split, str(c[neg]), str(c[pos]), str(n), pct(c[pos] / n if n else None))
+        low_high = found[split]["ci"] if split in found else None
+        table.add_row(split, str(c[neg]), str(c[pos]), str(n), pct(c[pos] / n if n else None),
+                      f"{pct(low_high[0])}-{pct(low_high[1])}" if low_high else "")
     console.print(table)
+    for line in list(share_lines(r["shares"], r["classes"]))[1:]:  # the warnings: the
+        console.print(line, style="yellow")                       # table shows the shares
     for split, c in r["counts"].items():
         missing = [name for name, n in c.items() if n == 0]
         if sum(c.values()) and missing:
@@ -326,6 +353,9 @@ def train_summary(console, meta, saved):
     """The figures, and what was written where (saved: runs.Saved)."""
     _train_lr_auto(console, meta)
     _train_final_cost(console, meta)
+    said = threshold_text(meta.get("threshold"), meta.get("threshold_choice"))
+    if said:
+        console.print(f"Threshold: {said}")
     console.print(f"train accuracy: {pct(meta['train_accuracy'])}" + ci(None, meta["m_train"]))
     if meta.get("val_accuracy") is not None:
         console.print(f"validation accuracy: {pct(meta['val_accuracy'])}"
@@ -333,6 +363,31 @@ def train_summary(console, meta, saved):
     console.print(f"test accuracy: {pct(meta['test_accuracy'])}"
                   + ci(meta.get("test_accuracy_ci"), meta.get("m_test")))
     _train_saved(console, saved)
+
+
+def _target_text(target) -> str:
+    """'f1' -> 'the best F1'; 'precision=0.9' -> 'precision 0.9 or more' (recall alike)."""
+    name, _, goal = str(target or "f1").partition("=")
+    return "the best F1" if name == "f1" else f"{name} {goal} or more"
+
+
+def threshold_text(threshold, choice, given=False) -> str:
+    """How a model labels, when it is not the course's plain 0.5: '0.62, chosen on the
+    validation split for the best F1 (there: precision 80.0%, recall 75.0%, F1 77.4%, n
+    = 41)', '0.7, given to train', '0.3, given (--threshold)'; '' for 0.5 unchosen."""
+    if threshold is None:
+        return ""
+    if given:
+        return f"{threshold:g}, given (--threshold), not the model's"
+    if choice:
+        there = ", ".join(f"{k if k != 'f1' else 'F1'} {pct(choice[k])}"
+                          for k in ("precision", "recall", "f1") if choice.get(k) is not None)
+        n = f", n = {choice['m']}" if choice.get("m") is not None else ""
+        missed = ("; no threshold reaches it there, this one comes nearest"
+                  if choice.get("met") is False else "")
+        return (f"{threshold:g}, chosen on the {choice.get('on') or 'validation'} split for "
+                f"{_target_text(choice.get('target'))} (there: {there}{n}){missed}")
+    return "" if threshold == 0.5 else f"{threshold:g}, given to train (--threshold)"
 
 
 def _train_lr_auto(console, meta):
@@ -379,7 +434,28 @@ def _model_line(path, chosen):
     return f"{path}" + ("" if chosen == "given" else f" ({chosen})")
 
 
-def eval_report(console, f, errors, chosen="given", predictions=None):
+def interval_of(low_high, digits=4) -> str:
+    return "" if not low_high else f"{low_high[0]:.{digits}f}-{low_high[1]:.{digits}f}"
+
+
+def calibration_lines(cal, m, positive="cat"):
+    """What the Brier score and the calibration error say, in words (eval)."""
+    b, e = cal.get("brier") or {}, cal.get("ece") or {}
+    if b.get("value") is not None and b.get("reference") is not None:
+        yield (f"brier {b['value']:.4f}: the mean of (probability - label)^2, 0 is perfect; "
+               f"always answering this split's share of {positive}, {b['share']:.2f}, scores "
+               f"{b['reference']:.4f} (its CI by the normal formula)")
+    calm = e.get("if_calibrated")
+    if e.get("value") is not None and calm:
+        verdict = ("these are off by more than chance" if e["value"] > calm["p95"] else
+                   "no sign these are off")
+        yield (f"ece {e['value']:.4f}: the mean gap between probability and share of "
+               f"{positive} over {e['bins']} bins (its CI by bootstrap); exact probabilities "
+               f"would show {calm['mean']:.4f} on {m} images, at most {calm['p95']:.4f} in 95% "
+               f"of draws: {verdict} (--plot draws them)")
+
+
+def eval_report(console, f, errors, chosen="given", predictions=None, plot=None):
     neg, pos = f["classes"]
     console.print(f"Model {_model_line(f['model'], chosen)} on the {f['split']} split of "
                   f"{f['data']} ({f['m']} images)")
@@ -395,9 +471,21 @@ def eval_report(console, f, errors, chosen="given", predictions=None):
     t.add_row("log_loss", "n/a" if f["log_loss"] is None else f"{f['log_loss']:.4f}", "", "")
     t.add_row("roc_auc", "n/a" if f["roc_auc"] is None else f"{f['roc_auc']:.4f}",
               interval("roc_auc", lambda v: f"{v:.4f}"), str(f["m"]))
+    cal = f.get("calibration") or {}
+    for key, name in (("brier", "brier"), ("ece", "ece")):
+        if (cal.get(key) or {}).get("value") is not None:
+            t.add_row(name, f"{cal[key]['value']:.4f}", interval_of(cal[key].get("ci")),
+                      str(f["m"]))
     base = f["baseline"]
-    t.add_row(f"always {f['classes'][base['label']]}", pct(base["accuracy"]), "", str(f["m"]))
+    t.add_row(f"majority class (always {f['classes'][base['label']]})", pct(base["accuracy"]),
+              "", str(f["m"]))
     console.print(t)
+    said = threshold_text(f["threshold"], f.get("threshold_choice"),
+                          f.get("threshold_from") == "given")
+    if said:
+        console.print(f"Threshold: {said}")
+    for sentence in calibration_lines(cal, f["m"], pos):
+        console.print(sentence)
     cm = _table("true \\ predicted", neg, pos, "total",
                 title=f"Confusion matrix (threshold {f['threshold']:g})")
     cm.add_row(neg, f"{f['tn']} (tn)", f"{f['fp']} (fp)", str(f["negatives"]))
@@ -410,6 +498,41 @@ def eval_report(console, f, errors, chosen="given", predictions=None):
                            f"(the most confident) to {errors}")
     if predictions:
         console.print(f"Saved one row per image ({f['m']}) to {predictions}")
+    if f.get("learning_curve"):
+        curve_report(console, f["learning_curve"])
+    if plot:
+        console.print("Saved the precision-recall curve and the reliability diagram"
+                      + (" and the learning curve" if f.get("learning_curve") else "")
+                      + f" to {plot}")
+
+
+def curve_report(console, c):
+    """The learning curve as a table, the shuffled labels, and what it says."""
+    held, points = c["held"], c["points"]
+    s = c["settings"]
+    console.print(f"Learning curve: the model's settings (lr {s['lr']:g}, {s['iters']} "
+                  f"iterations{', l2 ' + format(s['l2'], 'g') if s['l2'] else ''}) trained "
+                  f"again on part of its {points[-1]['m']} training images, stratified, seed "
+                  f"{c['seed']}; scored on the {held} split (n = {c['m_held']})"
+                  + ("" if held == "validation" else ", which the model had no validation "
+                     "split to spare: look at it, choose nothing on it"))
+    t = _table("images", "part", "train accuracy", f"{held} accuracy", "95% CI")
+    for p in points:
+        low, high = p["held_ci"]
+        t.add_row(str(p["m"]), f"{p['fraction']:.0%}", pct(p["train_accuracy"]),
+                  pct(p["held_accuracy"]), f"{pct(low)}-{pct(high)}")
+    console.print(t)
+    sh = c.get("shuffled")
+    if sh:
+        n = len(sh["accuracies"])
+        console.print(
+            f"Shuffled labels: {held} accuracy {pct(sh['mean'])} on average ({pct(sh['low'])}-"
+            f"{pct(sh['high'])} over {n} shuffles) against {pct(c['real'])} with the real "
+            "labels: " + ("above every shuffle, the model learned more than the classes' "
+                          "shares" if sh["above"] else
+                          f"not above them, on {c['m_held']} images this accuracy may be "
+                          "chance"))
+    console.print(f"What it says: {c['verdict']['line']}")
 
 
 def predict_table(rows, model, chosen="given"):
@@ -555,6 +678,9 @@ def inspect_table(console, path, chosen, meta, model, weights):
     t.add_row("split", split_text(meta))
     for w in meta.get("warnings") or []:
         t.add_row("warning", str(w))
+    said = threshold_text(meta.get("threshold"), meta.get("threshold_choice"))
+    if said:
+        t.add_row("threshold", said)
     t.add_row("train_accuracy", pct(meta.get("train_accuracy")))
     t.add_row("test_accuracy", pct(meta.get("test_accuracy")))
     t.add_row("b", f"{model.b_:.6g}")
@@ -622,6 +748,9 @@ def _extra(r):
         [f"weights {r['class_weight']}"] if r.get("class_weight") not in (None, "none") else [])
     parent = r.get("parent") if isinstance(r.get("parent"), dict) else None
     bits += [f"from {parent.get('run')}@{parent.get('at')}"] if parent else []
+    t = r.get("threshold")
+    bits += [f"threshold {t:.3g}" + (" (auto)" if r.get("threshold_choice") else "")] if (
+        isinstance(t, float) and (t != 0.5 or r.get("threshold_choice"))) else []
     return " ".join(bits + ([f"stopped at {r['stopped_at']}"] if r.get("stopped_at") else []))
 
 

@@ -160,8 +160,11 @@ class LogisticRegression:
         """A = sigmoid(w.T X + b), the probability of the positive class, shape (1, m)."""
         return sigmoid(self.decision_function(X))
 
-    def predict(self, X, threshold: float = 0.5):
-        """Labels (1, m) as int64: 1 where A > threshold."""
+    def predict(self, X, threshold: float | None = None):
+        """Labels (1, m) as int64: 1 where A > threshold (None: `threshold_`, the one a model
+        file stores, which catlr.load sets; else 0.5)."""
+        if threshold is None:
+            threshold = getattr(self, "threshold_", 0.5)
         return labels(self.predict_proba(X), threshold)
 
     def proba_pixels(self, x):

@@ -44,7 +44,8 @@ CONFIG, COSTS, METRICS, PICTURE = "config.toml", "costs.csv", "metrics.json", "c
 SUMMARY = ("name", "created", "data", "data_kind", "lr", "iters", "dtype", "form", "engine",
            "final_cost", "train_accuracy", "test_accuracy", "m_train", "m_test", "warnings",
            "l2", "class_weight", "held", "best_iteration", "best_cost", "stopped_at",
-           "val_accuracy", "val_cost", "m_val", "test_accuracy_ci", "parent", "solver")
+           "val_accuracy", "val_cost", "m_val", "test_accuracy_ci", "parent", "solver",
+           "threshold", "threshold_choice")
 
 
 def _is_run(path) -> bool:

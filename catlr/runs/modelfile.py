@@ -12,6 +12,7 @@ Loading never runs code from the file: no pickles, and every entry is checked
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -115,8 +116,11 @@ def _invalid(path, why: str) -> Damaged:
 def clean(meta: dict) -> dict:
     """Metadata from a model file made safe to use: every field catlr formats or reads
     (checked.FIGURES) that is not of its kind is None, texts are cut to MAX_TEXT, warnings
-    to checked.MAX_WARNINGS, the split and config to what they can be."""
-    return lenient(meta, LENIENT)
+    to checked.MAX_WARNINGS, the split and config to what they can be; the threshold and
+    how it was chosen likewise (clean_threshold)."""
+    meta = lenient(meta, LENIENT)
+    clean_threshold(meta)
+    return meta
 
 
 def _meta(path, meta_arr) -> dict:
@@ -135,6 +139,8 @@ def _meta(path, meta_arr) -> dict:
     if not isinstance(meta, dict):
         raise _invalid(path, "meta is not a JSON object")
     meta = {RENAMED.get(k, k): v for k, v in meta.items()}  # files of earlier versions
+    if "threshold" in meta and threshold_problem(meta["threshold"]):  # issue 31
+        raise _invalid(path, f"threshold {threshold_problem(meta['threshold'])}")
     # figures and settings that catlr formats or uses: a wrong type is dropped, not trusted
     return clean(meta)
 
@@ -187,3 +193,47 @@ def _check(path, entries: dict) -> dict:
         if not holds(meta, entries):
             raise _invalid(path, why(meta, entries))
     return meta
+
+
+# ---- the threshold (issue 31): the probability above which the model labels an image
+# the positive class, stored by train (given, or chosen on the validation split: then
+# threshold_choice says how). A file without one, from before, labels at 0.5.
+
+DEFAULT_THRESHOLD = 0.5
+CHOICE_NUMBERS = ("precision", "recall", "f1")  # threshold_choice's figures, in [0, 1]
+
+
+def threshold_of(meta: dict) -> float:
+    """The threshold a model's metadata (checked by load) stores, or 0.5."""
+    value = meta.get("threshold")
+    return DEFAULT_THRESHOLD if value is None else float(value)
+
+
+def threshold_problem(value) -> str | None:
+    """Why `value` cannot be a stored threshold (a number from 0 to 1), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and 0 <= value <= 1):
+        return f"{str(value)[:40]!r} is not a probability from 0 to 1"
+    return None
+
+
+def clean_threshold(meta: dict) -> None:
+    """clean()'s part for the threshold: a wrong threshold is None (load refuses the file
+    first); threshold_choice keeps only its known fields of the right types."""
+    if "threshold" in meta and threshold_problem(meta["threshold"]):
+        meta["threshold"] = None
+    if "threshold_choice" in meta:
+        c = meta["threshold_choice"]
+        if not isinstance(c, dict):
+            meta["threshold_choice"] = None
+            return
+        kept = {k: c[k] for k in CHOICE_NUMBERS
+                if isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool)
+                and math.isfinite(c[k]) and 0 <= c[k] <= 1}
+        kept.update({k: c[k][:MAX_TEXT] for k in ("on", "target")
+                     if isinstance(c.get(k), str)})
+        if isinstance(c.get("met"), bool):
+            kept["met"] = c["met"]
+        if isinstance(c.get("m"), int) and not isinstance(c.get("m"), bool) and c["m"] >= 0:
+            kept["m"] = c["m"]
+        meta["threshold_choice"] = kept

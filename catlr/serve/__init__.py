@@ -40,7 +40,7 @@ __all__ = ["HOST", "PORT", "App", "Limits", "Refused", "Server", "build", "is_lo
            "serve", "warnings_for"]
 
 
-def build(model_path, *, host: str = HOST, port: int = PORT, threshold: float = 0.5,
+def build(model_path, *, host: str = HOST, port: int = PORT, threshold: float | None = None,
           limits: Limits | None = None, on_event=ignore) -> Server:
     """A server for the model at `model_path`, bound (port 0: a free one), not yet serving:
     call serve_forever(), and shutdown() and server_close() when done."""
@@ -48,7 +48,7 @@ def build(model_path, *, host: str = HOST, port: int = PORT, threshold: float = 
     return Server(App(predictor, str(model_path), limits or Limits()), host, port, on_event)
 
 
-def serve(model_path, *, host: str = HOST, port: int = PORT, threshold: float = 0.5,
+def serve(model_path, *, host: str = HOST, port: int = PORT, threshold: float | None = None,
           limits: Limits | None = None, on_event=ignore) -> None:
     """Serve the model at `model_path` until interrupted (Ctrl-C, SIGTERM)."""
     server = build(model_path, host=host, port=port, threshold=threshold, limits=limits,

@@ -229,7 +229,7 @@ def _pixels_of(ds, index: int) -> np.ndarray:
     return np.asarray(ds.x_train[index:index + 1])[0]
 
 
-def explain(inputs, model_path=None, *, predictor=None, threshold=0.5, alike=True,
+def explain(inputs, model_path=None, *, predictor=None, threshold=None, alike=True,
             max_pixels=MAX_PIXELS, storage_options=None, on_event=ignore) -> list[Explanation]:
     """One Explanation per image of `inputs` (files, folders, globs, as predict takes them),
     in input order; an image that cannot be read gets doc {path, error}, as in predict.

@@ -314,3 +314,100 @@ def explain_picture(explanations, path, classes=("non-cat", "cat")) -> int:
         return 0
     _save(fig, path)
     return len(fig.subfigs)
+
+
+KINDS = {"low": "both low", "rising": "still rising", "overfitting": "flat, overfitting",
+         "flat": "flat"}
+
+
+def eval_picture(result, path):
+    """What eval measured, as one PNG: the precision-recall curve of the split with the
+    threshold's point (and 0.5's when it differs), the reliability diagram (each bin's mean
+    probability against its share of positives, with Wilson intervals, and the count per
+    bin beneath) and, when computed, the learning curve (training and held-out accuracy
+    against the number of training images, with intervals, the majority class and the
+    shuffled labels' range). result: evaluate.Evaluation."""
+    from ..learn.metrics import pr_curve, report
+
+    f = result.figures
+    pos = f["classes"][1]
+    curve = f.get("learning_curve")
+    fig = Figure(figsize=(15 if curve else 10.5, 4.8))
+    grid = fig.add_gridspec(4, 3 if curve else 2, wspace=0.3, hspace=0.15)
+
+    ax = fig.add_subplot(grid[:, 0])
+    c = pr_curve(result.labels, result.probabilities)
+    ax.step(np.r_[0.0, c["recall"]], np.r_[1.0, c["precision"]], where="pre",
+            label="every threshold")
+    share = f["positives"] / f["m"]
+    ax.axhline(share, color="gray", linestyle="--", linewidth=1,
+               label=printable(f"always {pos}: precision {share:.2f}"))
+    if result.threshold != 0.5:
+        half = report(result.labels, result.probabilities, 0.5)
+        ax.plot([half["recall"]], [half["precision"]], "o", markersize=13, markerfacecolor="none",
+                color="gray", label=f"threshold 0.5: precision {half['precision']:.2f}, recall "
+                      f"{half['recall']:.2f}")
+    how = ("given" if f.get("threshold_from") == "given" else "chosen on validation"
+           if f.get("threshold_choice") else "the model's")
+    ax.plot([f["recall"]], [f["precision"]], "o", color="firebrick", markersize=8,
+            label=f"threshold {result.threshold:.3g} ({how}): precision {f['precision']:.2f}, "
+                  f"recall {f['recall']:.2f}")
+    ax.set(title=printable(f"Precision and recall ({f['split']} split, n = {f['m']})"),
+           xlabel=printable(f"recall (share of {pos} images found)"),
+           ylabel=printable(f"precision (share of '{pos}' answers right)"),
+           xlim=(-0.02, 1.02), ylim=(-0.02, 1.05))
+    ax.legend(fontsize=7.5, loc="lower right")
+    ax.grid(alpha=0.3)
+
+    cal = f["calibration"]
+    rel = cal["reliability"]
+    top, bottom = fig.add_subplot(grid[:3, 1]), fig.add_subplot(grid[3, 1])
+    top.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="exact")
+    full = [i for i, n in enumerate(rel["count"]) if n]
+    xs = [rel["predicted"][i] for i in full]
+    ys = [rel["observed"][i] for i in full]
+    errs = np.array([[ys[k] - rel["observed_ci"][i][0], rel["observed_ci"][i][1] - ys[k]]
+                     for k, i in enumerate(full)]).T.reshape(2, -1)
+    top.errorbar(xs, ys, yerr=errs, fmt="o-", color="tab:blue", capsize=3,
+                 label="each bin (95% CI)")
+    top.set(title=f"Reliability: ECE {cal['ece']['value']:.3f}, Brier {cal['brier']['value']:.3f}",
+            ylabel=printable(f"observed share of {pos}"), xlim=(0, 1), ylim=(-0.02, 1.02))
+    top.tick_params(labelbottom=False)
+    top.legend(fontsize=8, loc="upper left")
+    top.grid(alpha=0.3)
+    edges = rel["edges"]
+    bottom.bar(edges[:-1], rel["count"], width=np.diff(edges), align="edge", color="tab:blue",
+               alpha=0.5, edgecolor="white")
+    for left, right, n in zip(edges[:-1], edges[1:], rel["count"]):
+        if n:
+            bottom.annotate(str(n), ((left + right) / 2, n), ha="center", va="bottom",
+                            fontsize=7)
+    bottom.set(xlim=(0, 1), ylim=(0, max(rel["count"]) * 1.35 or 1),
+               xlabel=printable(f"predicted probability of {pos}"), ylabel="images")
+    if curve:
+        _curve_axes(fig.add_subplot(grid[:, 2]), curve)
+    _save(fig, path)
+
+
+def _curve_axes(ax, c):
+    """The learning curve: training and held-out accuracy with Wilson bands, the majority
+    class, the shuffled labels' range."""
+    pts = c["points"]
+    m = [p["m"] for p in pts]
+    for key, name, color in (("train", "training images", "tab:blue"),
+                             ("held", f"{c['held']} split", "darkorange")):
+        acc = [p[f"{key}_accuracy"] for p in pts]
+        ax.plot(m, acc, "o-", color=color, markersize=4, label=printable(f"accuracy on the {name}"))
+        ax.fill_between(m, [p[f"{key}_ci"][0] for p in pts], [p[f"{key}_ci"][1] for p in pts],
+                        color=color, alpha=0.15)
+    ax.axhline(c["baseline"], color="gray", linestyle="--", linewidth=1,
+               label=f"majority class on {c['held']}: {c['baseline']:.1%}")
+    sh = c.get("shuffled")
+    if sh:
+        ax.axhspan(sh["low"], sh["high"], color="purple", alpha=0.12,
+                   label=f"shuffled labels ({len(sh['accuracies'])}): {sh['low']:.0%}-"
+                         f"{sh['high']:.0%}")
+    ax.set(title=f"Learning curve: {KINDS.get(c['verdict']['kind'], '')}",
+           xlabel="training images", ylabel="accuracy", ylim=(0, 1.02))
+    ax.legend(fontsize=7.5, loc="lower right")
+    ax.grid(alpha=0.3)

@@ -20,6 +20,7 @@ from ..files.inputs import scope
 from ..files.outputs import atomic_folder, atomic_path, guard, remove_stale
 from ..files.remote import remote_folder
 from ..files.schema import Sink, find_course_pair
+from ..learn.metrics import share_report
 from ..version import __version__
 
 
@@ -96,6 +97,9 @@ def _prepare(src, out, cfg: dict, *, dedupe, strict, on_event) -> dict:
                 report = ingest(layout, stream, Sink(f, cfg["size"], layout.classes, splits),
                                 dedupe=dedupe, strict=strict, on_event=on_event, sizes=sizes)
                 finish(report, f.attrs)
+    neg_pos = report["classes"]
+    report["shares"] = share_report({split: (c[neg_pos[1]], sum(c.values()))
+                                     for split, c in report["counts"].items()})
     report["out"] = url or os.path.abspath(os.fspath(out))
     report["replaced"], report["fit"] = replaced, cfg["fit"]
     return report

@@ -19,7 +19,7 @@ from ..data import datasets
 from ..errors import CatlrError, EngineLost, Terminated, UsageError
 from ..events import Loaded, ignore
 from ..files.outputs import guard
-from ..learn import descent
+from ..learn import descent, metrics
 from ..learn.descent import SAMPLE_EVERY, Held
 from ..learn.design import Pixels
 from ..learn.loss import cost, labels, sigmoid
@@ -68,7 +68,9 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
     (None for an empty split), m_train, m_test, warnings, how it ran (form, engine,
     dtype, engine_reason), and the held-out curve: held ("validation" or "test"),
     held_costs at each recorded iteration, best_iteration and best_cost, stopped_at,
-    and with a validation split val_cost, val_accuracy, m_val. `gram`: see
+    and with a validation split val_cost, val_accuracy, m_val; threshold, the one the
+    accuracies label at (cfg's, or chosen on validation for "auto": threshold_choice says
+    how, decide_threshold). `gram`: see
     LogisticRegression.fit_pixels; `choice`, `design` and `held` (from plan(),
     engines.design() and held_for()) are reused across a sweep.
     """
@@ -88,11 +90,13 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
         if own:
             design.close()
     z = model.train_z_
-    test_pred = labels(model.proba_pixels(ds.x_test)) if len(ds.y_test) else None
+    p_val = model.proba_pixels(ds.x_val) if ds.has_val else None
+    threshold, chosen = decide_threshold(cfg, ds.y_val, p_val)
+    test_pred = labels(model.proba_pixels(ds.x_test), threshold) if len(ds.y_test) else None
     test_acc = _accuracy(test_pred, ds.y_test)
     figures = {
         "final_cost": final_cost(model, ds.y_train),
-        "train_accuracy": _accuracy(labels(sigmoid(z)), ds.y_train),
+        "train_accuracy": _accuracy(labels(sigmoid(z), threshold), ds.y_train),
         "test_accuracy": test_acc,
         "test_accuracy_ci": wilson(round(test_acc * len(ds.y_test)), len(ds.y_test))
         if test_acc is not None else None,
@@ -105,15 +109,26 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
         "best_iteration": model.best_[0] if model.best_ else None,
         "best_cost": model.best_[1] if model.best_ else None,
         "stopped_at": model.stopped_, "iters_run": model.iters_run_,
+        "threshold": threshold, **({"threshold_choice": chosen} if chosen else {}),
     }
     if ds.has_val:
-        p = model.proba_pixels(ds.x_val)
         y = np.asarray(ds.y_val)
-        acc = _accuracy(labels(p), y)
+        acc = _accuracy(labels(p_val, threshold), y)
         figures.update({"val_cost": cost(_logit(model, ds.x_val), y), "val_accuracy": acc,
                         "val_accuracy_ci": wilson(round(acc * len(y)), len(y)),
                         "m_val": int(len(y))})
     return model, figures
+
+
+def decide_threshold(cfg: dict, y_val, p_val) -> tuple[float, dict | None]:
+    """The threshold a model labels with: cfg's, or with "auto" the one that meets cfg's
+    target on the validation split (metrics.choose_threshold). Returns (threshold, how it
+    was chosen: {on, target, precision, recall, f1, met, m} at it on validation; None
+    when it was given)."""
+    if cfg.get("threshold", DEFAULTS["threshold"]) != "auto":
+        return float(cfg.get("threshold", DEFAULTS["threshold"])), None
+    chosen = metrics.choose_threshold(y_val, p_val, cfg["target"])
+    return chosen.pop("threshold"), {"on": "validation", **chosen}
 
 
 def _largest(design, model):
@@ -207,11 +222,20 @@ def check_solver(cfg: dict) -> None:
     solvers.require(solver)
 
 
+def check_threshold(cfg: dict) -> None:
+    """Refuse a --target without --threshold auto, which alone aims for one."""
+    if cfg.get("target", "f1") != "f1" and cfg.get("threshold") != "auto":
+        raise UsageError(f"--target {cfg['target']} is what --threshold auto aims for: add "
+                         "--threshold auto (with a validation split), or drop --target")
+
+
 def check_validation(cfg: dict) -> None:
     """Refuse, before any data is read, choices that need a validation split and have none
     coming (a stored one is checked once the data is open)."""
-    if cfg["val_fraction"] == 0 and (cfg["early_stop"] or cfg["lr"] == "auto"):
-        what = "--early-stop" if cfg["early_stop"] else "--lr auto"
+    if cfg["val_fraction"] == 0 and (cfg["early_stop"] or cfg["lr"] == "auto"
+                                     or cfg.get("threshold") == "auto"):
+        what = ("--early-stop" if cfg["early_stop"] else "--lr auto" if cfg["lr"] == "auto"
+                else "--threshold auto")
         raise UsageError(f"{what} chooses on a validation split, never on the test split: add "
                          "--val-fraction 0.2 (or prepare the data with --val-fraction)")
 
@@ -231,7 +255,8 @@ def load(data, cfg, on_event=ignore):
                              "--val-fraction): drop --val-fraction to use it")
         if cfg["val_fraction"]:
             ds.hold_out(cfg["val_fraction"], cfg["seed"])
-        if not ds.has_val and (cfg["early_stop"] or cfg["lr"] == "auto"):
+        if not ds.has_val and (cfg["early_stop"] or cfg["lr"] == "auto"
+                               or cfg.get("threshold") == "auto"):
             check_validation(cfg)
     except BaseException:
         ds.close()
@@ -386,6 +411,7 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
         runs.check_name(cfg["runs"], name, exist_ok)
     engines.require(cfg["engine"])
     check_solver(cfg)
+    check_threshold(cfg)
     if not datasets.stored_validation(data, cfg["storage_options"]):
         check_validation(cfg)
     with load(data, cfg, on_event) as ds:
@@ -425,6 +451,7 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
                 shutil.rmtree(folder, ignore_errors=True)
             raise
         prints = {s: ds.fingerprint(s) for s in ("train", "test")}  # what eval compares
+        figures["shares"] = ds.shares()
     meta = modelfile.metadata(model, ds, cfg, figures, prints)
     meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
     if parent is not None:
@@ -485,6 +512,7 @@ def sweep(data, cfg: dict, lrs=None, l2s=None, *, on_event=ignore):
         lrs = lrs[:1]
     engines.require(cfg["engine"])
     check_solver(cfg)
+    check_threshold(cfg)
     if not datasets.stored_validation(data, cfg["storage_options"]):
         check_validation(cfg)
     rows = []
