@@ -23,7 +23,7 @@ DEFAULTS = {
     "l2": 0.0,              # course 2's penalty lambda / (2m) |w|^2 (the bias is not penalized)
     "class_weight": "none", # none | balanced (m / (2 n_class), as scikit-learn) | NEG:POS, e.g. 1:3
     "solver": "gd",         # gd (the course's fixed-step descent) | nesterov (accelerated,
-                            # the same step) | lbfgs (scipy's L-BFGS-B, catlr[lbfgs]; no lr)
+                            # the same step) | lbfgs (L-BFGS, its line search: no lr)
     # validation: choices made on held-out data, never on the test split
     "val_fraction": 0.0,    # of the training split held out (seeded, stratified); 0: none
     "early_stop": 0,        # stop after this many recorded costs without a better validation
@@ -91,8 +91,8 @@ class Flag(NamedTuple):
 FLAGS = {
     "solver": Flag("training", "How the cost is minimized: gd (the course's fixed-step "
                                "descent), nesterov (accelerated descent with the same step), "
-                               "lbfgs (scipy's L-BFGS-B, no --lr; pip install "
-                               "\"catlr[lbfgs]\"); nesterov and lbfgs run in the primal form"),
+                               "lbfgs (L-BFGS with a line search, no --lr); nesterov and "
+                               "lbfgs run in the primal form"),
     "lr": Flag("training", "Learning rate of gradient descent, or auto: the best of a short "
                            "sweep on the validation split"),
     "iters": Flag("training", "Gradient-descent iterations (lbfgs: the most it runs)"),

@@ -22,6 +22,7 @@ from ..errors import CatlrError, describe
 from ..files.inputs import reading
 from ..files.outputs import atomic_path
 from ..learn.design import NORMALIZATION
+from ..learn.lbfgs import HISTORY as LBFGS_HISTORY
 from ..learn.model import LogisticRegression
 from ..version import __version__
 
@@ -97,12 +98,13 @@ def load(path):
     return model, meta
 
 
-def read_npz(path, needed: set, invalid, optional=frozenset()) -> dict:
+def read_npz(path, needed: set, invalid, optional=frozenset(), max_bytes=MAX_ENTRY_BYTES) -> dict:
     """The entries of an .npz read with allow_pickle=False, each checked before it is
     inflated (its declared size, its compression ratio): the one reader of catlr's own
-    files (models, solver states). `invalid(path, why)` makes the one-line error."""
+    files (models, solver states). `invalid(path, why)` makes the one-line error;
+    max_bytes: the most the file and any entry may hold."""
     try:
-        if os.path.getsize(path) > MAX_ENTRY_BYTES:
+        if os.path.getsize(path) > max_bytes:
             raise ValueError("the file is implausibly large")
         npz = np.load(path, allow_pickle=False)
         if not isinstance(npz, np.lib.npyio.NpzFile):
@@ -114,7 +116,7 @@ def read_npz(path, needed: set, invalid, optional=frozenset()) -> dict:
             out = {}
             for name in sorted((needed | set(optional)) & set(npz.files)):
                 info = npz.zip.getinfo(f"{name}.npy")
-                if info.file_size > MAX_ENTRY_BYTES:
+                if info.file_size > max_bytes:
                     raise ValueError(f"entry {name} declares {info.file_size} bytes, more than "
                                      "any model holds")
                 if info.file_size > MAX_RATIO * max(info.compress_size, 1) + 4096:
@@ -131,6 +133,12 @@ def read_npz(path, needed: set, invalid, optional=frozenset()) -> dict:
 # ---- the solver's state: what a checkpoint, or a finished run, keeps to go on from
 
 STATE_ARRAYS = ("w", "u", "w0", "wp", "keep", "costs", "trace", "held_costs")
+# ---- L-BFGS's own fields (descent.quasi_newton): the gradient at w, b (float64 here), its
+# memory of pairs s, y (k, n_x + 1) oldest first with s.y of each, beside its cost and the
+# cost before the last iteration (in the JSON: floats are written as their repr, exactly)
+LBFGS_ARRAYS = ("lbfgs_g", "lbfgs_s", "lbfgs_y", "lbfgs_sy")
+# the largest state: 2 LBFGS_HISTORY + 4 vectors of n_x + 1 float64 at the largest size
+STATE_MAX_BYTES = (2 * LBFGS_HISTORY + 6) * 8 * (3 * LIMITS["size"][1] ** 2 + 1)
 
 
 def save_state(path, state: dict, info: dict, kind: str = "state") -> None:
@@ -138,10 +146,11 @@ def save_state(path, state: dict, info: dict, kind: str = "state") -> None:
     b or v in their own float type, the history) and `info` (JSON: the run's config, data,
     fingerprint, iterations) to `path`, atomically."""
     arrays = {"meta": np.str_(json.dumps({**info, **{
-        k: v for k, v in state.items() if k not in STATE_ARRAYS + ("b", "bp", "keep")},
+        k: v for k, v in state.items()
+        if k not in STATE_ARRAYS + LBFGS_ARRAYS + ("b", "bp", "keep")},
         "keep_at": None if state.get("keep") is None else list(state["keep"][1:]),
         "b_dtype": np.asarray(state.get("b", 0.0)).dtype.name}, default=float))}
-    for key in ("w", "u", "w0", "wp"):
+    for key in ("w", "u", "w0", "wp", *LBFGS_ARRAYS):
         if state.get(key) is not None:
             arrays[key] = np.asarray(state[key])
     arrays["b"] = np.asarray(state.get("b", 0.0))
@@ -171,7 +180,7 @@ def load_state(path, is_input=True) -> tuple[dict, dict]:
     if not os.path.isfile(path):
         raise invalid(path, "not a regular file")
     e = read_npz(path, {"meta", "b", "costs", "trace", "held_costs"}, invalid,
-                 {"w", "u", "w0", "wp", "bp", "keep"})
+                 {"w", "u", "w0", "wp", "bp", "keep", *LBFGS_ARRAYS}, STATE_MAX_BYTES)
     try:
         info = json.loads(str(e["meta"]))
         if not isinstance(info, dict) or info.get("form") not in ("primal", "dual"):
@@ -195,8 +204,10 @@ def load_state(path, is_input=True) -> tuple[dict, dict]:
         if form == "primal":
             state["w"] = vec
             solver = info.get("solver", "gd")
-            if solver not in ("gd", "nesterov"):
+            if solver not in ("gd", "nesterov", "lbfgs"):
                 raise ValueError(f"solver {solver!r} keeps no state")
+            if solver == "lbfgs":
+                state.update(solver=solver, **_lbfgs_state(e, info, vec, b))
             if solver == "nesterov":  # its momentum: the previous iterate, t and beta
                 wp, bp = e.get("wp"), e.get("bp")
                 t, beta = info.get("t"), info.get("beta")
@@ -217,6 +228,40 @@ def load_state(path, is_input=True) -> tuple[dict, dict]:
     except (ValueError, TypeError, KeyError) as err:
         raise invalid(path, describe(err)) from None
     return state, info
+
+
+def _lbfgs_state(e: dict, info: dict, w, b) -> dict:
+    """L-BFGS's fields of a state file, checked: w and b float64, the gradient (n,) with
+    n = n_x + 1 and its cost, both absent after an early stop; the pairs s, y (k, n), k up
+    to LBFGS_HISTORY, s.y > 0 of each; the cost before the last iteration (or null)."""
+    n = w.shape[0] + 1
+    if w.dtype != np.float64 or b.dtype != np.float64:
+        raise ValueError("L-BFGS's w and b are not float64")
+    g, f, f_prev = e.get("lbfgs_g"), info.get("lbfgs_f"), info.get("lbfgs_f_prev")
+    if (g is None) != (f is None) or g is not None and not (
+            _vectors(g, (n,)) and _number(f)) or f_prev is not None and not _number(f_prev):
+        raise ValueError("L-BFGS's gradient or cost is missing or not finite")
+    pairs = [e.get(k) for k in ("lbfgs_s", "lbfgs_y", "lbfgs_sy")]
+    k = pairs[2].shape[0] if pairs[2] is not None and pairs[2].ndim == 1 else -1
+    if not (0 <= k <= LBFGS_HISTORY and _vectors(pairs[0], (k, n))
+            and _vectors(pairs[1], (k, n)) and _vectors(pairs[2], (k,))
+            and bool(np.all(pairs[2] > 0))):
+        raise ValueError(f"L-BFGS's memory is not up to {LBFGS_HISTORY} pairs of {n} finite "
+                         "floats")
+    keep = e.get("keep")
+    if keep is not None and not _vectors(keep, (n,)):
+        raise ValueError(f"L-BFGS's best iterate is not {n} finite floats")
+    return {"lbfgs_g": g, "lbfgs_f": f, "lbfgs_f_prev": f_prev, "lbfgs_s": pairs[0],
+            "lbfgs_y": pairs[1], "lbfgs_sy": pairs[2]}
+
+
+def _vectors(a, shape) -> bool:
+    return (a is not None and a.shape == shape and a.dtype == np.float64
+            and bool(np.isfinite(a).all()))
+
+
+def _number(v) -> bool:
+    return isinstance(v, float) and math.isfinite(v)
 
 
 def _invalid(path, why: str) -> CatlrError:
