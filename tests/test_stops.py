@@ -339,3 +339,35 @@ def test_the_iteration_an_engine_names_is_the_solvers_not_its_pass(monkeypatch):
     told = Watched(X)
     told.iteration = 14
     assert DaskPixels._iteration(told) == 14   # the engine names what it was told
+
+
+@pytest.mark.parametrize("form, solver", [("primal", "gd"), ("dual", "gd"),
+                                          ("primal", "nesterov"), ("primal", "lbfgs")])
+def test_a_signal_in_the_last_iteration_saves_the_end(form, solver):
+    """Ctrl-C during the last iteration: the run stops once it is over, its end saved as
+    the checkpoint (a resume writes the model from it), not the signal lost."""
+    from catlr import LogisticRegression
+    from catlr.events import Step
+    from catlr.learn.descent import Saver, Start
+    from catlr.learn.design import Dense
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(20, 60)) / 2
+    Y = (rng.random((1, 60)) < 0.5).astype(float)
+
+    def fit(**kw):
+        return LogisticRegression(0.5, 50, 1, form, l2=0.1, solver=solver).fit_design(
+            Dense(X), Y, form=form, **kw)
+
+    whole, saved = fit(), []
+    saver = Saver(saved.append, every=None)
+
+    def ctrl_c_at_the_last(event):
+        if isinstance(event, Step) and event.i == whole.iters_run_ - 1 and event.cost:
+            saver.signum = signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):
+        fit(saver=saver, on_event=ctrl_c_at_the_last)
+    assert [st["i"] for st in saved] == [whole.iters_run_]
+    rest = fit(start=Start(state=saved[0], at=saved[0]["i"], history=saved[0]))
+    assert np.array_equal(rest.w_, whole.w_) and rest.b_ == whole.b_
+    assert rest.costs_ == whole.costs_

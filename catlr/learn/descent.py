@@ -106,21 +106,21 @@ class Start:
     history: dict | None = None
 
 
-
 class Saver:
-    """Checkpoints during a run, of the last complete iteration, and never lost on a stop.
+    """Checkpoints of a run, and its last complete iteration saved whatever stops it.
 
     A loop calls reached(i, snapshot) at each iteration's start (i iterations complete;
-    snapshot(i) is the state there) and tick() at its reported iterations: a checkpoint,
+    snapshot(i) is the state there, its record as it was then), once more with its end
+    state when it ends, and tick() at its reported iterations: a checkpoint,
     store(snapshot(i)), every `every` seconds of the loop (the clock is read at reported
-    iterations only). While a Saver is active, SIGINT, SIGTERM and SIGHUP are deferred to the next
-    iteration's start, where the run saves and stops (halt), so the state saved is always
-    whole (never between the update of w and b). Anything else that ends the run inside
-    the loop (a Dask scheduler lost, a worker's error, a full disk while reading, a bug)
-    saves the last complete iteration on its way out, unless no iteration completed here
-    or the run diverged (Diverged: those weights are no use). A checkpoint that cannot be
-    written (store raises) stops the run; none is tried again, and the last one written
-    stays whole (store writes atomically). `saved`: the iteration the last one holds."""
+    iterations only). While a Saver is active, SIGINT, SIGTERM and SIGHUP are deferred to
+    the next iteration's start (or the end), where the run saves and stops (halt), so the
+    state saved is always whole (never between the update of w and b). Anything else that
+    ends the run inside the loop (a Dask scheduler lost, a read error, a bug) saves the
+    last complete iteration on its way out, unless none completed here or the run diverged
+    (Diverged: those weights are no use). A checkpoint that cannot be written (store
+    raises) stops the run; none is tried again, and the last one written stays whole
+    (store writes atomically). `saved`: the iteration the last one holds."""
 
     def __init__(self, store, every: float | None = 60.0):
         self.store, self.every = store, every
@@ -409,6 +409,14 @@ def _record(steps, saver, i, lr, cost_of):
     return best, steps.stop
 
 
+def _ended(saver, end: dict):
+    """The loop is over: its end state is where the run is (a signal that came during the
+    last iteration stops it there, after a checkpoint of the end; an error after this
+    saves the end)."""
+    if saver is not None:
+        saver.reached(end["i"], lambda i: end)
+
+
 def primal(design, y, s, lr, iters, steps, objective=COURSE, score=None, start=None,
            saver=None, solver="gd"):
     """The course's loop on the seam: one design.gradient per iteration. Returns (w, b,
@@ -429,7 +437,7 @@ def primal(design, y, s, lr, iters, steps, objective=COURSE, score=None, start=N
     start = start or Start()
     w, b, keep = _primal_start(design, start)
     mom = _Momentum(design, w, b, start.state) if solver == "nesterov" else None
-    ran = iters
+    ran, marks = iters, None
 
     def norm2(v):
         return float(xp.sum(v * v)) if objective.l2 else 0.0
@@ -440,10 +448,10 @@ def primal(design, y, s, lr, iters, steps, objective=COURSE, score=None, start=N
             total = objective.terms(design.scores(w, b), y, s)
         return objective.cost(float(total) / m, m, norm2(w))
 
-    def snapshot(i):
+    def snapshot(i):  # the record as it was at the iteration's start (marks)
         state = {"form": "primal", "w": to_host(w, None), "b": b, "i": i,
                  "keep": None if keep is None else (to_host(keep[0], None), keep[1], keep[2]),
-                 **steps.history()}
+                 **steps.history(marks)}
         if mom is not None:
             state.update(mom.state())
         return state
@@ -453,6 +461,7 @@ def primal(design, y, s, lr, iters, steps, objective=COURSE, score=None, start=N
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by name
         for i in range(start.at, iters):
             if saver is not None:
+                marks = steps.mark()
                 saver.reached(i, snapshot)
             design.iteration = i
             p, pb = (w, b) if mom is None else mom.point(w, b)
@@ -479,7 +488,9 @@ def primal(design, y, s, lr, iters, steps, objective=COURSE, score=None, start=N
             w, b = p, pb
     if not (bool(xp.all(xp.isfinite(w))) and math.isfinite(float(b))):
         _diverged(iters, lr)
+    marks = None
     end = snapshot(keep[2] if steps.stop else iters)
+    _ended(saver, end)
     return w, float(b), steps.costs, ran, end
 
 
@@ -605,10 +616,11 @@ def quasi_newton(design, y, s, iters, steps, objective=COURSE, score=None, start
         f_prev, (x, f, g) = f, found
     if not np.all(np.isfinite(x)):
         _diverged(ran, None)
+    end = snapshot(keep[1] if steps.stop else ran, whole=why is None)
+    _ended(saver, end)
     if why is not None:
         on_event(Notice(f"L-BFGS stopped after {ran} of {iters} iterations: "
                         f"{lbfgs.REASONS[why]}"))
-    end = snapshot(keep[1] if steps.stop else ran, whole=why is None)
     return design.asarray(x[:n_x]), float(x[n_x]), steps.costs, ran, end
 
 
@@ -675,7 +687,7 @@ def dual(K, y, s, lr, iters, steps, objective=COURSE, score=None, start=None, of
     fold = objective.l2 == 0
     u, v, t, b0, keep = _dual_start(xp, K.dtype, m, start)
     z0, z0_held, w0_norm2, w0 = offset if offset is not None else (None, None, 0.0, None)
-    ran = iters
+    ran, marks = iters, None
 
     def warm():  # (Z / 2's offset from w0 and b0, now; the held-out examples' X.T w0 now)
         if z0 is None:
@@ -687,10 +699,10 @@ def dual(K, y, s, lr, iters, steps, objective=COURSE, score=None, start=None, of
         c = scale * u
         return c, b0 + (xp.sum(c) if fold else scale * v), warm()[1]
 
-    def snapshot(i):
+    def snapshot(i):  # the record as it was at the iteration's start (marks)
         return {"form": "dual", "u": to_host(u, None), "v": float(v), "t": t, "b0": b0,
                 "i": i, "keep": None if keep is None else (to_host(keep[0], None), *keep[1:]),
-                "w0": w0, **steps.history()}
+                "w0": w0, **steps.history(marks)}
 
     def cost(half_z, ku):
         return objective.cost(float(objective.terms(2 * half_z, y, s) / m), m, 0.0 if fold
@@ -703,6 +715,7 @@ def dual(K, y, s, lr, iters, steps, objective=COURSE, score=None, start=None, of
         off = warm()[0]
         for i in range(start.at, iters):
             if saver is not None:
+                marks = steps.mark()
                 saver.reached(i, snapshot)
             ku = K @ u
             half_z = ku if fold else ku + 0.5 * scale * v
@@ -732,9 +745,11 @@ def dual(K, y, s, lr, iters, steps, objective=COURSE, score=None, start=None, of
         z = _dual_scores(K, u, v, scale, fold, warm()[0], iters, lr)
     c = scale * u
     b = b0 + (float(xp.sum(c)) if fold else scale * float(v))
+    marks = None
     end = snapshot(keep[2] if steps.stop else iters)
-    end["w0_t"] = t
-    return c, b, steps.costs, z, ran, {**end, "t": t}
+    end.update(w0_t=t, t=t)
+    _ended(saver, end)
+    return c, b, steps.costs, z, ran, end
 
 
 def _dual_start(xp, dtype, m, start):
