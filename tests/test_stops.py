@@ -371,3 +371,33 @@ def test_a_signal_in_the_last_iteration_saves_the_end(form, solver):
     rest = fit(start=Start(state=saved[0], at=saved[0]["i"], history=saved[0]))
     assert np.array_equal(rest.w_, whole.w_) and rest.b_ == whole.b_
     assert rest.costs_ == whole.costs_
+
+
+@pytest.mark.parametrize("solver", ["gd", "lbfgs"])
+@pytest.mark.parametrize("stop", ["scheduler lost", "SIGTERM"])
+def test_a_stop_in_the_pass_after_the_loop_saves_the_end(solver, stop):
+    """The scores after the last update are one more pass over X (on a cluster, one more
+    round trip): a scheduler lost there, or a signal that comes then, saves the end."""
+    from catlr.errors import EngineLost, Terminated
+    from catlr.learn import descent
+    from catlr.learn.design import Dense
+
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(20, 60)) / 2
+    y = (rng.random(60) < 0.5).astype(float)
+    saved = []
+    saver = descent.Saver(saved.append, every=None)
+
+    class LastPassFails(Dense):
+        def scores(self, w, b):
+            if stop == "SIGTERM":
+                saver.signum = signal.SIGTERM
+                return super().scores(w, b)
+            raise EngineLost("the Dask scheduler at tcp://127.0.0.1:1 was lost at iteration 40")
+
+    with pytest.raises(EngineLost if stop != "SIGTERM" else Terminated):
+        descent.run(LastPassFails(X), y, 0.5, 40, form="primal", saver=saver, solver=solver,
+                    objective=descent.COURSE)
+    whole = descent.run(Dense(X), y, 0.5, 40, form="primal", solver=solver)
+    assert [st["i"] for st in saved] == [whole.iters]   # the end, not an iteration before
+    assert np.array_equal(saved[0]["w"], whole.w.ravel()) and saved[0]["b"] == whole.b

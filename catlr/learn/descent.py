@@ -147,6 +147,8 @@ class Saver:
         import signal
 
         try:  # signals still deferred: a second Ctrl-C does not cut this write short
+            if exc is None and self.signum is not None and self.where is not None:
+                self.halt()  # it came after the loop's end: the end is saved, then it stops
             if exc is not None and not isinstance(exc, Diverged) and self.where is not None \
                     and self.where[0] != self.began:
                 with contextlib.suppress(Exception):  # the stop's own error is the one to say
@@ -273,13 +275,13 @@ def _run_dual(design, y, s, lr, iters, steps, objective, held, start, saver, gra
     if held is not None:
         K_held = held.design.cross(design)  # (m_held, m): Z_held = K_held c + b
         score = lambda c, b, zw: held_cost(K_held @ c + b + (0.0 if zw is None else zw))  # noqa: E731
-    with saver or contextlib.nullcontext():  # signals wait for the iteration's end
+    with saver or contextlib.nullcontext():  # signals wait for the iteration's end, and
         c, b, costs, z, ran, state = dual(K, y, s, lr, iters, steps, objective, score, start,
                                           offset, saver)
-    w = design.times(c)
-    if w0 is not None:
-        w = w + w0 * objective.shrink(lr, design.m) ** state["t"]
-    steps.finish()
+        w = design.times(c)  # a stop in this last pass saves the end
+        if w0 is not None:
+            w = w + w0 * objective.shrink(lr, design.m) ** state["t"]
+        steps.finish()
     return _fit(steps, to_host(w), b, costs, "dual", z, ran, state)
 
 
@@ -288,15 +290,15 @@ def _run_primal(design, y, s, lr, iters, steps, objective, held, start, saver, s
     held_cost = _held_cost(design, held)
     dense = design.dense()  # X built once (memory), or the source itself (stream, dask)
     score = None if held is None else (lambda w, b: held_cost(held.design.scores(w, b)))
-    with saver or contextlib.nullcontext():  # signals wait for the iteration's end
+    with saver or contextlib.nullcontext():  # signals wait for the iteration's end, and
         if solver == "lbfgs":
             w, b, costs, ran, state = quasi_newton(dense, y, s, iters, steps, objective, score,
                                                    start, saver, on_event)
         else:
             w, b, costs, ran, state = primal(dense, y, s, lr, iters, steps, objective, score,
                                              start, saver, solver)
-    steps.finish()
-    z = dense.scores(w, b)
+        steps.finish()
+        z = dense.scores(w, b)  # a stop in this last pass saves the end
     if solver != "gd" and not objective.l2 and separates(z, y):
         on_event(Notice(SEPARABLE))
     return _fit(steps, to_host(w), b, costs, "primal", z, ran, state)

@@ -363,7 +363,8 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
                 saver = _saver(folder, ds, cfg, parent, on_event)
         with _kept(folder, created):
             model, figures, cfg = _fit(ds, cfg, on_event, saver, parent)
-        prints = {s: ds.fingerprint(s) for s in ("train", "test")}  # what eval compares
+        with _kept(folder, created, saver, model):  # reading the data for its fingerprints
+            prints = {s: ds.fingerprint(s) for s in ("train", "test")}  # what eval compares
     meta = modelfile.metadata(model, ds, cfg, figures, prints)
     meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
     if parent is not None:
