@@ -298,7 +298,8 @@ def _run_primal(design, y, s, lr, iters, steps, objective, held, start, saver, s
             w, b, costs, ran, state = primal(dense, y, s, lr, iters, steps, objective, score,
                                              start, saver, solver)
         steps.finish()
-        z = dense.scores(w, b)  # a stop in this last pass saves the end
+        dense.iteration = state["i"]  # a stop in this last pass saves the end: name it
+        z = dense.scores(w, b)
     if solver != "gd" and not objective.l2 and separates(z, y):
         on_event(Notice(SEPARABLE))
     return _fit(steps, to_host(w), b, costs, "primal", z, ran, state)
