@@ -137,7 +137,8 @@ STATE_ARRAYS = ("w", "u", "w0", "wp", "keep", "costs", "trace", "held_costs")
 # memory of pairs s, y (k, n_x + 1) oldest first with s.y of each, beside its cost and the
 # cost before the last iteration (in the JSON: floats are written as their repr, exactly)
 LBFGS_ARRAYS = ("lbfgs_g", "lbfgs_s", "lbfgs_y", "lbfgs_sy")
-# the largest state: 2 LBFGS_HISTORY + 4 vectors of n_x + 1 float64 at the largest size
+# the most a state file may hold: L-BFGS's 2 LBFGS_HISTORY + 3 vectors (its pairs, w, g, the
+# best iterate kept), and room, of n_x + 1 float64 at the largest size (654 MB at 1024)
 STATE_MAX_BYTES = (2 * LBFGS_HISTORY + 6) * 8 * (3 * LIMITS["size"][1] ** 2 + 1)
 
 
