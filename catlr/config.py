@@ -24,7 +24,7 @@ DEFAULTS = {
     "l2": 0.0,              # course 2's penalty lambda / (2m) |w|^2 (the bias is not penalized)
     "class_weight": "none", # none | balanced (m / (2 n_class), as scikit-learn) | NEG:POS, e.g. 1:3
     "solver": "gd",         # gd (the course's fixed-step descent) | nesterov (accelerated,
-                            # the same step) | lbfgs (scipy's L-BFGS-B, catlr[lbfgs]; no lr)
+                            # the same step) | lbfgs (L-BFGS, its line search: no lr)
     # validation: choices made on held-out data, never on the test split
     "val_fraction": 0.0,    # of the training split held out (seeded, stratified); 0: none
     "early_stop": 0,        # stop after this many recorded costs without a better validation

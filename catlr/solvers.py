@@ -28,9 +28,8 @@ SOLVERS = {s.name: s for s in (
     Solver("gd", "the course's fixed-step descent", True, ("primal", "dual"), True),
     Solver("nesterov", "accelerated descent with the same step", True, ("primal",), True,
            primal_why="a step from a point that is not the last iterate"),
-    Solver("lbfgs", "scipy's L-BFGS-B", False, ("primal",), False, ("scipy",), "lbfgs",
-           primal_why="scipy's vectors over w",
-           resume_why="L-BFGS's history of gradients is not kept"),
+    Solver("lbfgs", "L-BFGS with a line search", False, ("primal",), True,
+           primal_why="its vectors over w and b"),
 )}
 NAMES = tuple(SOLVERS)  # config.CHOICES["solver"]: gd first, the default
 

@@ -5,6 +5,7 @@ the scheduler killed, Ctrl-C. Each is one line and its exit code; nothing hangs 
 run is bounded in time, and every process a test starts is stopped by it)."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -293,10 +294,12 @@ def _finish(p, seconds=SECONDS):
     return p.returncode, out, err
 
 
-def test_a_killed_worker_is_one_line_and_the_run_goes_on(tmp_path):
+@pytest.mark.parametrize("solver", ["gd", "lbfgs"])
+def test_a_killed_worker_is_one_line_and_the_run_goes_on(tmp_path, solver):
+    more = ("--solver", "lbfgs", "--l2", "1") if solver == "lbfgs" else ()
     with dask_cluster(tmp_path, workers=2) as c:
         p = _spawn(_train_args(c.address, "--iters", "400", "--print-every", "10",
-                               "--checkpoint-every", "0.2", "--name", "k"), tmp_path)
+                               "--checkpoint-every", "0.2", "--name", "k", *more), tmp_path)
         try:
             _wait_for(tmp_path / "runs/k/checkpoint.npz", p)
             c.workers[0].kill()
@@ -307,6 +310,11 @@ def test_a_killed_worker_is_one_line_and_the_run_goes_on(tmp_path):
     lost = [x for x in (out + err).splitlines() if "lost at iteration" in x]
     assert len(lost) == 1 and lost[0].startswith("Note: worker tcp://127.0.0.1:"), out + err
     assert lost[0].endswith(", continuing on 1 worker"), lost
+    # an iteration of the solver (L-BFGS's take a pass or more each), within the run's
+    from catlr.runs.modelfile import load
+
+    at = int(re.search(r"lost at iteration (\d+),", lost[0])[1])
+    assert 0 < at <= load(tmp_path / "runs/k/model.npz")[1]["iters_run"], at
     assert "Traceback" not in err and "distributed" not in err, err
 
 
@@ -352,8 +360,11 @@ def test_a_killed_scheduler_is_one_line_and_the_run_resumes_on_a_new_cluster(tmp
             p.kill()
     line = _one_error_line(err)
     assert code == 1 and "the Dask scheduler at tcp://127.0.0.1:" in line, err
-    assert "was lost at iteration " in line
-    assert "its checkpoint is in runs/s/, go on with 'catlr train --resume runs/s'" in line
+    # lost at the iteration its checkpoint holds: the last complete one, saved on the way out
+    lost = re.search(r"was lost at iteration (\d+) ", line)
+    assert lost, line
+    assert (f"its checkpoint (iteration {lost[1]}) is in runs/s/, go on with 'catlr train "
+            "--resume runs/s'") in line
     with dask_cluster(tmp_path, workers=2) as c:
         code, out, err = _catlr(["train", "--resume", "runs/s", "--scheduler", c.address],
                                 tmp_path)

@@ -31,7 +31,7 @@ from ..config import (
     resolve,
 )
 from ..config import read_toml as resolve_file_keys
-from ..errors import CatlrError, EngineLost, Terminated, UsageError
+from ..errors import CatlrError, Stopped, Terminated, UsageError
 from ..text import printable
 
 # typer < 0.28 uses click, 0.28 vendors it: find its exception classes either way.
@@ -176,14 +176,20 @@ def main():
 
 
 @contextlib.contextmanager
-def _guard(interrupted="stopped, nothing was written"):
+def _guard(interrupted="stopped, nothing was written", kept=None):
     """Known errors become one line and exit 1 (2 for bad flags); Ctrl-C exits 130, SIGTERM
     143, SIGHUP 129; a closed pipe ends quietly. `interrupted` may be a callable that says
-    what was written by then."""
+    what was written by then; kept(), where and how a stopped run goes on (or None), ends
+    an error's line."""
     from ..files.inputs import scope
 
     debug = os.environ.get("CATLR_DEBUG") == "1"
     said = interrupted if callable(interrupted) else lambda: interrupted
+
+    def line(message):
+        note = kept() if kept else None
+        return f"{message}; {note}" if note else message
+
     try:
         with scope():  # the command's inputs, which no output may overwrite
             yield
@@ -198,14 +204,14 @@ def _guard(interrupted="stopped, nothing was written"):
         _say(f"Terminated: {said()}")
         _SAID.append(e)
         raise typer.Exit(128 + e.signum) from None
-    except EngineLost as e:  # what the last checkpoint kept, and how to go on
+    except Stopped as e:  # what the last checkpoint kept, and how to go on
         if debug:
             raise
         _fail(f"{e}: {said()}", e.exit_code)
     except CatlrError as e:
         if debug:
             raise
-        _fail(str(e), e.exit_code)
+        _fail(line(str(e)), e.exit_code)
     except KeyboardInterrupt as e:
         _say(f"Interrupted: {said()}")
         _SAID.append(e)
@@ -213,13 +219,13 @@ def _guard(interrupted="stopped, nothing was written"):
     except OSError as e:  # a full disk, a read-only folder: not a bug, say which file
         if debug:
             raise
-        _fail(f"{e.strerror or e} ({e.filename or 'file'}), check the path, its permissions "
-              "and free space", 1)
+        _fail(line(f"{e.strerror or e} ({e.filename or 'file'}), check the path, its "
+                   "permissions and free space"), 1)
     except Exception as e:
         if debug:
             raise
-        _fail(f"unexpected {type(e).__name__}: {e}, rerun with CATLR_DEBUG=1 to see the "
-              "traceback and report it", 1)
+        _fail(line(f"unexpected {type(e).__name__}: {e}, rerun with CATLR_DEBUG=1 to see the "
+                   "traceback and report it"), 1)
 
 
 def _resolve(config, **settings) -> dict:
@@ -378,20 +384,24 @@ def train(
     with its config, costs and figures; 'catlr runs' compares them, and eval, predict
     and inspect use the newest.
     """
-    written = []
+    written, held = [], {}   # what was written; a checkpoint's path: the iteration it holds
+
+    def kept():  # gone once the run's folder is written whole
+        path, at = next(reversed(held.items()), (None, None))
+        if path is None or not os.path.isfile(path):
+            return None
+        return (f"its checkpoint (iteration {at}) is in {os.path.dirname(path)}/, go on with "
+                f"'catlr train --resume {os.path.dirname(path)}'")
 
     def stopped():
-        kept = [p for p in written if p.endswith("checkpoint.npz")]
-        if kept:
-            run_folder = os.path.dirname(kept[-1])
-            return (f"stopped; its checkpoint is in {run_folder}/, go on with 'catlr train "
-                    f"--resume {run_folder}'")
+        if kept():
+            return f"stopped; {kept()}"
         if not written:
             return "stopped, no model was written (an existing one is unchanged)"
         unplotted = "; the cost curve was not written" if plot and str(plot) not in written else ""
         return f"stopped after saving {', '.join(written)}{unplotted}"
 
-    with _guard(stopped):
+    with _guard(stopped, kept):
         if data is None and resume is None:
             raise UsageError("Missing argument 'DATA', see 'catlr train --help'")
         cfg = _resolve(config, **settings)
@@ -404,7 +414,8 @@ def train(
         console = render.console(json_out, plain=True)
         given = {k for k, v in settings.items() if v is not None} | (
             set(resolve_file_keys(config)) if config else set())
-        with events(console, verbose=verbose, quiet=json_out, wrote=written) as on_event:
+        with events(console, verbose=verbose, quiet=json_out, wrote=written,
+                    checkpoints=held) as on_event:
             model, meta, saved = run(data, cfg, out=out, name=name, exist_ok=exist_ok,
                                      plot=plot, on_event=on_event, resume=resume, given=given)
         for warning in meta["warnings"]:

@@ -437,12 +437,13 @@ class DaskPixels(Design):
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
             self.cluster = LocalWorkers(n_workers or cores, memory or _total_memory())
             self.client = self.cluster.client
-        self.on_event, self.first_iteration, self.calls = on_event, 0, 0
+        self.on_event = on_event
         k = max(1, (block_bytes or BLOCK_BYTES) // (self.n_x * PIXEL_BYTES))
         self.block_bytes = min(k, self.m) * self.n_x * PIXEL_BYTES
         self.spans = [(s, min(s + k, self.m)) for s in range(0, self.m, k)]
         try:
-            where = scheduler or self.client.scheduler.address
+            # kept: the client lets go of its scheduler (None) once it is lost
+            where = self.address = scheduler or self.client.scheduler.address
             for text in check_workers(self.client, where, self.path, self.key, tuple(base.shape),
                                       [(e - s) * self.n_x * PIXEL_BYTES for s, e in self.spans],
                                       self.options):
@@ -486,7 +487,6 @@ class DaskPixels(Design):
                                         pure=False)
                      for part, (i, j) in zip(self.parts, self.spans)]
             out = self._reduce(parts).result()
-        self.calls += 1
         self._watch_workers()
         return out
 
@@ -496,7 +496,7 @@ class DaskPixels(Design):
                 [self.client.submit(_scores, part, w, b, pure=False) for part in self.parts]))
 
     def _iteration(self) -> int:
-        return self.first_iteration + self.calls
+        return self.iteration  # the solver's (an L-BFGS iteration may take a few passes)
 
     def _watch_workers(self):
         """A worker gone since the last look is one line; Dask reads its blocks again
@@ -534,7 +534,8 @@ class DaskPixels(Design):
         except (CancelledError, CommClosedError, OSError, TimeoutError) as e:
             if not isinstance(e, CancelledError) and self._scheduler_answers():
                 raise
-            raise EngineLost(f"the Dask scheduler at {self.client.scheduler.address} was lost "
+            where = getattr(self.client.scheduler, "address", None) or self.address
+            raise EngineLost(f"the Dask scheduler at {where} was lost "
                               f"at iteration {self._iteration()} ({type(e).__name__})") from None
 
     def _scheduler_answers(self) -> bool:
@@ -544,7 +545,7 @@ class DaskPixels(Design):
         if self.client.status != "running":
             return False
         try:
-            probe(self.client.scheduler.address, seconds=2.0)
+            probe(getattr(self.client.scheduler, "address", None) or self.address, seconds=2.0)
         except CatlrError:
             return False
         return True

@@ -28,8 +28,8 @@ class LogisticRegression:
     print_every, form ("auto", "primal" or "dual"), dtype (of X built from pixels; "auto":
     float64 in the dual form, float32 in the primal), l2 (course 2's penalty
     l2 / (2m) |w|^2, 0: none), class_weight (None, "balanced" or {0: w0, 1: w1}) and
-    solver ("gd", the course's descent; "nesterov" or "lbfgs", primal form only, lbfgs
-    through scipy: descent.run).
+    solver ("gd", the course's descent; "nesterov" or "lbfgs", primal form only:
+    descent.run).
     Fitted attributes, scikit-learn style: `w_` (n_x, 1), `b_`, `costs_` (the cost
     every `print_every` iterations from iteration 0), `form_` (the form used),
     `train_z_` (Z on the training data after the last update, (m,)), `cost_trace_`

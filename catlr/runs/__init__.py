@@ -152,7 +152,7 @@ def write_checkpoint(folder, snapshot: dict, info: dict, on_event=ignore) -> str
     write leaves the last checkpoint whole)."""
     path = os.path.join(folder, CHECKPOINT)
     save_state(path, snapshot, info, "state")
-    on_event(Wrote(path))
+    on_event(Wrote(path, snapshot["i"]))
     return path
 
 

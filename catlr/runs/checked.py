@@ -293,12 +293,13 @@ LENIENT = {**FIGURES, "fingerprint": lenient_fingerprint, "config": lenient_conf
 
 # ---- bounded reading
 
-def read_npz(path, needed: set, invalid, optional=frozenset()) -> dict:
+def read_npz(path, needed: set, invalid, optional=frozenset(), max_bytes=MAX_ENTRY_BYTES) -> dict:
     """The entries of an .npz read with allow_pickle=False, each checked before it is
     inflated (its declared size, its compression ratio): the one reader of catlr's own
-    .npz files (models, solver states). `invalid(path, why)` makes the one-line error."""
+    .npz files (models, solver states). `invalid(path, why)` makes the one-line error;
+    `max_bytes`: the most the file, and any entry, may hold."""
     try:
-        if os.path.getsize(path) > MAX_ENTRY_BYTES:
+        if os.path.getsize(path) > max_bytes:
             raise ValueError("the file is implausibly large")
         npz = np.load(path, allow_pickle=False)
         if not isinstance(npz, np.lib.npyio.NpzFile):
@@ -310,7 +311,7 @@ def read_npz(path, needed: set, invalid, optional=frozenset()) -> dict:
             out = {}
             for name in sorted((needed | set(optional)) & set(npz.files)):
                 info = npz.zip.getinfo(f"{name}.npy")
-                if info.file_size > MAX_ENTRY_BYTES:
+                if info.file_size > max_bytes:
                     raise ValueError(f"entry {name} declares {info.file_size} bytes, more than "
                                      "any model holds")
                 if info.file_size > MAX_RATIO * max(info.compress_size, 1) + 4096:

@@ -26,7 +26,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..files.inputs import reading
+from ..config import LIMITS
 from ..files.outputs import KINDS, Kind, atomic_path
+from ..learn.lbfgs import HISTORY as LBFGS_HISTORY
 from . import checked
 from .checked import FIGURES, Bad, Damaged, count, number, optional, row
 
@@ -107,15 +109,47 @@ DUAL = {
     "w0": Field(floats, array=True, needed=False, length="n_x"),  # a warm start's weights
     "w0_t": Field(checked.integer(), needed=False),
 }
+def float64s(v, ndim: int = 1):
+    """floats() of float64: L-BFGS keeps its vectors so, whatever X's floats."""
+    v = floats(v, ndim)
+    if v.dtype != np.float64:
+        raise Bad(f"is {v.dtype}, expected float64")
+    return v
+
+
+def pairs(v):
+    """L-BFGS's memory of s or y vectors: (k, n_x + 1) float64, oldest first."""
+    return float64s(v, 2)
+
+
+# L-BFGS (descent.quasi_newton, lbfgs.py): x = [w; b] in float64; the gradient g at x and
+# its cost f, both absent after an early stop (a resume evaluates x again); the cost before
+# the last iteration; the memory's pairs s, y with s.y of each (> 0); the best x kept
+LBFGS = {
+    "w": Field(float64s, array=True, length="n_x"),
+    "keep": Field(float64s, array=True, needed=False, length="n"),  # the best [w; b]
+    "keep_at": Field(optional(row(count)), needed=False),  # its i
+    "lbfgs_g": Field(float64s, array=True, needed=False, length="n"),
+    "lbfgs_f": Field(optional(number()), needed=False),
+    "lbfgs_f_prev": Field(optional(number()), needed=False),
+    "lbfgs_s": Field(pairs, array=True, length="n", missing="L-BFGS's memory is missing"),
+    "lbfgs_y": Field(pairs, array=True, length="n", missing="L-BFGS's memory is missing"),
+    "lbfgs_sy": Field(float64s, array=True, missing="L-BFGS's memory is missing"),
+}
 # (form, solver) -> every field of its state
 SCHEMAS = {
     ("primal", "gd"): {**COMMON, **PRIMAL},
     ("primal", "nesterov"): {**COMMON, **PRIMAL, **NESTEROV},
+    ("primal", "lbfgs"): {**COMMON, **PRIMAL, **LBFGS},
     ("dual", "gd"): {**COMMON, **DUAL},
 }
+# the most a state file may hold: L-BFGS's 2 LBFGS_HISTORY + 3 vectors (its pairs, w, g, the
+# best iterate kept), and room, of n_x + 1 float64 at the largest size (654 MB at 1024)
+MAX_BYTES = (2 * LBFGS_HISTORY + 6) * 8 * (3 * LIMITS["size"][1] ** 2 + 1)
 ARRAYS = {name for schema in SCHEMAS.values() for name, f in schema.items() if f.array}
 HISTORY = {"costs": (-1,), "trace": (-1, 2), "held_costs": (-1,)}  # written as float64
-WHAT = {"n_x": "pixel values per image (n_x)", "m": "training examples (m)"}
+WHAT = {"n_x": "pixel values per image (n_x)", "m": "training examples (m)",
+        "n": "weights and the bias (n_x + 1)"}
 
 
 def _is_state(path) -> bool:
@@ -172,7 +206,7 @@ def load(path, is_input=True) -> tuple[dict, dict]:
     if not os.path.isfile(path):
         raise _damaged(path, "not a regular file")
     entries = checked.read_npz(path, {"meta", "b", "costs", "trace", "held_costs"}, _damaged,
-                               ARRAYS)
+                               ARRAYS, MAX_BYTES)
     try:
         meta = json.loads(str(entries["meta"])) if entries["meta"].dtype.kind == "U" else None
     except (ValueError, RecursionError):
@@ -233,6 +267,9 @@ def _field(path, name: str, field: Field, values: dict):
 def _agree(path, state: dict) -> None:
     """What one field says of another: nesterov's previous weights are w's, the best
     weights kept have w's (or u's) length, the bias's type is b's."""
+    if state.get("lbfgs_sy") is not None:
+        _lbfgs_agree(path, state)
+        return
     vector = state.get("w") if state["form"] == "primal" else state.get("u")
     for name in ("wp", "keep"):
         other = state.get(name)
@@ -246,18 +283,43 @@ def _agree(path, state: dict) -> None:
         raise _damaged(path, "and keep_at disagree (one is missing)", "keep")
 
 
+def _lbfgs_agree(path, state: dict) -> None:
+    """L-BFGS's fields among themselves: b is float64 as w; g and f come together; the
+    memory holds up to lbfgs.HISTORY pairs, s and y of one shape, each s.y > 0."""
+    most = LBFGS_HISTORY
+    n = state["w"].shape[0] + 1
+    if np.asarray(state["b"]).dtype != np.float64:
+        raise _damaged(path, f"is {np.asarray(state['b']).dtype}, expected float64", "b")
+    for name in ("lbfgs_g", "keep"):
+        if state.get(name) is not None and state[name].shape != (n,):
+            raise _damaged(path, f"has shape {state[name].shape}, expected ({n},): w's "
+                                 f"{n - 1} values and b", name)
+    if (state.get("lbfgs_g") is None) != (state.get("lbfgs_f") is None):
+        raise _damaged(path, "and lbfgs_f disagree (one is missing)", "lbfgs_g")
+    sy = state["lbfgs_sy"]
+    k = sy.shape[0]
+    for name in ("lbfgs_s", "lbfgs_y"):
+        if state[name].shape != (k, n):
+            raise _damaged(path, f"has shape {state[name].shape}, expected ({k}, {n}): one "
+                                 "pair per lbfgs_sy value", name)
+    if k > most or not bool(np.all(sy > 0)):
+        raise _damaged(path, f"holds {k} values, expected up to {most}, each > 0", "lbfgs_sy")
+    if (state.get("keep") is None) != (not state.get("keep_at")):
+        raise _damaged(path, "and keep_at disagree (one is missing)", "keep")
+
+
 def fits(path, state: dict, n_x: int | None, m: int | None, what: str = "the data") -> None:
     """Refuse a state whose vectors do not fit the data it goes on with: n_x values (w,
     nesterov's wp, a warm start's w0) or m, one per training example (the dual's u), in
     one line naming the file and the field. Before any work: once the data is open (a
     size given as None is not checked). `what` says where the sizes come from."""
     schema = SCHEMAS[(state["form"], state.get("solver", "gd"))]
-    sizes = {"n_x": n_x, "m": m}
+    sizes = {"n_x": n_x, "m": m, "n": None if n_x is None else n_x + 1}
     for name, field in schema.items():
         value = state.get(name)
         if isinstance(value, tuple):  # keep: the best weights and where
             value = value[0]
         size = sizes.get(field.length)
-        if size is not None and value is not None and len(value) != size:
-            raise _damaged(path, f"has {len(value)} values, expected {size}: {what} has "
+        if size is not None and value is not None and value.shape[-1] != size:
+            raise _damaged(path, f"has {value.shape[-1]} values, expected {size}: {what} has "
                                  f"{size} {WHAT[field.length]}", name)

@@ -6,6 +6,8 @@ module loads the data, runs it, measures the result and saves it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import time
@@ -16,7 +18,7 @@ import numpy as np
 from .. import engines, runs, solvers
 from ..config import DEFAULTS, from_saved, parse_class_weight, saved
 from ..data import datasets
-from ..errors import CatlrError, EngineLost, Terminated, UsageError
+from ..errors import CatlrError, Stopped, UsageError
 from ..events import Loaded, ignore
 from ..files.outputs import guard
 from ..learn import descent, metrics
@@ -77,8 +79,6 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
     choice = choice or plan(ds, cfg)
     own = design is None
     design = design or engines.design(choice, ds.x_train, cfg, on_event)
-    if start is not None and hasattr(design, "first_iteration"):  # the iteration it names
-        design.first_iteration = start.at
     held = held or held_for(ds, cfg, choice.dtype)
     model = estimator(cfg, choice)
     try:
@@ -354,8 +354,8 @@ def _end(folder, cfg: dict, given: set, done: int, asked) -> int:
     asked for (`asked`)."""
     if "iters" in given:
         return done + cfg["iters"]
-    if isinstance(asked, int) and asked > done:
-        return asked
+    if isinstance(asked, int) and asked >= done:  # an interrupted run: what it was asked for
+        return asked  # (its end reached when it stopped while saving: written from the checkpoint)
     raise UsageError(f"{folder} is complete ({done} iterations): pass --iters N to go N "
                      "iterations further")
 
@@ -394,10 +394,10 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
 
     With `out`, the model is written to exactly that file; else to a new run folder
     under cfg["runs"] (runs.py), named `name` or train-N, which keeps a checkpoint every
-    cfg["checkpoint_every"] seconds and when a signal stops the run. `plot`: a PNG path
-    for the cost curve (also kept in the run folder). `resume`: a run to go on from (see
-    parent_run; `given` are the settings the user set). on_event receives events.Loaded,
-    Decoded (image folders), Plan, Step and Wrote.
+    cfg["checkpoint_every"] seconds and of the last complete iteration whatever stops the
+    run (_kept). `plot`: a PNG path for the cost curve (also kept in the run folder).
+    `resume`: a run to go on from (see parent_run; `given` are the settings the user set).
+    on_event receives events.Loaded, Decoded (image folders), Plan, Step and Wrote.
     """
     parent = None
     if resume is not None:
@@ -417,40 +417,15 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
     with load(data, cfg, on_event) as ds:
         if parent is not None:
             parent.check(ds)  # the same data, and vectors that fit it: before any work
-        folder = created = None
-        resumes = solvers.facts(cfg["solver"]).resumes  # its checkpoints can be gone on from
+        folder = created = saver = None
         if out is None:
             folder, created = runs.begin(cfg, name, exist_ok)
-        try:
-            if cfg["lr"] == "auto":
-                choice = plan(ds, cfg)
-                design = engines.design(choice, ds.x_train, cfg, on_event)
-                try:
-                    held = held_for(ds, cfg, choice.dtype)
-                    (model, figures), tried = choose_lr(ds, cfg, choice, design, held, on_event)
-                finally:
-                    design.close()
-                figures["lr_auto"] = tried
-                cfg = {**cfg, "lr": model.lr}
-            else:
-                # a solver that keeps no state writes no checkpoints: none resumes it
-                saver = None if folder is None or not resumes else _saver(
-                    folder, ds, cfg, parent, on_event)
-                model, figures = fit_dataset(ds, cfg, on_event, saver=saver,
-                                             start=parent.start if parent else None)
-        except (KeyboardInterrupt, Terminated):
-            if created and not resumes:  # no checkpoint to keep: no folder
-                shutil.rmtree(folder, ignore_errors=True)
-            raise  # the checkpoint stays: 'catlr train --resume' goes on from it
-        except EngineLost:
-            if created and not os.path.exists(os.path.join(folder, runs.CHECKPOINT)):
-                shutil.rmtree(folder, ignore_errors=True)
-            raise  # as for Ctrl-C: the last checkpoint stays
-        except BaseException:
-            if created:
-                shutil.rmtree(folder, ignore_errors=True)
-            raise
-        prints = {s: ds.fingerprint(s) for s in ("train", "test")}  # what eval compares
+            if cfg["lr"] != "auto":
+                saver = _saver(folder, ds, cfg, parent, on_event)
+        with _kept(folder, created):
+            model, figures, cfg = _fit(ds, cfg, on_event, saver, parent)
+        with _kept(folder, created, saver, model):  # reading the data for its fingerprints
+            prints = {s: ds.fingerprint(s) for s in ("train", "test")}  # what eval compares
         figures["shares"] = ds.shares()
     meta = modelfile.metadata(model, ds, cfg, figures, prints)
     meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -460,9 +435,49 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
     if out is not None:
         return model, meta, runs.save_file(out, model, meta, plot=plot, draw=draw,
                                            on_event=on_event)
-    return model, meta, runs.save(cfg, model, meta, name=name, exist_ok=exist_ok, plot=plot,
-                                  draw=draw, on_event=on_event, folder=folder,
-                                  created=created, state=model.state_)
+    with _kept(folder, created, saver, model):  # the folder is whole, or as it was
+        return model, meta, runs.save(cfg, model, meta, name=name, exist_ok=exist_ok,
+                                      plot=plot, draw=draw, on_event=on_event, folder=folder,
+                                      created=False, state=model.state_)
+
+
+def _fit(ds, cfg, on_event, saver, parent):
+    """(model, figures, cfg with the rate --lr auto chose)."""
+    if cfg["lr"] != "auto":
+        model, figures = fit_dataset(ds, cfg, on_event, saver=saver,
+                                     start=parent.start if parent else None)
+        return model, figures, cfg
+    choice = plan(ds, cfg)
+    design = engines.design(choice, ds.x_train, cfg, on_event)
+    try:
+        held = held_for(ds, cfg, choice.dtype)
+        (model, figures), tried = choose_lr(ds, cfg, choice, design, held, on_event)
+    finally:
+        design.close()
+    figures["lr_auto"] = tried
+    return model, figures, {**cfg, "lr": model.lr}
+
+
+@contextlib.contextmanager
+def _kept(folder, created, saver=None, model=None):
+    """Nothing lost whatever stops a run: its folder's last checkpoint stays (the Saver
+    wrote the last complete iteration on the way out), and 'catlr train --resume' goes on
+    from it. A stop while the finished run is saved (`model`) checkpoints where it ended
+    first (not a run stopped early: its checkpoints resume to the same stop; nor into an
+    older run's folder that --exist-ok was replacing, kept as it was). A folder this run
+    made that holds no checkpoint, or whose run diverged, is removed."""
+    try:
+        yield
+    except BaseException as e:
+        checkpoint = None if folder is None else os.path.join(folder, runs.CHECKPOINT)
+        # not into the folder of another run that --exist-ok replaces: it stays as it was
+        if saver is not None and model is not None and model.stopped_ is None and (
+                created or os.path.isfile(checkpoint)):
+            with contextlib.suppress(Exception):  # a full disk: the last one stays whole
+                saver.store(model.state_)
+        if created and (isinstance(e, descent.Diverged) or not os.path.isfile(checkpoint)):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def cost_picture(model, meta) -> bytes:
@@ -480,7 +495,8 @@ def cost_picture(model, meta) -> bytes:
 
 def _saver(folder, ds, cfg, parent, on_event) -> descent.Saver:
     """Checkpoints of this run into its folder: what it is (config, data and its
-    fingerprint, the iterations asked) beside the solver's state."""
+    fingerprint, the iterations asked) beside the solver's state. A checkpoint that
+    cannot be written stops the run (Stopped), the last one written kept whole."""
     info = {}
 
     def save(snapshot):
@@ -491,7 +507,13 @@ def _saver(folder, ds, cfg, parent, on_event) -> descent.Saver:
                         n_x=ds.n_x, m=len(ds.y_train),  # the lengths its vectors must have
                         created=time.strftime("%Y-%m-%d %H:%M:%S"),
                         parent={"run": parent.name, "at": parent.at} if parent else None)
-        runs.write_checkpoint(folder, snapshot, {**info, "dtype": cfg["dtype"]}, on_event)
+        try:
+            runs.write_checkpoint(folder, snapshot, {**info, "dtype": cfg["dtype"]}, on_event)
+        except OSError as e:
+            full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise Stopped(f"{e.strerror or e} writing {os.path.join(folder, runs.CHECKPOINT)}, "
+                          f"{'free some space on its disk' if full else 'check its folder'}") \
+                from None
 
     every = cfg["checkpoint_every"]
     return descent.Saver(save, every if every > 0 else None)
