@@ -204,6 +204,19 @@ def test_wilson_intervals_equal_scipys(k, n):
     assert low == pytest.approx(ci.low, abs=1e-12) and high == pytest.approx(ci.high, abs=1e-12)
 
 
+def test_a_wilson_interval_holds_its_proportion_exactly():
+    """0 of n and n of n too: rounding put the top of 13 of 13 at 1 - 1e-16, below 13 / 13,
+    and the reliability diagram's error bar went negative ('yerr' must not contain
+    negative values: eval --plot failed on the demo's sample)."""
+    from catlr.learn.metrics import wilson
+
+    for n in range(1, 400):
+        for k in range(n + 1):
+            low, high = wilson(k, n)
+            assert 0.0 <= low <= k / n <= high <= 1.0, (k, n, low, high)
+        assert wilson(0, n)[0] == 0.0 and wilson(n, n)[1] == 1.0
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_delongs_auc_interval_equals_the_formula_written_out(seed):
     """DeLong's variance from its definition (structural components over every pair): O(mn)."""

@@ -1,16 +1,17 @@
 """Output that fits (issue 29 §3): predict, eval, runs, sweep, train, prepare, inspect,
-export, the demo and every --help, on a pseudo-terminal 60 and 80 columns wide (rich
-draws there) and piped: no word cut, no line over the width but one holding a lone long
+export, explain, check, the demo and every --help, on a pseudo-terminal 60 and 80 columns
+wide (rich draws there) and piped: no word cut, no line over the width but one holding a lone long
 path; stderr is one line in a pipe, wrapped between words on a terminal."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
 from terminal import on_terminal, piped, problems_on_terminal, problems_piped, screen
 
 COMMANDS = ["prepare", "train", "eval", "predict", "sweep", "inspect", "runs", "serve",
-            "export", "demo"]
+            "export", "demo", "explain", "check"]
 CASES = {
     "predict": (["predict", "photos"], 1),  # one photo is broken: its error has a long reason
     "predict-long-path": (["predict", "photos/a-folder-whose-name-goes-on-and-on-and-on-and-"
@@ -24,6 +25,8 @@ CASES = {
     "prepare": (["prepare", "sample/images", "--out", "p.h5"], 0),
     "inspect": (["inspect", "runs/rose/model.npz"], 0),
     "export": (["export", "--onnx", "m.onnx"], 0),
+    "explain": (["explain", "photos/cat.png"], 0),
+    "check": (["check", "notebook.ipynb"], 1),  # a known mistake: its finding's long lines
     "help": (["--help"], 0),
     **{f"{c}-help": ([c, "--help"], 0) for c in COMMANDS},
     "demo": (["demo", "d"], 0),
@@ -50,6 +53,10 @@ def base(tmp_path_factory):
     deep.mkdir()
     Image.open(first).save(deep / "cat.png")
     data = first.read_bytes()
+    solution = (Path(__file__).parent / "data" / "week2_solution.ipynb").read_text("utf-8")
+    (root / "notebook.ipynb").write_text(solution.replace(  # propagate's cost broadcast
+        "np.sum(Y * np.log(A) + (1 - Y) * np.log(1 - A))",
+        "np.sum(Y * np.log(A).T + (1 - Y) * np.log(1 - A).T)"), "utf-8")
     (photos / "a-photo-of-the-cat-cut-short-when-it-was-copied.png").write_bytes(data[:300])
     import os
 

@@ -16,13 +16,14 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from conftest import PHOTOS, ROOT, remeta, run_cli
+from conftest import COURSE, PHOTOS, ROOT, needs_course, remeta, run_cli
 from PIL import Image
 
 PHOTO_NAMES = ("cat-small.jpg", "cat-in-iran.jpg")
@@ -71,14 +72,14 @@ def raw(url, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def form(*files, field="file"):
+def form(*files, field="file", boundary="----catlr-test-boundary-7MA4YWxkTrZu0gW",
+         filename='filename="{}"'):
     """A multipart/form-data body of (name, bytes) file fields, as a browser sends it."""
-    boundary = "----catlr-test-boundary-7MA4YWxkTrZu0gW"
     parts = []
     for name, data in files:
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
-                     f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-                     .encode() + data + b"\r\n")
+                     f'{filename.format(name)}\r\nContent-Type: application/octet-stream'
+                     '\r\n\r\n'.encode() + data + b"\r\n")
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
@@ -251,19 +252,292 @@ def test_malformed_requests_get_a_json_error_and_the_server_goes_on(model, reque
 
 def test_a_client_that_leaves_mid_upload_costs_nothing(model, monkeypatch):
     """Each client that leaves gives its connection's slot back at once: with 2 slots and 3
-    abandoned uploads, a slot held until a silent connection's timeout (here longer than
-    the request's 30 s) would leave /health unanswered."""
-    import catlr.serve
+    abandoned uploads, a slot held until the request's deadline (here 120 s) would leave
+    /health refused (503) for the whole test's 10 s."""
+    import catlr.serve.http
 
-    monkeypatch.setattr(catlr.serve, "MAX_CONNECTIONS", 2)
-    monkeypatch.setattr(catlr.serve._Handler, "timeout", 120)
+    monkeypatch.setattr(catlr.serve.http, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(catlr.serve.http, "REQUEST_SECONDS", 120)
     with running(model) as (url, _):
         u = urlsplit(url)
         for _ in range(3):
             with socket.create_connection((u.hostname, u.port), timeout=30) as s:
                 s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png"
                           b"\r\nContent-Length: 100000\r\n\r\n\x89PNG")
+        assert _answered_within(url, 10) == 200
+
+
+# ---------------------------------------------------------------- hostile clients (issue 28)
+
+def _answered_within(url, seconds, path="/health"):
+    """The status of GET `path` once it is not a 503, asked again until `seconds` passed."""
+    until = time.monotonic() + seconds
+    while True:
+        status = ask(url, path=path)[0]
+        if status != 503 or time.monotonic() > until:
+            return status
+        time.sleep(0.1)
+
+
+RFC_2231 = {  # Content-Type headers that all name the boundary XyZ123
+    "utf-8 charset": "multipart/form-data; boundary*=utf-8''XyZ123",
+    "charset and language": "multipart/form-data; boundary*=us-ascii'en'XyZ123",
+    "percent-encoded": "multipart/form-data; boundary*=utf-8''XyZ%31%323",
+    "in two sections": "multipart/form-data; boundary*0=XyZ; boundary*1=123",
+    "quoted": 'multipart/form-data; boundary="XyZ123"',
+}
+
+
+@pytest.mark.parametrize("case", list(RFC_2231))
+def test_rfc_2231_boundaries_answer_as_a_browser_form(model, case):
+    """A boundary however RFC 2231 writes it (boundary*=utf-8''XyZ123 was a 500) is the
+    form a browser sends: the same answer, byte for byte; a file name written the same
+    way (filename*=) names its row."""
+    small = encoded((40, 30), "PNG")
+    body, headers = form(("ok.png", small))
+    with running(model) as (url, _):
+        expected = ask(url, "POST", "/predict", body, headers)
+        got = ask(url, "POST", "/predict", form(("ok.png", small), boundary="XyZ123")[0],
+                  {"Content-Type": RFC_2231[case]})
+        named = ask(url, "POST", "/predict", form(
+            ("caf%C3%A9.png", small), boundary="XyZ123", filename="filename*=utf-8''{}")[0],
+            {"Content-Type": RFC_2231[case]})
+    assert expected[0] == 200 and got[0] == 200 and got[2] == expected[2]
+    assert named[0] == 200 and json.loads(named[2])[0]["path"] == "café.png"
+
+
+@pytest.mark.parametrize("header", [
+    "multipart/form-data; boundary*=utf-8''%FF%FE",       # not UTF-8
+    "multipart/form-data; boundary*=XyZ123",              # no charset
+    "multipart/form-data; boundary*=utf-8''",             # empty
+    'multipart/form-data; boundary="a\\"b"',            # a quote inside
+    "multipart/form-data; boundary=" + "x" * 71,          # over RFC 2046's 70
+    "multipart/form-data; boundary*0*=utf-8''%E2%82; boundary*1*=%AC",  # split in a character
+])
+def test_a_broken_boundary_is_a_400_never_a_500(model, header):
+    small = encoded((40, 30), "PNG")
+    with running(model) as (url, events):
+        status, _, answer = ask(url, "POST", "/predict", form(("ok.png", small))[0],
+                                {"Content-Type": header})
+        assert status == 400 and "boundary" in json.loads(answer)["error"], answer
         assert ask(url)[0] == 200
+
+
+def test_parts_keep_every_byte(model):
+    """The email parser hands each part's bytes back exactly: CR, LF, CRLF, a line like a
+    boundary and no line ending at all inside a PNG's bytes (its ancillary chunk)."""
+    from catlr import Predictor
+
+    image = Image.new("RGB", (40, 30), (10, 200, 30))
+    tricky = b"\r\n--XyZ12\r\n\n\r\r\n--\r\n" + bytes(range(256)) * 4
+    buf = io.BytesIO()
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add(b"caTl", tricky)  # a private chunk: the bytes must survive, or the CRC fails
+    image.save(buf, format="PNG", pnginfo=info)
+    data = buf.getvalue()
+    with running(model) as (url, _):
+        status, _, answer = ask(url, "POST", "/predict?seen=1",
+                                *form(("t.png", data), boundary="XyZ123"))
+    row = json.loads(answer)[0]
+    assert status == 200, answer
+    seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(row.pop("seen").split(",")[1]))))
+    assert np.array_equal(seen, Predictor.load(model).decode(data))
+
+
+def test_dribbling_clients_are_cut_at_the_deadline_and_one_more_gets_a_503_at_once(
+        model, monkeypatch):
+    """Slow loris: every slot held by a client dribbling its head a byte at a time (each
+    read well within any per-read timeout). One more client gets a 503 with Retry-After at
+    once (the accepting thread never waits for a slot); the request deadline (here 3 s)
+    cuts the dribblers, and /health answers again within a few seconds."""
+    import catlr.serve.http
+
+    monkeypatch.setattr(catlr.serve.http, "MAX_CONNECTIONS", 8)
+    monkeypatch.setattr(catlr.serve.http, "REQUEST_SECONDS", 3)
+    with running(model) as (url, events):
+        u = urlsplit(url)
+        socks = [socket.create_connection((u.hostname, u.port), timeout=10) for _ in range(8)]
+        head, done = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 200, \
+            threading.Event()
+
+        def dribble():
+            for i in range(len(head)):
+                if done.wait(0.25):
+                    return
+                for s in socks:
+                    with contextlib.suppress(OSError):
+                        s.send(head[i:i + 1])
+
+        dribbler = threading.Thread(target=dribble, daemon=True)
+        dribbler.start()
+        try:
+            time.sleep(0.5)  # every slot is taken
+            t0 = time.monotonic()
+            status, headers, answer = ask(url)
+            assert status == 503 and time.monotonic() - t0 < 2, (status, answer)
+            assert headers["Retry-After"] == "2" and headers["Connection"] == "close"
+            assert "busy (8 connections at once)" in json.loads(answer)["error"]
+            for s in socks:  # each dribbler cut by the server at its deadline
+                with contextlib.suppress(ConnectionResetError):
+                    while s.recv(4096):
+                        pass
+            assert time.monotonic() - t0 < 3 + 3
+            assert _answered_within(url, 5) == 200
+        finally:
+            done.set()
+            dribbler.join(10)
+            for s in socks:
+                s.close()
+    assert 503 in [e.status for e in events]
+
+
+@pytest.mark.parametrize("given", ["9999999999G", "2GB", "1025MB"])
+def test_max_upload_is_bounded_in_one_line(model, given):
+    from catlr.errors import CatlrError
+    from catlr.serve import Limits
+
+    code, _, err = run_cli(["serve", model, "--max-upload", given])
+    assert code == 2 and err == f"Error: --max-upload must be a size from 1B to 1GB, got {given}\n"
+    with pytest.raises(CatlrError, match="--max-upload must be"):
+        Limits(max_bytes=10**22)
+    assert Limits(max_bytes=1 << 30).max_bytes == 1 << 30
+
+
+@pytest.mark.parametrize("length", ["9" * 25, str(2**64), str(2**63), str((1 << 30) + 1)])
+def test_a_huge_content_length_is_a_413_and_the_server_goes_on(model, length):
+    with running(model, max_bytes=1 << 30) as (url, events):
+        answer = raw(url, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                          b"image/png\r\nContent-Length: " + length.encode() + b"\r\n\r\nab")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413 "), answer[:300]
+        assert "over the limit of 1,073,741,824" in json.loads(body)["error"]
+        assert ask(url)[0] == 200
+    assert [e.status for e in events] == [413, 200]
+
+
+def test_a_body_is_read_as_it_arrives(model):
+    """A Content-Length at the limit (1 GB) from a client that sends a few bytes and leaves
+    reserves nothing and answers nothing; the server goes on."""
+    with running(model, max_bytes=1 << 30) as (url, events):
+        answer = raw(url, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                          b"image/png\r\nContent-Length: 1073741824\r\n\r\n\x89PNG")
+        assert answer == b""
+        assert ask(url)[0] == 200
+    assert [e.status for e in events] == [200]
+
+
+# ---------------------------------------------------------------- one product, every path
+
+@needs_course
+def test_an_image_gets_the_same_bits_through_predict_serve_eval_and_the_predictor(
+        course_model, tmp_path):
+    """Three of the course's test images, as lossless PNGs (decoded back to the very
+    pixels): their probabilities from `catlr predict --json` (with BLAS on 1 thread or 2:
+    its threads once split the product, changing the last bits), from the server (one form,
+    each alone, and 8 requests at once), from `catlr eval --predictions` on the whole test
+    split, and from Predictor.proba alone and in a batch are the same floats, bit for bit;
+    and they agree to 1e-12 with an exact sum (math.fsum) of the products."""
+    import csv
+    import math
+
+    from catlr import Predictor
+    from catlr.learn.loss import sigmoid
+
+    model = course_model[0]
+    predictor = Predictor.load(model)
+    with __import__("h5py").File(COURSE / "test_catvnoncat.h5", "r") as f:
+        x = f["test_set_x"][:]
+    picks = [0, 7, 31]
+    files = []
+    for i in picks:
+        Image.fromarray(x[i]).save(tmp_path / f"t{i}.png")
+        files.append((f"t{i}.png", (tmp_path / f"t{i}.png").read_bytes()))
+    code, out, err = run_cli(["predict", *[tmp_path / n for n, _ in files], "--model", model,
+                              "--json"])
+    assert code == 0, err
+    by_predict = [r["probability"] for r in json.loads(out)]
+    for threads in ("1", "2"):  # however many threads BLAS would have: none are used
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads)
+        r = subprocess.run([sys.executable, "-m", "catlr", "predict",
+                            *[tmp_path / n for n, _ in files], "--model", model, "--json"],
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert [row["probability"] for row in json.loads(r.stdout)] == by_predict, threads
+    code, _, err = run_cli(["eval", "--model", model, "--predictions", tmp_path / "p.csv"])
+    assert code == 0, err
+    with open(tmp_path / "p.csv") as f:
+        by_eval = [float(r["probability"]) for r in csv.DictReader(f)]
+    by_eval = [by_eval[i] for i in picks]
+    with running(model) as (url, _):
+        status, _, body = ask(url, "POST", "/predict", *form(*files))
+        by_form = [r["probability"] for r in json.loads(body)]
+        alone = [json.loads(ask(url, "POST", "/predict", data, {"Content-Type": "image/png"})[2])
+                 [0]["probability"] for _, data in files]
+        answers = []
+
+        def post(data):
+            answers.append(ask(url, "POST", "/predict", data, {"Content-Type": "image/png"})[2])
+
+        threads = [threading.Thread(target=post, args=(data,)) for _, data in files * 2]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert status == 200 and len(answers) == 6
+    at_once = sorted(json.loads(a)[0]["probability"] for a in answers)
+    by_predictor = [float(predictor.proba(x[i][None])[0]) for i in picks]
+    in_batch = [float(p) for p in predictor.proba(x)[picks]]
+    assert by_predict == by_eval == by_form == alone == by_predictor == in_batch
+    assert at_once == sorted(by_predict * 2)
+    w, b = predictor.weights()
+    for i, p in zip(picks, by_predict):
+        exact = math.fsum((x[i].reshape(-1) / 255.0) * w) + b
+        assert abs(p - float(sigmoid(np.array([exact]))[0])) <= 1e-12 * p
+
+
+@pytest.mark.slow
+def test_the_decode_budget_bounds_the_server_under_concurrent_huge_pngs(model):
+    """Twice 8 requests at once, each a 7900 x 7900 16-bit gray PNG (which the budget once
+    counted at two thirds of what Pillow holds: 2.4 GB resident): `catlr serve`'s peak
+    resident memory (VmHWM) stays within the 2 GB shared decode budget plus 256 MB (the
+    interpreter, the bodies, the model)."""
+    from catlr.data.images import DECODE_BUDGET
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("VmHWM is read from /proc (Linux)")
+    buf = io.BytesIO()
+    Image.new("I;16", (7900, 7900), 3000).save(buf, format="PNG", compress_level=1)
+    body = buf.getvalue()
+    sys.path.insert(0, str(ROOT / "bench"))
+    from serve_load import start, stop
+
+    proc, url = start(model, "--max-upload", "8MB")
+    port = urlsplit(url).port
+    try:
+        statuses = []
+
+        def one():
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=240)
+            conn.request("POST", "/predict", body=body, headers={"Content-Type": "image/png"})
+            r = conn.getresponse()
+            statuses.append(r.status)
+            r.read()
+            conn.close()
+
+        for _ in range(2):  # two rounds: more chances for the decodes' peaks to meet
+            threads = [threading.Thread(target=one) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(300)
+        text = Path(f"/proc/{proc.pid}/status").read_text()
+    finally:
+        stop(proc)
+    peak = int(text.split("VmHWM:")[1].split()[0]) * 1024
+    assert statuses == [200] * 16
+    print(f"peak {peak / 2**20:.0f} MB for a budget of {DECODE_BUDGET / 2**20:.0f} MB")
+    assert peak <= DECODE_BUDGET + (256 << 20), peak
 
 
 def test_the_page_escapes_every_string_from_the_model_and_fetches_nothing_elsewhere(

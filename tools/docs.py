@@ -13,6 +13,8 @@ is; a code block without one is an error, so no new block can go unchecked.
     <!-- docs: run; data none -->      ... a new folder with no data/ (see below)
     <!-- docs: run; fresh; setup catlr train data/ -->
                                        ... after a command whose output is not shown
+    <!-- docs: run; exits 1 -->         ... its last command must exit 1 (the others 0): a
+                                       command whose exit code says what it found
     <!-- docs: run; ctrl-c after "Cost after iteration 5000" -->
                                        the block's first command gets SIGINT, as Ctrl-C,
                                        once it has printed that text
@@ -25,7 +27,10 @@ the course's pair (../shared/datasets/catvnoncat; without it, a pair in the cour
 schema drawn from `catlr demo`'s sample, and then outputs are run but not compared), the
 pair itself beside it, my-photos/ (the demo's sample folder: cat/ and non-cat/),
 holiday/ (new sample images), photo.jpg, cat-in-iran.jpg and cat-small.jpg (the two
-real photos of ../shared/datasets/photos, else sample images), configs/ and examples/.
+real photos of ../shared/datasets/photos, else sample images), configs/ and examples/, and
+a learner's notebook, Logistic_Regression_with_a_Neural_Network_mindset.ipynb: the
+course's solution (tests/data/week2_solution.ipynb) with one known mistake in
+propagate's cost (NOTEBOOK_MISTAKE), for `catlr check` to find.
 
 In a shell block a line that starts with `#` is output: the lines of the command above it,
 stdout and stderr as a terminal shows them, in a pipe (80 columns, no colour). A command
@@ -184,6 +189,11 @@ def groups(block: Block):
 
 # ---------------------------------------------------------------- the folder a doc runs in
 
+NOTEBOOK = "Logistic_Regression_with_a_Neural_Network_mindset.ipynb"
+NOTEBOOK_MISTAKE = ("np.sum(Y * np.log(A) + (1 - Y) * np.log(1 - A))",
+                    "np.sum(Y * np.log(A).T + (1 - Y) * np.log(1 - A).T)")
+
+
 def make_world(folder: Path) -> None:
     """What a doc's commands find in their folder (the module's docstring)."""
     import numpy as np
@@ -229,6 +239,9 @@ def make_world(folder: Path) -> None:
                     f["list_classes"] = np.array([b"non-cat", b"cat"])
         shutil.copytree(ROOT / "configs", folder / "configs")
         shutil.copytree(ROOT / "examples", folder / "examples")
+        solution = (ROOT / "tests" / "data" / "week2_solution.ipynb").read_text("utf-8")
+        assert NOTEBOOK_MISTAKE[0] in solution, "the solution's cost line moved"
+        (folder / NOTEBOOK).write_text(solution.replace(*NOTEBOOK_MISTAKE), "utf-8")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -266,6 +279,8 @@ def normalise(text: str, folder: Path, port: int | None = None) -> str:
     text = re.sub(r"(?<![\d-])\d\d-\d\d \d\d:\d\d\b", "11-28 10:41", text)
     text = re.sub(r"\b\d+\.\d+ s \([\d,]+ images/s\)", "0.10 s (1,000 images/s)", text)
     text = re.sub(r"\(\d+ ms\b", "(5 ms", text)
+    # where a Ctrl-C lands: the iterations run before the signal arrived vary by a few
+    text = re.sub(r"its checkpoint \(iteration \d+\)", "its checkpoint (iteration 5001)", text)
     return text
 
 
@@ -273,7 +288,8 @@ def run_shell(block: Block, folder: Path, env: dict, servers: list):
     """Run each command of a shell block; returns [(command, output lines)]."""
     results = []
     stop_after = block.option("ctrl-c after")
-    for n, cmd in enumerate(commands(block)):
+    cmds = commands(block)
+    for n, cmd in enumerate(cmds):
         text = cmd.text
         if re.match(r"^catlr serve\b", text):
             port = free_port()
@@ -296,8 +312,10 @@ def run_shell(block: Block, folder: Path, env: dict, servers: list):
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   timeout=TIMEOUT, executable="/bin/bash")
             out, code = done.stdout, done.returncode
-            if code != 0:
-                raise SystemExit(f"{block.where()}: '{cmd.text}' exited {code}:\n{out}")
+            expected = int(block.option("exits") or 0) if n == len(cmds) - 1 else 0
+            if code != expected:
+                raise SystemExit(f"{block.where()}: '{cmd.text}' exited {code}, expected "
+                                 f"{expected}:\n{out}")
         port = servers[-1][1] if servers else None
         results.append((cmd, normalise(out, folder, port).splitlines()))
     return results
@@ -485,7 +503,9 @@ def process(doc: str, check: bool, compare: bool, work: Path) -> list[str]:
             continue
         if folder is None or block.option("fresh") or block.option("data"):
             n += 1
-            folder = work / f"{Path(doc).stem}-{n}"
+            # one length for every folder: a path a file records (the ONNX metadata's data)
+            # then takes the same bytes whichever folder a block runs in
+            folder = work / f"{Path(doc).stem}-{n:03d}"
             make_world(folder)
             if block.option("data") != "none":
                 with_data(folder)

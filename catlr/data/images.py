@@ -8,7 +8,8 @@ reduced scale by libjpeg, then resized by the chosen fit policy. And the same li
     name says: never EPS or PostScript, which run Ghostscript, nor any other plugin
     that calls a program;
   - an image over MAX_PIXELS, or whose decoding would take over MAX_DECODE_BYTES of
-    memory (its mode's bytes per pixel, and the conversions), is refused from its header;
+    memory (in Pillow's storage, with its copies and conversions: _peak_bytes), is
+    refused from its header;
   - images decoded at once (in threads) share DECODE_BUDGET bytes: a decoder waits for
     room rather than pile up (six large float TIFFs never take gigabytes together).
 """
@@ -22,7 +23,7 @@ import threading
 import warnings
 
 import numpy as np
-from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..config import CHOICES, one_of
 from ..errors import CatlrError, describe
@@ -39,7 +40,6 @@ MAX_PIXELS = 64_000_000
 # Transparent pixels and padding become white, as image viewers show them.
 BACKGROUND = (255, 255, 255)
 FORMATS = ("JPEG", "PNG", "GIF", "BMP")   # Pillow's first plugins: most photos
-MORE_FORMATS = ("WEBP", "TIFF", "AVIF")   # loaded the first time a file is none of those
 MAX_DECODE_BYTES = 1 << 30                # one image, decoded, with its conversions
 MAX_SCANS = 128  # a progressive JPEG has a few dozen; each more is a full pass of decoding
 DECODE_BUDGET = 2 << 30                   # every image being decoded at once
@@ -109,21 +109,35 @@ def _scans(source) -> int:
     return data.count(b"\xff\xda")
 
 
-def _bytes_per_pixel(mode: str) -> int:
-    info = ImageMode.getmode(mode)
-    return len(info.bands) * max(int(info.typestr[-1]) if info.typestr[-1].isdigit() else 1, 1)
+def _stored(mode: str) -> int:
+    """Bytes a pixel of `mode` takes in Pillow's memory (Storage.c): 1, L and P one; 16-bit
+    grays two; every other mode four (RGB is stored as RGBX, LA as four bytes too)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16") or mode in ("BGR;15", "BGR;16"):
+        return 2
+    return 3 if mode == "BGR;24" else 4
 
 
 def _peak_bytes(im, fit: str) -> int:
-    """About what decoding `im` (opened, not loaded) takes at its most: its pixels, a
-    rotated copy, the conversion to RGB (alpha composited on a canvas; wide grays scaled
-    a million pixels at a time) and, for pad, the square canvas."""
+    """What decoding `im` (opened, not loaded) holds at its most, in Pillow's own storage
+    (_stored): the loaded pixels, a rotated copy (counted whether or not the EXIF asks for
+    one: a PNG may say so only after its pixels), then what the conversion to RGB holds at
+    once beside them (_to_rgb: alpha composited over a canvas, four images of four bytes;
+    wide grays copied, scaled to bytes, made L then RGB), then the fit's crop or square
+    canvas beside the RGB image."""
     w, h = im.size
-    px = w * h
-    own = _bytes_per_pixel(im.mode)
-    convert = 16 if ("A" in im.mode or "a" in im.mode or "transparency" in im.info) else 4
-    canvas = max(w, h) ** 2 * 3 if fit == "pad" else 0
-    return px * (2 * own + convert) + canvas
+    px, own = w * h, _stored(im.mode) * w * h
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+            im.mode == "P" and "transparency" in im.info):
+        convert = 16 * px + (4 * px if im.mode == "P" else 0)
+    elif im.mode.startswith("I") or im.mode == "F":
+        convert = own + 6 * px
+    else:
+        convert = 0 if im.mode == "RGB" else 4 * px
+    side = min(w, h) if fit == "crop" else max(w, h)
+    fitting = 4 * side ** 2 if fit in ("crop", "pad") and w != h else 0
+    return 2 * own + convert + fitting
 
 
 class ImageError(CatlrError):
@@ -145,7 +159,8 @@ def load_image(source, size: int = 64, fit: str = "stretch", max_pixels: int = M
     """Decode `source` into a (size, size, 3) uint8 array, or raise ImageError. `source` is a
     path, the file's bytes, or a binary file object (a web upload): every one is decoded
     the same way. Images over `max_pixels` (and pads whose square canvas would be) are
-    refused from their header. `info`, a dict, gets "size": the image's own (width, height)."""
+    refused from their header. `info`, a dict, gets "size": the image's own (width, height),
+    and "oriented": the same once its EXIF rotation is applied (as a viewer shows it)."""
     info = {} if info is None else info
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not len(source):
@@ -163,6 +178,14 @@ def load_image(source, size: int = 64, fit: str = "stretch", max_pixels: int = M
     if empty:
         raise ImageError(path, "empty file")
     return _decode(path, path, size, fit, max_pixels, info)
+
+
+def load_preview(source, longest: int = 512, max_pixels: int = MAX_PIXELS,
+                 info: dict | None = None):
+    """The whole picture as a viewer shows it, (h, w, 3) uint8 with its longest side at most
+    `longest` and its own proportions: decoded as load_image decodes (the same formats,
+    limits, EXIF rotation and colours), for showing a photo beside what a model sees."""
+    return load_image(source, longest, None, max_pixels, info)
 
 
 def _decode(source, path, size, fit, max_pixels, info):
@@ -190,7 +213,10 @@ def _decode(source, path, size, fit, max_pixels, info):
                                        f"{im.mode} pixels would take about {need >> 20} MB)")
             with _BUDGET.hold(need):
                 im.load()
-                im = ImageOps.exif_transpose(im)
+                drafted = im.size  # a JPEG's draft may have scaled it down, not turned it
+                ImageOps.exif_transpose(im, in_place=True)  # no copy when it is upright
+                turned = im.size != drafted and im.size == drafted[::-1]
+                info["oriented"] = (height, width) if turned else (width, height)
                 rgb = _fit(_to_rgb(im), size, fit)
     except ImageError:
         raise
@@ -265,8 +291,12 @@ def _scale_wide_gray(im):
     return Image.fromarray(g.reshape(a.shape)).convert("RGB")
 
 
-def _fit(im, size: int, fit: str):
+def _fit(im, size: int, fit: str | None):
     w, h = im.size
+    if fit is None:  # load_preview: the longest side at most `size`, proportions kept
+        scale = min(1.0, size / max(w, h))
+        return im.resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                         Image.Resampling.BILINEAR)
     if fit == "crop" and w != h:
         side = min(w, h)
         left, top = (w - side) // 2, (h - side) // 2

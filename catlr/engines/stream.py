@@ -10,7 +10,7 @@ little. A read that fails in that thread is raised here, where the pass asks for
 block, as the checked reader's one line; the thread ends with the pass, however the pass
 ends (its last block, an error, a break, Ctrl-C).
 
-`blocks()` still yields X's floats (for what needs floats: scores_each): with numba
+`blocks()` still yields X's floats (for what needs floats): with numba
 installed (pip install "catlr[fast]") a compiled kernel divides, x / 255 computed in
 float64 and rounded to the block's dtype, bit for bit as NumPy does, on every core.
 """
@@ -31,11 +31,12 @@ try:
 except ImportError:  # catlr[fast] not installed: NumPy converts
     numba = None
 else:
-    from ..learn import kernels_numba  # noqa: F401  (its import sets numba's threading layer)
+    # kernels_numba's import sets numba's threading layer, and whether it can cache
+    from ..learn import kernels_numba
 
 
 if numba is not None:
-    @numba.njit(parallel=True, cache=True)
+    @numba.njit(parallel=True, cache=kernels_numba.CACHE)
     def _divide(src, out):
         for i in numba.prange(src.shape[0]):
             for j in range(src.shape[1]):

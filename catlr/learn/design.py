@@ -33,6 +33,7 @@ BLOCK_BYTES = 8 << 20       # a block stays in the cache between its two product
 PIXEL_BLOCK_BYTES = 32 << 20  # pixels per fused product: few parallel calls (each waits for
                               # every thread, and on a shared machine a thread can be late)
 FEATURE_BLOCK = 2048        # features converted at a time when X is read by columns (gram)
+EACH_ROWS = 16              # examples scored at a time by scores_each: its buffer stays in cache
 GRAM_SLAB = 256             # rows of K added at a time: the product's temporary is GRAM_SLAB x m
 COURSE = Objective()        # the course's cost: no penalty, every example weighs 1
 
@@ -112,6 +113,8 @@ class Design:
     xp = np                  # the array namespace of X's blocks
     engine = "memory"        # where the products run, for -v and the model's metadata
     objective = COURSE       # set by the solver: the cost that `gradient` differentiates
+    iteration = 0            # set by the solver at each iteration's start: the one an
+                             # engine names in what it reports (a worker lost)
 
     def blocks(self):
         """Yield (start, xt) with xt = X[:, start:start + k].T, (k, n_x) floats."""
@@ -206,7 +209,7 @@ class Pixels(Design):
     X = pixels / 255 in `dtype`. The products (gradient, scores, times) run on the uint8
     pixels, PIXEL_BLOCK_BYTES of them at a time, so the (n_x, m) float matrix is never built: `dense()` holds the pixels
     in memory, m n_x bytes. The dual form reads K a block of features at a time.
-    `blocks()` still yields X's floats, for what needs them (scores_each).
+    `blocks()` still yields X's floats, for what needs them.
     """
 
     def __init__(self, x, dtype="float64"):
@@ -247,14 +250,25 @@ class Pixels(Design):
         return z
 
     def scores_each(self, w, b):
-        """Z (m,) with each example's score its own dot product, so an image gets the same
-        bits whatever else is scored with it (one file or a folder, the CLI or a web
-        request); a matrix product's rounding depends on the batch."""
+        """Z (m,) float64 for w (n_x,), each example's score summed in one fixed order: its
+        products (x / 255) * w added by NumPy's pairwise sum along the row. So an image gets
+        the same bits whatever else is scored with it (one file or a folder, the CLI, eval
+        or a web request), on any number of cores: no BLAS (whose threads split a long dot
+        product differently by their number) and nothing shared between threads, so
+        concurrent callers need no lock. EACH_ROWS examples at a time
+        in a float buffer (bounded memory)."""
+        w = np.ascontiguousarray(w, np.float64)
         z = np.empty(self.m, np.float64)
-        dot = np.dot
-        for start, xt in self.blocks():
-            for i, row in enumerate(xt, start):
-                z[i] = dot(row, w)
+        buf = np.empty((min(EACH_ROWS, max(self.m, 1)), self.n_x), np.float64)
+        k = self.pixel_rows()  # read from disk in large blocks, scored in small ones
+        for start in range(0, self.m, k):
+            pixels = np.asarray(self.x[start:start + k]).reshape(-1, self.n_x)
+            for i in range(0, len(pixels), EACH_ROWS):
+                part = pixels[i:i + EACH_ROWS]
+                block = buf[:len(part)]
+                normalize(part, out=block)
+                np.multiply(block, w, out=block)
+                np.add.reduce(block, axis=1, out=z[start + i:start + i + len(part)])
         z += b
         return z
 

@@ -85,10 +85,10 @@ def graph(predictor: Predictor):
                          "pip install 'catlr[onnx]'") from None
     props = metadata(predictor)  # first: it refuses what ONNX cannot hold
     size = predictor.size
-    w = np.asarray(predictor.model.w_, np.float64).reshape(-1, 1)
+    w, b = predictor.weights()
     consts = [numpy_helper.from_array(a, name) for name, a in (
-        ("scale", np.array(SCALE, np.float64)), ("w", w),
-        ("b", np.array([predictor.model.b_], np.float64)),
+        ("scale", np.array(SCALE, np.float64)), ("w", w.reshape(-1, 1)),
+        ("b", np.array([b], np.float64)),
         ("threshold", np.array(float(predictor.threshold), np.float64)),
         ("column", np.array([1], np.int64)))]
     nodes = [
@@ -118,7 +118,7 @@ def graph(predictor: Predictor):
     return model
 
 
-def export(model_path, out, *, threshold: float = 0.5) -> dict:
+def export(model_path, out, *, threshold: float | None = None) -> dict:
     """Write the model at `model_path` to `out` (.onnx) atomically; returns what was written:
     the file, its size in bytes, its input and outputs, its metadata."""
     predictor = Predictor.load(model_path, threshold)

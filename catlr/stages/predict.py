@@ -7,15 +7,11 @@ import glob
 import os
 import re
 
-import numpy as np
-
-from ..data.images import MAX_PIXELS, ImageError
-from ..data.ingest import decode_many, walk, walk_images
-from ..events import Decoded, ignore
+from ..data.images import MAX_PIXELS
+from ..data.ingest import walk, walk_images
+from ..events import ignore
 from ..files.inputs import reading
 from ..runs.predictor import Predictor
-
-SCORE_BYTES = 16 << 20  # uint8 pixels per scoring batch: 1,365 images at 64 x 64, 5 at 1024
 
 
 def _pattern(pattern: str):
@@ -91,7 +87,7 @@ def collect(inputs) -> tuple[list[str], list]:
     return paths, order
 
 
-def predict(inputs, model_path=None, *, threshold=0.5, workers=0, max_pixels=MAX_PIXELS,
+def predict(inputs, model_path=None, *, threshold=None, workers=0, max_pixels=MAX_PIXELS,
             on_event=ignore, predictor=None) -> list[dict]:
     """One row per image, in input order: {path, probability, label}, or {path, error}
     when it cannot be read.
@@ -101,40 +97,6 @@ def predict(inputs, model_path=None, *, threshold=0.5, workers=0, max_pixels=MAX
     """
     predictor = predictor or Predictor.load(model_path, threshold)
     paths, order = collect(inputs)
-    rows = dict(zip(paths, score([(p, p) for p in paths], predictor, workers=workers,
-                                 max_pixels=max_pixels, on_event=on_event)))
+    rows = dict(zip(paths, predictor.score([(p, p) for p in paths], workers=workers,
+                                           max_pixels=max_pixels, on_event=on_event)))
     return [entry if isinstance(entry, dict) else rows[entry] for entry in order]
-
-
-def score(named, predictor, *, workers=0, max_pixels=MAX_PIXELS, on_event=ignore,
-          seen=None) -> list[dict]:
-    """The row `catlr predict --json` prints for each (name, source) in `named`, in order:
-    {path: name, probability, label}, or {path: name, error}. A source is what
-    Predictor.decode takes (a path, an upload's bytes, a file object): predict and serve
-    both answer through here. `seen`, a list, gets each image's (size, size, 3) uint8
-    pixels as the model sees them (None where it could not be decoded).
-    """
-    rows, batch, kept = [None] * len(named), [], []
-    per_batch = max(1, SCORE_BYTES // (predictor.size ** 2 * 3))
-
-    def flush():  # one product per batch, sized by bytes: memory stays bounded
-        for i, p in zip(kept, predictor.proba(np.stack(batch)).tolist()):
-            rows[i] = predictor.row(named[i][0], p)
-        batch.clear(), kept.clear()
-
-    sources = [source for _, source in named]
-    decoded = decode_many(sources, predictor.size, predictor.fit, workers, max_pixels)
-    for i, (_, result) in enumerate(decoded):
-        if isinstance(result, ImageError):
-            rows[i] = {"path": named[i][0], "error": result.reason}
-        else:
-            batch.append(result)
-            kept.append(i)
-            if len(batch) == per_batch:
-                flush()
-        if seen is not None:
-            seen.append(None if isinstance(result, ImageError) else result)
-        on_event(Decoded(i + 1, total=len(named)))
-    if batch:
-        flush()
-    return rows
