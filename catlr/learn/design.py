@@ -3,9 +3,11 @@
 Every solver runs against this seam, and nothing else touches X:
     gradient(w, b, y, s)  (X dZ, sum(dZ), the summed cost) with dZ = s (sigmoid(w.T X + b) - y):
                           the primal step's products, one read of each block per call
-    scores(w, b)          Z = w.T X + b  (m,)
+    scores(w, b, fast)    Z = w.T X + b  (m,)
     gram()                K = X.T X      (m, m), the dual form's one pass
     times(c)              X c            (n_x,), w from the dual coefficients
+    normal(w, b)          (X u, sum(u))  with u = X.T w + b: [X; 1] [X; 1].T [w; b], the
+                          power iteration's product, one read of each block
 A source of data is a subclass that says where blocks of X come from (`blocks`); an
 engine that runs the products elsewhere (a cluster) overrides `gradient` and `scores`
 and maps `block_gradient` over its blocks (catlr/engines/). Blocks are X's columns,
@@ -147,10 +149,37 @@ class Design:
             total += tb
         return g, sd, total
 
-    def scores(self, w, b):
+    def scores(self, w, b, fast=False):
+        """Z = w.T X + b (m,). `fast`: a source of pixels runs on the compiled kernels where
+        installed (a run whose passes ran on them), else on NumPy's path (Pixels.scores);
+        floats run on BLAS either way."""
         parts = [block_scores(xt, w, 0.0) for _, xt in self.product_blocks()]
         z = parts[0] if len(parts) == 1 else self.xp.concat(parts)
         return z + b
+
+    def normal(self, w, b):
+        """(X u (n_x,), sum(u)) for u = X.T w + b (m,), w (n_x,) float64: [X; 1] [X; 1].T
+        [w; b], the power iteration's product (descent.largest_step), in one read of each
+        block. Its bits need not be NumPy's: on pixels it runs on the compiled kernels when
+        they are loaded already (a primal run's), else on NumPy's path (no numba import
+        for a few passes)."""
+        fast = kernels.loaded()
+        v, total, w255 = None, 0.0, None
+        for _, xt in self.product_blocks():
+            if is_pixels(xt):
+                if w255 is None:
+                    w255 = w / SCALE  # once per pass
+                u = kernels.times(xt, w255, b, fast=fast)
+                part = kernels.times_t(xt, u / SCALE, fast=fast)
+            else:
+                u = xt @ w + b
+                part = u @ xt
+            total += float(self.xp.sum(u))
+            if v is None:
+                v = part
+            else:
+                v += part
+        return v, total
 
     def gram(self):
         return self.dense().gram()
@@ -197,6 +226,10 @@ class Dense(Design):
     def times(self, c):
         return self.X @ c
 
+    def normal(self, w, b):
+        u = self.X.T @ w + b
+        return self.X @ u, float(self.xp.sum(u))
+
     def dense(self):
         return self
 
@@ -240,11 +273,11 @@ class Pixels(Design):
             part = np.asarray(self.x[start:start + k]).reshape(-1, self.n_x)
             yield start, normalize(part, out=buf[:len(part)])
 
-    def scores(self, w, b):
+    def scores(self, w, b, fast=False):
         z = np.empty(self.m, np.result_type(self.dtype, np.asarray(w).dtype))
         w255 = np.asarray(w, z.dtype) / SCALE  # once per pass
-        for start, xt in self.product_blocks():  # one pass: NumPy's path (kernels.times)
-            kernels.times(xt, w255, b, out=z[start:start + len(xt)], fast=False)
+        for start, xt in self.product_blocks():  # one pass: NumPy's path unless fast
+            kernels.times(xt, w255, b, out=z[start:start + len(xt)], fast=fast)
         return z
 
     def scores_each(self, w, b):
