@@ -376,6 +376,7 @@ def test_k_accumulated_in_place_is_x_t_x(monkeypatch):
 
     monkeypatch.setattr(design, "GRAM_SLAB", 7)  # slabs that do not divide m
     monkeypatch.setattr(design, "FEATURE_BLOCK", 50)
+    monkeypatch.setattr(design, "FEATURE_BYTES", 0)  # blocks of 50 features, one odd
     x = _pixels(33, 4 * 4 * 9).reshape(33, 4, 4, 9)
     p = design.Pixels(x, "float64")
     X = x.reshape(33, -1).T / 255.0

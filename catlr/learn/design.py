@@ -34,10 +34,18 @@ NORMALIZATION = "x / 255"   # how model files name it
 BLOCK_BYTES = 8 << 20       # a block stays in the cache between its two products
 PIXEL_BLOCK_BYTES = 32 << 20  # pixels per fused product: few parallel calls (each waits for
                               # every thread, and on a shared machine a thread can be late)
-FEATURE_BLOCK = 2048        # features converted at a time when X is read by columns (gram)
+FEATURE_BLOCK = 2048        # features converted at a time when X is read by columns (gram),
+FEATURE_BYTES = 32 << 20    # or as many as this many bytes of floats hold, for a small m: each
+                            # block is a few products, whose BLAS threads meet at each one
 EACH_ROWS = 16              # examples scored at a time by scores_each: its buffer stays in cache
-GRAM_SLAB = 256             # rows of K added at a time: the product's temporary is GRAM_SLAB x m
+GRAM_SLAB = 256             # columns of K added at a time: the product's temporary is m x GRAM_SLAB
 COURSE = Objective()        # the course's cost: no penalty, every example weighs 1
+
+
+def feature_block(m: int, n_x: int) -> int:
+    """Features a block when X is read by columns (K): FEATURE_BLOCK, or more for a small m
+    (FEATURE_BYTES of float64 floats), n_x at most."""
+    return max(1, min(n_x, max(FEATURE_BLOCK, FEATURE_BYTES // (8 * max(m, 1)))))
 
 
 def normalize(pixels, dtype="float64", out=None):
@@ -303,16 +311,17 @@ class Pixels(Design):
         z += b
         return z
 
-    def _feature_blocks(self):
+    def _feature_blocks(self, k):
+        """(start, X[start:start + k].T) as floats (m, k): k features at a time, one buffer."""
         flat = self._flat()
-        buf = np.empty((self.m, FEATURE_BLOCK), self.dtype)
-        for start in range(0, self.n_x, FEATURE_BLOCK):
-            part = flat[:, start:start + FEATURE_BLOCK]
+        buf = np.empty((self.m, k), self.dtype)
+        for start in range(0, self.n_x, k):
+            part = flat[:, start:start + k]
             yield start, normalize(part, out=buf[:, :part.shape[1]])
 
     def gram(self):
         K = np.zeros((self.m, self.m), self.dtype)
-        for _, block in self._feature_blocks():
+        for _, block in self._feature_blocks(feature_block(self.m, self.n_x)):
             add_gram(K, block)
         mirror_lower(K)
         return K
@@ -321,7 +330,8 @@ class Pixels(Design):
         if not isinstance(other, Pixels):
             return Dense(normalize(self._flat().T, self.dtype)).cross(other)
         K = np.zeros((self.m, other.m), np.result_type(self.dtype, other.dtype))
-        for (_, a), (_, b) in zip(self._feature_blocks(), other._feature_blocks()):
+        k = feature_block(self.m + other.m, self.n_x)  # both blocks: the bytes of one
+        for (_, a), (_, b) in zip(self._feature_blocks(k), other._feature_blocks(k)):
             for i in range(0, self.m, GRAM_SLAB):  # in place: a slab's temporary only
                 K[i:i + GRAM_SLAB] += a[i:i + GRAM_SLAB] @ b.T
         return K
@@ -343,11 +353,14 @@ class Pixels(Design):
 
 def add_gram(K, a):
     """K += a a.T on K's lower triangle (diagonal included), in place: a slab of GRAM_SLAB
-    rows at a time, so the product's temporary is GRAM_SLAB x m, not a second K."""
+    columns at a time, every row from the slab's first down, so the product's temporary is
+    m x GRAM_SLAB at most, not a second K. Column slabs, not row slabs: each product is
+    tall (m - i rows), which BLAS shares between its threads with less waiting than a
+    GRAM_SLAB-row one (bench/gram_memory.py)."""
     m = a.shape[0]
     for i in range(0, m, GRAM_SLAB):
         j = min(i + GRAM_SLAB, m)
-        K[i:j, :j] += a[i:j] @ a[:j].T
+        K[i:, i:j] += a[i:] @ a[i:j].T
 
 
 def mirror_lower(K):
