@@ -31,7 +31,8 @@ from scale import synthetic
 
 CHILD = r"""
 import json, sys, time
-from catlr import config, train
+from catlr import config
+from catlr.stages import train
 from catlr.events import Notice, Step
 path, engine, iters, out, scheduler, blocks = sys.argv[1:7]
 iters, marks, notes, result = int(iters), {}, [], {}
@@ -47,8 +48,8 @@ if engine == "dask":
     if blocks == "float32":  # before: float32 blocks of the same bytes (64 MB) each
         from catlr.learn.design import normalize
         pixels_of = de.read_block
-        def read_float_block(path, key, start, stop, dtype, keep=None):  # sent by value
-            return normalize(pixels_of(path, key, start, stop, dtype, keep), dtype)
+        def read_float_block(*args, **kw):  # sent by value
+            return normalize(pixels_of(*args, **kw), "float32")
         de.read_block, de.PIXEL_BYTES = read_float_block, 4
     real = de.DaskPixels.close
     def close(self):

@@ -63,7 +63,8 @@ if engine == "floor":
             times.append(time.perf_counter() - t)
     out["per_iteration"] = sorted(times)[1]
 else:
-    from catlr import config, train
+    from catlr import config
+    from catlr.stages import train
     from catlr.events import Plan, Step
     marks = {}
     def on_event(e):

@@ -1,7 +1,7 @@
 """Solvers: time to reach the training cost of the course's 2,000 gd iterations, at m = 20,000.
 
     python bench/solvers.py [--m 20000] [--rounds 3] [--gd-iters 40] [--target-iters 2000]
-                            [--l2 0] [--dir DIR]
+                            [--l2 0] [--dir DIR] [--only NAME ...]
 
 A synthetic prepared file from the course's train images (scale.py's: flips, shifts,
 noise), read once into memory. The target is the cost gd reaches after --target-iters
@@ -12,10 +12,14 @@ rounds in this one process, the time of a fit that runs exactly that many:
     gd          catlr --solver gd: timed over --gd-iters iterations and extrapolated to
                 --target-iters (it needs all of them, by definition of the target)
     nesterov    catlr --solver nesterov, the same step, float32
-    lbfgs       catlr --solver lbfgs, float32 X (scipy's vectors float64)
+    lbfgs       catlr --solver lbfgs (catlr's own L-BFGS, learn/lbfgs.py), float32 X
     lbfgs f64   the same on a float64 X
-    lbfgs spin  lbfgs (float32) without descent._Threads: scipy's own vector work on as many
-                BLAS threads as numpy's passes (what catlr did before it limited them)
+    lbfgs 1t    lbfgs with every BLAS library on one thread during L-BFGS's own vector
+                work (its passes over X on as many as before): what catlr did around
+                scipy's loop, to see whether it still pays
+    scipy       scipy's L-BFGS-B (what --solver lbfgs was before it kept a state) over the
+                same passes (design.gradient, float32 X), its own vector work on one BLAS
+                thread as catlr ran it
     sklearn     scikit-learn's LogisticRegression(solver="lbfgs") on the float64 X, the
                 same objective (C = 1 / l2, or C = inf without a penalty), max_iter as found
     sklearn 1t  the same with every BLAS library on one thread (threadpoolctl)
@@ -26,6 +30,7 @@ which speeds every solver's passes alike.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -91,16 +96,85 @@ def sklearn_fit(X, y, l2, iters, one_thread=False):
         return sk.fit(X, y)
 
 
-def spinning(run):
-    """run() with scipy's BLAS left on all its threads during L-BFGS's own work."""
-    from catlr.learn import descent
+@contextlib.contextmanager
+def _blas(threads):
+    """Every BLAS library on `threads` threads (None: as they were)."""
+    from threadpoolctl import ThreadpoolController
 
-    keep = descent._Threads.scipy
-    descent._Threads.scipy = lambda self: None
+    libs = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+    counts = [c.num_threads for c in libs]
+    for c, n in zip(libs, counts):
+        c.set_num_threads(threads or n)
+    try:
+        yield
+    finally:
+        for c, n in zip(libs, counts):
+            c.set_num_threads(n)
+
+
+def one_thread_vectors(run):
+    """run() with L-BFGS's own vector work on one BLAS thread, its passes on as many as
+    before (each evaluation restores them)."""
+    from catlr.learn import descent, lbfgs
+
+    real = lbfgs.iterate
+
+    def iterate(evaluate, *args):
+        def passes(x):
+            with _blas(None):
+                return evaluate(x)
+        with _blas(1):
+            return real(passes, *args)
+
+    descent.lbfgs.iterate = iterate
     try:
         return run()
     finally:
-        descent._Threads.scipy = keep
+        descent.lbfgs.iterate = real
+
+
+def scipy_fit(X_T, y, iters, l2, target=None):
+    """scipy's L-BFGS-B over catlr's passes, as --solver lbfgs ran before: with `target`,
+    the fewest iterations whose iterate's cost is at or below it (None within iters)."""
+    from scipy.optimize import minimize
+    from threadpoolctl import ThreadpoolController
+
+    from catlr.learn.descent import _evaluation
+    from catlr.learn.design import Dense
+    from catlr.learn.loss import Objective
+
+    design = Dense(X_T)
+    design.objective = Objective(l2)
+    evaluate = _evaluation(design, design.asarray(y), None, design.objective)
+    libs = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+    counts = [c.num_threads for c in libs]
+    last, done = {}, []
+
+    def fun(x):
+        for c, n in zip(libs, counts):
+            c.set_num_threads(n)
+        try:
+            last["f"], g = evaluate(x)
+            return last["f"], g
+        finally:
+            for c in libs:
+                c.set_num_threads(1)
+
+    def callback(xk):
+        done.append(last["f"])
+        if target is not None and last["f"] <= target:
+            raise _Reached(len(done))
+
+    try:
+        minimize(fun, np.zeros(design.n_x + 1), jac=True, method="L-BFGS-B", callback=callback,
+                 options={"maxiter": iters, "maxfun": 10**9, "ftol": 1e-15, "gtol": 1e-10,
+                          "maxcor": 10})
+    except _Reached as e:
+        return e.args[0]
+    finally:
+        for c, n in zip(libs, counts):
+            c.set_num_threads(n)
+    return None
 
 
 def main():
@@ -111,6 +185,7 @@ def main():
     ap.add_argument("--target-iters", type=int, default=2000)
     ap.add_argument("--l2", type=float, default=0.0)
     ap.add_argument("--dir", type=Path, default=None, help="keep the file and target here")
+    ap.add_argument("--only", nargs="*", default=None, help="time only these (and gd)")
     args = ap.parse_args()
     compile_catlr()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="catlr-solvers-"))
@@ -138,14 +213,22 @@ def main():
         key.write_text(json.dumps({"cost": target, "seconds": time.perf_counter() - t}))
     print(f"target: the cost after {args.target_iters} gd iterations, lr 0.005: {target:.6f}")
 
-    iters = {"nesterov": first_below(X32.T, y, "nesterov", target, args.l2, args.target_iters),
-             "lbfgs": first_below(X32.T, y, "lbfgs", target, args.l2, args.target_iters),
-             "lbfgs f64": first_below(X64.T, y, "lbfgs", target, args.l2, args.target_iters)}
-    k = iters["lbfgs f64"] or 1
-    while cost(X64, y, *(lambda s: (s.coef_.ravel(), float(s.intercept_[0])))(
-            sklearn_fit(X64, y, args.l2, k, one_thread=True)), args.l2) > target:
-        k += 1
-    iters["sklearn"] = iters["sklearn 1t"] = k
+    wanted = set(args.only or ("nesterov", "lbfgs", "lbfgs f64", "lbfgs 1t", "scipy",
+                               "sklearn", "sklearn 1t")) | {"gd"}
+    most = args.target_iters
+    found = {"nesterov": lambda: first_below(X32.T, y, "nesterov", target, args.l2, most),
+             "lbfgs": lambda: first_below(X32.T, y, "lbfgs", target, args.l2, most),
+             "lbfgs f64": lambda: first_below(X64.T, y, "lbfgs", target, args.l2, most),
+             "scipy": lambda: scipy_fit(X32.T, y, most, args.l2, target)}
+    iters = {name: find() for name, find in found.items()
+             if name in wanted or name == "lbfgs" and "lbfgs 1t" in wanted}
+    iters["lbfgs 1t"] = iters.get("lbfgs")
+    if wanted & {"sklearn", "sklearn 1t"}:
+        k = iters.get("lbfgs f64") or 1
+        while cost(X64, y, *(lambda s: (s.coef_.ravel(), float(s.intercept_[0])))(
+                sklearn_fit(X64, y, args.l2, k, one_thread=True)), args.l2) > target:
+            k += 1
+        iters["sklearn"] = iters["sklearn 1t"] = k
     print("iterations to the target: " + ", ".join(f"{n} {i}" for n, i in iters.items())
           + f"; gd {args.target_iters} (timed over {args.gd_iters}, extrapolated)")
 
@@ -154,10 +237,13 @@ def main():
         "nesterov": lambda: fit(X32.T, y, "nesterov", iters["nesterov"], args.l2),
         "lbfgs": lambda: fit(X32.T, y, "lbfgs", iters["lbfgs"], args.l2),
         "lbfgs f64": lambda: fit(X64.T, y, "lbfgs", iters["lbfgs f64"], args.l2),
-        "lbfgs spin": lambda: spinning(lambda: fit(X32.T, y, "lbfgs", iters["lbfgs"], args.l2)),
+        "lbfgs 1t": lambda: one_thread_vectors(
+            lambda: fit(X32.T, y, "lbfgs", iters["lbfgs 1t"], args.l2)),
+        "scipy": lambda: scipy_fit(X32.T, y, iters["scipy"], args.l2),
         "sklearn": lambda: sklearn_fit(X64, y, args.l2, iters["sklearn"]),
         "sklearn 1t": lambda: sklearn_fit(X64, y, args.l2, iters["sklearn 1t"], True),
     }
+    runs = {name: run for name, run in runs.items() if name in wanted}
     times = {name: [] for name in runs}
     for _ in range(args.rounds):
         for name, run in runs.items():
@@ -171,11 +257,14 @@ def main():
         seconds = median(ts) * scale.get(name, 1.0)
         note = " (extrapolated)" if name == "gd" else ""
         print(f"  {name:<11} {seconds:9.2f} s{note:<15} ratio {seconds / base:.4f}")
-    print(f"  lbfgs / lbfgs spin: {median(times['lbfgs']) / median(times['lbfgs spin']):.3f}")
-    print(f"  lbfgs / sklearn: {median(times['lbfgs']) / median(times['sklearn']):.3f}, "
-          f"lbfgs / sklearn 1t: {median(times['lbfgs']) / median(times['sklearn 1t']):.3f}, "
-          f"lbfgs f64 / sklearn 1t: "
-          f"{median(times['lbfgs f64']) / median(times['sklearn 1t']):.3f}")
+
+    def ratio(a, b):
+        return (f"{median(times[a]) / median(times[b]):.3f}" if a in times and b in times
+                else "-")
+
+    print(f"  lbfgs / scipy: {ratio('lbfgs', 'scipy')}, lbfgs / lbfgs 1t: "
+          f"{ratio('lbfgs', 'lbfgs 1t')}, lbfgs / sklearn: {ratio('lbfgs', 'sklearn')}, "
+          f"lbfgs f64 / sklearn 1t: {ratio('lbfgs f64', 'sklearn 1t')}")
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 

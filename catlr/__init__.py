@@ -19,11 +19,14 @@ _LAZY = {"LogisticRegression": "learn.model", "Predictor": "runs.predictor"}
 
 def load(path):
     """The fitted LogisticRegression in a model file written by catlr (checked as every
-    command checks it); its metadata (image size, classes, settings, figures) is `meta_`."""
+    command checks it); its metadata (image size, classes, settings, figures) is `meta_`,
+    the threshold its predict() labels at `threshold_` (0.5 unless train chose or was given
+    one)."""
     from .runs.modelfile import load as read
+    from .runs.modelfile import threshold_of
 
     model, meta = read(path)
-    model.meta_ = meta
+    model.meta_, model.threshold_ = meta, threshold_of(meta)
     return model
 
 

@@ -12,6 +12,7 @@ import math
 import os
 from typing import NamedTuple
 
+from . import solvers
 from .errors import CatlrError, UsageError
 
 DEFAULTS = {
@@ -23,11 +24,15 @@ DEFAULTS = {
     "l2": 0.0,              # course 2's penalty lambda / (2m) |w|^2 (the bias is not penalized)
     "class_weight": "none", # none | balanced (m / (2 n_class), as scikit-learn) | NEG:POS, e.g. 1:3
     "solver": "gd",         # gd (the course's fixed-step descent) | nesterov (accelerated,
-                            # the same step) | lbfgs (scipy's L-BFGS-B, catlr[lbfgs]; no lr)
+                            # the same step) | lbfgs (L-BFGS, its line search: no lr)
     # validation: choices made on held-out data, never on the test split
     "val_fraction": 0.0,    # of the training split held out (seeded, stratified); 0: none
     "early_stop": 0,        # stop after this many recorded costs without a better validation
                             # cost, keeping the best weights; 0: never
+    "threshold": 0.5,       # the label: a probability above it is the positive class;
+                            # "auto": chosen on the validation split for the target
+    "target": "f1",         # what --threshold auto aims for: f1 (the best F1) |
+                            # precision=0.9 (the most recall at that precision) | recall=0.9
     "dtype": "auto",        # auto: float64 in the dual form (the course's numbers), float32
                             # in the primal form (half the memory, twice the speed)
     "form": "auto",         # primal | dual | auto (dual when m is well below n_x)
@@ -60,7 +65,7 @@ SERVE = {"host": "127.0.0.1", "port": 8000, "max_upload": "20MB", "max_images": 
 
 # Every setting with a fixed set of values: index 0 is never special, DEFAULTS says the default.
 CHOICES = {
-    "solver": ("gd", "nesterov", "lbfgs"),
+    "solver": solvers.NAMES,  # the solvers' table (solvers.py)
     "dtype": ("auto", "float64", "float32"),
     "engine": ("auto", "memory", "stream", "dask"),
     "form": ("auto", "primal", "dual"),
@@ -76,7 +81,7 @@ LIMITS = {
     "max_pixels": (1, 10**10),
     "early_stop": (0, 10**6),
 }
-AUTO = ("lr",)  # number settings that may also be "auto"
+AUTO = ("lr", "threshold")  # number settings that may also be "auto"
 LISTS = {"sweep_lrs": "lr", "sweep_l2s": "l2"}  # list settings: what each item must be
 # Every setting that is also a flag: the heading of --help it is listed under, and its help
 # (the default is added from DEFAULTS unless the help says it). A command takes the flags of
@@ -89,10 +94,7 @@ class Flag(NamedTuple):
 
 
 FLAGS = {
-    "solver": Flag("training", "How the cost is minimized: gd (the course's fixed-step "
-                               "descent), nesterov (accelerated descent with the same step), "
-                               "lbfgs (scipy's L-BFGS-B, no --lr; pip install "
-                               "\"catlr[lbfgs]\"); nesterov and lbfgs run in the primal form"),
+    "solver": Flag("training", solvers.help_text()),
     "lr": Flag("training", "Learning rate of gradient descent, or auto: the best of a short "
                            "sweep on the validation split"),
     "iters": Flag("training", "Gradient-descent iterations (lbfgs: the most it runs)"),
@@ -104,6 +106,12 @@ FLAGS = {
                                        "validation (seeded, stratified)"),
     "early_stop": Flag("validation", "Stop when the validation cost has not improved for N "
                                      "recorded costs, keeping the best weights (0: never)"),
+    "threshold": Flag("validation", "Label an image positive when its probability is above this, "
+                                   "stored in the model (eval, predict, serve and export use "
+                                   "it), or auto: chosen on the validation split for --target"),
+    "target": Flag("validation", "What --threshold auto aims for: f1 (the best F1), "
+                                "precision=0.9 (the most recall at that precision) or "
+                                "recall=0.9 (the most precision at that recall)"),
     "sweep_lrs": Flag("sweep", "A learning rate to compare; repeat the flag", "--lr"),
     "sweep_l2s": Flag("sweep", "An L2 penalty to compare; repeat the flag", "--l2"),
     "size": Flag("data", "Images become SIZE x SIZE x 3"),
@@ -149,6 +157,7 @@ COMMANDS = {  # the headings (or single settings) whose flags each command takes
     "prepare": ("data", "val_fraction", "decode", "storage_options"),
     "eval": ("storage_options",),
     "predict": ("decode",),
+    "explain": ("max_pixels", "storage_options"),
     "serve": ("decode",),
 }
 
@@ -190,51 +199,85 @@ def one_of(key: str) -> str:
     return f"{', '.join(values[:-1])} or {values[-1]}"
 
 
+# The checks of number and text settings: key -> (whether a value may be used, why not,
+# with {!r} for the value). problem() applies the one of a key after its type's check.
+NUMBER_RULES = {
+    "lr": (lambda v: math.isfinite(v) and v > 0,
+           "must be a positive finite number, got {!r} (the course uses 0.005)"),
+    "test_fraction": (lambda v: 0 < v < 1,
+                      "must be between 0 and 1 (exclusive), got {!r}, e.g. 0.2"),
+    "val_fraction": (lambda v: 0 <= v < 1, "must be from 0 (none) to below 1, got {!r}, e.g. 0.2"),
+    "checkpoint_every": (lambda v: math.isfinite(v) and v >= 0,
+                         "must be a number of seconds >= 0, got {!r} (0: only on a signal)"),
+    "l2": (lambda v: math.isfinite(v) and v >= 0,
+           "must be a finite number >= 0, got {!r}, e.g. 0.1 (0: no penalty)"),
+    "threshold": (lambda v: 0 <= v <= 1,
+                  "must be a probability from 0 to 1, or auto, got {!r}, e.g. 0.7"),
+}
+TEXT_RULES = {
+    "memory": (lambda v: v == "auto" or parse_memory(v) is not None,
+               "must be auto or a size such as 512MB or 4GB, got {!r}"),
+    "scheduler": (lambda v: not v or parse_address(v) is not None,
+                  ("must be a Dask scheduler's address such as tcp://10.0.0.5:8786 (tcp:// or "
+                   "tls://, a host and a port), got {!r}")),
+    "target": (lambda v: parse_target(v) is not None,
+               ("must be f1, precision=X or recall=X with X from 0 (exclusive) to 1, got {!r}, "
+                "e.g. precision=0.9")),
+    "class_weight": (lambda v: parse_class_weight(v) is not False,
+                     ("must be none, balanced, or two positive weights NEG:POS such as 1:3 "
+                      "(each from {low} to {high}, at most {ratio} times the other), got {!r}")),
+}
+# Class weights (--class-weight NEG:POS, and the library's {0: w0, 1: w1}): each in these
+# bounds and at most RATIO times the other, so that no product of a weight overflows
+# (float32's too): 1e-300:1e300 was NumPy's warnings on stderr and a diverged run.
+WEIGHT_BOUNDS, WEIGHT_RATIO = (1e-6, 1e6), 1e6
+
+
 def problem(key: str, value) -> str | None:
     """Why `value` cannot be used for `key`, or None when it can."""
-    kind = type(DEFAULTS[key])
-    if kind is dict:
-        return storage_problem(value)
-    if kind is list:
-        if not isinstance(value, list) or not value or len(value) > 100:
-            return f"must be a non-empty list of at most 100 numbers, got {value!r}"[:200]
-        return next((problem(LISTS[key], v) for v in value if problem(LISTS[key], v)), None)
-    if kind is float:
-        if key in AUTO and value == "auto":
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"must be a number{' or auto' if key in AUTO else ''}, got {value!r}"
-        if key == "lr" and not (math.isfinite(value) and value > 0):
-            return f"must be a positive finite number, got {value!r} (the course uses 0.005)"
-        if key == "test_fraction" and not 0 < value < 1:
-            return f"must be between 0 and 1 (exclusive), got {value!r}, e.g. 0.2"
-        if key == "val_fraction" and not 0 <= value < 1:
-            return f"must be from 0 (none) to below 1, got {value!r}, e.g. 0.2"
-        if key == "checkpoint_every" and not (math.isfinite(value) and value >= 0):
-            return f"must be a number of seconds >= 0, got {value!r} (0: only on a signal)"
-        if key == "l2" and not (math.isfinite(value) and value >= 0):
-            return f"must be a finite number >= 0, got {value!r}, e.g. 0.1 (0: no penalty)"
-    elif kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return f"must be an integer, got {value!r}"
-        low, high = LIMITS[key]
-        if value < low:
-            return f"must be {'at least 0' if low == 0 else 'a positive integer'}, got {value}"
-        if high is not None and value > high:
-            return f"must be at most {high}, got {value}"
-    elif not isinstance(value, str) or (not value and key != "scheduler"):
-        return f"must be a non-empty string, got {value!r}"
-    elif key == "memory" and value != "auto" and parse_memory(value) is None:
-        return f"must be auto or a size such as 512MB or 4GB, got {value!r}"
-    elif key == "scheduler" and value and parse_address(value) is None:
-        return (f"must be a Dask scheduler's address such as tcp://10.0.0.5:8786 (tcp:// or "
-                f"tls://, a host and a port), got {value!r}")
-    elif key in CHOICES and value not in CHOICES[key]:
-        return f"must be one of {', '.join(CHOICES[key])}, got {value!r}"
-    elif key == "class_weight" and parse_class_weight(value) is False:
-        return (f"must be none, balanced, or two positive weights NEG:POS such as 1:3, "
-                f"got {value!r}")
+    return _CHECKS[type(DEFAULTS[key])](key, value)
+
+
+def _list_problem(key: str, value) -> str | None:
+    if not isinstance(value, list) or not value or len(value) > 100:
+        return f"must be a non-empty list of at most 100 numbers, got {value!r}"[:200]
+    return next((problem(LISTS[key], v) for v in value if problem(LISTS[key], v)), None)
+
+
+def _number_problem(key: str, value) -> str | None:
+    if key in AUTO and value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a number{' or auto' if key in AUTO else ''}, got {value!r}"
+    return _rule(NUMBER_RULES, key, value)
+
+
+def _integer_problem(key: str, value) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"must be an integer, got {value!r}"
+    low, high = LIMITS[key]
+    if value < low:
+        return f"must be {'at least 0' if low == 0 else 'a positive integer'}, got {value}"
+    if high is not None and value > high:
+        return f"must be at most {high}, got {value}"
     return None
+
+
+def _text_problem(key: str, value) -> str | None:
+    if not isinstance(value, str) or (not value and key != "scheduler"):
+        return f"must be a non-empty string, got {value!r}"
+    if key in CHOICES and value not in CHOICES[key]:
+        return f"must be one of {', '.join(CHOICES[key])}, got {value!r}"
+    return _rule(TEXT_RULES, key, value)
+
+
+def _rule(rules: dict, key: str, value) -> str | None:
+    """The message of `key`'s rule when `value` breaks it (None: no rule, or kept)."""
+    if key not in rules or rules[key][0](value):
+        return None
+    low, high = WEIGHT_BOUNDS
+    return rules[key][1].format(value, low=f"{low:g}", high=f"{high:g}",
+                                ratio=f"{WEIGHT_RATIO:g}")
 
 
 def storage_problem(value) -> str | None:
@@ -247,6 +290,10 @@ def storage_problem(value) -> str | None:
         if not isinstance(v, (str, int, float, bool)):
             return f"option {name} must be a string, number or boolean (a TOML scalar)"
     return None
+
+
+_CHECKS = {dict: lambda key, value: storage_problem(value), list: _list_problem,
+           float: _number_problem, int: _integer_problem, str: _text_problem}
 
 
 def parse_storage_options(pairs) -> dict:
@@ -290,8 +337,35 @@ def parse_class_weight(text: str):
         neg, pos = (float(v) for v in text.split(":"))
     except ValueError:
         return False
-    ok = all(math.isfinite(v) and v > 0 for v in (neg, pos))
-    return {0: neg, 1: pos} if ok else False
+    return False if weights_problem(neg, pos) else {0: neg, 1: pos}
+
+
+def parse_target(text: str):
+    """What --threshold auto aims for: 'f1' -> ('f1', None); 'precision=0.9' ->
+    ('precision', 0.9), 'recall=0.9' likewise; None when it is none of those (X from 0,
+    exclusive, to 1)."""
+    name, sep, value = str(text).strip().lower().partition("=")
+    if name == "f1" and not sep:
+        return "f1", None
+    if name not in ("precision", "recall") or not sep:
+        return None
+    try:
+        goal = float(value)
+    except ValueError:
+        return None
+    return (name, goal) if 0 < goal <= 1 else None
+
+
+def weights_problem(*weights) -> str | None:
+    """Why these class weights cannot be used (not finite, outside WEIGHT_BOUNDS, or one
+    over WEIGHT_RATIO times another), or None: the one rule of the CLI and the library."""
+    low, high = WEIGHT_BOUNDS
+    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
+               and low <= w <= high for w in weights):
+        return f"each weight must be from {low:g} to {high:g}"
+    if max(weights) > WEIGHT_RATIO * min(weights):
+        return f"a weight may be at most {WEIGHT_RATIO:g} times another"
+    return None
 
 
 def parse_address(text: str) -> tuple[str, str, int] | None:

@@ -17,9 +17,14 @@ class UsageError(CatlrError):
     exit_code = 2
 
 
-class EngineLost(CatlrError):
-    """Where training ran went away mid-run (a Dask scheduler, the connection to it): the
-    run's last checkpoint stays, and the CLI says how to go on from it."""
+class Stopped(CatlrError):
+    """A run stopped by what it can go on from once that is mended (where it ran went away,
+    a checkpoint could not be written): the run's last checkpoint stays, and the CLI says
+    which iteration it holds and how to go on from it."""
+
+
+class EngineLost(Stopped):
+    """Where training ran went away mid-run (a Dask scheduler, the connection to it)."""
 
 
 class ParameterError(UsageError, ValueError):

@@ -63,6 +63,7 @@ class Wrote(NamedTuple):
     """An output file is complete at `path` (a model, a picture, a run's files)."""
 
     path: str
+    iteration: int | None = None  # a checkpoint: the iteration it holds
 
 
 class Notice(NamedTuple):

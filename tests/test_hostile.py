@@ -587,6 +587,23 @@ def test_ctrl_c_early_is_one_line_and_never_hangs(tmp_path, command):
     assert caught >= 4  # most rounds reached catlr's code, on a machine however loaded
 
 
+@pytest.mark.parametrize("stop,code,said", [("int", 130, "Interrupted"),
+                                             ("term", 143, "Terminated")])
+def test_a_stop_while_typer_parses_is_one_line(cli, monkeypatch, tmp_path, stop, code, said):
+    """Ctrl-C (or SIGTERM) that lands while typer parses the command line, before a
+    command's guard runs: typer turned Ctrl-C into a silent exit 130 (seen once in 60
+    early Ctrl-Cs of prepare) and let SIGTERM's exception out as a traceback."""
+    from catlr.cli import _Command
+    from catlr.errors import Terminated
+
+    def parse_args(self, ctx, args):
+        raise KeyboardInterrupt if stop == "int" else Terminated(15)
+
+    monkeypatch.setattr(_Command, "parse_args", parse_args)
+    exit_code, out, err = cli(["prepare", tmp_path, "--out", tmp_path / "p.h5"])
+    assert (exit_code, out, err) == (code, "", said + "\n")
+
+
 def _before_catlr(code, err) -> bool:
     """Whether a SIGINT came before catlr's handler (catlr/entry.py) was running: Python
     killed before it set its own handler (-2, nothing said), or a traceback none of whose

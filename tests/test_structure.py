@@ -113,7 +113,7 @@ LAYERS = [
     ("engines", ("engines",)),
     ("learn", ("learn",)),
     ("files", ("files",)),
-    ("leaves", ("config", "errors", "events", "text", "version")),
+    ("leaves", ("config", "errors", "events", "packages", "solvers", "text", "version")),
 ]
 
 

@@ -31,7 +31,7 @@ from ..config import (
     resolve,
 )
 from ..config import read_toml as resolve_file_keys
-from ..errors import CatlrError, EngineLost, Terminated, UsageError
+from ..errors import CatlrError, Stopped, Terminated, UsageError
 from ..text import printable
 
 # typer < 0.28 uses click, 0.28 vendors it: find its exception classes either way.
@@ -39,14 +39,25 @@ _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "C
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
+_SAID = []  # a command's guard said why it stopped (its exit code alone does not tell)
+
+
 class _Group(TyperGroup):
     """Typer's group with every usage error as one line: `Error: ..., see '... --help'`."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _SAID.clear()
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                               standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0
+            if code == 130 and not _SAID:
+                # Ctrl-C while typer parses, before a command's guard: typer turns it into
+                # exit 130 and says nothing
+                _say("Interrupted")
+        except Terminated as e:  # SIGTERM or SIGHUP there: the same, with its own code
+            _say("Terminated")
+            code = 128 + e.signum
         except _UsageError as e:
             message = e.format_message()
             if type(e).__name__ == "NoArgsIsHelpError":  # bare `catlr`: the help is the answer
@@ -143,6 +154,12 @@ def main():
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")
 
+    # A library's warning (NumPy's overflow, a deprecation) is not catlr's output: what
+    # matters reaches the user as catlr's one line. -W or PYTHONWARNINGS still choose.
+    if not sys.warnoptions:
+        import warnings
+
+        warnings.simplefilter("ignore")
     # SIGTERM and SIGHUP unwind like Ctrl-C: temporary files go, outputs stay whole
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         # an ignored signal stays ignored: 'nohup catlr train ...' outlives its terminal
@@ -159,14 +176,20 @@ def main():
 
 
 @contextlib.contextmanager
-def _guard(interrupted="stopped, nothing was written"):
+def _guard(interrupted="stopped, nothing was written", kept=None):
     """Known errors become one line and exit 1 (2 for bad flags); Ctrl-C exits 130, SIGTERM
     143, SIGHUP 129; a closed pipe ends quietly. `interrupted` may be a callable that says
-    what was written by then."""
+    what was written by then; kept(), where and how a stopped run goes on (or None), ends
+    an error's line."""
     from ..files.inputs import scope
 
     debug = os.environ.get("CATLR_DEBUG") == "1"
     said = interrupted if callable(interrupted) else lambda: interrupted
+
+    def line(message):
+        note = kept() if kept else None
+        return f"{message}; {note}" if note else message
+
     try:
         with scope():  # the command's inputs, which no output may overwrite
             yield
@@ -179,28 +202,30 @@ def _guard(interrupted="stopped, nothing was written"):
         raise typer.Exit(141) from None
     except Terminated as e:
         _say(f"Terminated: {said()}")
+        _SAID.append(e)
         raise typer.Exit(128 + e.signum) from None
-    except EngineLost as e:  # what the last checkpoint kept, and how to go on
+    except Stopped as e:  # what the last checkpoint kept, and how to go on
         if debug:
             raise
         _fail(f"{e}: {said()}", e.exit_code)
     except CatlrError as e:
         if debug:
             raise
-        _fail(str(e), e.exit_code)
-    except KeyboardInterrupt:
+        _fail(line(str(e)), e.exit_code)
+    except KeyboardInterrupt as e:
         _say(f"Interrupted: {said()}")
+        _SAID.append(e)
         raise typer.Exit(130) from None
     except OSError as e:  # a full disk, a read-only folder: not a bug, say which file
         if debug:
             raise
-        _fail(f"{e.strerror or e} ({e.filename or 'file'}), check the path, its permissions "
-              "and free space", 1)
+        _fail(line(f"{e.strerror or e} ({e.filename or 'file'}), check the path, its "
+                   "permissions and free space"), 1)
     except Exception as e:
         if debug:
             raise
-        _fail(f"unexpected {type(e).__name__}: {e}, rerun with CATLR_DEBUG=1 to see the "
-              "traceback and report it", 1)
+        _fail(line(f"unexpected {type(e).__name__}: {e}, rerun with CATLR_DEBUG=1 to see the "
+                   "traceback and report it"), 1)
 
 
 def _resolve(config, **settings) -> dict:
@@ -228,9 +253,9 @@ def _outputs(inputs=(), storage_options=None, **outputs):
     guard(outputs, inputs, storage_options)
 
 
-def _threshold(value: float) -> float:
-    # click's min/max let NaN through (every comparison with NaN is false)
-    if not 0.0 <= value <= 1.0:
+def _threshold(value: float | None) -> float | None:
+    # click's min/max let NaN through (every comparison with NaN is false); None: the model's
+    if value is not None and not 0.0 <= value <= 1.0:
         raise UsageError(f"--threshold must be a probability from 0 to 1, got {value}")
     return value
 
@@ -285,7 +310,7 @@ def settings(command: str):
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file of settings (see configs/default.toml); flags override it.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help=f"Model file written by 'catlr train' [default: the newest run in {DEFAULTS['runs']}/, else {DEFAULTS['model']}: the config's runs and model keys].")]
-ThresholdOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability above which an image is positive.")]
+ThresholdOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, show_default=False, help="Probability above which an image is positive [default: the model's: what train chose on validation or was given, else 0.5].")]
 ModelArg = Annotated[Optional[Path], typer.Argument(metavar="[MODEL]", help=f"Model file [default: the newest run in {DEFAULTS['runs']}/, else {DEFAULTS['model']}].")]
 DataArg = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder, prepared .h5, or folder with train_*.h5 + test_*.h5.")]
 
@@ -359,32 +384,38 @@ def train(
     with its config, costs and figures; 'catlr runs' compares them, and eval, predict
     and inspect use the newest.
     """
-    written = []
+    written, held = [], {}   # what was written; a checkpoint's path: the iteration it holds
+
+    def kept():  # gone once the run's folder is written whole
+        path, at = next(reversed(held.items()), (None, None))
+        if path is None or not os.path.isfile(path):
+            return None
+        return (f"its checkpoint (iteration {at}) is in {os.path.dirname(path)}/, go on with "
+                f"'catlr train --resume {os.path.dirname(path)}'")
 
     def stopped():
-        kept = [p for p in written if p.endswith("checkpoint.npz")]
-        if kept:
-            run_folder = os.path.dirname(kept[-1])
-            return (f"stopped; its checkpoint is in {run_folder}/, go on with 'catlr train "
-                    f"--resume {run_folder}'")
+        if kept():
+            return f"stopped; {kept()}"
         if not written:
             return "stopped, no model was written (an existing one is unchanged)"
         unplotted = "; the cost curve was not written" if plot and str(plot) not in written else ""
         return f"stopped after saving {', '.join(written)}{unplotted}"
 
-    with _guard(stopped):
+    with _guard(stopped, kept):
         if data is None and resume is None:
             raise UsageError("Missing argument 'DATA', see 'catlr train --help'")
         cfg = _resolve(config, **settings)
-        _outputs([data, config], out=(out, "model"), plot=(plot, "png"))
-        from ..stages.train import train as run
+        from ..stages.train import train as run  # (registers the model file's output kind)
         from . import render
+
+        _outputs([data, config], out=(out, "model"), plot=(plot, "png"))
         from .progress import events
 
         console = render.console(json_out, plain=True)
         given = {k for k, v in settings.items() if v is not None} | (
             set(resolve_file_keys(config)) if config else set())
-        with events(console, verbose=verbose, quiet=json_out, wrote=written) as on_event:
+        with events(console, verbose=verbose, quiet=json_out, wrote=written,
+                    checkpoints=held) as on_event:
             model, meta, saved = run(data, cfg, out=out, name=name, exist_ok=exist_ok,
                                      plot=plot, on_event=on_event, resume=resume, given=given)
         for warning in meta["warnings"]:
@@ -399,15 +430,18 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Argument(metavar="[DATA]", help="Data to evaluate on [default: the data the model was trained on].")] = None,
     model: ModelOpt = None,
     split: Annotated[str, typer.Option(help="test or train.")] = "test",
-    threshold: ThresholdOpt = 0.5,
+    threshold: ThresholdOpt = None,
     errors: Annotated[Optional[Path], typer.Option("--errors", help="Save a sheet of the misclassified images, each captioned with its file, as a PNG.")] = None,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Save one CSV row per image: path (or split and index), true label, probability, predicted label, correct.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Save a PNG: the precision-recall curve with the threshold's point, the reliability diagram (predicted against observed, the count per bin) and, with --learning-curve, the learning curve.")] = None,
+    learning_curve: Annotated[bool, typer.Option("--learning-curve", help="Train the model's settings again on 10%, 20%, ... 100% of its training split and on shuffled labels, each scored on the validation split (else the test split, said): would more images help?")] = False,
     config: ConfigOpt = None, json_out: JsonOpt = False, settings: dict = None,
 ):
     """A model's accuracy, precision, recall, F1 and confusion matrix.
 
-    Also log loss and ROC AUC. DATA defaults to the data the model was trained on, and
-    for an image folder to the very test split that train held out.
+    Also log loss, ROC AUC, the Brier score and the calibration error, each with its
+    interval. DATA defaults to the data the model was trained on, and for an image folder
+    to the very test split that train held out.
     """
     with _guard():
         if split not in ("train", "test"):
@@ -420,7 +454,8 @@ def evaluate(
         from .progress import events
 
         model, chosen = resolve_model(model, cfg)
-        _outputs([model, data], errors=(errors, "png"), predictions=(predictions, "predictions"))
+        _outputs([model, data], errors=(errors, "png"), predictions=(predictions, "predictions"),
+                 plot=(plot, "png"))
 
         with events(render.console(json_out, plain=True), quiet=True) as on_event:  # folders: a bar
             result = run(model, data, split=split, threshold=threshold, on_event=on_event,
@@ -431,17 +466,29 @@ def evaluate(
 
                 wrong = mistakes_sheet(result.images, result.labels, result.probabilities,
                                        result.paths, result.figures["classes"], errors,
-                                       threshold=threshold, title=f"Misclassified ({split} split)")
+                                       threshold=result.threshold,
+                                       title=f"Misclassified ({split} split)")
                 result.figures["errors_shown"] = min(wrong, MISTAKES)
             if predictions is not None:
                 from ..stages.evaluate import write_predictions
 
                 write_predictions(result, predictions)
+            if learning_curve:
+                from ..stages.curve import learning_curve as curve
+
+                with events(render.console(json_out, plain=True), quiet=True) as on_event:
+                    result.figures["learning_curve"] = curve(
+                        model, data, threshold=threshold, on_event=on_event,
+                        storage_options=cfg["storage_options"])
+            if plot is not None:
+                from ..stages.plots import eval_picture
+
+                eval_picture(result, plot)
         for warning in result.figures["warnings"]:
             _say(f"Warning: {warning}")
         render.show(result.figures, _fmt(json_out),
                     human=lambda f: render.eval_report(render.console(), f, errors, chosen,
-                                                       predictions))
+                                                       predictions, plot))
 
 
 @app.command(cls=_Command)
@@ -449,7 +496,7 @@ def evaluate(
 def predict(
     inputs: Annotated[List[str], typer.Argument(metavar="INPUT...", help="Image files, folders (searched for images) and globs.")],
     model: ModelOpt = None,
-    threshold: ThresholdOpt = 0.5,
+    threshold: ThresholdOpt = None,
     json_out: JsonOpt = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV: path, probability, label, error.")] = False,
     config: ConfigOpt = None, settings: dict = None,
@@ -481,6 +528,84 @@ def predict(
                     human=lambda r: render.predict_table(r, model, chosen),
                     columns=["path", "probability", "label", "error"])
         if any("error" in r for r in rows):
+            raise typer.Exit(1)
+
+
+@app.command(cls=_Command)
+@settings("explain")
+def explain(
+    inputs: Annotated[List[str], typer.Argument(metavar="PHOTO...", help="Image files, folders (searched for images) and globs.")],
+    model: ModelOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Save the explanation as a PNG: the photo, what the model sees, each pixel's push, the sums and the training images most alike.")] = None,
+    threshold: ThresholdOpt = None,
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None, settings: dict = None,
+):
+    """Why the model says cat or non-cat of each photo, pixel by pixel.
+
+    \b
+    The logit is a sum over pixels, z = w . x + b, so catlr shows exactly
+    where the decision comes from: what the model sees (the photo squashed to
+    its size), each pixel's w_i x_i as a signed map, the regions that push
+    most towards each class, the training images the model finds most alike,
+    and the one or two things most worth knowing. The probability and label
+    are those of 'catlr predict'.
+    """
+    with _guard():
+        _threshold(threshold)
+        cfg = _resolve(config, **settings)
+        from ..runs import resolve_model
+        from ..runs.predictor import Predictor
+        from ..stages.explain import explain as run
+        from . import render
+        from .progress import events
+
+        model, chosen = resolve_model(model, cfg)
+        _outputs([model, config, *inputs], out=(out, "png"))
+        predictor = Predictor.load(model, threshold)
+        with events(render.console(True, plain=True), quiet=True) as on_event:
+            found = run(inputs, predictor=predictor, max_pixels=cfg["max_pixels"],
+                        storage_options=cfg["storage_options"], on_event=on_event)
+        drawn = 0
+        if out is not None:
+            from ..stages.plots import explain_picture
+
+            drawn = explain_picture(found, out, predictor.classes)
+        docs = [dict(e.doc, classes=list(predictor.classes)) if "error" not in e.doc else e.doc
+                for e in found]
+        render.show(docs, _fmt(json_out),
+                    human=lambda d: render.explain_report(d, model, chosen, out, drawn))
+        if any("error" in d for d in docs):
+            raise typer.Exit(1)
+
+
+@app.command("check", cls=_Command)
+def check_notebook(
+    notebook: Annotated[Path, typer.Argument(metavar="NOTEBOOK", help="Your week-2 notebook (.ipynb) or a .py file with its functions.")],
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds the whole check may take; the notebook's code is stopped after that.")] = 120.0,
+    json_out: JsonOpt = False,
+):
+    """Each graded function of your notebook, checked alone.
+
+    \b
+    sigmoid, initialize_with_zeros, propagate, optimize, predict, model and the
+    flattening are taken out of the notebook and each is run against catlr.course
+    on the course's test inputs and on random ones, the others replaced by
+    catlr.course's, so one wrong function is named once. Also checked: no function
+    changes its arguments, model uses its arguments and scores the right split,
+    the types and shapes of what each returns. The notebook's code runs in a
+    separate process, limited in time and memory; the notebook is never written.
+    Exit code 0 when everything passed, 1 when something did not.
+    """
+    with _guard():
+        if not timeout > 0:
+            raise UsageError(f"--timeout must be a number of seconds over 0, got {timeout}")
+        from ..stages.check import check as run
+        from . import render
+
+        result = run(notebook, timeout=timeout)
+        render.show(result, _fmt(json_out), human=render.check_report)
+        if not result["passed"]:
             raise typer.Exit(1)
 
 
@@ -604,7 +729,7 @@ def demo(
 def export(
     model: ModelArg = None,
     onnx: Annotated[Optional[Path], typer.Option("--onnx", help="Write the model as an ONNX graph to this .onnx file (needs catlr[onnx]).")] = None,
-    threshold: ThresholdOpt = 0.5,
+    threshold: ThresholdOpt = None,
     config: ConfigOpt = None, json_out: JsonOpt = False,
 ):
     """A model as an ONNX graph, its preprocessing inside.
@@ -638,7 +763,7 @@ def serve(
     model: ModelArg = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on; another than 127.0.0.1 lets other machines in (with a warning).")] = SERVE["host"],
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: any free one).")] = SERVE["port"],
-    threshold: ThresholdOpt = 0.5,
+    threshold: ThresholdOpt = None,
     max_upload: Annotated[str, typer.Option("--max-upload", help="Largest request body, e.g. 20MB.")] = SERVE["max_upload"],
     max_images: Annotated[int, typer.Option("--max-images", help="Most images one request may carry.")] = SERVE["max_images"],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no line per request.")] = False,

@@ -30,13 +30,14 @@ def _times(column):
 
 
 @contextlib.contextmanager
-def events(console, *, verbose=False, quiet=False, wrote=None):
+def events(console, *, verbose=False, quiet=False, wrote=None, checkpoints=None):
     """Yield an on_event that draws the library's events on `console` (render's: every
     line escaped).
 
     Lines: the data loaded and each recorded cost (unless quiet), the plan (verbose).
     Bars, on a terminal only. `wrote`, a list, collects the paths of Wrote events (what
-    an interrupted command says it saved).
+    an interrupted command says it saved); `checkpoints`, a dict, a checkpoint's path and
+    the iteration it holds.
     """
     progress, tasks = None, {}
     if console.is_terminal:  # off a terminal there is nothing to animate: skip rich.progress
@@ -67,6 +68,8 @@ def events(console, *, verbose=False, quiet=False, wrote=None):
         if isinstance(event, Wrote):
             if wrote is not None:
                 wrote.append(event.path)
+            if checkpoints is not None and event.iteration is not None:
+                checkpoints[event.path] = event.iteration
         elif isinstance(event, Decoded):
             bar("decode", "Decoding images", event.total, event.done, with_rate=True)
         elif isinstance(event, Notice):

@@ -14,7 +14,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable
+from typing import NamedTuple
 
+from .. import solvers
 from ..text import cell, json_text, printable
 
 
@@ -89,7 +92,8 @@ class RichConsole:
         from rich.console import Console
 
         # markup off: paths such as "cat[1].jpg" are printed as they are
-        self.rich = rich or Console(file=stream, highlight=False, markup=False)
+        self.rich = rich or Console(file=stream, highlight=False, markup=False,
+                                    width=_columns(stream))
 
     def print(self, *objects, style=None, **_):
         self.rich.print(*(o.rich() if isinstance(o, Table) else printable(o) for o in objects),
@@ -101,6 +105,19 @@ class RichConsole:
     @property
     def width(self) -> int:
         return self.rich.size.width
+
+
+def _columns(stream) -> int | None:
+    """The width to draw at: None (rich reads COLUMNS, else asks the terminal) unless
+    COLUMNS is 0 or not a width (rich would draw at 0 columns, which prints nothing): then
+    the terminal's own width, or 80."""
+    text = os.environ.get("COLUMNS")
+    if text is None or (text.strip().isdigit() and int(text) > 0):
+        return None
+    try:
+        return os.get_terminal_size((stream or sys.stdout).fileno()).columns or 80
+    except (OSError, ValueError, AttributeError):
+        return 80
 
 
 class Table:
@@ -165,6 +182,7 @@ def data_lines(ds):
     report = ds.report or {}
     for note in report.get("notes", []):
         yield f"Note: {note}"
+    yield from share_lines(ds.shares(), ds.classes)
     if ds.has_val:
         how = ("stored in the file" if (ds.validation or {}).get("stored") else
                f"{ds.validation['fraction']:g} of the training split, seed "
@@ -187,12 +205,39 @@ def data_lines(ds):
                f"{leaks[0][0]}); 'catlr prepare --dedupe' drops them")
 
 
+def share_lines(report, classes):
+    """The positive class's share in each split with its interval, and a warning for each
+    split whose share differs from the training split's more than chance allows (prepare
+    and train): report is metrics.share_report's."""
+    found = report["shares"]
+    if len(found) < 2:
+        return
+    pos = classes[1]
+    yield (f"Share of {pos} (95% CI): " + ", ".join(
+        f"{name} {pct(s['share'])} ({pct(s['ci'][0])}-{pct(s['ci'][1])}, n = {s['m']})"
+        for name, s in found.items()))
+    for d in report["differ"]:
+        split, base = found[d["split"]], found[d["base"]]
+        yield (f"Warning: the {d['split']} split is {pct(split['share'])} {pos} and the "
+               f"{d['base']} split {pct(base['share'])}, further apart than chance allows "
+               f"(two-proportion z-test, p = {d['p_value']:.2g} < {d['level']:.2g}): a model "
+               f"learns the {d['base']} split's share, and on the {d['split']} split always "
+               f"answering {classes[split['majority']]} scores "
+               f"{pct(max(split['share'], 1 - split['share']))}")
+
+
 def _table(*columns, title=None):
     return Table(*columns, title=title)
 
 
 def prepare_report(console, r):
-    neg, pos = r["classes"]
+    """What `catlr prepare` wrote, then what a user should know about the data, each part
+    said by one of PREPARE_PARTS when it applies."""
+    for part in PREPARE_PARTS:
+        part(console, r)
+
+
+def _prep_written(console, r):
     old = r.get("replaced")
     if old:
         held = (f", which held {old['images']} images" if old.get("images") is not None else "")
@@ -200,18 +245,29 @@ def prepare_report(console, r):
         when = f" (prepared {old['created']})" if old.get("created") else ""
         console.print(f"Replaced {r['out']}{held}{came}{when}")
     console.print(f"Wrote {r['out']}")
-    table = _table("split", neg, pos, "total", f"{pos} share")
-    for split in r["counts"]:
-        c = r["counts"][split]
+
+
+def _prep_counts(console, r):
+    neg, pos = r["classes"]
+    table = _table("split", neg, pos, "total", f"{pos} share", "95% CI")
+    found = r["shares"]["shares"]
+    for split, c in r["counts"].items():
         n = sum(c.values())
-        table.add_row(split, str(c[neg]), str(c[pos]), str(n), pct(c[pos] / n if n else None))
+        low_high = found[split]["ci"] if split in found else None
+        table.add_row(split, str(c[neg]), str(c[pos]), str(n), pct(c[pos] / n if n else None),
+                      f"{pct(low_high[0])}-{pct(low_high[1])}" if low_high else "")
     console.print(table)
+    for line in list(share_lines(r["shares"], r["classes"]))[1:]:  # the warnings: the
+        console.print(line, style="yellow")                       # table shows the shares
     for split, c in r["counts"].items():
         missing = [name for name, n in c.items() if n == 0]
         if sum(c.values()) and missing:
             console.print(f"The {split} split has no {' or '.join(missing)} images.", style="yellow")
     for note in r.get("notes", []):
         console.print(f"Note: {note}")
+
+
+def _prep_split(console, r):
     split = r["split"]
     made = split is not None and "test_fraction" in split
     console.print("Split: " + (f"seed {split['seed']}, test fraction {split['test_fraction']:g}, "
@@ -220,28 +276,45 @@ def prepare_report(console, r):
                   + (f"; a validation split of {split['val_fraction']:g} of train, stored as "
                      "val_set_* (the course's load_dataset() reads the rest unchanged)"
                      if split and "val_fraction" in split else ""))
+
+
+def _prep_imbalance(console, r):
     share = r["positive_fraction"]
     if share is not None and not 0.3 <= share <= 0.7:
-        console.print(f"Class imbalance: {pct(share)} of images are {pos}; accuracy alone "
-                      "will flatter the model, look at precision and recall.", style="yellow")
-    if r["skipped"]:
-        t = _table("file", "reason", title=f"Skipped {plural(len(r['skipped']), 'unreadable file')}")
-        for s in r["skipped"][:20]:
-            t.add_row(printable(s["path"]), printable(s["reason"]))
-        if len(r["skipped"]) > 20:
-            t.add_row(f"... and {len(r['skipped']) - 20} more", "")
-        console.print(t)
+        console.print(f"Class imbalance: {pct(share)} of images are {r['classes'][1]}; accuracy "
+                      "alone will flatter the model, look at precision and recall.",
+                      style="yellow")
+
+
+def _prep_skipped(console, r):
+    if not r["skipped"]:
+        return
+    t = _table("file", "reason", title=f"Skipped {plural(len(r['skipped']), 'unreadable file')}")
+    for s in r["skipped"][:20]:
+        t.add_row(printable(s["path"]), printable(s["reason"]))
+    if len(r["skipped"]) > 20:
+        t.add_row(f"... and {len(r['skipped']) - 20} more", "")
+    console.print(t)
+
+
+def _prep_ignored(console, r):
     if r["ignored"]:
         n = len(r["ignored"])
         console.print(f"Ignored {plural(n, 'file')} that {'is' if n == 1 else 'are'} not "
                       f"{'an image' if n == 1 else 'images'} or not in a class folder (e.g. "
                       f"{r['ignored'][0]}).")
+
+
+def _prep_oblong(console, r):
     if r.get("oblong") and r.get("fit", "stretch") == "stretch":
         n = r["oblong"]
-        console.print(f"{plural(n, 'image')} {'was' if n == 1 else 'were'} far from square "
-                      f"(over 3:2) and {'was' if n == 1 else 'were'} squashed to fit "
-                      f"(--fit stretch, as the course); --fit crop keeps the centre square, "
-                      f"--fit pad keeps the whole picture with white bands.")
+        was = "was" if n == 1 else "were"
+        console.print(f"{plural(n, 'image')} {was} far from square (over 3:2) and {was} "
+                      "squashed to fit (--fit stretch, as the course); --fit crop keeps the "
+                      "centre square, --fit pad keeps the whole picture with white bands.")
+
+
+def _prep_duplicates(console, r):
     d = r["duplicates"]
     for key, what in (("train", "within train"), ("test", "within test"),
                       ("across", "across train and test (leakage)")):
@@ -253,11 +326,19 @@ def prepare_report(console, r):
         console.print(f"Dropped {r['dropped_duplicates']} duplicates (--dedupe).")
     elif any(d.values()):
         console.print("Pass --dedupe to drop them.")
+
+
+def _prep_speed(console, r):
     if r["images_per_second"]:
         used = r.get("used", r["images"])
         console.print(f"Decoded {r['images']} files in {r['seconds']:.2f} s "
                       f"({r['images_per_second']:,.0f} images/s)"
                       + (f": {used} used." if used != r["images"] else "."))
+
+
+# prepare_report's parts, in the order they are said
+PREPARE_PARTS = (_prep_written, _prep_counts, _prep_split, _prep_imbalance, _prep_skipped,
+                 _prep_ignored, _prep_oblong, _prep_duplicates, _prep_speed)
 
 
 def ci(interval, n=None) -> str:
@@ -270,17 +351,60 @@ def ci(interval, n=None) -> str:
 
 def train_summary(console, meta, saved):
     """The figures, and what was written where (saved: runs.Saved)."""
+    _train_lr_auto(console, meta)
+    _train_final_cost(console, meta)
+    said = threshold_text(meta.get("threshold"), meta.get("threshold_choice"))
+    if said:
+        console.print(f"Threshold: {said}")
+    console.print(f"train accuracy: {pct(meta['train_accuracy'])}" + ci(None, meta["m_train"]))
+    if meta.get("val_accuracy") is not None:
+        console.print(f"validation accuracy: {pct(meta['val_accuracy'])}"
+                      + ci(meta.get("val_accuracy_ci"), meta.get("m_val")))
+    console.print(f"test accuracy: {pct(meta['test_accuracy'])}"
+                  + ci(meta.get("test_accuracy_ci"), meta.get("m_test")))
+    _train_saved(console, saved)
+
+
+def _target_text(target) -> str:
+    """'f1' -> 'the best F1'; 'precision=0.9' -> 'precision 0.9 or more' (recall alike)."""
+    name, _, goal = str(target or "f1").partition("=")
+    return "the best F1" if name == "f1" else f"{name} {goal} or more"
+
+
+def threshold_text(threshold, choice, given=False) -> str:
+    """How a model labels, when it is not the course's plain 0.5: '0.62, chosen on the
+    validation split for the best F1 (there: precision 80.0%, recall 75.0%, F1 77.4%, n
+    = 41)', '0.7, given to train', '0.3, given (--threshold)'; '' for 0.5 unchosen."""
+    if threshold is None:
+        return ""
+    if given:
+        return f"{threshold:g}, given (--threshold), not the model's"
+    if choice:
+        there = ", ".join(f"{k if k != 'f1' else 'F1'} {pct(choice[k])}"
+                          for k in ("precision", "recall", "f1") if choice.get(k) is not None)
+        n = f", n = {choice['m']}" if choice.get("m") is not None else ""
+        missed = ("; no threshold reaches it there, this one comes nearest"
+                  if choice.get("met") is False else "")
+        return (f"{threshold:g}, chosen on the {choice.get('on') or 'validation'} split for "
+                f"{_target_text(choice.get('target'))} (there: {there}{n}){missed}")
+    return "" if threshold == 0.5 else f"{threshold:g}, given to train (--threshold)"
+
+
+def _train_lr_auto(console, meta):
     for row in meta.get("lr_auto") or []:
         console.print(f"--lr auto: lr {row['lr']:g}, validation cost {row['val_cost']:.6f}"
                       + (" (cost rose)" if row["cost_rose"] else ""))
     if meta.get("lr_auto"):
         console.print(f"--lr auto chose lr {meta['lr']:g}: the lowest validation cost of the "
                       "rates whose cost did not rise")
+
+
+def _train_final_cost(console, meta):
+    """The last cost, and where a validation split stopped the run or would have."""
     ran = meta.get("stopped_at")
     last = meta.get("iters_run") if meta.get("solver") == "lbfgs" else None  # may end sooner
-    console.print(f"Final cost (after iteration "
-                  f"{ran if ran is not None else last if last is not None else meta['iters']}, "
-                  f"the last): {meta['final_cost']:f}")
+    after = ran if ran is not None else last if last is not None else meta["iters"]
+    console.print(f"Final cost (after iteration {after}, the last): {meta['final_cost']:f}")
     if ran is not None:
         console.print(f"Stopped early at iteration {ran}: the validation cost had not improved "
                       f"for {meta['config']['early_stop']} recorded costs; kept the weights of "
@@ -289,12 +413,9 @@ def train_summary(console, meta, saved):
     elif meta.get("held") == "validation" and meta.get("best_iteration") is not None:
         console.print(f"Lowest validation cost: {meta['best_cost']:f} at iteration "
                       f"{meta['best_iteration']} (--early-stop N stops there and keeps it)")
-    console.print(f"train accuracy: {pct(meta['train_accuracy'])}" + ci(None, meta["m_train"]))
-    if meta.get("val_accuracy") is not None:
-        console.print(f"validation accuracy: {pct(meta['val_accuracy'])}"
-                      + ci(meta.get("val_accuracy_ci"), meta.get("m_val")))
-    console.print(f"test accuracy: {pct(meta['test_accuracy'])}"
-                  + ci(meta.get("test_accuracy_ci"), meta.get("m_test")))
+
+
+def _train_saved(console, saved):
     inside = [f for f in saved.files if saved.folder and os.path.dirname(f) == saved.folder]
     outside = [f for f in saved.files if f not in inside and f != saved.model]
     also = f" and the cost curve {', '.join(outside)}" if outside else ""
@@ -313,7 +434,28 @@ def _model_line(path, chosen):
     return f"{path}" + ("" if chosen == "given" else f" ({chosen})")
 
 
-def eval_report(console, f, errors, chosen="given", predictions=None):
+def interval_of(low_high, digits=4) -> str:
+    return "" if not low_high else f"{low_high[0]:.{digits}f}-{low_high[1]:.{digits}f}"
+
+
+def calibration_lines(cal, m, positive="cat"):
+    """What the Brier score and the calibration error say, in words (eval)."""
+    b, e = cal.get("brier") or {}, cal.get("ece") or {}
+    if b.get("value") is not None and b.get("reference") is not None:
+        yield (f"brier {b['value']:.4f}: the mean of (probability - label)^2, 0 is perfect; "
+               f"always answering this split's share of {positive}, {b['share']:.2f}, scores "
+               f"{b['reference']:.4f} (its CI by the normal formula)")
+    calm = e.get("if_calibrated")
+    if e.get("value") is not None and calm:
+        verdict = ("these are off by more than chance" if e["value"] > calm["p95"] else
+                   "no sign these are off")
+        yield (f"ece {e['value']:.4f}: the mean gap between probability and share of "
+               f"{positive} over {e['bins']} bins (its CI by bootstrap); exact probabilities "
+               f"would show {calm['mean']:.4f} on {m} images, at most {calm['p95']:.4f} in 95% "
+               f"of draws: {verdict} (--plot draws them)")
+
+
+def eval_report(console, f, errors, chosen="given", predictions=None, plot=None):
     neg, pos = f["classes"]
     console.print(f"Model {_model_line(f['model'], chosen)} on the {f['split']} split of "
                   f"{f['data']} ({f['m']} images)")
@@ -329,9 +471,21 @@ def eval_report(console, f, errors, chosen="given", predictions=None):
     t.add_row("log_loss", "n/a" if f["log_loss"] is None else f"{f['log_loss']:.4f}", "", "")
     t.add_row("roc_auc", "n/a" if f["roc_auc"] is None else f"{f['roc_auc']:.4f}",
               interval("roc_auc", lambda v: f"{v:.4f}"), str(f["m"]))
+    cal = f.get("calibration") or {}
+    for key, name in (("brier", "brier"), ("ece", "ece")):
+        if (cal.get(key) or {}).get("value") is not None:
+            t.add_row(name, f"{cal[key]['value']:.4f}", interval_of(cal[key].get("ci")),
+                      str(f["m"]))
     base = f["baseline"]
-    t.add_row(f"always {f['classes'][base['label']]}", pct(base["accuracy"]), "", str(f["m"]))
+    t.add_row(f"majority class (always {f['classes'][base['label']]})", pct(base["accuracy"]),
+              "", str(f["m"]))
     console.print(t)
+    said = threshold_text(f["threshold"], f.get("threshold_choice"),
+                          f.get("threshold_from") == "given")
+    if said:
+        console.print(f"Threshold: {said}")
+    for sentence in calibration_lines(cal, f["m"], pos):
+        console.print(sentence)
     cm = _table("true \\ predicted", neg, pos, "total",
                 title=f"Confusion matrix (threshold {f['threshold']:g})")
     cm.add_row(neg, f"{f['tn']} (tn)", f"{f['fp']} (fp)", str(f["negatives"]))
@@ -344,6 +498,41 @@ def eval_report(console, f, errors, chosen="given", predictions=None):
                            f"(the most confident) to {errors}")
     if predictions:
         console.print(f"Saved one row per image ({f['m']}) to {predictions}")
+    if f.get("learning_curve"):
+        curve_report(console, f["learning_curve"])
+    if plot:
+        console.print("Saved the precision-recall curve and the reliability diagram"
+                      + (" and the learning curve" if f.get("learning_curve") else "")
+                      + f" to {plot}")
+
+
+def curve_report(console, c):
+    """The learning curve as a table, the shuffled labels, and what it says."""
+    held, points = c["held"], c["points"]
+    s = c["settings"]
+    console.print(f"Learning curve: the model's settings (lr {s['lr']:g}, {s['iters']} "
+                  f"iterations{', l2 ' + format(s['l2'], 'g') if s['l2'] else ''}) trained "
+                  f"again on part of its {points[-1]['m']} training images, stratified, seed "
+                  f"{c['seed']}; scored on the {held} split (n = {c['m_held']})"
+                  + ("" if held == "validation" else ", which the model had no validation "
+                     "split to spare: look at it, choose nothing on it"))
+    t = _table("images", "part", "train accuracy", f"{held} accuracy", "95% CI")
+    for p in points:
+        low, high = p["held_ci"]
+        t.add_row(str(p["m"]), f"{p['fraction']:.0%}", pct(p["train_accuracy"]),
+                  pct(p["held_accuracy"]), f"{pct(low)}-{pct(high)}")
+    console.print(t)
+    sh = c.get("shuffled")
+    if sh:
+        n = len(sh["accuracies"])
+        console.print(
+            f"Shuffled labels: {held} accuracy {pct(sh['mean'])} on average ({pct(sh['low'])}-"
+            f"{pct(sh['high'])} over {n} shuffles) against {pct(c['real'])} with the real "
+            "labels: " + ("above every shuffle, the model learned more than the classes' "
+                          "shares" if sh["above"] else
+                          f"not above them, on {c['m_held']} images this accuracy may be "
+                          "chance"))
+    console.print(f"What it says: {c['verdict']['line']}")
 
 
 def predict_table(rows, model, chosen="given"):
@@ -356,6 +545,68 @@ def predict_table(rows, model, chosen="given"):
                 else f"{'-':>11}  error: {printable(r['error'])}")
         line(f"{path:<{width}}  {tail}")
     line(f"Model: {_model_line(model, chosen)}")
+
+
+def _region(r) -> str:
+    """'+1.92 bottom left (y 40-47, x 16-23)': a region's push, where it is, its pixels."""
+    return (f"{r['sum']:+.2f} {r['where']} (y {r['rows'][0]}-{r['rows'][1]}, x "
+            f"{r['columns'][0]}-{r['columns'][1]})")
+
+
+def _alike(rows) -> str:
+    return ", ".join(f"#{r['index']} {r['label']}" + (f" ({os.path.basename(r['path'])})"
+                                                      if r.get("path") else "") for r in rows)
+
+
+def explain_report(docs, model, chosen="given", out=None, drawn=0):
+    """What `catlr explain` says of each photo, in plain lines (as predict's table); `drawn`
+    photos of them are in the picture `out`."""
+    for d in docs:
+        if "error" in d:
+            line(f"{d['path']}: error: {d['error']}")
+            continue
+        neg, pos = d["classes"]
+        c = d["channels"]
+        line(f"{d['path']}: {d['label']}, probability {d['probability']:.3f} ({pos} above "
+             f"{d['threshold']:g})")
+        line(f"  logit {d['logit']:+.3f} = pixels {d['contributions']:+.3f} (red {c['red']:+.3f}, "
+             f"green {c['green']:+.3f}, blue {c['blue']:+.3f}) + b {d['b']:+.3f}")
+        for key, name in (("positive", pos), ("negative", neg)):
+            regions = d["regions"][key]
+            line(f"  pushing towards {name}: " + (", ".join(map(_region, regions)) or "nothing"))
+        if d["alike"]:
+            line(f"  training images most alike by pixels: {_alike(d['alike']['by_pixels'])}")
+            line(f"  ... and by the model's score: {_alike(d['alike']['by_score'])}")
+        elif d["training"].get("note"):
+            line(f"  training images: {d['training']['note']}")
+        for note in d["notes"]:
+            line(f"  Note: {note}")
+    line(f"Model: {_model_line(model, chosen)}")
+    explained = sum("error" not in d for d in docs)
+    if out and drawn:
+        line(f"Saved the picture to {out}" + ("" if drawn == explained else
+                                               f" (the first {drawn} of {explained} photos)"))
+
+
+def check_report(result):
+    """What `catlr check` found: each function passed or failed, and why, in plain lines."""
+    width = max(len(f["name"]) for f in result["functions"])
+    for f in result["functions"]:
+        line(f"{f['name']:<{width}}  {'passed' if f['passed'] else 'FAILED'}")
+        if not f["passed"]:  # the finding's parts, a line each
+            line(f"    {f.get('divergence') or f['finding']}")
+            if f.get("known_mistake"):
+                line(f"    Known mistake: {f['known_mistake']}")
+            if f.get("line"):
+                line(f"    {f['line']['where']}: {f['line']['code']}")
+    for note in result.get("notes") or []:
+        line(f"Note: {note}")
+    failed = [f["name"] for f in result["functions"] if not f["passed"]]
+    if failed:
+        line(f"{len(failed)} of {len(result['functions'])} failed. Each was run with catlr's "
+             "versions of the others, so each failure is in that function's own code.")
+    else:
+        line(f"All {len(result['functions'])} passed.")
 
 
 def export_report(console, s, chosen="given"):
@@ -427,6 +678,9 @@ def inspect_table(console, path, chosen, meta, model, weights):
     t.add_row("split", split_text(meta))
     for w in meta.get("warnings") or []:
         t.add_row("warning", str(w))
+    said = threshold_text(meta.get("threshold"), meta.get("threshold_choice"))
+    if said:
+        t.add_row("threshold", said)
     t.add_row("train_accuracy", pct(meta.get("train_accuracy")))
     t.add_row("test_accuracy", pct(meta.get("test_accuracy")))
     t.add_row("b", f"{model.b_:.6g}")
@@ -460,6 +714,78 @@ def _where(path) -> str:
     return path
 
 
+def _num(x, f):
+    return f(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else "?"
+
+
+def _rate(r):
+    """A run's learning rate; a dash for a solver that takes none (its line search finds
+    each step), not the default it never used."""
+    takes = solvers.SOLVERS.get(r.get("solver") or "gd", solvers.SOLVERS["gd"]).takes_lr
+    return _num(r.get("lr"), lambda v: f"{v:g}") if takes else "-"
+
+
+def _mark(r):
+    if r.get("interrupted"):
+        at, of = r["interrupted"]
+        return f"interrupted at {at} of {of}"
+    return "damaged" if r.get("damaged") else "cost rose" if r.get("warnings") else ""
+
+
+def _test(r):  # with its n: 70.00% of 50 images is not 70.00% of 5,000
+    n = r.get("m_test")
+    return pct(r.get("test_accuracy")) + (f" ({n})" if isinstance(n, int) else "")
+
+
+def _val(r):
+    return pct(r.get("val_accuracy")) if r.get("val_accuracy") is not None else ""
+
+
+def _extra(r):
+    """What a run changed of the course's objective, or how it stopped."""
+    bits = ([str(r["solver"])] if r.get("solver") not in (None, "gd") else []) + (
+        [f"l2 {r['l2']:g}"] if r.get("l2") else []) + (
+        [f"weights {r['class_weight']}"] if r.get("class_weight") not in (None, "none") else [])
+    parent = r.get("parent") if isinstance(r.get("parent"), dict) else None
+    bits += [f"from {parent.get('run')}@{parent.get('at')}"] if parent else []
+    t = r.get("threshold")
+    bits += [f"threshold {t:.3g}" + (" (auto)" if r.get("threshold_choice") else "")] if (
+        isinstance(t, float) and (t != 0.5 or r.get("threshold_choice"))) else []
+    return " ".join(bits + ([f"stopped at {r['stopped_at']}"] if r.get("stopped_at") else []))
+
+
+class Column(NamedTuple):
+    """A column of the runs table: its header, its cell cell(run, wide), whether it is shown
+    shown(rows, wide), and in the few lines a run a narrow terminal gets: "label value"
+    (label), the value alone (""), or not at all (None). A narrow line shows a part only
+    when its value is not empty."""
+
+    header: str
+    cell: Callable
+    shown: Callable = lambda rows, wide: True
+    narrow: str | None = None
+
+
+RUN_COLUMNS = (  # fits 80 columns, unless wide
+    Column("run", lambda r, wide: r["name"]),
+    Column("when", lambda r, wide: str(r.get("created") or "?") if wide
+           else _when(r.get("created"))),
+    Column("data", lambda r, wide: f"{r.get('data_kind') or '?'} "
+                                   f"{r.get('data') if wide else _where(r.get('data'))}"),
+    Column("lr", lambda r, wide: _rate(r), narrow="lr"),
+    Column("iters", lambda r, wide: _num(r.get("iters"), str), narrow="iters"),
+    *(Column(key, lambda r, wide, key=key: str(r.get(key) or "?"), lambda rows, wide: wide)
+      for key in ("dtype", "form", "engine")),
+    Column("cost", lambda r, wide: _num(r.get("final_cost"), lambda v: f"{v:.6f}"), narrow="cost"),
+    Column("train", lambda r, wide: pct(r.get("train_accuracy")), narrow="train"),
+    Column("validation", lambda r, wide: _val(r), lambda rows, wide: any(map(_val, rows)),
+           "validation"),
+    Column("test (n)", lambda r, wide: _test(r), narrow="test"),
+    Column("settings", lambda r, wide: _extra(r), lambda rows, wide: any(map(_extra, rows)), ""),
+    Column("", lambda r, wide: _mark(r), narrow=""),
+)
+
+
 def runs_table(console, rows, root, wide=False):
     """Every run: a table when it fits the terminal (80 columns in a pipe), else a few
     lines a run; names and figures are never cut. `wide` adds the
@@ -467,86 +793,45 @@ def runs_table(console, rows, root, wide=False):
     if not rows:
         console.print(f"No runs in {root}/ yet: 'catlr train DATA' writes the first one.")
         return
-
-    def num(x, f):
-        return f(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else "?"
-
-    def rate(r):  # L-BFGS takes no rate: a dash, not the default it never used
-        return "-" if r.get("solver") == "lbfgs" else num(r.get("lr"), lambda v: f"{v:g}")
-
-    def mark(r):
-        if r.get("interrupted"):
-            at, of = r["interrupted"]
-            return f"interrupted at {at} of {of}"
-        return "damaged" if r.get("damaged") else "cost rose" if r.get("warnings") else ""
-
-    def test(r):  # with its n: 70.00% of 50 images is not 70.00% of 5,000
-        n = r.get("m_test")
-        return pct(r.get("test_accuracy")) + (f" ({n})" if isinstance(n, int) else "")
-
-    def val(r):
-        return pct(r.get("val_accuracy")) if r.get("val_accuracy") is not None else ""
-
-    def extra(r):  # what a run changed of the course's objective, or how it stopped
-        bits = ([str(r["solver"])] if r.get("solver") not in (None, "gd") else []) + (
-            [f"l2 {r['l2']:g}"] if r.get("l2") else []) + (
-            [f"weights {r['class_weight']}"] if r.get("class_weight") not in (None, "none") else [])
-        parent = r.get("parent") if isinstance(r.get("parent"), dict) else None
-        bits += [f"from {parent.get('run')}@{parent.get('at')}"] if parent else []
-        return " ".join(bits + ([f"stopped at {r['stopped_at']}"] if r.get("stopped_at") else []))
-
     title = f"Runs in {root}/, newest first"
-    columns = ["run", "when", "data", "lr", "iters", "cost", "train", "test (n)", ""]  # fits 80
-    vals, extras = any(val(r) for r in rows), any(extra(r) for r in rows)
-    if vals:
-        columns[7:7] = ["validation"]
-    if extras:
-        columns[-1:-1] = ["settings"]
-    if wide:
-        columns[5:5] = ["dtype", "form", "engine"]
-    t = _table(*columns, title=title)
+    columns = [c for c in RUN_COLUMNS if c.shown(rows, wide)]
+    t = _table(*(c.header for c in columns), title=title)
     for r in rows:
-        cells = [r["name"], str(r.get("created") or "?") if wide else _when(r.get("created")),
-                 f"{r.get('data_kind') or '?'} {r.get('data') if wide else _where(r.get('data'))}",
-                 rate(r),
-                 num(r.get("iters"), str),
-                 num(r.get("final_cost"), lambda v: f"{v:.6f}"),
-                 pct(r.get("train_accuracy")), test(r), mark(r)]
-        if vals:
-            cells[7:7] = [val(r)]
-        if extras:
-            cells[-1:-1] = [extra(r)]
-        if wide:
-            cells[5:5] = [str(r.get(k) or "?") for k in ("dtype", "form", "engine")]
-        t.add_row(*cells)
+        t.add_row(*(c.cell(r, wide) for c in columns))
     # in a pipe too, a table only when it fits 80 columns (--json is for scripts)
     width = getattr(console, "width", None) or 80
     # rich draws a box: 3 characters a column and 1 more, where plain text puts 2 between
     plain = getattr(console, "width", None) is None
     if max(map(len, t.plain().splitlines())) + (0 if plain else len(columns) + 3) <= width:
         console.print(t)
-    else:  # a narrow terminal: each run on a few lines; nothing cut but a long path's middle
+    else:
         console.print(title)
         for r in rows:
-            head = f"{r['name']}  {_when(r.get('created'))}  {r.get('data_kind') or '?'}  "
-            console.print(head + _short(_where(r.get("data")), max(width - len(head), 12)))
-            parts = [f"lr {rate(r)}",
-                     f"iters {num(r.get('iters'), str)}",
-                     f"cost {num(r.get('final_cost'), lambda v: f'{v:.6f}')}",
-                     f"train {pct(r.get('train_accuracy'))}"]
-            parts += [f"validation {val(r)}"] if val(r) else []
-            parts += [f"test {test(r)}"] + ([extra(r)] if extra(r) else [])
-            parts += [mark(r)] if mark(r) else []
-            text = "   "
-            for part in parts:  # as many figures a line as fit, each whole
-                if len(text) > 3 and len(text) + 2 + len(part) > width:
-                    console.print(text)
-                    text = "   "
-                text += f"  {part}" if len(text) > 3 else f" {part}"
+            _run_lines(console, r, width)
+    _runs_notes(console, rows, root)
+
+
+def _run_lines(console, r, width):
+    """A run on a narrow terminal: its name, date and data, then as many figures a line as
+    fit, each whole (nothing cut but a long path's middle)."""
+    head = f"{r['name']}  {_when(r.get('created'))}  {r.get('data_kind') or '?'}  "
+    console.print(head + _short(_where(r.get("data")), max(width - len(head), 12)))
+    parts = [f"{c.narrow} {value}" if c.narrow else value for c in RUN_COLUMNS
+             if c.narrow is not None and (value := c.cell(r, False))]
+    text = "   "
+    for part in parts:
+        if len(text) > 3 and len(text) + 2 + len(part) > width:
             console.print(text)
+            text = "   "
+        text += f"  {part}" if len(text) > 3 else f" {part}"
+    console.print(text)
+
+
+def _runs_notes(console, rows, root):
+    """Below the runs: why a run is damaged, what 'cost rose' means, how to go on."""
     for r in rows:
         if r.get("damaged"):
-            console.print(f"{r['name']} is damaged: {r['damaged']}.")
+            _wrapped(console, f"{r['name']} is damaged: {r['damaged']}.")
     if any(r.get("warnings") for r in rows):
         # two lines that fit 80 columns in a pipe too, where lines are never wrapped
         console.print("'cost rose': the cost went up during training more than once, the "
@@ -556,6 +841,17 @@ def runs_table(console, rows, root, wide=False):
         if r.get("interrupted"):
             console.print(f"{r['name']} was interrupted: go on with 'catlr train --resume "
                           f"{os.path.join(root, r['name'])}'")
+
+
+def _wrapped(console, text: str):
+    """A note in lines that fit the width (80 columns in a pipe, where lines are never
+    wrapped), words whole."""
+    import textwrap  # only for a damaged run's note (start-up: bench/startup.py)
+
+    for line in textwrap.wrap(text, (getattr(console, "width", None) or 80) - 4,
+                              subsequent_indent="    ", break_long_words=False,
+                              break_on_hyphens=False):
+        console.print(line)
 
 
 def _short(text: str, width: int) -> str:

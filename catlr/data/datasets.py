@@ -30,6 +30,7 @@ from ..files import schema, storage
 from ..files.containers import open_container
 from ..files.inputs import reading
 from ..files.schema import DEFAULT_CLASSES, find_course_pair
+from ..learn.metrics import share_report
 from .fingerprint import of_split
 from .names import has_images, is_image_name
 
@@ -94,6 +95,13 @@ class Dataset:
         self.fingerprints.pop("train", None)  # the training split is not what it was
         self._repeats()
         return self
+
+    def shares(self) -> dict:
+        """The share of the positive class in each split, its interval, and the splits
+        whose share differs from train's more than chance allows (metrics.share_report)."""
+        splits = {"train": self.y_train, "validation": self.y_val, "test": self.y_test}
+        return share_report({name: (int(np.sum(y)), len(y)) for name, y in splits.items()
+                             if y is not None})
 
     def _repeats(self):
         """Validation images whose pixels repeat a training image: a leak to report."""

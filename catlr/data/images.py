@@ -35,7 +35,6 @@ MAX_PIXELS = 64_000_000
 # Transparent pixels and padding become white, as image viewers show them.
 BACKGROUND = (255, 255, 255)
 FORMATS = ("JPEG", "PNG", "GIF", "BMP")   # Pillow's first plugins: most photos
-MORE_FORMATS = ("WEBP", "TIFF", "AVIF")   # loaded the first time a file is none of those
 MAX_DECODE_BYTES = 1 << 30                # one image, decoded, with its conversions
 MAX_SCANS = 128  # a progressive JPEG has a few dozen; each more is a full pass of decoding
 DECODE_BUDGET = 2 << 30                   # every image being decoded at once
@@ -150,7 +149,8 @@ def load_image(source, size: int = 64, fit: str = "stretch", max_pixels: int = M
     """Decode `source` into a (size, size, 3) uint8 array, or raise ImageError. `source` is a
     path, the file's bytes, or a binary file object (a web upload): every one is decoded
     the same way. Images over `max_pixels` (and pads whose square canvas would be) are
-    refused from their header. `info`, a dict, gets "size": the image's own (width, height)."""
+    refused from their header. `info`, a dict, gets "size": the image's own (width, height),
+    and "oriented": the same once its EXIF rotation is applied (as a viewer shows it)."""
     info = {} if info is None else info
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not len(source):
@@ -168,6 +168,14 @@ def load_image(source, size: int = 64, fit: str = "stretch", max_pixels: int = M
     if empty:
         raise ImageError(path, "empty file")
     return _decode(path, path, size, fit, max_pixels, info)
+
+
+def load_preview(source, longest: int = 512, max_pixels: int = MAX_PIXELS,
+                 info: dict | None = None):
+    """The whole picture as a viewer shows it, (h, w, 3) uint8 with its longest side at most
+    `longest` and its own proportions: decoded as load_image decodes (the same formats,
+    limits, EXIF rotation and colours), for showing a photo beside what a model sees."""
+    return load_image(source, longest, None, max_pixels, info)
 
 
 def _decode(source, path, size, fit, max_pixels, info):
@@ -195,7 +203,10 @@ def _decode(source, path, size, fit, max_pixels, info):
                                        f"{im.mode} pixels would take about {need >> 20} MB)")
             with _BUDGET.hold(need):
                 im.load()
+                drafted = im.size  # a JPEG's draft may have scaled it down, not turned it
                 ImageOps.exif_transpose(im, in_place=True)  # no copy when it is upright
+                turned = im.size != drafted and im.size == drafted[::-1]
+                info["oriented"] = (height, width) if turned else (width, height)
                 rgb = _fit(_to_rgb(im), size, fit)
     except ImageError:
         raise
@@ -270,8 +281,12 @@ def _scale_wide_gray(im):
     return Image.fromarray(g.reshape(a.shape)).convert("RGB")
 
 
-def _fit(im, size: int, fit: str):
+def _fit(im, size: int, fit: str | None):
     w, h = im.size
+    if fit is None:  # load_preview: the longest side at most `size`, proportions kept
+        scale = min(1.0, size / max(w, h))
+        return im.resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                         Image.Resampling.BILINEAR)
     if fit == "crop" and w != h:
         side = min(w, h)
         left, top = (w - side) // 2, (h - side) // 2

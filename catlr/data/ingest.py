@@ -261,57 +261,77 @@ def ingest(layout: Layout, stream, sink, *, dedupe=False, strict=False, on_event
     fingerprint, how many images were far from square (`sizes`: the dict start_decoding
     filled with each file's width and height), and speed.
     """
-    sizes = {} if sizes is None else sizes
-    oblong = 0
     started = time.perf_counter()
-    total = len(layout.items())
-    seen: dict[bytes, tuple[str, str]] = {}  # pixel digest -> (split, path) of its first image
-    prints = {s: Fingerprint() for s, _ in layout.splits()}
-    dups = {"train": [], "test": [], "across": []}
-    skipped, dropped, done = [], 0, 0
-    counts = {s: {c: 0 for c in layout.classes} for s, _ in layout.splits()}
+    tally = _Tally(layout, dedupe, strict, {} if sizes is None else sizes)
     for folder, why in layout.unreadable:
-        if strict:
-            raise CatlrError(f"{folder}: {why} (--strict stops at it), fix it or drop --strict")
-        skipped.append({"path": folder, "reason": why})
+        tally.skip(folder, why, "(--strict stops at it), fix it or drop --strict")
+    done, total = 0, len(layout.items())
     for split, items in layout.splits():
         batch = ([], [], [])
         for (rel, label), (_, result) in zip(items, stream):
             done += 1
             if isinstance(result, ImageError):
-                if strict:
-                    raise CatlrError(f"{rel}: {result.reason} (--strict stops at the first "
-                                     "broken file), fix or remove it, or drop --strict")
-                skipped.append({"path": rel, "reason": result.reason})
-            else:
-                h = image_digest(result)
-                first = seen.setdefault(h, (split, rel))
-                if first[1] != rel:
-                    dups["across" if first[0] != split else split].append([first[1], rel])
-                if first[1] == rel or not dedupe:
-                    batch[0].append(result), batch[1].append(label), batch[2].append(rel)
-                    counts[split][layout.classes[label]] += 1
-                    prints[split].update(h, label)
-                    w, hgt = sizes.pop(os.path.join(layout.root, rel), (1, 1))
-                    oblong += max(w, hgt) >= SQUARISH * min(w, hgt)
-                else:
-                    dropped += 1
+                tally.skip(rel, result.reason, "(--strict stops at the first broken file), "
+                                               "fix or remove it, or drop --strict")
+            elif tally.keep(split, rel, label, result):
+                for part, value in zip(batch, (result, label, rel)):
+                    part.append(value)
             if len(batch[0]) >= CHUNK:
                 sink.add(split, *batch)
                 batch = ([], [], [])
             on_event(Decoded(done, total))
         sink.add(split, *batch)
-        if items and not sum(counts[split].values()):
+        if items and not sum(tally.counts[split].values()):
             raise CatlrError(f"no usable images in the {split} split of {layout.root} "
-                             f"({len(skipped)} skipped as unreadable, {dropped} dropped as "
-                             "duplicates), replace the broken files")
-    seconds = time.perf_counter() - started
-    pos = sum(counts[s][layout.classes[1]] for s in counts)
-    kept = sum(sum(c.values()) for c in counts.values())
-    return {"source": layout.root, "classes": list(layout.classes), "counts": counts,
-            "positive_fraction": pos / kept if kept else None,
-            "skipped": skipped, "ignored": layout.ignored, "duplicates": dups,
-            "dropped_duplicates": dropped, "split": layout.split,
-            "images": total, "used": kept, "oblong": oblong, "notes": layout.notes,
-            "fingerprint": {s: f.hexdigest() for s, f in prints.items()}, "seconds": seconds,
-            "images_per_second": total / seconds if seconds > 0 else None}
+                             f"({len(tally.skipped)} skipped as unreadable, {tally.dropped} "
+                             "dropped as duplicates), replace the broken files")
+    return tally.report(total, time.perf_counter() - started)
+
+
+class _Tally:
+    """What ingest has seen of the images so far, for its report: counts per split and
+    class, the files skipped, the duplicates (a hash of the final pixels: the first image
+    of each, by digest), each split's fingerprint, and how many were far from square."""
+
+    def __init__(self, layout: Layout, dedupe: bool, strict: bool, sizes: dict):
+        self.layout, self.dedupe, self.strict, self.sizes = layout, dedupe, strict, sizes
+        self.seen: dict[bytes, tuple[str, str]] = {}  # digest -> (split, path) of the first
+        self.prints = {s: Fingerprint() for s, _ in layout.splits()}
+        self.dups = {"train": [], "test": [], "across": []}
+        self.counts = {s: {c: 0 for c in layout.classes} for s, _ in layout.splits()}
+        self.skipped, self.dropped, self.oblong = [], 0, 0
+
+    def skip(self, path: str, reason: str, stops: str) -> None:
+        """A file or folder that is not used, with why (--strict: one line, and stop)."""
+        if self.strict:
+            raise CatlrError(f"{path}: {reason} {stops}")
+        self.skipped.append({"path": path, "reason": reason})
+
+    def keep(self, split: str, rel: str, label: int, image) -> bool:
+        """Whether the decoded `image` goes into the sink (not with --dedupe when its
+        pixels repeat an earlier image's); counted either way."""
+        h = image_digest(image)
+        first = self.seen.setdefault(h, (split, rel))
+        if first[1] != rel:
+            self.dups["across" if first[0] != split else split].append([first[1], rel])
+            if self.dedupe:
+                self.dropped += 1
+                return False
+        self.counts[split][self.layout.classes[label]] += 1
+        self.prints[split].update(h, label)
+        w, hgt = self.sizes.pop(os.path.join(self.layout.root, rel), (1, 1))
+        self.oblong += max(w, hgt) >= SQUARISH * min(w, hgt)
+        return True
+
+    def report(self, total: int, seconds: float) -> dict:
+        layout, counts = self.layout, self.counts
+        pos = sum(counts[s][layout.classes[1]] for s in counts)
+        kept = sum(sum(c.values()) for c in counts.values())
+        return {"source": layout.root, "classes": list(layout.classes), "counts": counts,
+                "positive_fraction": pos / kept if kept else None,
+                "skipped": self.skipped, "ignored": layout.ignored, "duplicates": self.dups,
+                "dropped_duplicates": self.dropped, "split": layout.split,
+                "images": total, "used": kept, "oblong": self.oblong, "notes": layout.notes,
+                "fingerprint": {s: f.hexdigest() for s, f in self.prints.items()},
+                "seconds": seconds,
+                "images_per_second": total / seconds if seconds > 0 else None}

@@ -15,13 +15,12 @@ in ENGINES.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
+from .. import packages
 from ..config import parse_memory
 from ..errors import CatlrError, UsageError
 from ..events import ignore
@@ -79,16 +78,7 @@ def needs(form: str, m: int, n_x: int, itemsize: int) -> int:
 
 def require(engine: str) -> None:
     """Refuse, before any data is read, an engine whose packages are not installed."""
-    missing = [p for p in ENGINES.get(engine, (None, None, ()))[2] if not _installed(p)]
-    if missing:
-        raise CatlrError(f"--engine {engine} needs {missing[0]}, which is not installed: "
-                         f"pip install \"catlr[{engine}]\"")
-
-
-def _installed(package: str) -> bool:
-    if package in sys.modules:  # imported already (or blocked: None)
-        return sys.modules[package] is not None
-    return importlib.util.find_spec(package) is not None
+    packages.require(f"--engine {engine}", ENGINES.get(engine, (None, None, ()))[2], engine)
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from importlib import metadata
@@ -38,6 +40,8 @@ from ..learn.design import Design, block_gradient, block_scores
 
 BLOCK_BYTES = 64 << 20  # per task: large enough that scheduling stays a small share
 PIXEL_BYTES = 1         # a block's bytes per pixel: uint8 (the memory note, the block size)
+WORKER_BYTES = 160 << 20  # a worker process's own memory once it has read a block and run
+                          # numba's kernels: 150 MB measured (bench/README.md, Cluster)
 # Dask's own log lines (tracebacks of a peer it cannot read, a worker lost) are not
 # catlr's output: what matters reaches the user as catlr's one line
 def _quiet_dask():
@@ -169,13 +173,13 @@ def worker_probe(path, key, storage_options=None):
         return {**seen, "error": describe(text or e, 120)}
 
 
-def check_workers(client, where, path, key, shape, need, storage_options=None) -> list[str]:
-    """Before the first iteration, one small task on every worker of `client`: catlr and
-    numpy at this client's versions, importable, and the data at `path` seen with the
-    client's `shape` (the stored array's). A worker that fails is a CatlrError naming it
-    (its tasks would fail, and a run whose every worker fails would hang). Returns
-    notices: blocks of `need` bytes that do not fit the workers' memory (every iteration
-    then reads them back from disk).
+def check_workers(client, where, path, key, shape, blocks, storage_options=None) -> list[str]:
+    """Before the first iteration, small tasks on every worker of `client`: catlr and numpy
+    at this client's versions, importable, and the data at `path` seen with the client's
+    `shape` (the stored array's). A worker that fails is a CatlrError naming it and each of
+    its problems (its tasks would fail, and a run whose every worker fails would hang).
+    Returns notices: blocks (`blocks`: each one's bytes) that the workers' memory limits
+    cannot hold (every iteration then reads them back from disk; spill_notes).
     """
     try:
         client.wait_for_workers(1, timeout=WORKER_SECONDS)
@@ -183,67 +187,106 @@ def check_workers(client, where, path, key, shape, need, storage_options=None) -
         raise CatlrError(f"the Dask scheduler at {where} has no workers (waited "
                          f"{WORKER_SECONDS} s), start some with 'dask worker {where}'") from None
     workers = client.scheduler_info()["workers"]
+    facts = _Facts(client, workers, path, key, storage_options)
+    for find, fix in ((facts.environment, facts.environment_fix), (facts.blind, facts.blind_fix),
+                      (facts.other_data, lambda: "every worker must see the same data at the "
+                                                 "client's path")):
+        problems = find(shape)
+        if problems:
+            more = (f" (and {len(problems) - 1} more of {len(workers)} workers)"
+                    if len(problems) > 1 else "")
+            raise CatlrError(f"{problems[0]}{more}, {fix()}")
+    return spill_notes([int(info.get("memory_limit") or 0) for info in workers.values()],
+                       blocks)
 
-    def refuse(problems, fix):
-        more = (f" (and {len(problems) - 1} more of {len(workers)} workers)"
-                if len(problems) > 1 else "")
-        raise CatlrError(f"{problems[0]}{more}, {fix}")
 
-    from ..version import __version__
+class _Facts:
+    """What check_workers learns from the workers, and the problems each one has: one line
+    per worker (naming every problem it has), in the workers' order."""
 
-    here = {"catlr": __version__, "numpy": np.__version__}
-    want = f"catlr {here['catlr']} and numpy {here['numpy']}"
-    versions = (f"this catlr runs {want}: install them on every worker "
-                f"(pip install catlr=={here['catlr']} numpy=={here['numpy']})")
+    def __init__(self, client, workers, path, key, storage_options):
+        from ..version import __version__
 
-    def mismatched(seen):
-        return [f"worker {w} has {name} {v[name]}" for w, v in sorted(seen.items())
-                for name in here if isinstance(v, dict) and v.get(name) not in (None, here[name])]
+        self.path = path
+        self.here = {"catlr": __version__, "numpy": np.__version__}
+        # what is installed, by a function of the standard library that runs on any worker
+        # (whatever numpy it has), and what catlr's own probe meets there
+        self.installed = {name: client.run(metadata.version, name, on_error="return")
+                          for name in self.here}
+        self.seen = client.run(worker_probe, path, key, storage_options, on_error="return")
+        self.workers = sorted(self.seen) or sorted(workers)
 
-    # first what is installed, by a function of the standard library that runs on any
-    # worker: another numpy can make catlr's own probe fail to even arrive
-    installed = {name: client.run(metadata.version, name, on_error="return") for name in here}
-    bad = mismatched({w: {name: v for name in here
-                          if isinstance(v := installed[name].get(w), str)}
-                      for w in workers})
-    if bad:
-        refuse(bad, versions)
-    seen = client.run(worker_probe, path, key, storage_options, on_error="return")
-    cannot = [f"worker {w} cannot import catlr ({_remote(r)})"
-              for w, r in sorted(seen.items()) if isinstance(r, BaseException)]
-    if cannot:
-        refuse(cannot, f"install {want} in the workers' environment")
-    if mismatched(seen):
-        refuse(mismatched(seen), versions)
-    blind = [f"worker {w} cannot open {path} ({r['error']})" for w, r in sorted(seen.items())
-             if "error" in r]
-    if blind and "://" in path:
-        refuse(blind, "every worker opens the URL itself with the client's --storage-option "
-                      "values: check that the workers reach the endpoint and the bucket")
-    if blind:
-        refuse(blind, "every worker reads the data itself at the client's path: put it "
-                      "there on each worker's machine, or on a filesystem they share")
-    other = [f"worker {w} sees another file at {path} ({r['shape'][0]} images, not "
-             f"{shape[0]})" for w, r in sorted(seen.items()) if r["shape"] != list(shape)]
-    if other:
-        refuse(other, "every worker must see the same data at the client's path")
-    limits = [int(info.get("memory_limit") or 0) for info in workers.values()]
-    if not limits or min(limits) <= 0:  # a worker without a limit: nothing to check
+    def _versions(self, w) -> list[str]:
+        """'has numpy 9.9.9' for each package at another version than here: as installed,
+        or as the probe imported it."""
+        probe = self.seen.get(w)
+        imported = probe if isinstance(probe, dict) else {}
+        found = []
+        for name in self.here:
+            for v in (self.installed[name].get(w), imported.get(name)):
+                if isinstance(v, str) and v != self.here[name] and f"has {name} {v}" not in found:
+                    found.append(f"has {name} {v}")
+        return found
+
+    def environment(self, shape) -> list[str]:
+        """Workers with another catlr or numpy, or that cannot import catlr: both said."""
+        out = []
+        for w in self.workers:
+            said = self._versions(w)
+            if isinstance(self.seen.get(w), BaseException):
+                said.append(f"cannot import catlr ({_remote(self.seen[w])})")
+            if said:
+                out.append(f"worker {w} {' and '.join(said)}")
+        return out
+
+    def environment_fix(self) -> str:
+        want = f"catlr {self.here['catlr']} and numpy {self.here['numpy']}"
+        if any(self._versions(w) for w in self.workers):
+            return (f"this catlr runs {want}: install them on every worker "
+                    f"(pip install catlr=={self.here['catlr']} numpy=={self.here['numpy']})")
+        return f"install {want} in the workers' environment"
+
+    def blind(self, shape) -> list[str]:
+        return [f"worker {w} cannot open {self.path} ({self.seen[w]['error']})"
+                for w in self.workers if "error" in self.seen.get(w, {})]
+
+    def blind_fix(self) -> str:
+        if "://" in self.path:
+            return ("every worker opens the URL itself with the client's --storage-option "
+                    "values: check that the workers reach the endpoint and the bucket")
+        return ("every worker reads the data itself at the client's path: put it there on "
+                "each worker's machine, or on a filesystem they share")
+
+    def other_data(self, shape) -> list[str]:
+        return [f"worker {w} sees another file at {self.path} ({self.seen[w]['shape'][0]} "
+                f"images, not {shape[0]})" for w in self.workers
+                if self.seen.get(w, {}).get("shape", list(shape)) != list(shape)]
+
+
+def spill_notes(limits, blocks) -> list[str]:
+    """A note when the workers will spill blocks to disk, predicted from their memory
+    limits and the blocks' sizes (not from what they happen to use when asked): Dask
+    spreads the blocks evenly, and a worker keeps its blocks in memory up to `target` of
+    its limit (Dask's config), and its whole process up to `spill` of it; the process
+    itself takes about WORKER_BYTES (Python, Dask, NumPy, catlr, numba). A worker without
+    a limit holds everything."""
+    if not blocks or not limits or min(limits) <= 0:
         return []
     import dask
 
-    # what a worker holds before it spills to disk (Dask's config): its blocks up to
-    # `target` of its limit, and the whole process (what it uses already too) up to `spill`
     target = dask.config.get("distributed.worker.memory.target") or 1.0
     spill = dask.config.get("distributed.worker.memory.spill") or target
-    used = [int((info.get("metrics") or {}).get("memory") or 0) for info in workers.values()]
-    keep = sum(max(0.0, min(target * n, spill * n - u)) for n, u in zip(limits, used))
-    if need <= keep:
+    share = sum(sorted(blocks, reverse=True)[:math.ceil(len(blocks) / len(limits))])
+    holds = [max(0.0, min(target * n, spill * n - WORKER_BYTES)) for n in limits]
+    if share <= min(holds):
         return []
-    return [f"the blocks take {_size(need)} but the {len(limits)} workers hold {_size(keep)} "
-            f"before they spill ({target * 100:g}% of their {_size(sum(limits))} limits, less what "
-            "they use): every iteration will read the rest back from disk; add workers, give "
-            "them a larger --memory-limit, or use --engine stream"]
+    least = min(range(len(limits)), key=holds.__getitem__)
+    return [f"the blocks take {_size(sum(blocks))}, {_size(share)} of them on one worker, but "
+            f"a worker holds {_size(holds[least])} before it spills ({target * 100:g}% of its "
+            f"{_size(limits[least])} memory limit, or {spill * 100:g}% of it less the "
+            f"{_size(WORKER_BYTES)} the worker itself takes): every iteration will read the "
+            "rest back from disk; add workers, give them a larger --memory-limit, or use "
+            "--engine stream"]
 
 
 class LocalWorkers:
@@ -321,14 +364,33 @@ def _total_memory() -> int:
         return 8 << 30
 
 
-def read_block(path, key, start, stop, dtype, keep=None, storage_options=None):
-    """The uint8 pixels of X[:, start:stop].T (X = block / 255; `dtype`, X's float type,
-    is what the products compute in, from w), read by the worker from the HDF5 file or
-    Zarr store (a URL: with `storage_options`) through the same checked reader as every
-    other read; `keep`: the rows of that span that are in (a validation split took the
-    others)."""
-    with open_container(path, storage_options=storage_options) as c:
-        part = np.asarray(c.pixels(key)[start:stop])
+KEEP_OPEN = 4  # containers a worker keeps open: the runs it served last
+_open: dict = {}   # (path, options, run) -> the open container, in the worker process
+_opening = threading.Lock()
+
+
+def _container(path, storage_options, run):
+    """The container at `path`, opened once per run in this (worker) process: a block task
+    does not reopen and relist a store at a URL for every block. `run` (the client's, one
+    per run) keeps another run from reading a file replaced since; the oldest of more than
+    KEEP_OPEN are dropped (closed once no task reads them)."""
+    key = (path, tuple(sorted((storage_options or {}).items())), run)
+    with _opening:
+        c = _open.pop(key, None)
+        if c is None:
+            c = open_container(path, storage_options=storage_options)
+        _open[key] = c  # the newest last
+        while len(_open) > KEEP_OPEN:
+            _open.pop(next(iter(_open)))
+        return c
+
+
+def read_block(path, key, start, stop, keep=None, storage_options=None, run=None):
+    """The uint8 pixels of X[:, start:stop].T (X = block / 255), read by the worker from
+    the HDF5 file or Zarr store (a URL: with `storage_options`) through the same checked
+    reader as every other read, opened once per run on each worker (`run`, _container);
+    `keep`: the rows of that span that are in (a validation split took the others)."""
+    part = np.asarray(_container(path, storage_options, run).pixels(key)[start:stop])
     if keep is not None:
         part = part[keep]
     return np.ascontiguousarray(part.reshape(len(part), -1))
@@ -375,11 +437,16 @@ class DaskPixels(Design):
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
             self.cluster = LocalWorkers(n_workers or cores, memory or _total_memory())
             self.client = self.cluster.client
-        self.on_event, self.first_iteration, self.calls = on_event, 0, 0
+        self.on_event = on_event
+        k = max(1, (block_bytes or BLOCK_BYTES) // (self.n_x * PIXEL_BYTES))
+        self.block_bytes = min(k, self.m) * self.n_x * PIXEL_BYTES
+        self.spans = [(s, min(s + k, self.m)) for s in range(0, self.m, k)]
         try:
-            where = scheduler or self.client.scheduler.address
+            # kept: the client lets go of its scheduler (None) once it is lost
+            where = self.address = scheduler or self.client.scheduler.address
             for text in check_workers(self.client, where, self.path, self.key, tuple(base.shape),
-                                      self.m * self.n_x * PIXEL_BYTES, self.options):
+                                      [(e - s) * self.n_x * PIXEL_BYTES for s, e in self.spans],
+                                      self.options):
                 on_event(Notice(text))
             self.detail = _dashboard(self.client, local=scheduler is None)
         except BaseException:
@@ -387,22 +454,21 @@ class DaskPixels(Design):
             raise
         self.workers = set(self.client.scheduler_info()["workers"])
         self.absent = {}  # workers missing at the last look: address -> iteration
-        k = max(1, (block_bytes or BLOCK_BYTES) // (self.n_x * PIXEL_BYTES))
-        self.block_bytes = min(k, self.m) * self.n_x * PIXEL_BYTES
-        self.spans = [(s, min(s + k, self.m)) for s in range(0, self.m, k)]
         def span(s, e):  # the stored rows a block reads, and which of them it keeps
             if index is None:
                 return s, e, None
             rows = index[s:e]
             return int(rows[0]), int(rows[-1]) + 1, rows - rows[0]
 
+        # the run's own keys: on a cluster shared by runs, another run's blocks (other data
+        # under the same dataset name and spans) are never taken for this one's
+        run = os.urandom(8).hex()
         self.parts = []
         for s, e in self.spans:
             lo, hi, keep = span(s, e)
             self.parts.append(self.client.submit(
-                read_block, self.path, self.key, lo, hi, self.dtype.name, keep, self.options,
-                pure=True,
-                key=f"catlr-block-{self.key}-{s}-{e}-{'all' if keep is None else len(keep)}"))
+                read_block, self.path, self.key, lo, hi, keep, self.options, run, pure=False,
+                key=f"catlr-block-{run}-{self.key}-{s}-{e}"))
 
     def _reduce(self, futures, fan_in=4):
         """A tree of additions over the workers: no single task sums them all."""
@@ -421,7 +487,6 @@ class DaskPixels(Design):
                                         pure=False)
                      for part, (i, j) in zip(self.parts, self.spans)]
             out = self._reduce(parts).result()
-        self.calls += 1
         self._watch_workers()
         return out
 
@@ -431,7 +496,7 @@ class DaskPixels(Design):
                 [self.client.submit(_scores, part, w, b, pure=False) for part in self.parts]))
 
     def _iteration(self) -> int:
-        return self.first_iteration + self.calls
+        return self.iteration  # the solver's (an L-BFGS iteration may take a few passes)
 
     def _watch_workers(self):
         """A worker gone since the last look is one line; Dask reads its blocks again
@@ -469,7 +534,8 @@ class DaskPixels(Design):
         except (CancelledError, CommClosedError, OSError, TimeoutError) as e:
             if not isinstance(e, CancelledError) and self._scheduler_answers():
                 raise
-            raise EngineLost(f"the Dask scheduler at {self.client.scheduler.address} was lost "
+            where = getattr(self.client.scheduler, "address", None) or self.address
+            raise EngineLost(f"the Dask scheduler at {where} was lost "
                               f"at iteration {self._iteration()} ({type(e).__name__})") from None
 
     def _scheduler_answers(self) -> bool:
@@ -479,7 +545,7 @@ class DaskPixels(Design):
         if self.client.status != "running":
             return False
         try:
-            probe(self.client.scheduler.address, seconds=2.0)
+            probe(getattr(self.client.scheduler, "address", None) or self.address, seconds=2.0)
         except CatlrError:
             return False
         return True

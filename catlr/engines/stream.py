@@ -31,11 +31,12 @@ try:
 except ImportError:  # catlr[fast] not installed: NumPy converts
     numba = None
 else:
-    from ..learn import kernels_numba  # noqa: F401  (its import sets numba's threading layer)
+    # kernels_numba's import sets numba's threading layer, and whether it can cache
+    from ..learn import kernels_numba
 
 
 if numba is not None:
-    @numba.njit(parallel=True, cache=True)
+    @numba.njit(parallel=True, cache=kernels_numba.CACHE)
     def _divide(src, out):
         for i in numba.prange(src.shape[0]):
             for j in range(src.shape[1]):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 
 import h5py
 import numpy as np
@@ -38,7 +37,6 @@ MAX_META = 1 << 20             # bytes of one Zarr metadata document
 MAX_FILES = 2_000_000          # files in a Zarr store
 HDF5_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit",
                 6: "scaleoffset", 32000: "lzf"}   # built into HDF5 and h5py: no plugin loads
-ZARR_CODECS = {"bytes", "zstd", "vlen-utf8", "crc32c"}  # what 'catlr prepare' writes, and checksums
 ZARR_TYPES = {"uint8": 1, "int8": 1, "uint16": 2, "int16": 2, "int32": 4, "uint32": 4,
               "int64": 8, "uint64": 8, "float32": 4, "float64": 8, "bool": 1, "string": None}
 FIX = "prepare the data again with 'catlr prepare'"
@@ -305,6 +303,24 @@ class HDF5Container(Container):
         return a[start:stop].tolist()
 
     def _array(self, key):
+        ds = self._dataset(key)
+        plist = ds.id.get_create_plist()
+        for i in range(plist.get_nfilters()):
+            code = plist.get_filter(i)[0]
+            if code not in HDF5_FILTERS:
+                raise self.fail(key, f"is compressed with HDF5 filter {code}, which catlr does "
+                                     f"not read (it reads {', '.join(sorted(HDF5_FILTERS.values()))})",
+                                "write it uncompressed or with gzip")
+        if h5py.check_string_dtype(ds.dtype) is not None and ds.dtype.kind == "O":
+            return ds  # variable-length strings: bounded when read (strings())
+        if ds.dtype.kind not in "biufSU":
+            raise self.fail(key, f"holds {ds.dtype} values", "write numbers or strings")
+        self._check_stored(key, ds, plist.get_layout())
+        return ds
+
+    def _dataset(self, key):
+        """The dataset at `key`, living in this file: no link out of it, no group, no data
+        kept elsewhere (virtual, external storage)."""
         link = self.f.get(key, getlink=True)
         if link is None:
             raise self.fail(key, f"is missing (found: {self.found()})",
@@ -324,23 +340,16 @@ class HDF5Container(Container):
             raise self.fail(key, "keeps its data outside the file ("
                                  f"{'a virtual dataset' if ds.is_virtual else 'external storage'})",
                             "catlr reads data that lives in the file itself: copy the data in")
-        plist = ds.id.get_create_plist()
-        for i in range(plist.get_nfilters()):
-            code = plist.get_filter(i)[0]
-            if code not in HDF5_FILTERS:
-                raise self.fail(key, f"is compressed with HDF5 filter {code}, which catlr does "
-                                     f"not read (it reads {', '.join(sorted(HDF5_FILTERS.values()))})",
-                                "write it uncompressed or with gzip")
-        if h5py.check_string_dtype(ds.dtype) is not None and ds.dtype.kind == "O":
-            return ds  # variable-length strings: bounded when read (strings())
-        if ds.dtype.kind not in "biufSU":
-            raise self.fail(key, f"holds {ds.dtype} values", "write numbers or strings")
+        return ds
+
+    def _check_stored(self, key, ds, layout) -> None:
+        """What the dataset declares is stored: every chunk written (each of a bounded
+        size), a contiguous one's every byte, and no size far beyond what is stored."""
         itemsize = ds.dtype.itemsize
         declared = int(np.prod(ds.shape, dtype=np.int64)) * itemsize if ds.shape else itemsize
         stored = ds.id.get_storage_size()
         entries = ds.shape[0] if ds.shape else 1
         what = "images" if len(ds.shape) == 4 else "entries"
-        layout = plist.get_layout()
         if layout == h5py.h5d.CHUNKED and declared:
             chunk = int(np.prod(ds.chunks, dtype=np.int64)) * itemsize
             if chunk > MAX_CHUNK:
@@ -357,7 +366,6 @@ class HDF5Container(Container):
             raise self.fail(key, f"declares {entries} {what} ({declared >> 10} KB) but stores "
                                  f"{stored >> 10} KB: its data was never written")
         self._check_size(key, declared, stored, entries, what)
-        return ds
 
 
 # ---------------------------------------------------------------- Zarr
@@ -640,17 +648,7 @@ class ZarrContainer(Container):
         if chunk_bytes > MAX_CHUNK:
             raise self.fail(key, f"has chunks of {chunk_bytes >> 20} MB, over catlr's "
                                  f"{MAX_CHUNK >> 20} MB")
-        sep = meta["chunk_key_encoding"].get("configuration", {}).get("separator", "/")
-        prefix = f"{key}/c{sep}" if sep == "/" else f"{key}/c."
-        files = {}
-        for rel in self.files:
-            if rel.startswith(prefix):
-                parts = rel[len(prefix):].split(sep)
-                if not all(_CANONICAL.fullmatch(p) for p in parts):
-                    continue  # '01', ' 1', '+1': zarr would not read these as chunk 1
-                index = tuple(int(p) for p in parts)
-                if len(index) == len(shape) and all(0 <= i for i in index):
-                    files[index] = rel
+        files = self._chunk_files(key, meta)
         grid = [math.ceil(s / c) for s, c in zip(shape, chunks)]
         expected = int(np.prod(grid, dtype=np.int64)) if all(shape) else 0
         present = sum(1 for i in files if all(a < g for a, g in zip(i, grid)))
@@ -668,48 +666,26 @@ class ZarrContainer(Container):
         self._chunks.update({rel: a for rel in files.values()})
         return a
 
+    def _chunk_files(self, key, meta) -> dict:
+        """{chunk index: its file} of the array at `key`, named as zarr reads them ('01',
+        ' 1' or '+1' is no chunk 1 to zarr, so none to catlr either)."""
+        sep = meta["chunk_key_encoding"].get("configuration", {}).get("separator", "/")
+        prefix = f"{key}/c{sep}" if sep == "/" else f"{key}/c."
+        files = {}
+        for rel in self.files:
+            if not rel.startswith(prefix):
+                continue
+            parts = rel[len(prefix):].split(sep)
+            if all(_CANONICAL.fullmatch(p) for p in parts) and len(parts) == len(meta["shape"]):
+                files[tuple(int(p) for p in parts)] = rel
+        return files
+
     @staticmethod
     def _bad_meta(meta) -> str | None:
-        """Why an array's metadata is not one catlr reads, or None. Every field's type is
-        checked before its value: a list where a name goes is a reason, not a crash."""
-        def ints(v, low):
-            return isinstance(v, list) and v and all(
-                isinstance(s, int) and not isinstance(s, bool) and low <= s < 2**40 for s in v)
-
-        def conf(d):
-            c = d.get("configuration", {}) if isinstance(d, dict) else None
-            return c if isinstance(c, dict) else None
-
-        shape = meta.get("shape")
-        if meta.get("node_type") != "array" or meta.get("zarr_format") != 3:
-            return "not a version 3 array"
-        if not ints(shape, 0):
-            return f"shape {str(shape)[:40]}"
-        kind = meta.get("data_type")
-        if not isinstance(kind, str) or kind not in ZARR_TYPES:
-            return f"data type {str(kind)[:40]}"
-        grid = meta.get("chunk_grid")
-        chunks = (conf(grid) or {}).get("chunk_shape")
-        if not (isinstance(grid, dict) and grid.get("name") == "regular" and ints(chunks, 1)
-                and len(chunks) == len(shape)):
-            return f"chunk grid {str(grid)[:60]}"
-        enc = meta.get("chunk_key_encoding")
-        if not (isinstance(enc, dict) and enc.get("name") == "default" and conf(enc) is not None
-                and conf(enc).get("separator", "/") in ("/", ".")):
-            return f"chunk key encoding {str(enc)[:60]}"
-        codecs = meta.get("codecs")
-        names = [c.get("name") if isinstance(c, dict) else c for c in codecs] if isinstance(
-            codecs, list) else codecs
-        first = "vlen-utf8" if kind == "string" else "bytes"
-        # exactly what catlr writes: the serializer, at most one zstd, a checksum at the end
-        allowed = ([first], [first, "zstd"], [first, "crc32c"], [first, "zstd", "crc32c"])
-        if not (isinstance(names, list) and names in allowed
-                and all(conf(c) is not None for c in codecs)):
-            return (f"codecs {str(names)[:60]}: catlr reads {first}, then zstd (once) and a "
-                    "crc32c checksum")
-        if meta.get("storage_transformers"):
-            return "storage transformers"
-        return None
+        """Why an array's metadata is not one catlr reads, or None: the first of
+        _META_CHECKS it fails. Every field's type is checked before its value (a list where
+        a name goes is a reason, not a crash), and each check may rely on the ones before."""
+        return next((why(meta) for ok, why in _META_CHECKS if not ok(meta)), None)
 
     def document(self, key: str) -> bytes | None:
         """What catlr's store hands zarr for `key`: the metadata catlr checked, a chunk of a
@@ -748,6 +724,64 @@ class ZarrContainer(Container):
                                    f"than the {limit} one chunk holds: the store is damaged "
                                    "or forged")
         return data
+
+
+def _ints(v, low) -> bool:
+    return isinstance(v, list) and bool(v) and all(
+        isinstance(s, int) and not isinstance(s, bool) and low <= s < 2**40 for s in v)
+
+
+def _conf(d) -> dict | None:
+    c = d.get("configuration", {}) if isinstance(d, dict) else None
+    return c if isinstance(c, dict) else None
+
+
+def _grid_ok(meta) -> bool:
+    grid = meta.get("chunk_grid")
+    chunks = (_conf(grid) or {}).get("chunk_shape")
+    return (isinstance(grid, dict) and grid.get("name") == "regular" and _ints(chunks, 1)
+            and len(chunks) == len(meta["shape"]))
+
+
+def _encoding_ok(meta) -> bool:
+    enc = meta.get("chunk_key_encoding")
+    return (isinstance(enc, dict) and enc.get("name") == "default" and _conf(enc) is not None
+            and _conf(enc).get("separator", "/") in ("/", "."))
+
+
+def _codec_names(meta):
+    codecs = meta.get("codecs")
+    return ([c.get("name") if isinstance(c, dict) else c for c in codecs]
+            if isinstance(codecs, list) else codecs)
+
+
+def _codecs_ok(meta) -> bool:
+    """Exactly what catlr writes: the serializer, at most one zstd, a checksum at the end."""
+    first = "vlen-utf8" if meta["data_type"] == "string" else "bytes"
+    allowed = ([first], [first, "zstd"], [first, "crc32c"], [first, "zstd", "crc32c"])
+    names = _codec_names(meta)
+    return (isinstance(names, list) and names in allowed
+            and all(_conf(c) is not None for c in meta["codecs"]))
+
+
+def _codecs_why(meta) -> str:
+    first = "vlen-utf8" if meta["data_type"] == "string" else "bytes"
+    return (f"codecs {str(_codec_names(meta))[:60]}: catlr reads {first}, then zstd (once) "
+            "and a crc32c checksum")
+
+
+# ZarrContainer._bad_meta's checks, in order: (whether the metadata passes, why not)
+_META_CHECKS = (
+    (lambda m: m.get("node_type") == "array" and m.get("zarr_format") == 3,
+     lambda m: "not a version 3 array"),
+    (lambda m: _ints(m.get("shape"), 0), lambda m: f"shape {str(m.get('shape'))[:40]}"),
+    (lambda m: isinstance(m.get("data_type"), str) and m["data_type"] in ZARR_TYPES,
+     lambda m: f"data type {str(m.get('data_type'))[:40]}"),
+    (_grid_ok, lambda m: f"chunk grid {str(m.get('chunk_grid'))[:60]}"),
+    (_encoding_ok, lambda m: f"chunk key encoding {str(m.get('chunk_key_encoding'))[:60]}"),
+    (_codecs_ok, _codecs_why),
+    (lambda m: not m.get("storage_transformers"), lambda m: "storage transformers"),
+)
 
 
 def _checked_store(container: ZarrContainer):
@@ -835,11 +869,3 @@ def _zstd_content_size(head: bytes) -> int | None:
         return None
     value = int.from_bytes(head[pos:pos + size], "little")
     return value + 256 if size == 2 else value
-
-
-def is_regular(path) -> bool:
-    """A regular file (not a FIFO, device or folder), without following it into a block."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False

@@ -13,8 +13,10 @@ refuses what must not be written:
   - an existing output that is not catlr's own of that kind (KINDS): a model over the data
     it came from, a store over a folder of photos, a CSV over a spreadsheet.
 A new kind of output is one entry in KINDS, registered by the module that writes it (the
-course's schema adds "hdf5" and "zarr", export "onnx", demo "demo": telling catlr's own
-HDF5 files needs h5py, which predict never loads); writing any other kind is refused.
+course's schema adds "hdf5" and "zarr", export "onnx", demo "demo", evaluate
+"predictions", the run folder "run" and "text", modelfile "model", runs/state.py "state":
+telling catlr's own HDF5 files needs h5py, which predict never loads); writing any other
+kind is refused.
 The inputs are recorded by inputs.py; a store at a URL is copied in by remote.py.
 """
 
@@ -29,58 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UsageError
+from ..errors import CatlrError, UsageError
 from . import pictures, storage
-from .inputs import reading, recorded
+from .inputs import once, reading, recorded
 
 NAME_MAX = 255  # bytes in a file name on the file systems catlr meets
-RUN_FILES = frozenset({"model.npz", "config.toml", "costs.csv", "metrics.json", "cost.png",
-                       "state.npz", "checkpoint.npz"})
-PREDICTIONS_HEADER = "path,split,index,true_label,probability,predicted,correct"
-OLD_HEADERS = ("path,split,index,label,probability,predicted,correct",)  # catlr 0.2.0
-
-
-def _head(path, n=8) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(n)
-
-
-def _is_model(path) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return {"w.npy", "b.npy", "meta.npy"} <= set(z.namelist()[:16])
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return False
-
-
-def _is_predictions(path) -> bool:
-    first = _head(path, 256).split(b"\n", 1)[0].rstrip(b"\r")
-    return first.decode("utf-8", "replace") in (PREDICTIONS_HEADER, *OLD_HEADERS)
-
-
-def _is_run(path) -> bool:
-    """A run folder catlr wrote (its model and only its files, temporaries aside), or an
-    empty folder (nothing to lose): a folder with a .git, notes or a config.toml alone is not."""
-    try:
-        names = set(os.listdir(path))
-    except OSError:
-        return False
-    hidden = {n for n in names if n.startswith(".")}
-    return not names or (bool({"model.npz", "checkpoint.npz"} & names)
-                         and names - hidden <= RUN_FILES
-                         and all(n.endswith(".tmp") for n in hidden))
-
-
-def _is_state(path) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return {"meta.npy", "b.npy", "costs.npy", "trace.npy"} <= set(z.namelist()[:16])
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return False
 
 
 @dataclass(frozen=True)
@@ -94,15 +49,10 @@ class Kind:
     suffix: str = ""  # the name's ending, when the format must be what the name says
 
 
-KINDS = {
-    "model": Kind("a model file (.npz)", False, _is_model),
+KINDS = {  # the pictures' here (catlr's mark); every other kind its writer's module adds
     "png": Kind("a PNG picture catlr drew", False, pictures.png_is_catlr, ".png"),
-    "predictions": Kind("a predictions CSV", False, _is_predictions),
-    "text": Kind("a run's text file", False, lambda p: False),
-    "state": Kind("a solver state catlr saved", False, _is_state),
     "image": Kind("a sample image catlr drew", False,
                   lambda p: pictures.png_is_catlr(p) or pictures.jpeg_is_catlr(p)),
-    "run": Kind("a run folder", True, _is_run),
 }
 
 def _inside(path: str, folder: str) -> bool:
@@ -125,10 +75,10 @@ def refuse_url(path, flag: str | None = None, kind: str = "hdf5") -> None:
 
 
 def _check_remote(url: str, kind: str, flag, inputs, options) -> str:
-    """check_output for a Zarr store at a URL: not an input, not inside one, and what is
-    there already is catlr's own store (or nothing)."""
+    """check_output for a Zarr store at a URL: not an input, not inside one (always: no
+    round trip), and what is there already is catlr's own store, or nothing (looked at
+    once in a command: inputs.once)."""
     name = f"--{flag} {url}" if flag else url
-    spec = KINDS[kind]
     for source in recorded() | {u for u in map(storage.remote, inputs) if u}:
         if source == url:
             raise UsageError(f"{name} is also an input of this command, writing it would "
@@ -136,37 +86,48 @@ def _check_remote(url: str, kind: str, flag, inputs, options) -> str:
         if _under(url, source) or _under(source, url):
             raise UsageError(f"{name} {'lies inside' if _under(url, source) else 'holds'} the "
                              f"input {source}: choose another URL")
-    fs, root = storage.filesystem(url, options)
-    try:
+    key = (url, kind, tuple(sorted((k, repr(v)) for k, v in (options or {}).items())))
+    once(key, lambda: _look_at_remote(url, name, KINDS[kind], options))
+    return url
+
+
+def _look_at_remote(url: str, name: str, spec: Kind, options) -> None:
+    """What is at `url` now: nothing (in a bucket that is there), or catlr's own store (or
+    the copy of one cut short); anything else is refused, and every failure of the
+    filesystem is one line naming the URL."""
+    fs, root = storage.filesystem(url, options, "written")
+    root = root.rstrip("/")
+    with storage.reaching(url, options, "written"):
         try:
             info = fs.info(root)  # fs.exists would take a refused connection for no
         except FileNotFoundError:
             bucket = root.strip("/").split("/")[0]
             if storage.protocol(url) not in ("memory", "file", "local") and bucket != root:
                 fs.info(bucket)  # a store goes into a bucket that is there
-            return url
+            return
         if info.get("type") == "file":
             raise UsageError(f"{name} exists and is not a folder, catlr will not replace it "
                              f"with {spec.name}: choose another URL")
-        try:
-            head = fs.cat_file(f"{root.rstrip('/')}/zarr.json", start=0, end=1 << 20)
-            meta = json.loads(head)
-            own = isinstance(meta, dict) and "catlr_version" in (meta.get("attributes") or {})
-        except (FileNotFoundError, ValueError, RecursionError):
-            own = False
-        if not own:  # a copy of catlr's that was cut short (remote_folder's marker)
-            try:
-                own = fs.info(f"{root.rstrip('/')}/{storage.PARTIAL}").get("type") == "file"
-            except FileNotFoundError:
-                own = False
-    except UsageError:
-        raise
-    except Exception as e:  # the filesystem's own: no bucket, no credentials, no endpoint
-        raise storage.failure(url, e, options, "written") from None
-    if not own:
-        raise UsageError(f"{name} holds something that is not {spec.name}, catlr will not "
-                         "replace it: choose another URL")
-    return url
+        if not (_remote_is_catlrs(fs, root) or _remote_file(fs, f"{root}/{storage.PARTIAL}")):
+            raise UsageError(f"{name} holds something that is not {spec.name}, catlr will "
+                             "not replace it: choose another URL")
+
+
+def _remote_is_catlrs(fs, root: str) -> bool:
+    """Whether the store's zarr.json records catlr's version (read with a bound)."""
+    try:
+        meta = json.loads(fs.cat_file(f"{root}/zarr.json", start=0, end=1 << 20))
+    except (FileNotFoundError, ValueError, RecursionError):
+        return False
+    return isinstance(meta, dict) and "catlr_version" in (meta.get("attributes") or {})
+
+
+def _remote_file(fs, path: str) -> bool:
+    """Whether `path` is a file (a copy of catlr's cut short: remote_folder's marker)."""
+    try:
+        return fs.info(path).get("type") == "file"
+    except FileNotFoundError:
+        return False
 
 
 def _under(url: str, folder: str) -> bool:
@@ -176,7 +137,8 @@ def _under(url: str, folder: str) -> bool:
 def check_output(dest, kind: str, flag: str | None = None, inputs=(),
                  storage_options=None) -> Path | str:
     """The path to write `dest` to (a symbolic link is written through), after refusing
-    what must not be written there; one line, exit 2 (see the module's docstring).
+    what must not be written there; one line, exit 2 (see the module's docstring), or 1
+    where the file system will not let catlr write there (a read-only folder).
     `inputs`: paths read by the command, besides those its scope recorded. A Zarr store
     may be at an fsspec URL (reached with `storage_options`): its URL is returned."""
     if kind not in KINDS:
@@ -195,38 +157,54 @@ def check_output(dest, kind: str, flag: str | None = None, inputs=(),
                          f"{spec.suffix} (e.g. {dest.with_suffix(spec.suffix).name})")
     if dest.is_symlink():
         dest = Path(os.path.realpath(dest))
-    real = os.path.realpath(dest)
+    _refuse_inputs(os.path.realpath(dest), name, spec, inputs)
+    for part in dest.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise UsageError(f"{name}: the name {part[:40]}... is over {NAME_MAX} bytes, longer "
+                             "than a file system allows: choose a shorter one")
+    if dest.exists() or dest.is_symlink():
+        _check_existing(dest, name, spec)
+    else:
+        _check_parent(dest, name)
+    return dest
+
+
+def _refuse_inputs(real: str, name: str, spec: Kind, inputs) -> None:
+    """An output that is an input, lies inside an input folder, or (a folder) holds one."""
     given = {os.path.realpath(os.fspath(storage.local(p))) for p in inputs
              if p is not None and not storage.remote(p) and os.path.exists(storage.local(p))}
     for source in recorded() | given:
         if "://" in source:  # a store at a URL: never a local output's concern
             continue
-        src_is_dir = os.path.isdir(source)
         if real == source:
             raise UsageError(f"{name} is also an input of this command, writing it would "
                              "destroy it: choose another path")
-        if src_is_dir and _inside(real, source):
+        if os.path.isdir(source) and _inside(real, source):
             raise UsageError(f"{name} lies inside the input folder {source}, which catlr reads "
                              "as data: choose a path outside it")
         if spec.folder and _inside(source, real):
             raise UsageError(f"{name} holds the input {source}, replacing it would destroy "
                              "it: choose another path")
-    for part in dest.parts:
-        if len(os.fsencode(part)) > NAME_MAX:
-            raise UsageError(f"{name}: the name {part[:40]}... is over {NAME_MAX} bytes, longer "
-                             "than a file system allows: choose a shorter one")
-    if not (dest.exists() or dest.is_symlink()):
-        parent = dest.parent
-        while not os.path.lexists(parent) and parent != parent.parent:
-            parent = parent.parent
-        if not os.path.isdir(parent):
-            raise UsageError(f"{name} cannot be written: {parent} is "
-                             f"{'a link to nothing' if os.path.islink(parent) else 'not a folder'}"
-                             ", choose another path")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise UsageError(f"{name} cannot be written: catlr may not write in {parent}, "
-                             "choose another path or fix its permissions")
-        return dest
+
+
+def _check_parent(dest: Path, name: str) -> None:
+    """A new output: the nearest folder that exists above it is a folder catlr may write in
+    (a read-only one is a file problem, exit 1, not a flag's)."""
+    parent = dest.parent
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not os.path.isdir(parent):
+        raise UsageError(f"{name} cannot be written: {parent} is "
+                         f"{'a link to nothing' if os.path.islink(parent) else 'not a folder'}"
+                         ", choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CatlrError(f"{name} cannot be written: catlr may not write in "
+                         f"{os.path.abspath(parent)}, "
+                         "choose another path or fix its permissions")
+
+
+def _check_existing(dest: Path, name: str, spec: Kind) -> None:
+    """An output that exists: of the right shape, and catlr's own of this kind."""
     if spec.folder:
         if not dest.is_dir():
             raise UsageError(f"{name} exists and is not a folder, catlr will not replace it "
@@ -234,17 +212,16 @@ def check_output(dest, kind: str, flag: str | None = None, inputs=(),
         if not spec.own(str(dest)):
             raise UsageError(f"{name} is a folder that is not {spec.name}, catlr will not "
                              "replace it: choose another path")
-        return dest
+        return
     if not dest.is_file():
         raise UsageError(f"{name} exists and is not a regular file (a device, FIFO or folder), "
                          "choose another output path")
     if dest.stat().st_size and not spec.own(str(dest)):
         other = next((k.name for k in KINDS.values() if not k.folder and k is not spec
-                      and k.name != KINDS["text"].name and k.own(str(dest))), None)
+                      and k.own(str(dest))), None)
         what = f"is {other}, not {spec.name}" if other else "exists and was not written by catlr"
         raise UsageError(f"{name} {what}: catlr will not write over it, choose another "
                          "output path (or remove the file)")
-    return dest
 
 
 def guard(outputs: dict, inputs=(), storage_options=None) -> None:
@@ -273,51 +250,132 @@ def _umask() -> int:
 
 
 _HOST = os.uname().nodename.replace(".", "-")[:40] or "host"
-_TEMP_TAIL = len(".") + 40 + len(".4194304-0123456789abcdef.tmp")
+_TEMP_TAIL = len(".") + 40 + len(".4194304-0123456789abcdef.lock")
 
 
 def _stem(name: str) -> str:
     return os.fsencode(name)[:NAME_MAX - 1 - _TEMP_TAIL].decode(errors="ignore") or "out"
 
 
-def _create_temp(folder: Path, name: str) -> Path:
-    """A new empty file `.NAME.HOST.PID-RANDOM.tmp` beside the destination (mode 0600), its
-    name cut so that it fits wherever NAME fits. Temporaries of the same output left by a
-    process of this host that no longer runs (killed with SIGKILL, a power cut) are removed
-    first. (No tempfile module: importing it slows every start, bench/startup.py.)"""
+class Held:
+    """A temporary's lock: the file `.NAME.HOST.PID-RANDOM.lock` beside it, created before
+    the temporary and held (flock) by the process writing it until the temporary is gone.
+    Whether a temporary is stale is asked of its lock, not of its pid: a catlr in another
+    PID namespace of this host (a container sharing the folder) sees a writer's pid as
+    dead, but its lock as held."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self.fd = path, fd
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)  # while still held: no one takes a lock file being dropped
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def _hold(path: Path) -> Held | None:
+    """Create the lock file `path` and hold it; None when the name is taken."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return None
+    with contextlib.suppress(OSError):  # a file system without flock: the pid decides
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return Held(path, fd)
+
+
+def _create_temp(folder: Path, name: str, folder_kind=False) -> tuple[Path, Held]:
+    """A new empty file (mode 0600) or folder `.NAME.HOST.PID-RANDOM.tmp` beside the
+    destination, its name cut so that it fits wherever NAME fits, and its lock (Held: release it
+    once the temporary is gone). Temporaries of the same output that no process holds any
+    more (killed with SIGKILL, a power cut) are removed first. (No tempfile module:
+    importing it slows every start, bench/startup.py.)"""
     stem = _stem(name)
     _remove_stale(folder, stem)
     while True:
-        path = folder / f".{stem}.{_HOST}.{os.getpid()}-{os.urandom(8).hex()}.tmp"
-        try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            return path
-        except FileExistsError:
+        base = folder / f".{stem}.{_HOST}.{os.getpid()}-{os.urandom(8).hex()}"
+        held = _hold(base.with_name(base.name + ".lock"))
+        if held is None:
             continue
+        path = base.with_name(base.name + ".tmp")
+        try:
+            if folder_kind:
+                os.mkdir(path)
+            else:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return path, held
+        except FileExistsError:
+            held.release()
+        except BaseException:
+            held.release()
+            raise
 
 
 def remove_stale(dest) -> None:
-    """Remove the temporary files that dead processes of this host left for `dest`."""
+    """Remove the temporaries for `dest` that no process of this host writes any more."""
     dest = Path(dest)
     if dest.parent.is_dir():
         _remove_stale(dest.parent, _stem(dest.name))
 
 
 def _remove_stale(folder: Path, stem: str):
-    # Only this host's: on shared storage a pid that is not alive here may be alive on the
-    # machine that wrote it.
-    pattern = re.compile(re.escape(f".{stem}.{_HOST}.") + r"(\d+)-[0-9a-f]{16}\.tmp")
+    # Only this host's: on shared storage a lock may not reach the machine that wrote it.
+    pattern = re.compile(re.escape(f".{stem}.{_HOST}.") + r"(\d+)-[0-9a-f]{16}\.(tmp|lock)")
     with contextlib.suppress(OSError):
+        found = {}
         for entry in os.scandir(folder):
             match = pattern.fullmatch(entry.name)
-            if match and not _alive(int(match.group(1))):
-                with contextlib.suppress(OSError):
-                    if entry.is_dir(follow_symlinks=False):
-                        import shutil
+            if match:
+                found.setdefault(entry.name[:-len(match.group(2)) - 1], int(match.group(1)))
+        for base, pid in found.items():
+            _remove_if_stale(folder / base, pid)
 
-                        shutil.rmtree(entry.path)
-                    else:
-                        os.unlink(entry.path)
+
+def _remove_if_stale(base: Path, pid: int) -> None:
+    """Remove BASE.tmp, and its lock, when no process holds BASE.lock (stale)."""
+    stale, held = stale_lock(base.with_name(base.name + ".lock"), pid)
+    if stale:
+        _remove(base.with_name(base.name + ".tmp"))
+    if held is not None:
+        held.release()
+
+
+def stale_lock(lock: Path, pid: int) -> tuple[bool, Held | None]:
+    """(whether the temporary that `lock` guards is no longer written, the lock taken when
+    it was free: release it once the temporary is removed). No process holds the lock: its
+    writer has ended. No lock file: a temporary of a catlr before locks (or lost with its
+    lock), stale when `pid` is not alive here, as is a lock on a file system without flock."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return not _alive(pid), None
+    except OSError:
+        return False, None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # held: its writer runs (here, or in another PID namespace)
+        os.close(fd)
+        return False, None
+    except OSError:  # no flock on this file system
+        if _alive(pid):
+            os.close(fd)
+            return False, None
+    return True, Held(lock, fd)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            import shutil
+
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
 
 
 def _alive(pid: int) -> bool:
@@ -341,22 +399,23 @@ def atomic_folder(dest: str | os.PathLike, kind: str):
 
     dest = check_output(dest, kind)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temp(dest.parent, dest.name)
-    os.unlink(tmp)
-    os.mkdir(tmp)
+    tmp, held = _create_temp(dest.parent, dest.name, folder_kind=True)
     try:
         yield tmp
-        old = None
         if dest.exists():
-            old = _create_temp(dest.parent, dest.name + ".old")
-            os.unlink(old)
+            old, held_old = _create_temp(dest.parent, dest.name + ".old", folder_kind=True)
+            os.rmdir(old)
             os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
+            os.replace(tmp, dest)
             shutil.rmtree(old, ignore_errors=True)
+            held_old.release()
+        else:
+            os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        held.release()
 
 
 @contextlib.contextmanager
@@ -369,7 +428,7 @@ def atomic_path(dest: str | os.PathLike, kind: str):
     folder = dest.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)  # --out models/m.npz works without a mkdir
-        tmp = _create_temp(folder, dest.name)
+        tmp, held = _create_temp(folder, dest.name)
     except OSError as e:  # say which output, not the temporary
         raise OSError(e.errno, e.strerror or str(e), str(dest)) from None
     try:
@@ -389,3 +448,5 @@ def atomic_path(dest: str | os.PathLike, kind: str):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        held.release()

@@ -9,6 +9,7 @@ named like a scheme ('memory:') is still a path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -87,9 +88,14 @@ def refuse_non_zarr(u: str, flag: str | None = None, writing=False) -> None:
                      f"{protocol(u)}://.../NAME.zarr'); other data must be local or mounted")
 
 
-def filesystem(u: str, options: dict | None = None):
-    """(fsspec filesystem, path inside it) for URL `u`: one line when fsspec, the
-    protocol's backend or the options are missing or wrong."""
+def filesystem(u: str, options: dict | None = None, doing: str = "read",
+               asynchronous: bool = False):
+    """(fsspec filesystem, path inside it) for URL `u`: the one place one is made (the
+    reader, the output guard, the remote copy and zarr's writer all take theirs here, with
+    its timeouts and retry caps). One line naming `u` when fsspec, the protocol's backend
+    or the options are missing or wrong, or when making it fails (a filesystem that
+    connects at once, ftp://, says so here; `doing`: "read" or "written", for that line).
+    asynchronous: an instance for an event loop, where the filesystem has one (zarr's)."""
     options = dict(options or {})
     scheme = protocol(u)
     try:
@@ -100,7 +106,7 @@ def filesystem(u: str, options: dict | None = None):
         raise CatlrError(f"{u} is a URL and reading it needs fsspec, which is not installed: "
                          "pip install \"catlr[dask]\"") from None
     try:
-        fsspec.get_filesystem_class(scheme)
+        cls = fsspec.get_filesystem_class(scheme)
     except ValueError:
         raise CatlrError(f"{u}: catlr knows no filesystem for {scheme}:// (fsspec's "
                          "protocols: s3, gs, az, memory, file, ...), check the URL") from None
@@ -118,15 +124,41 @@ def filesystem(u: str, options: dict | None = None):
         options["config_kwargs"] = {"connect_timeout": 10, "retries": {"max_attempts": 2},
                                     **options.get("config_kwargs", {})}
         options.setdefault("skip_instance_cache", True)  # options are the user's each time
+    if asynchronous and getattr(cls, "async_impl", False):
+        options["asynchronous"] = True
     try:
         fs, path = url_to_fs(u, **options)
-        if s3 and hasattr(fs, "retries"):
-            fs.retries = min(fs.retries, 2)  # s3fs's own, over botocore's: 5 by default
-        return fs, path
     except (TypeError, ValueError) as e:
         raise UsageError(f"{u}: the storage options ({shown(options)}) are not ones its "
-                         f"filesystem takes ({scrub(describe(e, 10_000), options)[:80]}), see --storage-"
-                         "option in 'catlr train --help'") from None
+                         f"filesystem takes ({scrub(describe(e, 10_000), options)[:80]}), see "
+                         "--storage-option in 'catlr train --help'") from None
+    except OSError as e:  # a filesystem that connects when it is made (ftp://)
+        raise failure(u, e, options, doing) from None
+    except Exception as e:  # one that cannot be made from this URL alone (dir://)
+        raise CatlrError(f"{u} cannot be {doing}: fsspec's {scheme} filesystem cannot be made "
+                         f"from it ({type(e).__name__}: "
+                         f"{scrub(describe(e, 10_000), options)[:80]}), check the URL and "
+                         "--storage-option KEY=VALUE") from None
+    if s3 and hasattr(fs, "retries"):
+        fs.retries = min(fs.retries, 2)  # s3fs's own, over botocore's: 5 by default
+    return fs, path
+
+
+@contextlib.contextmanager
+def reaching(u: str, options: dict | None = None, doing: str = "read", passing=()):
+    """The one boundary of the filesystem layer: whatever a filesystem raises inside this
+    block (botocore's, aiohttp's, an OSError, an AttributeError of a filesystem given a
+    URL it cannot take) leaves it as one line naming `u` (failure), except catlr's own
+    errors and the exception types in `passing` (FileNotFoundError, where absence is an
+    answer)."""
+    try:
+        yield
+    except CatlrError:
+        raise
+    except Exception as e:
+        if isinstance(e, passing):
+            raise
+        raise failure(u, e, options, doing) from None
 
 
 def failure(u: str, e: BaseException, options: dict | None = None, doing="read") -> CatlrError:

@@ -123,6 +123,8 @@ class Design:
     xp = np                  # the array namespace of X's blocks
     engine = "memory"        # where the products run, for -v and the model's metadata
     objective = COURSE       # set by the solver: the cost that `gradient` differentiates
+    iteration = 0            # set by the solver at each iteration's start: the one an
+                             # engine names in what it reports (a worker lost)
 
     def blocks(self):
         """Yield (start, xt) with xt = X[:, start:start + k].T, (k, n_x) floats."""

@@ -23,6 +23,8 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
+from ..files.caches import numba_cache
+
 
 def configure_numba() -> None:
     """numba's threading layer: `workqueue` unless NUMBA_THREADING_LAYER chooses. On the
@@ -35,6 +37,19 @@ def configure_numba() -> None:
 
 
 configure_numba()
+
+
+def _nothing():
+    pass
+
+
+def _probe():
+    numba.njit(cache=True)(_nothing)  # numba finds its cache place here, compiling nothing
+
+
+# numba caches beside this file, or in the user's cache; with neither writable (installed
+# read-only, a read-only HOME) in a private folder (files.caches), else compiled each start
+CACHE = numba_cache(_probe)
 
 FASTMATH = {"reassoc", "contract", "nsz"}
 BACK_FASTMATH = {"contract", "nsz"}  # back sums no reduction across lanes: no reassociation
@@ -53,7 +68,7 @@ def _as_impl(v, like):
     return lambda v, like: to(v)
 
 
-@numba.njit(nogil=True, fastmath=FASTMATH, cache=True)
+@numba.njit(nogil=True, fastmath=FASTMATH, cache=CACHE)
 def _score_rows(x, w, b, out, i):
     """out[i:i + 4] of `scores` (fewer at the end of x)."""
     k, n = x.shape
@@ -76,7 +91,7 @@ def _score_rows(x, w, b, out, i):
             out[r] = a + b
 
 
-@numba.njit(nogil=True, fastmath=BACK_FASTMATH, cache=True)
+@numba.njit(nogil=True, fastmath=BACK_FASTMATH, cache=CACHE)
 def _back_columns(x, d, out, j0, j1):
     """out[j0:j1] of `back`, the rows in order (vectorized over j)."""
     k = x.shape[0]
@@ -102,19 +117,19 @@ def _back_columns(x, d, out, j0, j1):
 # Each product twice: on every core (prange), and on this thread alone for small blocks,
 # where waking the other threads costs more than it saves. Two functions, not one
 # compiled twice: numba's cache keys a function by its source, not by `parallel`.
-@numba.njit(parallel=True, nogil=True, fastmath=FASTMATH, cache=True)
+@numba.njit(parallel=True, nogil=True, fastmath=FASTMATH, cache=CACHE)
 def scores(x, w, b, out):
     for t in prange((x.shape[0] + 3) // 4):
         _score_rows(x, w, b, out, 4 * t)
 
 
-@numba.njit(nogil=True, fastmath=FASTMATH, cache=True)
+@numba.njit(nogil=True, fastmath=FASTMATH, cache=CACHE)
 def scores_serial(x, w, b, out):
     for t in range((x.shape[0] + 3) // 4):
         _score_rows(x, w, b, out, 4 * t)
 
 
-@numba.njit(parallel=True, nogil=True, fastmath=BACK_FASTMATH, cache=True)
+@numba.njit(parallel=True, nogil=True, fastmath=BACK_FASTMATH, cache=CACHE)
 def back(x, d, out, parts):
     # `parts` (numba's threads) parts of the columns: each thread streams its share of
     # every row from memory; narrower parts, each walking all rows, read memory far slower
@@ -124,7 +139,7 @@ def back(x, d, out, parts):
         _back_columns(x, d, out, c * width, min(n, (c + 1) * width))
 
 
-@numba.njit(nogil=True, fastmath=BACK_FASTMATH, cache=True)
+@numba.njit(nogil=True, fastmath=BACK_FASTMATH, cache=CACHE)
 def back_serial(x, d, out):
     _back_columns(x, d, out, 0, x.shape[1])
 

@@ -1,6 +1,7 @@
 """The objective of logistic regression: the sigmoid, the cross-entropy cost, its penalty.
 
-A leaf module (numpy, and errors for its one check): the model, the solvers and the metrics import it, it imports
+A leaf module (numpy; errors and config's class-weight rule for its one check): the model,
+the solvers and the metrics import it, it imports
 none of them. Every function takes arrays of any Array API library (NumPy, CuPy, torch,
 array-api-strict) and computes in that library; `xp` is the arrays' namespace.
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import WEIGHT_BOUNDS, WEIGHT_RATIO, weights_problem
 from ..errors import ParameterError
 
 
@@ -121,9 +123,11 @@ class Objective:
                                  "number >= 0, e.g. l2=0.1 (0, the default, is the course's)")
         cw = self.class_weight
         ok = cw is None or cw == "balanced" or (
-            isinstance(cw, dict) and set(cw) <= {0, 1} and all(
-                not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-                and v > 0 for v in cw.values()))
+            isinstance(cw, dict) and set(cw) <= {0, 1}
+            and not weights_problem(*cw.values(), *([1.0] if len(cw) < 2 else [])))
         if not ok:
+            low, high = WEIGHT_BOUNDS
             raise ParameterError(f"class_weight={cw!r} cannot weight the classes: expected "
-                                 "None, 'balanced' or {0: w0, 1: w1} with positive weights")
+                                 "None, 'balanced' or {0: w0, 1: w1} with positive weights "
+                                 f"from {low:g} to {high:g}, at most {WEIGHT_RATIO:g} times "
+                                 "each other")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import solvers
 from ..config import DEFAULTS, problem
 from ..errors import CatlrError, ParameterError
 from ..events import ignore
@@ -27,8 +28,8 @@ class LogisticRegression:
     print_every, form ("auto", "primal" or "dual"), dtype (of X built from pixels; "auto":
     float64 in the dual form, float32 in the primal), l2 (course 2's penalty
     l2 / (2m) |w|^2, 0: none), class_weight (None, "balanced" or {0: w0, 1: w1}) and
-    solver ("gd", the course's descent; "nesterov" or "lbfgs", primal form only, lbfgs
-    through scipy: descent.run).
+    solver ("gd", the course's descent; "nesterov" or "lbfgs", primal form only:
+    descent.run).
     Fitted attributes, scikit-learn style: `w_` (n_x, 1), `b_`, `costs_` (the cost
     every `print_every` iterations from iteration 0), `form_` (the form used),
     `train_z_` (Z on the training data after the last update, (m,)), `cost_trace_`
@@ -76,7 +77,7 @@ class LogisticRegression:
                 example = "float64" if key == "dtype" else DEFAULTS[key]
                 raise ParameterError(f"LogisticRegression({key}={value!r}) cannot be fitted: "
                                      f"{key} {why}; pass e.g. {key}={example!r}")
-        if self.solver != "gd" and self.form == "dual":
+        if self.form == "dual" and solvers.primal_only(self.solver):
             raise ParameterError(f"LogisticRegression(solver={self.solver!r}, form='dual') "
                                  f"cannot be fitted: {self.solver} runs in the primal form; "
                                  "pass form='primal' or 'auto'")
@@ -86,8 +87,8 @@ class LogisticRegression:
         """(form, dtype) to fit with: as asked, or chosen by engines' cost model."""
         self.check_params()
         itemsize = 4 if self.dtype in ("auto", "float32") else 8
-        form = self.form if self.form != "auto" else "primal" if self.solver != "gd" else \
-            choose_form(n_x, m, self.iters, itemsize)
+        form = self.form if self.form != "auto" else "primal" if solvers.primal_only(
+            self.solver) else choose_form(n_x, m, self.iters, itemsize)
         dtype = self.dtype if self.dtype != "auto" else ("float64" if form == "dual"
                                                          else "float32")
         return form, dtype
@@ -159,8 +160,11 @@ class LogisticRegression:
         """A = sigmoid(w.T X + b), the probability of the positive class, shape (1, m)."""
         return sigmoid(self.decision_function(X))
 
-    def predict(self, X, threshold: float = 0.5):
-        """Labels (1, m) as int64: 1 where A > threshold."""
+    def predict(self, X, threshold: float | None = None):
+        """Labels (1, m) as int64: 1 where A > threshold (None: `threshold_`, the one a model
+        file stores, which catlr.load sets; else 0.5)."""
+        if threshold is None:
+            threshold = getattr(self, "threshold_", 0.5)
         return labels(self.predict_proba(X), threshold)
 
     def proba_pixels(self, x):

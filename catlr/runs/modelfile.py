@@ -17,26 +17,37 @@ import os
 
 import numpy as np
 
-from ..config import CHOICES, LIMITS, RENAMED, from_saved, one_of, problem, saved
-from ..errors import CatlrError, describe
+from ..config import CHOICES, LIMITS, RENAMED, one_of, saved
+from ..errors import CatlrError
 from ..files.inputs import reading
-from ..files.outputs import atomic_path
+from ..files.outputs import KINDS, Kind, atomic_path
 from ..learn.design import NORMALIZATION
 from ..learn.model import LogisticRegression
 from ..version import __version__
+from .checked import LENIENT, MAX_TEXT, Damaged, lenient, read_npz
+
+# a state's reader and writer by their names before runs/state.py owned them
+from .state import load as load_state  # noqa: F401
+from .state import save as save_state  # noqa: F401
 
 FORMAT = 1
-FIGURES = ("final_cost", "train_accuracy", "test_accuracy", "m_train", "m_test", "lr", "iters",
-           "print_every")
-TEXTS = ("data", "data_kind", "created", "dtype", "form", "engine", "engine_reason", "positive",
-         "fit", "normalization", "catlr_version", "solver")
-MAX_TEXT = 4096      # characters in one text of the metadata (a path, a reason)
-MAX_WARNINGS = 20    # warnings kept from a file (a run has one or two)
 MAX_META = 1 << 20   # characters of the metadata JSON
-# A model file is small (about 100 KB at 64 x 64, 25 MB at the largest size, 1024): refuse
-# to read, or to inflate, anything larger, and any entry compressed more than MAX_RATIO:1.
-MAX_ENTRY_BYTES = 64 * 1024 * 1024
-MAX_RATIO = 50
+ENTRIES = ("w", "b", "costs", "meta")
+
+
+def _is_model(path) -> bool:
+    """Whether the file at `path` is a model file catlr wrote (the output guard's test
+    before replacing it)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return {"w.npy", "b.npy", "meta.npy"} <= set(z.namelist()[:16])
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+KINDS["model"] = Kind("a model file (.npz)", False, _is_model)
 
 
 def metadata(model, ds, cfg: dict, figures: dict, fingerprint=None) -> dict:
@@ -88,188 +99,33 @@ def load(path):
         raise _invalid(path, "an HDF5 file: pass data as DATA, not --model"
                        if magic.startswith(b"\x89HDF") else "a single .npy array"
                        if magic.startswith(b"\x93NUMPY") else "not an .npz archive")
-    entries = read_npz(path, {"w", "b", "costs", "meta"}, _invalid)
-    w, b, costs, meta_arr = (entries[k] for k in ("w", "b", "costs", "meta"))
-    meta = _check(path, w, b, costs, meta_arr)
+    entries = read_npz(path, set(ENTRIES), _invalid)
+    meta = _check(path, entries)
     model = LogisticRegression.from_weights(
-        w, b, costs, form=meta.get("form"), lr=meta.get("lr") or 0.005,
-        iters=meta.get("iters") or 0, print_every=meta.get("print_every") or 100)
+        entries["w"], entries["b"], entries["costs"], form=meta.get("form"),
+        lr=meta.get("lr") or 0.005, iters=meta.get("iters") or 0,
+        print_every=meta.get("print_every") or 100)
     return model, meta
 
 
-def read_npz(path, needed: set, invalid, optional=frozenset()) -> dict:
-    """The entries of an .npz read with allow_pickle=False, each checked before it is
-    inflated (its declared size, its compression ratio): the one reader of catlr's own
-    files (models, solver states). `invalid(path, why)` makes the one-line error."""
-    try:
-        if os.path.getsize(path) > MAX_ENTRY_BYTES:
-            raise ValueError("the file is implausibly large")
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ValueError("a single array, not an .npz archive")
-        with npz:
-            missing = needed - set(npz.files)
-            if missing:
-                raise ValueError(f"missing {', '.join(sorted(missing))}")
-            out = {}
-            for name in sorted((needed | set(optional)) & set(npz.files)):
-                info = npz.zip.getinfo(f"{name}.npy")
-                if info.file_size > MAX_ENTRY_BYTES:
-                    raise ValueError(f"entry {name} declares {info.file_size} bytes, more than "
-                                     "any model holds")
-                if info.file_size > MAX_RATIO * max(info.compress_size, 1) + 4096:
-                    raise ValueError(f"entry {name} is compressed {info.file_size} : "
-                                     f"{info.compress_size}, a zip bomb")
-                out[name] = npz[name]
-            return out
-    except CatlrError:
-        raise
-    except Exception as e:  # anything a malformed or hostile file can raise
-        raise invalid(path, describe(e, 100)) from None
-
-
-# ---- the solver's state: what a checkpoint, or a finished run, keeps to go on from
-
-STATE_ARRAYS = ("w", "u", "w0", "wp", "keep", "costs", "trace", "held_costs")
-
-
-def save_state(path, state: dict, info: dict, kind: str = "state") -> None:
-    """Write a solver state (descent's snapshot: the weights w or the dual coefficients u,
-    b or v in their own float type, the history) and `info` (JSON: the run's config, data,
-    fingerprint, iterations) to `path`, atomically."""
-    arrays = {"meta": np.str_(json.dumps({**info, **{
-        k: v for k, v in state.items() if k not in STATE_ARRAYS + ("b", "bp", "keep")},
-        "keep_at": None if state.get("keep") is None else list(state["keep"][1:]),
-        "b_dtype": np.asarray(state.get("b", 0.0)).dtype.name}, default=float))}
-    for key in ("w", "u", "w0", "wp"):
-        if state.get(key) is not None:
-            arrays[key] = np.asarray(state[key])
-    arrays["b"] = np.asarray(state.get("b", 0.0))
-    if state.get("bp") is not None:  # nesterov's previous bias, in its own float type too
-        arrays["bp"] = np.asarray(state["bp"])
-    if state.get("keep") is not None:
-        arrays["keep"] = np.asarray(state["keep"][0])
-    arrays["costs"] = np.asarray(state.get("costs", []), np.float64)
-    arrays["trace"] = np.asarray(state.get("trace", []), np.float64).reshape(-1, 2)
-    arrays["held_costs"] = np.asarray(state.get("held_costs", []), np.float64)
-    with atomic_path(path, kind) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-
-
-def load_state(path, is_input=True) -> tuple[dict, dict]:
-    """(the solver state, the info saved with it) from save_state's file, checked. A
-    checkpoint a resume completes in place is consumed, not an input (is_input=False): the
-    completed run replaces it."""
-    path = os.fspath(path)
-    if is_input:
-        reading(path)
-
-    def invalid(p, why):
-        return CatlrError(f"{p} is not a state catlr can resume from ({why}), resume from the "
-                          "run's model instead or train anew")
-
-    if not os.path.isfile(path):
-        raise invalid(path, "not a regular file")
-    e = read_npz(path, {"meta", "b", "costs", "trace", "held_costs"}, invalid,
-                 {"w", "u", "w0", "wp", "bp", "keep"})
-    try:
-        info = json.loads(str(e["meta"]))
-        if not isinstance(info, dict) or info.get("form") not in ("primal", "dual"):
-            raise ValueError("no form")
-        form = info["form"]
-        vec = e.get("w" if form == "primal" else "u")
-        if vec is None or vec.ndim != 1 or vec.dtype.kind != "f" or not np.isfinite(vec).all():
-            raise ValueError("the weights are missing or not finite")
-        i = info.get("i")
-        if not (isinstance(i, int) and 0 <= i <= 10**9):
-            raise ValueError("no iteration")
-        b = e["b"]
-        if b.shape != () or b.dtype.kind != "f":
-            raise ValueError("b is not a float")
-        trace = e["trace"]
-        state = {"form": form, "i": i, "b": b[()], "costs": e["costs"].tolist(),
-                 "trace": trace.reshape(-1, 2).tolist(), "held_costs": e["held_costs"].tolist(),
-                 "best": info.get("best"), "since": int(info.get("since") or 0)}
-        if state["trace"]:
-            state["trace"] = [[int(a), float(c)] for a, c in state["trace"]]
-        if form == "primal":
-            state["w"] = vec
-            solver = info.get("solver", "gd")
-            if solver not in ("gd", "nesterov"):
-                raise ValueError(f"solver {solver!r} keeps no state")
-            if solver == "nesterov":  # its momentum: the previous iterate, t and beta
-                wp, bp = e.get("wp"), e.get("bp")
-                t, beta = info.get("t"), info.get("beta")
-                if wp is None or wp.shape != vec.shape or wp.dtype != vec.dtype or not (
-                        np.isfinite(wp).all()):
-                    raise ValueError("nesterov's previous weights are missing or not finite")
-                if bp is None or bp.shape != () or bp.dtype.kind != "f":
-                    raise ValueError("nesterov's previous bias is not a float")
-                if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                           and math.isfinite(v) for v in (t, beta)) or t < 1:
-                    raise ValueError("nesterov's momentum (t, beta) is not a number")
-                state.update(solver=solver, wp=wp, bp=bp[()], t=float(t), beta=float(beta))
-        else:
-            state.update(u=vec, v=float(info.get("v", 0.0)), t=int(info.get("t", 0)),
-                         b0=float(info.get("b0", 0.0)), w0=e.get("w0"))
-        if e.get("keep") is not None and info.get("keep_at"):
-            state["keep"] = (e["keep"], *info["keep_at"])
-    except (ValueError, TypeError, KeyError) as err:
-        raise invalid(path, describe(err)) from None
-    return state, info
-
-
-def _invalid(path, why: str) -> CatlrError:
-    return CatlrError(f"{path} is not a valid catlr model file ({why}), "
-                      "train a new one with 'catlr train'")
+def _invalid(path, why: str) -> Damaged:
+    return Damaged(path, why, "is not a valid catlr model file",
+                   "train a new one with 'catlr train'")
 
 
 def clean(meta: dict) -> dict:
-    """Metadata from a file (a model's, a run's metrics.json) made safe to use: every field
-    catlr formats or reads of the wrong type is None, texts are cut to MAX_TEXT, warnings
-    to MAX_WARNINGS, the split and config to what they can be. The one check of every
-    figure catlr reads back."""
-    meta = dict(meta)
-    for key in FIGURES:
-        if key in meta and (isinstance(meta[key], bool)
-                            or not isinstance(meta[key], (int, float, type(None)))
-                            or isinstance(meta[key], float) and not math.isfinite(meta[key])):
-            meta[key] = None
-    for key in ("train_accuracy", "test_accuracy"):
-        if meta.get(key) is not None and not 0 <= meta[key] <= 1:
-            meta[key] = None
-    for key in TEXTS:
-        if key in meta:
-            meta[key] = meta[key][:MAX_TEXT] if isinstance(meta[key], str) else None
-    if "warnings" in meta:
-        warnings = meta["warnings"] if isinstance(meta["warnings"], list) else [meta["warnings"]]
-        kept = [str(w)[:MAX_TEXT] if isinstance(w, str) else str(w)[:200]
-                for w in warnings[:MAX_WARNINGS]]
-        if len(warnings) > MAX_WARNINGS:
-            kept.append(f"... and {len(warnings) - MAX_WARNINGS} more warnings in the file")
-        meta["warnings"] = kept
-    split = meta.get("split")
-    if split is not None and not (isinstance(split, dict) and
-                                  not problem("seed", split.get("seed")) and
-                                  not problem("test_fraction", split.get("test_fraction"))):
-        meta["split"] = None
-    if "config" in meta:
-        meta["config"] = from_saved(meta["config"])
-    if "validation" in meta:
-        v = meta["validation"]
-        ok = isinstance(v, dict) and all(
-            isinstance(v.get(k), list) and all(isinstance(i, t) and not isinstance(i, bool)
-                                               for i in v[k])
-            for k, t in (("indices", int), ("paths", str)) if k in v)
-        meta["validation"] = v if ok else None
-    if "fingerprint" in meta:
-        prints = meta["fingerprint"] if isinstance(meta["fingerprint"], dict) else {}
-        meta["fingerprint"] = {k: v for k, v in prints.items() if k in ("train", "test")
-                               and isinstance(v, str) and len(v) <= 64}
+    """Metadata from a model file made safe to use: every field catlr formats or reads
+    (checked.FIGURES) that is not of its kind is None, texts are cut to MAX_TEXT, warnings
+    to checked.MAX_WARNINGS, the split and config to what they can be; the threshold and
+    how it was chosen likewise (clean_threshold)."""
+    meta = lenient(meta, LENIENT)
+    clean_threshold(meta)
     return meta
 
 
-def _check(path, w, b, costs, meta_arr) -> dict:
+def _meta(path, meta_arr) -> dict:
+    """The metadata entry: a JSON object in a string of at most MAX_META characters, its
+    old names read as the new ones, its figures clean()."""
     if meta_arr.dtype.kind != "U" or meta_arr.shape != ():
         raise _invalid(path, "meta is not a JSON string")
     if meta_arr.size and len(str(meta_arr)) > MAX_META:
@@ -283,33 +139,101 @@ def _check(path, w, b, costs, meta_arr) -> dict:
     if not isinstance(meta, dict):
         raise _invalid(path, "meta is not a JSON object")
     meta = {RENAMED.get(k, k): v for k, v in meta.items()}  # files of earlier versions
+    if "threshold" in meta and threshold_problem(meta["threshold"]):  # issue 31
+        raise _invalid(path, f"threshold {threshold_problem(meta['threshold'])}")
     # figures and settings that catlr formats or uses: a wrong type is dropped, not trusted
-    meta = clean(meta)
+    return clean(meta)
+
+
+def _size_ok(size) -> bool:
+    low, high = LIMITS["size"]
+    return isinstance(size, int) and not isinstance(size, bool) and low <= size <= high
+
+
+def _n_x(meta) -> int:
+    return meta["image_size"] ** 2 * 3
+
+
+# What a model needs to be used, in the order checked: (whether it holds, why not). Each
+# gets the metadata and the arrays (w, b, costs); the first that fails is the one line.
+REQUIRED = (
+    (lambda m, e: _size_ok(m.get("image_size")),
+     lambda m, e: f"image_size {m.get('image_size')!r} is not an integer from "
+                  f"{LIMITS['size'][0]} to {LIMITS['size'][1]}"),
+    (lambda m, e: isinstance(m.get("classes"), list) and len(m["classes"]) == 2 and all(
+        isinstance(c, str) and 0 < len(c) <= MAX_TEXT for c in m["classes"]),
+     lambda m, e: "classes must be a list of two names"),
+    (lambda m, e: m.get("fit", "stretch") in CHOICES["fit"],
+     lambda m, e: f"fit {m.get('fit')!r} is not {one_of('fit')}"),
+    (lambda m, e: m.get("normalization", NORMALIZATION) == NORMALIZATION,
+     lambda m, e: f"normalization {m.get('normalization')!r} is not {NORMALIZATION!r}, the "
+                  "only one this catlr applies"),
+    (lambda m, e: e["w"].dtype.kind == "f" and e["w"].ndim in (1, 2)
+     and e["w"].size == _n_x(m),
+     lambda m, e: f"w has shape {e['w'].shape} and dtype {e['w'].dtype}, expected "
+                  f"({_n_x(m)},) float for {m['image_size']} x {m['image_size']} images"),
+    (lambda m, e: e["b"].dtype.kind == "f" and e["b"].size == 1,
+     lambda m, e: f"b has shape {e['b'].shape} and dtype {e['b'].dtype}, expected a float "
+                  "scalar"),
+    (lambda m, e: e["costs"].dtype.kind == "f" and e["costs"].ndim == 1,
+     lambda m, e: "costs is not a 1-D float array"),
+    (lambda m, e: bool(np.isfinite(e["w"]).all() and np.isfinite(e["b"]).all()),
+     lambda m, e: "the weights are not finite"),
+)
+
+
+def _check(path, entries: dict) -> dict:
+    meta = _meta(path, entries["meta"])
     fmt = meta.get("format")
-    if fmt != FORMAT:
+    if fmt != FORMAT or isinstance(fmt, bool):
         hint = "upgrade catlr" if isinstance(fmt, int) and fmt > FORMAT else "retrain it"
         raise CatlrError(f"{path} has model format {fmt!r}, this catlr reads format {FORMAT}, "
                          f"{hint}")
-    size = meta.get("image_size")
-    low, high = LIMITS["size"]
-    if not isinstance(size, int) or isinstance(size, bool) or not low <= size <= high:
-        raise _invalid(path, f"image_size {size!r} is not an integer from {low} to {high}")
-    classes = meta.get("classes")
-    if not (isinstance(classes, list) and len(classes) == 2
-            and all(isinstance(c, str) and 0 < len(c) <= MAX_TEXT for c in classes)):
-        raise _invalid(path, "classes must be a list of two names")
-    if meta.get("fit", "stretch") not in CHOICES["fit"]:
-        raise _invalid(path, f"fit {meta.get('fit')!r} is not {one_of('fit')}")
-    if meta.get("normalization", NORMALIZATION) != NORMALIZATION:
-        raise _invalid(path, f"normalization {meta.get('normalization')!r} is not "
-                             f"{NORMALIZATION!r}, the only one this catlr applies")
-    if w.dtype.kind != "f" or w.ndim not in (1, 2) or w.size != size * size * 3:
-        raise _invalid(path, f"w has shape {w.shape} and dtype {w.dtype}, expected "
-                             f"({size * size * 3},) float for {size} x {size} images")
-    if b.dtype.kind != "f" or b.size != 1:
-        raise _invalid(path, f"b has shape {b.shape} and dtype {b.dtype}, expected a float scalar")
-    if costs.dtype.kind != "f" or costs.ndim != 1:
-        raise _invalid(path, "costs is not a 1-D float array")
-    if not (np.isfinite(w).all() and np.isfinite(b).all()):
-        raise _invalid(path, "the weights are not finite")
+    for holds, why in REQUIRED:
+        if not holds(meta, entries):
+            raise _invalid(path, why(meta, entries))
     return meta
+
+
+# ---- the threshold (issue 31): the probability above which the model labels an image
+# the positive class, stored by train (given, or chosen on the validation split: then
+# threshold_choice says how). A file without one, from before, labels at 0.5.
+
+DEFAULT_THRESHOLD = 0.5
+CHOICE_NUMBERS = ("precision", "recall", "f1")  # threshold_choice's figures, in [0, 1]
+
+
+def threshold_of(meta: dict) -> float:
+    """The threshold a model's metadata (checked by load) stores, or 0.5."""
+    value = meta.get("threshold")
+    return DEFAULT_THRESHOLD if value is None else float(value)
+
+
+def threshold_problem(value) -> str | None:
+    """Why `value` cannot be a stored threshold (a number from 0 to 1), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and 0 <= value <= 1):
+        return f"{str(value)[:40]!r} is not a probability from 0 to 1"
+    return None
+
+
+def clean_threshold(meta: dict) -> None:
+    """clean()'s part for the threshold: a wrong threshold is None (load refuses the file
+    first); threshold_choice keeps only its known fields of the right types."""
+    if "threshold" in meta and threshold_problem(meta["threshold"]):
+        meta["threshold"] = None
+    if "threshold_choice" in meta:
+        c = meta["threshold_choice"]
+        if not isinstance(c, dict):
+            meta["threshold_choice"] = None
+            return
+        kept = {k: c[k] for k in CHOICE_NUMBERS
+                if isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool)
+                and math.isfinite(c[k]) and 0 <= c[k] <= 1}
+        kept.update({k: c[k][:MAX_TEXT] for k in ("on", "target")
+                     if isinstance(c.get(k), str)})
+        if isinstance(c.get("met"), bool):
+            kept["met"] = c["met"]
+        if isinstance(c.get("m"), int) and not isinstance(c.get("m"), bool) and c["m"] >= 0:
+            kept["m"] = c["m"]
+        meta["threshold_choice"] = kept

@@ -25,15 +25,20 @@ class Predictor:
     """A fitted model with what it was trained on: the image size, the fit rule, the class
     names, and the threshold above which an image is the positive class."""
 
-    def __init__(self, model, meta: dict, threshold: float = 0.5, source: str = ""):
-        self.model, self.meta, self.threshold, self.source = model, meta, threshold, source
+    def __init__(self, model, meta: dict, threshold: float | None = None, source: str = ""):
+        # None: the model's own (train's --threshold, chosen on validation or given; 0.5 in
+        # a file that stores none); a number given here overrides it
+        self.given = threshold is not None
+        self.threshold = float(threshold) if self.given else modelfile.threshold_of(meta)
+        self.model, self.meta, self.source = model, meta, source
         self.size = int(meta["image_size"])
         self.fit = meta.get("fit", "stretch")
         self.classes = tuple(meta["classes"])  # (negative, positive): index = label
 
     @classmethod
-    def load(cls, path, threshold: float = 0.5) -> Predictor:
-        """Read and validate a model file (modelfile.load) once."""
+    def load(cls, path, threshold: float | None = None) -> Predictor:
+        """Read and validate a model file (modelfile.load) once; `threshold` None: the
+        model's."""
         model, meta = modelfile.load(path)
         return cls(model, meta, threshold, str(path))
 

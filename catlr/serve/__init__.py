@@ -8,8 +8,11 @@
                     are images: 200 and exactly the rows `catlr predict --json` prints for
                     those files (Predictor.score builds both). ?seen=1 adds to each row
                     "seen", the pixels the model saw as a data: URL of a PNG (the page asks
-                    for it). A bad upload is a 4xx and {"error": ...}, with "rows" when some
-                    images were read; the server goes on serving.
+                    for it); ?explain=1 adds "explanation": the logit, b, the pixels' part
+                    and "heat", each pixel's push as a PNG data: URL (catlr explain's map,
+                    red towards the positive class, blue towards the negative). A bad upload
+                    is a 4xx and {"error": ...}, with "rows" when some images were read; the
+                    server goes on serving.
     GET  /health    {"status": "ok", the model, the limits}
 
 The package, one owner a module:
@@ -37,7 +40,7 @@ __all__ = ["HOST", "PORT", "App", "Limits", "Refused", "Server", "build", "is_lo
            "serve", "warnings_for"]
 
 
-def build(model_path, *, host: str = HOST, port: int = PORT, threshold: float = 0.5,
+def build(model_path, *, host: str = HOST, port: int = PORT, threshold: float | None = None,
           limits: Limits | None = None, on_event=ignore) -> Server:
     """A server for the model at `model_path`, bound (port 0: a free one), not yet serving:
     call serve_forever(), and shutdown() and server_close() when done."""
@@ -45,7 +48,7 @@ def build(model_path, *, host: str = HOST, port: int = PORT, threshold: float = 
     return Server(App(predictor, str(model_path), limits or Limits()), host, port, on_event)
 
 
-def serve(model_path, *, host: str = HOST, port: int = PORT, threshold: float = 0.5,
+def serve(model_path, *, host: str = HOST, port: int = PORT, threshold: float | None = None,
           limits: Limits | None = None, on_event=ignore) -> None:
     """Serve the model at `model_path` until interrupted (Ctrl-C, SIGTERM)."""
     server = build(model_path, host=host, port=port, threshold=threshold, limits=limits,

@@ -26,6 +26,7 @@ from ..config import SERVE, parse_memory
 from ..data.images import MAX_PIXELS
 from ..errors import CatlrError
 from ..runs.predictor import Predictor
+from ..stages.explain import card
 from ..text import printable
 from .page import page as draw
 
@@ -108,6 +109,12 @@ def _seen(pixels) -> str:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(pixels, np.uint8)).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _explained(predictor: Predictor, pixels) -> dict:
+    """explain.card of one image, its heat map as a data: URL of a PNG."""
+    found = card(predictor, pixels)
+    return dict(found, heat=_seen(found["heat"]))
 
 
 def content_type(value: str) -> Message:
@@ -200,14 +207,17 @@ class App:
                                f"{self.limits.max_images} (--max-images): send fewer at a time")
         return files
 
-    def predict(self, files, seen: bool = False) -> tuple[int, object]:
+    def predict(self, files, seen: bool = False, explain: bool = False) -> tuple[int, object]:
         """(status, payload) for the uploads: 200 and predict --json's rows, or 422 and the
         error with the rows when an image cannot be read."""
-        pixels = [] if seen else None
+        pixels = [] if seen or explain else None
         rows = self.predictor.score(files, workers=self.limits.workers,
                                     max_pixels=self.limits.max_pixels, seen=pixels)
         if seen:
             rows = [dict(r, seen=_seen(x)) if x is not None else r for r, x in zip(rows, pixels)]
+        if explain:
+            rows = [dict(r, explanation=_explained(self.predictor, x)) if x is not None else r
+                    for r, x in zip(rows, pixels)]
         bad = [r for r in rows if "error" in r]
         if bad:
             return 422, {"error": f"{len(bad)} of {len(rows)} images cannot be read ("

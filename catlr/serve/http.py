@@ -110,7 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
             query = parse_qs(url.query)
             files = self.app.uploads(self.headers.get("Content-Type"), body, query)
             self.images = len(files)
-            status, payload = self.app.predict(files, seen=query.get("seen") == ["1"])
+            status, payload = self.app.predict(files, seen=query.get("seen") == ["1"],
+                                               explain=query.get("explain") == ["1"])
             self._send(status, _json(payload), "application/json")
         except Refused as e:
             self._error(e.status, str(e))

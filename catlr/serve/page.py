@@ -31,6 +31,7 @@ border:1px solid #ccc}
 .card .verdict{font-weight:600;font-size:1.1rem}.card .probability{color:#333}
 .card.positive .verdict{color:#07804a}.card.negative .verdict{color:#555}
 .card.bad{border-color:#d33}.card.bad .verdict{color:#b00;font-weight:400}
+.card .why{font-size:.8rem;color:#444;margin-top:.4rem}.card .why img{margin:.3rem auto}
 """
 
 SCRIPT = """
@@ -38,7 +39,7 @@ const body = document.body, zone = document.getElementById("drop");
 const input = document.getElementById("pick"), out = document.getElementById("results");
 const status = document.getElementById("status");
 const maxImages = Number(body.dataset.maxImages), maxBytes = Number(body.dataset.maxBytes);
-const positive = body.dataset.positive;
+const positive = body.dataset.positive, negative = body.dataset.negative;
 input.addEventListener("change", () => { send(Array.from(input.files)); input.value = ""; });
 zone.addEventListener("dragover", e => { e.preventDefault(); zone.classList.add("over"); });
 zone.addEventListener("dragleave", () => zone.classList.remove("over"));
@@ -61,7 +62,8 @@ async function ask(files) {
   status.textContent = "Scoring " + files.length + (files.length === 1 ? " photo" : " photos");
   let rows;
   try {
-    const answer = await (await fetch("predict?seen=1", {method: "POST", body: form})).json();
+    const answer = await (await fetch("predict?seen=1&explain=1",
+                                      {method: "POST", body: form})).json();
     rows = Array.isArray(answer) ? answer
       : answer.rows || files.map(f => ({path: f.name, error: answer.error}));
   } catch (e) {
@@ -91,8 +93,22 @@ function show(row) {
     p.textContent = "probability " + row.probability.toFixed(3);
     caption.append(p);
   }
+  if (row.explanation) explained(caption, row.explanation);
   card.append(caption);
   out.prepend(card);
+}
+function explained(caption, e) {
+  const why = document.createElement("div"), heat = new Image(128, 128);
+  const sums = document.createElement("div"), key = document.createElement("div");
+  why.className = "why"; sums.className = "sums"; key.className = "key";
+  heat.className = "heat"; heat.src = e.heat;
+  heat.alt = "each pixel's push: red towards " + positive + ", blue towards " + negative;
+  const signed = v => (v < 0 ? "-" : "+") + Math.abs(v).toFixed(2);
+  sums.textContent = "logit " + signed(e.logit) + " = pixels " + signed(e.contributions)
+    + " + b " + signed(e.b);
+  key.textContent = "red: towards " + positive + ", blue: towards " + negative;
+  why.append(heat, sums, key);
+  caption.append(why);
 }
 """
 
@@ -102,7 +118,8 @@ TEMPLATE = """<!doctype html>
 <title>catlr: {{positive}} or {{negative}}?</title>
 <link rel="icon" href="data:,">
 <style>{{style}}</style></head>
-<body data-max-images="{{max_images}}" data-max-bytes="{{max_bytes}}" data-positive="{{positive}}">
+<body data-max-images="{{max_images}}" data-max-bytes="{{max_bytes}}" data-positive="{{positive}}"
+data-negative="{{negative}}">
 <h1>{{positive}} or {{negative}}? Try your photos</h1>
 <dl class="model">
 <dt>Model</dt><dd id="model">{{model}}</dd>

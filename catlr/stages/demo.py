@@ -19,6 +19,7 @@ from ..files.pictures import DEMO, DEMO_COMMENT
 MARKER = ".catlr-demo"  # in a demo folder catlr drew: a later demo may replace it
 KINDS["demo"] = Kind("catlr's demo folder", True, lambda p: not os.listdir(p) or os.path.isfile(
     os.path.join(p, MARKER)))
+KINDS["marker"] = Kind("a demo folder's marker", False, lambda p: False)  # in a new folder
 
 
 def _background(rng, w, h):
@@ -94,7 +95,7 @@ def make_sample(folder, n_per_class: int = 60, seed: int = 0, unseen: int = 4) -
     check_output(folder, "demo", "folder")
     os.makedirs(folder, exist_ok=True)
     if not os.path.exists(os.path.join(folder, MARKER)):
-        with atomic_path(os.path.join(folder, MARKER), "text") as tmp:
+        with atomic_path(os.path.join(folder, MARKER), "marker") as tmp:
             tmp.write_text("A sample folder drawn by 'catlr demo'.\n")
     rng = np.random.default_rng(seed)
     images = os.path.join(folder, "images")

@@ -15,11 +15,24 @@ from ..data.fingerprint import of_split
 from ..errors import CatlrError
 from ..events import ignore
 from ..files import storage
-from ..files.outputs import PREDICTIONS_HEADER, atomic_path
+from ..files.outputs import KINDS, Kind, atomic_path
 from ..learn import metrics
 from ..learn.loss import labels
 from ..runs.predictor import Predictor
 from ..text import cell
+
+PREDICTIONS_HEADER = "path,split,index,true_label,probability,predicted,correct"
+OLD_HEADERS = ("path,split,index,label,probability,predicted,correct",)  # catlr 0.2.0
+
+
+def _is_predictions(path) -> bool:
+    """Whether the file at `path` is a predictions CSV catlr wrote (its header)."""
+    with open(path, "rb") as f:
+        first = f.read(256).split(b"\n", 1)[0].rstrip(b"\r")
+    return first.decode("utf-8", "replace") in (PREDICTIONS_HEADER, *OLD_HEADERS)
+
+
+KINDS["predictions"] = Kind("a predictions CSV", False, _is_predictions)
 
 
 @dataclass
@@ -68,9 +81,10 @@ def write_predictions(result: Evaluation, path) -> int:
     return len(rows)
 
 
-def evaluate(model_path, data=None, *, split="test", threshold=0.5, memory="auto",
+def evaluate(model_path, data=None, *, split="test", threshold=None, memory="auto",
              on_event=ignore, storage_options=None) -> Evaluation:
-    """Figures (metrics.report) of the model on `split` of DATA.
+    """Figures (metrics.report, and metrics.calibration) of the model on `split` of DATA,
+    labelled at `threshold` (None: the model's own, its metadata's threshold).
 
     DATA defaults to the data recorded in the model file; an image folder is split
     again with the model's recorded seed and fraction, so this is the very test
@@ -81,15 +95,7 @@ def evaluate(model_path, data=None, *, split="test", threshold=0.5, memory="auto
     meta = predictor.meta
     if split not in ("train", "test"):
         raise CatlrError(f"--split must be train or test, got {split!r}")
-    if data is None:
-        data = meta.get("data")
-        if not isinstance(data, str) or not data:
-            raise CatlrError(f"{model_path} records no training data, pass DATA: "
-                             "catlr eval DATA")
-        if not storage.remote(data) and not os.path.exists(storage.local(data)):
-            raise CatlrError(f"the data {model_path} was trained on, {data} (the path recorded "
-                             "in the model file), is gone, pass the data to evaluate on: "
-                             "catlr eval DATA")
+    data = data_of(model_path, meta, data)
     cfg = {**from_saved(meta.get("config")), "size": meta["image_size"], "memory": memory,
            "storage_options": dict(storage_options or {})}
     ds = datasets.load(data, cfg, on_event, in_memory=False, split=split)
@@ -98,6 +104,22 @@ def evaluate(model_path, data=None, *, split="test", threshold=0.5, memory="auto
     except BaseException:
         ds.close()
         raise
+
+
+def data_of(model_path, meta: dict, data=None):
+    """DATA as given, else the data the model records it was trained on (one line when it
+    records none, or it is gone)."""
+    if data is not None:
+        return data
+    data = meta.get("data")
+    if not isinstance(data, str) or not data:
+        raise CatlrError(f"{model_path} records no training data, pass DATA: "
+                         "catlr eval DATA")
+    if not storage.remote(data) and not os.path.exists(storage.local(data)):
+        raise CatlrError(f"the data {model_path} was trained on, {data} (the path recorded "
+                         "in the model file), is gone, pass the data to evaluate on: "
+                         "catlr eval DATA")
+    return data
 
 
 def _evaluate(predictor, model_path, ds, data, split, cfg):
@@ -120,7 +142,12 @@ def _evaluate(predictor, model_path, ds, data, split, cfg):
         paths = [f"{split}[{i}]" for i in range(len(y))]
     figures = metrics.report(y, p, threshold)
     figures.update({"split": split, "data": ds.source, "model": str(model_path),
-                    "classes": list(ds.classes)})
+                    "classes": list(ds.classes),
+                    # whose threshold labels: --threshold's, or the model's (and how train
+                    # chose it); then whether the probabilities can be taken at their word
+                    "threshold_from": "given" if predictor.given else "model",
+                    "threshold_choice": meta.get("threshold_choice"),
+                    "calibration": metrics.calibration(y, p)})
     warnings = [f"{model_path}: {w}" for w in meta.get("warnings") or []]
     recorded = (meta.get("fingerprint") or {}).get(split)
     figures["data_changed"] = None if not recorded else ds.fingerprint(split) != recorded

@@ -118,7 +118,7 @@ def graph(predictor: Predictor):
     return model
 
 
-def export(model_path, out, *, threshold: float = 0.5) -> dict:
+def export(model_path, out, *, threshold: float | None = None) -> dict:
     """Write the model at `model_path` to `out` (.onnx) atomically; returns what was written:
     the file, its size in bytes, its input and outputs, its metadata."""
     predictor = Predictor.load(model_path, threshold)

@@ -87,7 +87,7 @@ def collect(inputs) -> tuple[list[str], list]:
     return paths, order
 
 
-def predict(inputs, model_path=None, *, threshold=0.5, workers=0, max_pixels=MAX_PIXELS,
+def predict(inputs, model_path=None, *, threshold=None, workers=0, max_pixels=MAX_PIXELS,
             on_event=ignore, predictor=None) -> list[dict]:
     """One row per image, in input order: {path, probability, label}, or {path, error}
     when it cannot be read.

@@ -14,11 +14,13 @@ import h5py
 from ..data.ingest import discover, ingest, start_decoding
 from ..errors import CatlrError, UsageError
 from ..events import ignore
-from ..files import storage
+from ..files import storage, zarr_store
 from ..files.containers import open_container
+from ..files.inputs import scope
 from ..files.outputs import atomic_folder, atomic_path, guard, remove_stale
 from ..files.remote import remote_folder
 from ..files.schema import Sink, find_course_pair
+from ..learn.metrics import share_report
 from ..version import __version__
 
 
@@ -42,7 +44,14 @@ def _check_room(out, n: int, size: int):
 
 
 def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore) -> dict:
-    """Write SRC as one HDF5 file in the course's schema at `out`, atomically; returns the report."""
+    """Write SRC as one HDF5 file (or Zarr store: out NAME.zarr, at a URL too) in the
+    course's schema at `out`, atomically; returns the report. Inside the CLI's scope of
+    inputs, or one of its own: a store at a URL is looked at once (inputs.once)."""
+    with scope():
+        return _prepare(src, out, cfg, dedupe=dedupe, strict=strict, on_event=on_event)
+
+
+def _prepare(src, out, cfg: dict, *, dedupe, strict, on_event) -> dict:
     if storage.remote(src):
         raise UsageError(f"{storage.url(src)} is a URL: catlr prepares photos from a local (or "
                          "mounted) folder; what it writes may go to a URL (--out URL.zarr)")
@@ -51,6 +60,7 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
     url = storage.remote(out)
     out = url or storage.local(out)
     store = os.fspath(out).rstrip(os.sep).rstrip("/").endswith(".zarr")
+    zarr = zarr_store.require(out) if store else None  # before the guard's round trips
     guard({"out": (out, "zarr" if store else "hdf5")}, [src], options)
     pair = find_course_pair(src) if os.path.isdir(src) else None
     if pair:
@@ -74,11 +84,11 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
                        **{f"fingerprint_{s}": v for s, v in report["fingerprint"].items()}})
 
     if store:  # a Zarr store, for a Dask cluster: a folder, or at a URL
-        from ..files.zarr_store import ZarrSink, target, zarr
-
         with (remote_folder(out, "zarr", options) if url else atomic_folder(out, "zarr")) as tmp:
-            group = zarr.open_group(store=target(tmp, options if url else None), mode="w")
-            report = ingest(layout, stream, ZarrSink(group, cfg["size"], layout.classes, splits),
+            group = zarr.open_group(store=zarr_store.target(tmp, options if url else None, url),
+                                    mode="w")
+            sink = zarr_store.ZarrSink(group, cfg["size"], layout.classes, splits)
+            report = ingest(layout, stream, sink,
                             dedupe=dedupe, strict=strict, on_event=on_event, sizes=sizes)
             finish(report, group.attrs)
     else:
@@ -87,6 +97,9 @@ def prepare(src, out, cfg: dict, *, dedupe=False, strict=False, on_event=ignore)
                 report = ingest(layout, stream, Sink(f, cfg["size"], layout.classes, splits),
                                 dedupe=dedupe, strict=strict, on_event=on_event, sizes=sizes)
                 finish(report, f.attrs)
+    neg_pos = report["classes"]
+    report["shares"] = share_report({split: (c[neg_pos[1]], sum(c.values()))
+                                     for split, c in report["counts"].items()})
     report["out"] = url or os.path.abspath(os.fspath(out))
     report["replaced"], report["fit"] = replaced, cfg["fit"]
     return report

@@ -6,6 +6,8 @@ module loads the data, runs it, measures the result and saves it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import time
@@ -13,19 +15,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import engines, runs
+from .. import engines, runs, solvers
 from ..config import DEFAULTS, from_saved, parse_class_weight, saved
 from ..data import datasets
-from ..errors import CatlrError, EngineLost, Terminated, UsageError
+from ..errors import CatlrError, Stopped, UsageError
 from ..events import Loaded, ignore
 from ..files.outputs import guard
-from ..learn import descent
+from ..learn import descent, metrics
 from ..learn.descent import SAMPLE_EVERY, Held
 from ..learn.design import Pixels
 from ..learn.loss import cost, labels, sigmoid
 from ..learn.metrics import wilson
 from ..learn.model import LogisticRegression, check_labels
 from ..runs import modelfile
+from ..runs import state as statefile
 
 # --lr auto tries these (a geometric grid) on the validation split and keeps the best
 AUTO_LRS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
@@ -39,7 +42,7 @@ def plan(ds, cfg: dict) -> engines.Choice:
         only = ds.classes[int(ds.y_train[0])]
         raise CatlrError(f"the train split of {ds.source} holds only {only} images, add images "
                          f"of the other class ({ds.classes[1 - int(ds.y_train[0])]})")
-    if cfg.get("solver", "gd") != "gd" and cfg["form"] == "auto":  # nesterov, lbfgs: primal
+    if cfg["form"] == "auto" and solvers.primal_only(cfg.get("solver", "gd")):
         cfg = {**cfg, "form": "primal"}
     choice = engines.choose(len(ds.y_train), ds.n_x, cfg["iters"], cfg, on_disk=ds.on_disk)
     if choice.engine == "memory":
@@ -66,15 +69,15 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
     (None for an empty split), m_train, m_test, warnings, how it ran (form, engine,
     dtype, engine_reason), and the held-out curve: held ("validation" or "test"),
     held_costs at each recorded iteration, best_iteration and best_cost, stopped_at,
-    and with a validation split val_cost, val_accuracy, m_val. `gram`: see
+    and with a validation split val_cost, val_accuracy, m_val; threshold, the one the
+    accuracies label at (cfg's, or chosen on validation for "auto": threshold_choice says
+    how, decide_threshold). `gram`: see
     LogisticRegression.fit_pixels; `choice`, `design` and `held` (from plan(),
     engines.design() and held_for()) are reused across a sweep.
     """
     choice = choice or plan(ds, cfg)
     own = design is None
     design = design or engines.design(choice, ds.x_train, cfg, on_event)
-    if start is not None and hasattr(design, "first_iteration"):  # the iteration it names
-        design.first_iteration = start.at
     held = held or held_for(ds, cfg, choice.dtype)
     model = estimator(cfg, choice)
     try:
@@ -86,11 +89,13 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
         if own:
             design.close()
     z = model.train_z_
-    test_pred = labels(model.proba_pixels(ds.x_test)) if len(ds.y_test) else None
+    p_val = model.proba_pixels(ds.x_val) if ds.has_val else None
+    threshold, chosen = decide_threshold(cfg, ds.y_val, p_val)
+    test_pred = labels(model.proba_pixels(ds.x_test), threshold) if len(ds.y_test) else None
     test_acc = _accuracy(test_pred, ds.y_test)
     figures = {
         "final_cost": final_cost(model, ds.y_train),
-        "train_accuracy": _accuracy(labels(sigmoid(z)), ds.y_train),
+        "train_accuracy": _accuracy(labels(sigmoid(z), threshold), ds.y_train),
         "test_accuracy": test_acc,
         "test_accuracy_ci": wilson(round(test_acc * len(ds.y_test)), len(ds.y_test))
         if test_acc is not None else None,
@@ -103,15 +108,26 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
         "best_iteration": model.best_[0] if model.best_ else None,
         "best_cost": model.best_[1] if model.best_ else None,
         "stopped_at": model.stopped_, "iters_run": model.iters_run_,
+        "threshold": threshold, **({"threshold_choice": chosen} if chosen else {}),
     }
     if ds.has_val:
-        p = model.proba_pixels(ds.x_val)
         y = np.asarray(ds.y_val)
-        acc = _accuracy(labels(p), y)
+        acc = _accuracy(labels(p_val, threshold), y)
         figures.update({"val_cost": cost(_logit(model, ds.x_val), y), "val_accuracy": acc,
                         "val_accuracy_ci": wilson(round(acc * len(y)), len(y)),
                         "m_val": int(len(y))})
     return model, figures
+
+
+def decide_threshold(cfg: dict, y_val, p_val) -> tuple[float, dict | None]:
+    """The threshold a model labels with: cfg's, or with "auto" the one that meets cfg's
+    target on the validation split (metrics.choose_threshold). Returns (threshold, how it
+    was chosen: {on, target, precision, recall, f1, met, m} at it on validation; None
+    when it was given)."""
+    if cfg.get("threshold", DEFAULTS["threshold"]) != "auto":
+        return float(cfg.get("threshold", DEFAULTS["threshold"])), None
+    chosen = metrics.choose_threshold(y_val, p_val, cfg["target"])
+    return chosen.pop("threshold"), {"on": "validation", **chosen}
 
 
 def _largest(design, model):
@@ -192,23 +208,33 @@ def _accuracy(pred, y):
 
 
 def check_solver(cfg: dict) -> None:
-    """Refuse, before any data is read, what the solver cannot do: nesterov and lbfgs run
-    in the primal form; lbfgs takes no learning rate to choose and needs scipy."""
+    """Refuse, before any data is read, what the solver cannot do (solvers.SOLVERS): a form
+    it does not run in, --lr auto when it takes no rate, a package it needs missing."""
     solver = cfg.get("solver", "gd")
-    if solver != "gd" and cfg["form"] == "dual":
+    facts = solvers.facts(solver)
+    if cfg["form"] == "dual" and "dual" not in facts.forms:
         raise UsageError(f"--solver {solver} runs in the primal form only, not --form dual: "
                          "use --form primal or auto (or --solver gd for the dual form)")
-    if solver == "lbfgs" and cfg["lr"] == "auto":
-        raise UsageError("--lr auto chooses gradient descent's step, and --solver lbfgs takes "
-                         "none (its line search finds each step): drop --lr auto")
-    descent.require(solver)
+    if cfg["lr"] == "auto" and not facts.takes_lr:
+        raise UsageError(f"--lr auto chooses gradient descent's step, and --solver {solver} "
+                         "takes none (its line search finds each step): drop --lr auto")
+    solvers.require(solver)
+
+
+def check_threshold(cfg: dict) -> None:
+    """Refuse a --target without --threshold auto, which alone aims for one."""
+    if cfg.get("target", "f1") != "f1" and cfg.get("threshold") != "auto":
+        raise UsageError(f"--target {cfg['target']} is what --threshold auto aims for: add "
+                         "--threshold auto (with a validation split), or drop --target")
 
 
 def check_validation(cfg: dict) -> None:
     """Refuse, before any data is read, choices that need a validation split and have none
     coming (a stored one is checked once the data is open)."""
-    if cfg["val_fraction"] == 0 and (cfg["early_stop"] or cfg["lr"] == "auto"):
-        what = "--early-stop" if cfg["early_stop"] else "--lr auto"
+    if cfg["val_fraction"] == 0 and (cfg["early_stop"] or cfg["lr"] == "auto"
+                                     or cfg.get("threshold") == "auto"):
+        what = ("--early-stop" if cfg["early_stop"] else "--lr auto" if cfg["lr"] == "auto"
+                else "--threshold auto")
         raise UsageError(f"{what} chooses on a validation split, never on the test split: add "
                          "--val-fraction 0.2 (or prepare the data with --val-fraction)")
 
@@ -228,7 +254,8 @@ def load(data, cfg, on_event=ignore):
                              "--val-fraction): drop --val-fraction to use it")
         if cfg["val_fraction"]:
             ds.hold_out(cfg["val_fraction"], cfg["seed"])
-        if not ds.has_val and (cfg["early_stop"] or cfg["lr"] == "auto"):
+        if not ds.has_val and (cfg["early_stop"] or cfg["lr"] == "auto"
+                               or cfg.get("threshold") == "auto"):
             check_validation(cfg)
     except BaseException:
         ds.close()
@@ -282,6 +309,62 @@ class Parent:
     start: descent.Start
     at: int
     in_place: bool   # an interrupted run completes in its own folder
+    source: str = ""  # the file its state or weights came from
+
+    def check(self, ds) -> None:
+        """Refuse, once the data is open and before any work, data this run cannot go on
+        with: other data (its fingerprint differs), or a state or weights whose vectors
+        do not fit it (runs.state.fits: one line naming the file and the field)."""
+        if self.fingerprint and ds.fingerprint("train") != self.fingerprint:
+            raise CatlrError(f"the training data of {ds.source} is not what {self.folder} was "
+                             "trained on (its fingerprint differs): resume on the same data, "
+                             "or train a new run")
+        if self.start.state is not None:
+            statefile.fits(self.source, self.start.state, ds.n_x, len(ds.y_train))
+        elif len(self.start.w) != ds.n_x:
+            raise CatlrError(f"{self.source} holds {len(self.start.w)} weights and {ds.source} "
+                             f"{ds.n_x} pixel values per image: resume on the data it was "
+                             "trained on, or train a new run")
+
+
+def _read_parent(folder) -> tuple:
+    """(state or None, info, the file it came from, its model or None, in place): an
+    interrupted run's checkpoint, else a finished run's model and its final state."""
+    checkpoint = os.path.join(folder, runs.CHECKPOINT)
+    if os.path.isfile(checkpoint):
+        state, info = statefile.load(checkpoint, is_input=False)
+        return state, info, checkpoint, None, True
+    path = os.path.join(folder, runs.MODEL)
+    model, info = modelfile.load(path)
+    state_file = os.path.join(folder, runs.STATE)
+    if os.path.isfile(state_file):
+        return statefile.load(state_file)[0], info, state_file, model, False
+    return None, info, path, model, False
+
+
+def _refuse_changes(folder, cfg: dict, given: set, saved: dict) -> None:
+    """A resume goes on with the run's settings (PINNED) and a solver that can go on."""
+    facts = solvers.facts(saved["solver"])
+    if not facts.resumes:
+        raise UsageError(f"{folder} was trained with --solver {facts.name}, which cannot go on "
+                         f"as the same run ({facts.resume_why}): train a new run with a "
+                         "larger --iters")
+    for key in PINNED:
+        if key in given and cfg[key] != saved[key] and not (key == "form" and cfg[key] == "auto"):
+            raise UsageError(f"--{key.replace('_', '-')} {cfg[key]} contradicts {folder} "
+                             f"({key} {saved[key]}): a resume goes on with the same settings, "
+                             "train a new run to change one")
+
+
+def _end(folder, cfg: dict, given: set, done: int, asked) -> int:
+    """The iteration a resume ends at: --iters N more, else what an interrupted run was
+    asked for (`asked`)."""
+    if "iters" in given:
+        return done + cfg["iters"]
+    if isinstance(asked, int) and asked >= done:  # an interrupted run: what it was asked for
+        return asked  # (its end reached when it stopped while saving: written from the checkpoint)
+    raise UsageError(f"{folder} is complete ({done} iterations): pass --iters N to go N "
+                     "iterations further")
 
 
 def parent_run(run, cfg: dict, given: set) -> Parent:
@@ -289,52 +372,27 @@ def parent_run(run, cfg: dict, given: set) -> Parent:
     model and final state), refusing settings that contradict it; cfg's iters, when given,
     are the iterations to add."""
     folder = runs.find(run, cfg)
-    name = os.path.basename(folder)
-    checkpoint = os.path.join(folder, runs.CHECKPOINT)
-    if os.path.isfile(checkpoint):
-        state, info = modelfile.load_state(checkpoint, is_input=False)
-        in_place, asked = True, info.get("iters")
-    else:
-        _, info = modelfile.load(os.path.join(folder, runs.MODEL))
-        state_file = os.path.join(folder, runs.STATE)
-        state = modelfile.load_state(state_file)[0] if os.path.isfile(state_file) else None
-        in_place, asked = False, None
+    state, info, source, model, in_place = _read_parent(folder)
     saved = from_saved(info.get("config"))
     saved.update(form=info.get("form") or saved["form"], dtype=info.get("dtype") or saved["dtype"])
-    if saved["solver"] == "lbfgs":
-        raise UsageError(f"{folder} was trained with --solver lbfgs, which cannot go on as the "
-                         "same run (L-BFGS's history of gradients is not kept): train a new "
-                         "run with a larger --iters")
-    for key in PINNED:
-        if key in given and cfg[key] != saved[key] and not (key == "form" and cfg[key] == "auto"):
-            raise UsageError(f"--{key.replace('_', '-')} {cfg[key]} contradicts {folder} "
-                             f"({key} {saved[key]}): a resume goes on with the same settings, "
-                             "train a new run to change one")
-    if state is not None and (state["form"] != saved["form"]
-                              or state.get("solver", "gd") != saved["solver"]):
-        state = None
+    _refuse_changes(folder, cfg, given, saved)
+    if state is not None and not in_place and (
+            state["form"] != saved["form"] or state.get("solver", "gd") != saved["solver"]):
+        state, source = None, os.path.join(folder, runs.MODEL)  # another run's state
     done = state["i"] if state is not None else int(info.get("iters_run") or info.get("iters") or 0)
-    if "iters" in given:
-        end = done + cfg["iters"]  # --iters N on a resume: N more
-    elif in_place and isinstance(asked, int) and asked > done:
-        end = asked               # an interrupted run: what it was asked for
-    else:
-        raise UsageError(f"{folder} is complete ({done} iterations): pass --iters N to go N "
-                         "iterations further")
+    end = _end(folder, cfg, given, done, info.get("iters") if in_place else None)
     if state is not None:
         start = descent.Start(state=state, at=done, history=state)
     else:  # its weights (the state is gone): the same iterates to rounding, not bit for bit
-        model, meta = modelfile.load(os.path.join(folder, runs.MODEL))
         start = descent.Start(w=model.w_.ravel(), b=model.b_, at=done,
                               history={"costs": model.costs_})
     # where it runs: as the run ran unless given again (a resume may move to a cluster)
     keep = {k: cfg[k] for k in ("max_pixels", "runs", "model", "storage_options")} | {
         k: cfg[k] if k in given else saved[k]
         for k in ("engine", "memory", "scheduler", "workers", "checkpoint_every")}
-    resumed = {**saved, **keep, "iters": end}
-    data = info.get("data") or ""
-    return Parent(folder, name, resumed, data, (info.get("fingerprint") or {}).get("train"),
-                  start, done, in_place)
+    return Parent(folder, os.path.basename(folder), {**saved, **keep, "iters": end},
+                  info.get("data") or "", (info.get("fingerprint") or {}).get("train"), start,
+                  done, in_place, source)
 
 
 def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on_event=ignore,
@@ -343,10 +401,10 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
 
     With `out`, the model is written to exactly that file; else to a new run folder
     under cfg["runs"] (runs.py), named `name` or train-N, which keeps a checkpoint every
-    cfg["checkpoint_every"] seconds and when a signal stops the run. `plot`: a PNG path
-    for the cost curve (also kept in the run folder). `resume`: a run to go on from (see
-    parent_run; `given` are the settings the user set). on_event receives events.Loaded,
-    Decoded (image folders), Plan, Step and Wrote.
+    cfg["checkpoint_every"] seconds and of the last complete iteration whatever stops the
+    run (_kept). `plot`: a PNG path for the cost curve (also kept in the run folder).
+    `resume`: a run to go on from (see parent_run; `given` are the settings the user set).
+    on_event receives events.Loaded, Decoded (image folders), Plan, Step and Wrote.
     """
     parent = None
     if resume is not None:
@@ -360,46 +418,22 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
         runs.check_name(cfg["runs"], name, exist_ok)
     engines.require(cfg["engine"])
     check_solver(cfg)
+    check_threshold(cfg)
     if not datasets.stored_validation(data, cfg["storage_options"]):
         check_validation(cfg)
     with load(data, cfg, on_event) as ds:
-        if parent is not None and parent.fingerprint and ds.fingerprint("train") != parent.fingerprint:
-            raise CatlrError(f"the training data of {ds.source} is not what {parent.folder} was "
-                             "trained on (its fingerprint differs): resume on the same data, or "
-                             "train a new run")
-        folder = created = None
+        if parent is not None:
+            parent.check(ds)  # the same data, and vectors that fit it: before any work
+        folder = created = saver = None
         if out is None:
             folder, created = runs.begin(cfg, name, exist_ok)
-        try:
-            if cfg["lr"] == "auto":
-                choice = plan(ds, cfg)
-                design = engines.design(choice, ds.x_train, cfg, on_event)
-                try:
-                    held = held_for(ds, cfg, choice.dtype)
-                    (model, figures), tried = choose_lr(ds, cfg, choice, design, held, on_event)
-                finally:
-                    design.close()
-                figures["lr_auto"] = tried
-                cfg = {**cfg, "lr": model.lr}
-            else:
-                # an L-BFGS run writes no checkpoints: it cannot be resumed from one
-                saver = None if folder is None or cfg["solver"] == "lbfgs" else _saver(
-                    folder, ds, cfg, parent, on_event)
-                model, figures = fit_dataset(ds, cfg, on_event, saver=saver,
-                                             start=parent.start if parent else None)
-        except (KeyboardInterrupt, Terminated):
-            if created and cfg["solver"] == "lbfgs":  # no checkpoint to keep: no folder
-                shutil.rmtree(folder, ignore_errors=True)
-            raise  # the checkpoint stays: 'catlr train --resume' goes on from it
-        except EngineLost:
-            if created and not os.path.exists(os.path.join(folder, runs.CHECKPOINT)):
-                shutil.rmtree(folder, ignore_errors=True)
-            raise  # as for Ctrl-C: the last checkpoint stays
-        except BaseException:
-            if created:
-                shutil.rmtree(folder, ignore_errors=True)
-            raise
-        prints = {s: ds.fingerprint(s) for s in ("train", "test")}  # what eval compares
+            if cfg["lr"] != "auto":
+                saver = _saver(folder, ds, cfg, parent, on_event)
+        with _kept(folder, created):
+            model, figures, cfg = _fit(ds, cfg, on_event, saver, parent)
+        with _kept(folder, created, saver, model):  # reading the data for its fingerprints
+            prints = {s: ds.fingerprint(s) for s in ("train", "test")}  # what eval compares
+        figures["shares"] = ds.shares()
     meta = modelfile.metadata(model, ds, cfg, figures, prints)
     meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
     if parent is not None:
@@ -408,9 +442,49 @@ def train(data, cfg: dict, *, out=None, name=None, exist_ok=False, plot=None, on
     if out is not None:
         return model, meta, runs.save_file(out, model, meta, plot=plot, draw=draw,
                                            on_event=on_event)
-    return model, meta, runs.save(cfg, model, meta, name=name, exist_ok=exist_ok, plot=plot,
-                                  draw=draw, on_event=on_event, folder=folder,
-                                  created=created, state=model.state_)
+    with _kept(folder, created, saver, model):  # the folder is whole, or as it was
+        return model, meta, runs.save(cfg, model, meta, name=name, exist_ok=exist_ok,
+                                      plot=plot, draw=draw, on_event=on_event, folder=folder,
+                                      created=False, state=model.state_)
+
+
+def _fit(ds, cfg, on_event, saver, parent):
+    """(model, figures, cfg with the rate --lr auto chose)."""
+    if cfg["lr"] != "auto":
+        model, figures = fit_dataset(ds, cfg, on_event, saver=saver,
+                                     start=parent.start if parent else None)
+        return model, figures, cfg
+    choice = plan(ds, cfg)
+    design = engines.design(choice, ds.x_train, cfg, on_event)
+    try:
+        held = held_for(ds, cfg, choice.dtype)
+        (model, figures), tried = choose_lr(ds, cfg, choice, design, held, on_event)
+    finally:
+        design.close()
+    figures["lr_auto"] = tried
+    return model, figures, {**cfg, "lr": model.lr}
+
+
+@contextlib.contextmanager
+def _kept(folder, created, saver=None, model=None):
+    """Nothing lost whatever stops a run: its folder's last checkpoint stays (the Saver
+    wrote the last complete iteration on the way out), and 'catlr train --resume' goes on
+    from it. A stop while the finished run is saved (`model`) checkpoints where it ended
+    first (not a run stopped early: its checkpoints resume to the same stop; nor into an
+    older run's folder that --exist-ok was replacing, kept as it was). A folder this run
+    made that holds no checkpoint, or whose run diverged, is removed."""
+    try:
+        yield
+    except BaseException as e:
+        checkpoint = None if folder is None else os.path.join(folder, runs.CHECKPOINT)
+        # not into the folder of another run that --exist-ok replaces: it stays as it was
+        if saver is not None and model is not None and model.stopped_ is None and (
+                created or os.path.isfile(checkpoint)):
+            with contextlib.suppress(Exception):  # a full disk: the last one stays whole
+                saver.store(model.state_)
+        if created and (isinstance(e, descent.Diverged) or not os.path.isfile(checkpoint)):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def cost_picture(model, meta) -> bytes:
@@ -428,7 +502,8 @@ def cost_picture(model, meta) -> bytes:
 
 def _saver(folder, ds, cfg, parent, on_event) -> descent.Saver:
     """Checkpoints of this run into its folder: what it is (config, data and its
-    fingerprint, the iterations asked) beside the solver's state."""
+    fingerprint, the iterations asked) beside the solver's state. A checkpoint that
+    cannot be written stops the run (Stopped), the last one written kept whole."""
     info = {}
 
     def save(snapshot):
@@ -436,9 +511,16 @@ def _saver(folder, ds, cfg, parent, on_event) -> descent.Saver:
             info.update(config=saved(cfg), data=ds.source, data_kind=ds.kind, iters=cfg["iters"],
                         lr=cfg["lr"], print_every=cfg["print_every"],
                         fingerprint={"train": ds.fingerprint("train")},
+                        n_x=ds.n_x, m=len(ds.y_train),  # the lengths its vectors must have
                         created=time.strftime("%Y-%m-%d %H:%M:%S"),
                         parent={"run": parent.name, "at": parent.at} if parent else None)
-        runs.write_checkpoint(folder, snapshot, {**info, "dtype": cfg["dtype"]}, on_event)
+        try:
+            runs.write_checkpoint(folder, snapshot, {**info, "dtype": cfg["dtype"]}, on_event)
+        except OSError as e:
+            full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise Stopped(f"{e.strerror or e} writing {os.path.join(folder, runs.CHECKPOINT)}, "
+                          f"{'free some space on its disk' if full else 'check its folder'}") \
+                from None
 
     every = cfg["checkpoint_every"]
     return descent.Saver(save, every if every > 0 else None)
@@ -455,10 +537,11 @@ def sweep(data, cfg: dict, lrs=None, l2s=None, *, on_event=ignore):
     """
     lrs = cfg["sweep_lrs"] if lrs is None else lrs
     l2s = cfg["sweep_l2s"] if l2s is None else l2s
-    if cfg["solver"] == "lbfgs":  # no learning rate: one run per penalty
+    if not solvers.facts(cfg["solver"]).takes_lr:  # no learning rate: one run per penalty
         lrs = lrs[:1]
     engines.require(cfg["engine"])
     check_solver(cfg)
+    check_threshold(cfg)
     if not datasets.stored_validation(data, cfg["storage_options"]):
         check_validation(cfg)
     rows = []
