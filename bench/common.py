@@ -26,18 +26,35 @@ def catlr_cmd(*args):
     return [str(script), *map(str, args)] if script.exists() else [sys.executable, "-m", "catlr", *map(str, args)]
 
 
-def alternate(commands: dict, runs: int, cwd=None, env=None):
-    """Run each command `runs` times, interleaved (a, b, a, b, ...); return {name: [seconds]}."""
+def alternate(commands: dict, runs: int, cwd=None, env=None, cpu=None):
+    """Run each command `runs` times, interleaved (a, b, a, b, ...); return {name: [seconds]}.
+    A command may be (argv, env) to run it with its own environment. `cpu`: a dict filled
+    with {name: [CPU seconds]} (user + system, from wait4): on a machine shared with other
+    work the wall time is mostly waiting for a core, the CPU time much less so."""
     times = {name: [] for name in commands}
+    if cpu is not None:
+        cpu.update({name: [] for name in commands})
     for _ in range(runs):
         for name, cmd in commands.items():
+            argv, own = cmd if isinstance(cmd, tuple) else (cmd, env)
             t = time.perf_counter()
-            r = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+            p = subprocess.Popen(argv, cwd=cwd, env=own, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+            err = p.stderr.read()
+            _, status, usage = os.wait4(p.pid, 0)
             times[name].append(time.perf_counter() - t)
-            if r.returncode != 0:
-                raise SystemExit(f"{name} failed ({r.returncode}): {r.stderr[-500:]}")
+            p.returncode = os.waitstatus_to_exitcode(status)
+            p.stderr.close()
+            if cpu is not None:
+                cpu[name].append(usage.ru_utime + usage.ru_stime)
+            if p.returncode != 0:
+                raise SystemExit(f"{name} failed ({p.returncode}): {err[-500:]}")
     return times
+
+
+def uptime():
+    """`uptime`'s line: the load averages a figure was measured under."""
+    return subprocess.run(["uptime"], check=False, capture_output=True, text=True).stdout.strip()
 
 
 def median(xs):

@@ -23,7 +23,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import COURSE, alternate, catlr_cmd, compile_catlr, machine, median, report
+from common import (
+    COURSE,
+    alternate,
+    catlr_cmd,
+    compile_catlr,
+    machine,
+    median,
+    report,
+    uptime,
+)
 
 from catlr.learn.descent import reference
 from catlr.learn.design import normalize
@@ -52,12 +61,12 @@ def seed_loop(X, Y, lr, iters):
     return reference(X, Y, lr, iters)[0]
 
 
-def best_of(fn, repeat):
+def best_of(fn, repeat, clock=time.perf_counter):
     ts = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = clock()
         out = fn()
-        ts.append(time.perf_counter() - t)
+        ts.append(clock() - t)
     return median(ts), out
 
 
@@ -147,43 +156,107 @@ def primal_per_iteration(m, iters=10):
           f"({'meets' if r <= 1.5 else 'misses'} the 1.5x target)")
 
 
-def forms(sizes=(2000, 5000, 10000), iters=(200, 2000)):
+def forms(sizes=(2000, 5000, 10000), iters=(200, 2000), repeat=3, one_core=False):
     """4. Is choose_form right? Each form timed in parts on synthetic data (K, a few dual
-    steps; X, a few primal steps in float32), totals for 200 and 2000 iterations, against
-    the form catlr picks. Also prints the per-unit costs, to compare with catlr.engines'."""
-    from catlr.learn import descent
+    steps; a few primal steps on the uint8 pixels, float32 and float64, with the compiled
+    kernels and with NumPy's path), medians of `repeat`, totals for each count of
+    iterations, against the form catlr picks. Prints the per-unit costs, to compare with
+    catlr.learn.forms' constants.
+
+    one_core: BLAS (threadpoolctl) and numba on one thread, timed by the CPU time they
+    take, halved (two cores doing the same work): on a machine shared with other work the
+    wall time of two threads is mostly their waiting for each other, and BLAS's more than
+    numba's, so that those figures no longer say which form is the faster."""
+    import contextlib
+
+    from catlr.learn import descent, kernels
+    from catlr.learn import forms as planner
     from catlr.learn.design import Pixels
 
-    print("\n4. Form choice: measured totals of each form, and the one choose_form picks")
+    global best_of
+    limit = contextlib.nullcontext()
+    if one_core:
+        import numba
+        from threadpoolctl import threadpool_limits
+
+        numba.set_num_threads(1)
+        limit = threadpool_limits(1, "blas")
+        timed = best_of
+
+        def best_of(fn, repeat):  # the CPU time of one core, as two cores' wall time
+            t, out = timed(fn, repeat, time.process_time)
+            return t / 2, out
+    print("\n4. Form choice: measured totals of each form, and the one choose_form picks"
+          + (" (one core, CPU time / 2)" if one_core else ""))
+    print(f"   uptime: {uptime()}")
+    with limit:
+        _forms(sizes, iters, repeat, descent, kernels, planner, Pixels)
+    print(f"   uptime: {uptime()}")
+
+
+def _old_pick(n_x, m, iters, itemsize):
+    """The form the planner's constants before issue 32 picked (they priced building a float
+    X and BLAS passes over it, before the fused uint8 products)."""
+    dual = 20e-12 * m * m * n_x + iters * 1.2e-9 * m * m
+    primal = 2e-9 * m * n_x + iters * 0.11e-9 * m * n_x * itemsize
+    return "dual" if m < n_x and dual < primal else "primal"
+
+
+def _forms(sizes, iters, repeat, descent, kernels, planner, Pixels):
     n_x = 12288
+    wrong = {"now": [], "before 32": []}
+    fused = kernels.compiled() is not None
     for m in sizes:
         x, y = synthetic(m, seed=2)
         x = x.reshape(m, 64, 64, 3)
         y = y.astype(np.float64)
         design = Pixels(x, "float64")
-        t_k, K = best_of(design.gram, 1)
+        t_k, K = best_of(design.gram, max(1, repeat - 1))
         steps = 20
         t_d, _ = best_of(lambda: descent.dual(K.copy(), y, None, 0.005, steps, descent._Steps(
-            steps, 10**9, descent.ignore, None)), 1)
+            steps, 10**9, descent.ignore, None)), repeat)
         del K
-        single = Pixels(x, "float32")
-        t_x, dense = best_of(single.dense, 1)
-        w = np.zeros(n_x, np.float32)
-        t_p, _ = best_of(lambda: dense.gradient(w, 0.0, y.astype(np.float32)), 3)
-        del dense
-        print(f"  m = {m}: K {t_k:.2f} s ({t_k / (m * m * n_x) * 1e12:.0f} ps per m^2 n_x), "
+        step = {}
+        for dtype in ("float32", "float64"):
+            dense = Pixels(x, dtype).dense()
+            w = np.zeros(n_x, dtype)
+            yd = y.astype(dtype)
+            dense.gradient(w, 0.0, yd)  # compiles, or loads numba's cache
+            step[dtype], _ = best_of(lambda: dense.gradient(w, 0.0, yd), repeat)
+            kernels.USE_NUMBA = False
+            try:
+                step[dtype + " numpy"], _ = best_of(lambda: dense.gradient(w, 0.0, yd), repeat)
+            finally:
+                kernels.USE_NUMBA = True
+        per = {k: v / (m * n_x) * 1e9 for k, v in step.items()}
+        print(f"  m = {m}: K {t_k:.2f} s ({t_k / (m * m * n_x) * 1e12:.1f} ps per m^2 n_x), "
               f"dual step {t_d / steps * 1e3:.1f} ms ({t_d / steps / (m * m) * 1e9:.2f} ns per "
-              f"m^2), X {t_x:.2f} s, primal step {t_p * 1e3:.1f} ms "
-              f"({t_p / (m * n_x * 4) * 1e9:.3f} ns per byte)")
+              f"m^2); primal step, ns per pixel: " + ", ".join(f"{k} {v:.3f}"
+                                                                for k, v in per.items()))
         for it in iters:
             dual = t_k + it * t_d / steps
-            primal = t_x + it * t_p
-            chosen = choose_form(n_x, m, it)
-            best = "dual" if dual < primal else "primal"
-            took = dual if chosen == "dual" else primal
-            print(f"    {it:>5} iterations: dual {dual:7.1f} s, primal {primal:7.1f} s; "
-                  f"catlr picks {chosen} ({'right' if chosen == best else 'WRONG'}, "
-                  f"{took / min(dual, primal):.2f} x the faster)")
+            for dtype, itemsize in (("float32", 4), ("float64", 8)):
+                paths = [(dtype, True), (dtype + " numpy", False)] if fused else [
+                    (dtype + " numpy", False)]
+                for key, compiled in paths:
+                    primal = it * step[key]
+                    costs = planner.form_costs(n_x, m, it, itemsize, compiled)
+                    chosen = planner.choose_form(n_x, m, it, itemsize, compiled)
+                    best = "dual" if dual < primal else "primal"
+                    took = dual if chosen == "dual" else primal
+                    old = _old_pick(n_x, m, it, itemsize)
+                    print(f"    {it:>5} iterations, {key:<13}: dual {dual:7.2f} s "
+                          f"(model {costs['dual']:7.2f}), primal {primal:7.2f} s (model "
+                          f"{costs['primal']:7.2f}); catlr picks {chosen} "
+                          f"({'right' if chosen == best else 'WRONG'}, "
+                          f"{took / min(dual, primal):.2f} x the faster); before 32: {old}")
+                    for name, pick in (("now", chosen), ("before 32", old)):
+                        if pick != best:
+                            wrong[name].append((dual if pick == "dual" else primal)
+                                               / min(dual, primal))
+    for name, factors in wrong.items():
+        print(f"  {name}: {len(factors)} wrong picks"
+              + (f", at worst {max(factors):.2f} x the faster" if factors else ""))
 
 
 def main():
@@ -191,11 +264,15 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="skip m = 20000 and the form check")
     ap.add_argument("--forms", action="store_true", help="only the form check (section 4)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 5000, 10000],
+                    help="m for the form check")
+    ap.add_argument("--one-core", action="store_true",
+                    help="the form check on one thread, by CPU time (a shared machine)")
     args = ap.parse_args()
     compile_catlr()
     print(f"Machine: {machine()}")
     if args.forms:
-        return forms()
+        return forms(args.sizes, one_core=args.one_core)
     whole_process(args.runs)
     import h5py
 
@@ -208,7 +285,7 @@ def main():
     in_process(sets, 2000, 3)
     if not args.quick:
         primal_per_iteration(20000)
-        forms()
+        forms(args.sizes, one_core=args.one_core)
 
 
 if __name__ == "__main__":

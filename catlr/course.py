@@ -27,6 +27,7 @@ from .files.schema import DEFAULT_CLASSES
 from .learn import loss
 from .learn.descent import Start
 from .learn.design import NORMALIZATION, Dense
+from .learn.forms import choose_form
 from .learn.model import LogisticRegression, check_xy
 from .version import __version__
 
@@ -78,12 +79,14 @@ def _printer(print_cost):
     return on_event
 
 
-def _descend(w, b, X, Y, learning_rate, first, end, on_event) -> LogisticRegression:
-    """catlr's fit from w, b at iteration `first` to `end` (the costs keep the course's grid)."""
-    est = LogisticRegression(lr=learning_rate, iters=end, print_every=PRINT_EVERY,
-                             form="primal", dtype="float64")
-    return est.fit_design(Dense(X), Y, on_event, form="primal",
-                          start=Start(w=w, b=b, at=first))
+def _descend(design, w, b, Y, learning_rate, first, end, on_event, form, gram):
+    """catlr's fit from w, b at iteration `first` to `end` (the costs keep the course's grid),
+    in the form the planner chose; gram: design.gram(), computed once for both calls."""
+    est = LogisticRegression(lr=learning_rate, iters=end, print_every=PRINT_EVERY, form=form,
+                             dtype="float64")
+    # from w = 0 no warm start is needed: the dual form then skips its offset's pass
+    start = Start(w=w if np.any(w) else None, b=b, at=first)
+    return est.fit_design(design, Y, on_event, gram, form=form, start=start)
 
 
 def optimize(w, b, X, Y, num_iterations=100, learning_rate=0.009, print_cost=False):
@@ -91,18 +94,23 @@ def optimize(w, b, X, Y, num_iterations=100, learning_rate=0.009, print_cost=Fal
 
     Returns (params {"w": (n_x, 1), "b"}, grads of the last step {"dw", "db"} (taken
     before its update, as the notebook's loop leaves them), costs: the cost before the
-    update at every 100th iteration, a list). print_cost prints each as the notebook does."""
+    update at every 100th iteration, a list). print_cost prints each as the notebook does.
+    The form (primal, or dual with K = X.T X built once) is the planner's, as for catlr's
+    own fit: the iterates are the notebook loop's to rounding."""
     w, b, X, Y = _data(w, b, X, Y)
     n = int(num_iterations)
     if n < 0:
         raise CatlrError(f"num_iterations is {num_iterations}, expected 0 or more")
     on_event, costs = _printer(print_cost), []
+    design = Dense(X)
+    form = choose_form(design.n_x, design.m, n, itemsize=8)
+    gram = design.gram() if form == "dual" and n > 0 else None
     if n > 1:  # all but the last step, so the last step's gradient can be returned
-        fit = _descend(w, b, X, Y, learning_rate, 0, n - 1, on_event)
+        fit = _descend(design, w, b, Y, learning_rate, 0, n - 1, on_event, form, gram)
         w, b, costs = fit.w_.reshape(-1), fit.b_, list(fit.costs_)
     grads, _ = propagate(w, b, X, Y)
     if n > 0:
-        fit = _descend(w, b, X, Y, learning_rate, n - 1, n, on_event)
+        fit = _descend(design, w, b, Y, learning_rate, n - 1, n, on_event, form, gram)
         w, b, costs = fit.w_.reshape(-1), fit.b_, costs + list(fit.costs_)
     return {"w": w.reshape(-1, 1), "b": np.float64(b)}, grads, costs
 

@@ -30,6 +30,30 @@ def test_usage_error_imports_nothing_heavy():
     assert r.stderr.startswith("Error: --lr must be a positive finite number")
 
 
+@needs_course
+def test_train_on_hdf5_imports_no_pillow_and_one_photo_no_openssl(course_model, tmp_path):
+    """Start-up (bench/startup.py): `catlr train` on the course's HDF5 pair imports neither
+    Pillow nor the folder decoding; `catlr predict PHOTO` neither hashlib (it loads
+    OpenSSL's library) nor the progress bars; both still print what they printed."""
+    from conftest import COURSE
+
+    code = ("import sys\nsys.argv = ['catlr', *sys.argv[1:]]\nfrom catlr.entry import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('LOADED', sorted(m for m in ('PIL', 'catlr.data.ingest', 'hashlib', "
+            "'catlr.cli.progress') if m in sys.modules), code)")
+    model, _ = course_model
+    train = subprocess.run([sys.executable, "-c", code, "train", str(COURSE), "--iters", "20",
+                            "--out", str(tmp_path / "m.npz")], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=300)
+    assert "Saved" in train.stdout and train.stderr == "", train.stderr
+    assert train.stdout.splitlines()[-1] == "LOADED ['catlr.cli.progress', 'hashlib'] 0"
+    photo = PHOTOS / "cat-small.jpg"
+    one = subprocess.run([sys.executable, "-c", code, "predict", str(photo), "--model",
+                          str(model)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert one.stdout.splitlines()[-1] == "LOADED ['PIL', 'catlr.data.ingest'] 0", one.stdout
+    assert "cat-small.jpg" in one.stdout and one.stderr == "", one.stderr
+
+
 def test_python_dash_m_works():
     r = subprocess.run([sys.executable, "-m", "catlr", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "prepare" in r.stdout

@@ -176,3 +176,54 @@ def test_the_course_functions_hold_no_math_of_their_own():
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.BinOp)
                 and isinstance(n.op, ast.MatMult)]
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.AugAssign)]
+
+
+def _notebook_optimize(w, b, X, Y, lr, n):
+    """The notebook's optimize(), as it writes it: from w, b; the cost every 100 steps and
+    the last step's gradients, taken before its update."""
+    m, costs = X.shape[1], []
+    for i in range(n):
+        A = 1 / (1 + np.exp(-(w.T @ X + b)))
+        cost = -np.sum(Y * np.log(A) + (1 - Y) * np.log(1 - A)) / m
+        dw, db = X @ (A - Y).T / m, np.sum(A - Y) / m
+        w, b = w - lr * dw, b - lr * db
+        if i % 100 == 0:
+            costs.append(cost)
+    return w, b, dw, db, costs
+
+
+def test_the_course_functions_run_the_planners_form_with_the_notebooks_numbers(monkeypatch,
+                                                                              capsys):
+    """Where K = X.T X is the cheaper (m < n_x, the course's own shape), optimize and model
+    run catlr's dual form, K built once for both of optimize's calls, and still give the
+    notebook's loop: weights, gradients and costs to 1e-12, the same printed lines."""
+    from catlr import course
+    from catlr.learn.design import Dense
+    from catlr.learn.forms import choose_form
+    from catlr.learn.model import LogisticRegression
+
+    rng = np.random.default_rng(5)
+    X = rng.random((2000, 80))
+    Y = (X[:7].mean(axis=0) + rng.normal(0, 0.1, 80) > 0.5).astype(int).reshape(1, -1)
+    assert choose_form(2000, 80, 301, itemsize=8) == "dual"
+    forms, grams = [], []
+    fit_design, gram = LogisticRegression.fit_design, Dense.gram
+    monkeypatch.setattr(LogisticRegression, "fit_design",
+                        lambda self, *a, **k: forms.append(k["form"]) or fit_design(self, *a, **k))
+    monkeypatch.setattr(Dense, "gram", lambda self: grams.append(1) or gram(self))
+    for w0, b0 in ((np.zeros((2000, 1)), 0.0), (rng.normal(size=(2000, 1)) / 50, 0.3)):
+        forms.clear(), grams.clear()
+        params, grads, costs = course.optimize(w0, b0, X, Y, num_iterations=301,
+                                               learning_rate=0.05)
+        assert forms == ["dual", "dual"] and grams == [1]
+        w, b, dw, db, want = _notebook_optimize(w0, b0, X, Y, 0.05, 301)
+        assert rel(params["w"], w) <= 1e-12 and abs(params["b"] - b) <= 1e-12 * max(abs(b), 1)
+        assert rel(grads["dw"], dw) <= 1e-12 and abs(grads["db"] - db) <= 1e-12
+        assert len(costs) == 4 and rel(costs, want) <= 1e-12
+    d = course.model(X, Y, X[:, :20], Y[:, :20], num_iterations=301, learning_rate=0.05,
+                     print_cost=True)
+    lines = capsys.readouterr().out.splitlines()
+    want = _notebook_optimize(np.zeros((2000, 1)), 0.0, X, Y, 0.05, 301)[4]
+    assert lines[:4] == [f"Cost after iteration {i}: {c:f}" for i, c in zip(range(0, 301, 100),
+                                                                            want)]
+    assert rel(d["costs"], want) <= 1e-12

@@ -132,6 +132,37 @@ def test_prepare_again_says_what_it_replaced_and_eval_notices(cli, small_folder,
     assert json.loads(out)["data_changed"] is True
 
 
+def test_a_splits_fingerprint_is_its_images_hashed_in_order(tmp_path, cli, small_folder):
+    """data.fingerprint.of_split (hashed in threads, a block read ahead) against the rule
+    written plainly: blake2b-128 of each image's bytes, then of the digests each followed
+    by its label; an array, and a dataset on disk read a block at a time; and what
+    prepare records for a folder is what of_split computes on the file it wrote."""
+    import hashlib
+
+    import h5py
+
+    from catlr.data.fingerprint import BLOCK, of_split
+
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (2 * BLOCK + 37, 4, 4, 3), np.uint8)
+    y = rng.integers(0, 2, len(x))
+    plain = hashlib.blake2b(digest_size=16)
+    for img, label in zip(x, y):
+        plain.update(hashlib.blake2b(img.tobytes(), digest_size=16).digest() + bytes([label]))
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f.create_dataset("x", data=x, chunks=(16, 4, 4, 3))
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        assert of_split(f["x"], y) == of_split(x, y) == plain.hexdigest()
+    assert of_split(x[:0], y[:0]) == hashlib.blake2b(digest_size=16).hexdigest()
+    assert of_split(x[::-1], y[::-1]) != plain.hexdigest()
+    code, _, err = cli(["prepare", small_folder, "--out", tmp_path / "p.h5"])
+    assert code == 0, err
+    with h5py.File(tmp_path / "p.h5", "r") as f:
+        for split in ("train", "test"):
+            assert f.attrs[f"fingerprint_{split}"] == of_split(f[f"{split}_set_x"],
+                                                               f[f"{split}_set_y"][()])
+
+
 # ---- 5. numbers too large; a missing engine before any data
 
 def test_absurd_iteration_counts_are_flag_errors(cli, small_folder):

@@ -376,6 +376,7 @@ def test_k_accumulated_in_place_is_x_t_x(monkeypatch):
 
     monkeypatch.setattr(design, "GRAM_SLAB", 7)  # slabs that do not divide m
     monkeypatch.setattr(design, "FEATURE_BLOCK", 50)
+    monkeypatch.setattr(design, "FEATURE_BYTES", 0)  # blocks of 50 features, one odd
     x = _pixels(33, 4 * 4 * 9).reshape(33, 4, 4, 9)
     p = design.Pixels(x, "float64")
     X = x.reshape(33, -1).T / 255.0
@@ -384,6 +385,36 @@ def test_k_accumulated_in_place_is_x_t_x(monkeypatch):
     other = design.Pixels(x[:20], "float64")
     assert rel(other.cross(p), X[:, :20].T @ X) <= 1e-14
     assert rel(p.times(np.arange(33.0)), X @ np.arange(33.0)) <= 1e-14
+
+
+def test_the_power_iterations_product_is_x_times_x_t_in_one_pass(path, tmp_path):
+    """design.normal(w, b) = (X u, sum(u)), u = X.T w + b, on floats, pixels in memory
+    (many blocks) and streamed, each block read once; and the final scores of a primal
+    run on the kernels its passes ran on give w.T X + b."""
+    from catlr.engines.stream import Stream
+    from catlr.files.containers import open_container
+    from catlr.learn.design import Dense, Pixels
+
+    p = _prepared(tmp_path / "p.h5", 203)
+    rng = np.random.default_rng(4)
+    with open_container(p) as c:
+        x = c.pixels("train_set_x")
+        pixels = np.asarray(x)
+        X = pixels.reshape(len(pixels), -1).T / 255.0
+        w, b = rng.normal(size=X.shape[0]), 0.3
+        u = X.T @ w + b
+        small = Pixels(pixels, "float32")
+        small.pixel_rows = lambda: 10  # many blocks, one odd
+        reads = []
+        stream = Stream(x, "float32", block_bytes=4 * 16 * 192)
+        blocks = stream.product_blocks
+        stream.product_blocks = lambda: reads.append(1) or blocks()
+        for name, design in {"floats": Dense(X), "pixels": small, "stream": stream}.items():
+            v, total = design.normal(w, b)
+            assert rel(v, X @ u) <= 1e-12 and abs(total - u.sum()) <= 1e-12 * abs(u.sum()), name
+            z = design.scores(w, b, fast=True)
+            assert rel(z, u) <= 1e-12, name
+        assert reads == [1, 1]  # normal, then scores: one pass each
 
 
 # ---- the Dask engine

@@ -525,3 +525,33 @@ def test_a_nesterov_run_whose_cost_rose_is_told_a_rate_under_one_over_l():
     top = largest_step(design)   # 2 / L: gd's limit
     assert _largest(design, LogisticRegression(solver="gd")) == top
     assert _largest(design, LogisticRegression(solver="nesterov")) == top / 2   # 1 / L
+
+
+@needs_course
+def test_the_suggested_rate_is_two_over_l_found_in_a_few_passes(course):
+    """descent.largest_step: 2 / L with L = lambda_max([X; 1] [X; 1].T) / (4m), against
+    NumPy's eigvalsh, on the course's images as floats, pixels in memory and streamed from
+    the course's file, to 1e-6 (the rate suggested is rounded down to 1, 2 or 5 times a
+    power of ten); the power iteration stops once its estimate settles (4 passes at most
+    here), each one pass over X (design.normal)."""
+    from catlr.engines.stream import Stream
+    from catlr.files.containers import open_container
+    from catlr.learn.descent import largest_step
+    from catlr.learn.design import Dense, Pixels
+    from catlr.learn.loss import Objective
+
+    x, y = course["train"]
+    X = x.reshape(len(x), -1).T / 255.0
+    m = X.shape[1]
+    ones = np.ones((1, m))
+    top = np.linalg.eigvalsh(X.T @ X + ones.T @ ones)[-1]  # [X; 1].T [X; 1]: the same top
+    with open_container(COURSE / "train_catvnoncat.h5") as c:
+        designs = {"floats": Dense(X), "pixels": Pixels(x, "float32"),
+                   "stream": Stream(c.pixels("train_set_x"), "float32", block_bytes=1 << 20)}
+        for name, design in designs.items():
+            passes, normal = [], design.normal
+            design.normal = lambda w, b, normal=normal: passes.append(1) or normal(w, b)
+            got = largest_step(design)
+            assert abs(got - 2 / (top / (4 * m))) <= 1e-6 * got and len(passes) <= 4, name
+            penalized = largest_step(design, Objective(l2=3.0, class_weight={0: 1, 1: 2.5}))
+            assert abs(penalized - 2 / (2.5 * top / (4 * m) + 3.0 / m)) <= 1e-6 * penalized

@@ -94,16 +94,23 @@ def test_gradient_matches_finite_differences(form):
     assert db == pytest.approx(num_db, rel=1e-6)
 
 
-def test_form_choice_by_shape():
-    assert choose_form(12288, 209, 2000) == "dual"
-    assert choose_form(12288, 2000, 2000) == "dual"
-    assert choose_form(12288, 20000, 2000) == "primal"
-    assert choose_form(100, 5000, 100) == "primal"
-    # measured crossovers (bench/train_speed.py --forms): K pays at m = 2000 from about 150
-    # iterations; near m = n_x a dual step costs more than a float32 primal one
-    assert choose_form(12288, 2000, 200) == "dual" and choose_form(12288, 2000, 20) == "primal"
-    assert choose_form(12288, 10000, 2000) == "primal"
-    assert choose_form(12288, 10000, 2000, itemsize=8) == "primal"
+@pytest.mark.parametrize("compiled", [True, False])
+def test_form_choice_by_shape(compiled):
+    def form(m, iters, n_x=12288, itemsize=4):
+        return choose_form(n_x, m, iters, itemsize, compiled)
+
+    assert form(209, 2000) == "dual" and form(2000, 2000) == "dual"
+    assert form(20000, 2000) == "primal" and form(5000, 100, n_x=100) == "primal"
+    assert form(1000, 500) == "dual" and form(3000, 2000, itemsize=8) == "dual"
+    # measured crossovers (bench/train_speed.py --forms, --one-core): on the compiled
+    # kernels a float32 primal step costs 0.07 ns a pixel, so that at m = 2000 K pays from
+    # about 1,200 iterations, at m = 1000 from about 300; NumPy's path costs 2 ns a pixel
+    # on two threads of a shared machine, and K pays wherever it fits
+    assert form(2000, 100) == ("primal" if compiled else "dual")
+    assert form(3000, 2000) == ("primal" if compiled else "dual")
+    assert form(10000, 2000) == ("primal" if compiled else "dual")
+    if compiled:
+        assert form(10000, 2000, itemsize=8) == "primal" and form(2000, 20) == "primal"
 
 
 def test_large_learning_rate_gives_finite_costs_without_warnings():

@@ -523,13 +523,14 @@ def predict(
         from ..runs.predictor import Predictor
         from ..stages.predict import predict as run
         from . import render
-        from .progress import events
 
         model, chosen = resolve_model(model, cfg)
         predictor = Predictor.load(model, threshold)
         for warning in predictor.meta.get("warnings") or []:  # a flagged model says so
             _say(f"Warning: {model}: {warning}")
         many = len(inputs) > 1 or any(os.path.isdir(i) or glob.has_magic(i) for i in inputs)
+        if many:  # the progress module (and its bars) only where there is a bar to draw
+            from .progress import events
         with (events(render.console(json_out or csv_out, plain=True), quiet=True) if many
               else contextlib.nullcontext(ignore)) as on_event:  # a bar for many images
             rows = run(inputs, threshold=threshold, workers=cfg["workers"],

@@ -32,6 +32,7 @@ from ..files.inputs import reading
 from ..files.schema import DEFAULT_CLASSES, find_course_pair
 from ..learn.metrics import share_report
 from .fingerprint import of_split
+from .names import has_images, is_image_name
 
 
 @dataclass
@@ -289,8 +290,6 @@ def _one_prepared(folder) -> str | None:
 
 def _image_folder(folder) -> str | None:
     """An image folder: some visible subfolder holds images."""
-    from .ingest import has_images  # see _load_folder
-
     if not os.path.isdir(folder):
         return None
     subs = [os.path.join(folder, d) for d in os.listdir(folder) if not d.startswith(".")]
@@ -317,8 +316,6 @@ def _nested(folder) -> str | None:
 
 def _loose_images(folder) -> int:
     """How many image files lie directly in `folder` (photos not yet sorted into classes)."""
-    from .ingest import is_image_name  # see _load_folder
-
     try:
         return sum(1 for n in os.listdir(folder) if is_image_name(n)
                    and os.path.isfile(os.path.join(folder, n)))

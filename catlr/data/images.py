@@ -27,13 +27,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..config import CHOICES, one_of
 from ..errors import CatlrError, describe
+from .names import EXTENSIONS, UNSUPPORTED, is_image_name  # noqa: F401  (where they live)
 
-EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
-     ".avif", ".heic", ".heif"}
-)
-# iPhone photos: counted as images so that they are reported, not silently ignored
-UNSUPPORTED = {".heic": "HEIC", ".heif": "HEIF"}
 # catlr's own limit, checked from the header before decoding: far below Pillow's 179
 # megapixels, so a small PNG that declares 12000 x 12000 is refused, not decoded (1.2 GB).
 MAX_PIXELS = 64_000_000
@@ -147,11 +142,6 @@ class ImageError(CatlrError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"cannot read image {path}: {reason}, remove or replace the file")
-
-
-def is_image_name(name: str) -> bool:
-    """True for a visible file whose extension (any case) is an image format catlr reads."""
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in EXTENSIONS
 
 
 def load_image(source, size: int = 64, fit: str = "stretch", max_pixels: int = MAX_PIXELS,

@@ -20,10 +20,17 @@ from ..errors import CatlrError
 from ..events import Decoded, ignore
 from ..files.inputs import reading
 from .fingerprint import Fingerprint, image_digest
-from .images import EXTENSIONS, MAX_PIXELS, ImageError, is_image_name, load_image
+from .images import MAX_PIXELS, ImageError, load_image
+from .names import (  # noqa: F401  (walk and walk_images: predict imports them from here)
+    EXTENSIONS,
+    MAX_DEPTH,
+    has_images,
+    is_image_name,
+    walk,
+    walk_images,
+)
 
 CHUNK = 256  # images decoded and handed over per step: bounds memory, fixed for determinism
-MAX_DEPTH = 64  # folders below a class folder that are searched: no photo collection is deeper
 SQUARISH = 1.5  # an image at least this much wider than tall (or taller) is far from square
 
 
@@ -59,62 +66,6 @@ def _match(names, positive: str) -> str | None:
     p = positive.lower()
     close = [n for n in names if n.lower() in (p, p + "s", p + "es") or n.lower().rstrip("s") == p]
     return close[0] if len(close) == 1 else None
-
-
-def walk(folder, *, max_depth=MAX_DEPTH, skipped=None):
-    """os.walk's (here, dirs, files) in sorted order, hidden entries left out, iteratively:
-    a tree of any depth never exhausts the stack. Links to folders are listed but never
-    followed (no loops); folders that cannot be listed, and those over `max_depth` below
-    `folder`, are not entered: (path, reason) goes to `skipped`."""
-    todo = [(os.fspath(folder), 0)]
-    while todo:
-        here, depth = todo.pop()
-        try:
-            with os.scandir(here) as it:
-                entries = sorted((e for e in it if not e.name.startswith(".")),
-                                 key=lambda e: e.name)
-        except OSError as e:
-            if skipped is not None:
-                skipped.append((here, "permission denied (a folder catlr cannot list)"
-                                if isinstance(e, PermissionError) else
-                                f"cannot be listed ({e.strerror or e})"))
-            continue
-        dirs, files, links = [], [], set()
-        for entry in entries:
-            try:
-                is_dir = entry.is_dir()
-                if is_dir and entry.is_symlink():
-                    links.add(entry.name)
-            except OSError:
-                is_dir = False
-            (dirs if is_dir else files).append(entry.name)
-        yield here, dirs, files
-        inner = [d for d in dirs if d not in links]
-        if inner and depth >= max_depth:
-            if skipped is not None:
-                skipped.extend((os.path.join(here, d), f"nested over {max_depth} folders "
-                                "deep, not searched") for d in inner)
-            continue
-        todo.extend((os.path.join(here, d), depth + 1) for d in reversed(inner))
-
-
-def walk_images(folder, root=None, unreadable=None):
-    """(sorted relative image paths, sorted relative other files) under `folder`, hidden
-    skipped; folders not searched go to `unreadable` as (relative path with /, reason)."""
-    root = root or folder
-    images, others, skipped = [], [], []
-    for here, dirs, files in walk(folder, skipped=skipped):
-        for name in files:
-            rel = os.path.relpath(os.path.join(here, name), root)
-            (images if is_image_name(name) else others).append(rel)
-    if unreadable is not None:
-        unreadable.extend((os.path.relpath(p, root) + "/", why) for p, why in skipped)
-    return images, others
-
-
-def has_images(folder) -> bool:
-    """Whether any visible file below `folder` has an image's name (stops at the first)."""
-    return any(any(is_image_name(name) for name in files) for _, _, files in walk(folder))
 
 
 def _readable(folder) -> bool:

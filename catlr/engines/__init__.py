@@ -24,7 +24,7 @@ from .. import packages
 from ..config import parse_memory
 from ..errors import CatlrError, UsageError
 from ..events import ignore
-from ..learn.design import FEATURE_BLOCK, GRAM_SLAB
+from ..learn.design import GRAM_SLAB, feature_block
 from ..learn.forms import choose_form
 from ..learn.kernels import SCRATCH_BYTES
 
@@ -68,11 +68,11 @@ def needs(form: str, m: int, n_x: int, itemsize: int) -> int:
     """Bytes the memory engine takes. Primal: the uint8 pixels, which the products run on
     (no float X is built, whatever `itemsize`), and vectors of m and of n_x floats (a few
     each: w, the gradient, z, the labels) plus the NumPy path's scratch buffer. Dual: the
-    pixels, K (float64), a block of features as floats (design.FEATURE_BLOCK) and the
-    temporary of one slab of K (design.GRAM_SLAB rows)."""
+    pixels, K (float64), a block of features as floats (design.feature_block) and the
+    temporary of one slab of K (design.GRAM_SLAB columns)."""
     pixels = m * n_x
     if form == "dual":
-        return pixels + m * m * 8 + m * FEATURE_BLOCK * 8 + GRAM_SLAB * m * 8
+        return pixels + m * m * 8 + m * feature_block(m, n_x) * 8 + GRAM_SLAB * m * 8
     return pixels + 8 * 8 * (m + n_x) + SCRATCH_BYTES
 
 

@@ -287,7 +287,7 @@ def _run_primal(design, y, s, lr, iters, steps, objective, held, start, saver, s
                                              start, saver, solver)
         steps.finish()
         dense.iteration = state["i"]  # a stop in this last pass saves the end: name it
-        z = dense.scores(w, b)
+        z = dense.scores(w, b, fast=True)  # the kernels the passes ran on (fused, where installed)
     if solver != "gd" and not objective.l2 and separates(z, y):
         on_event(Notice(SEPARABLE))
     return _fit(steps, to_host(w), b, costs, "primal", z, ran, state)
@@ -804,14 +804,15 @@ def _dual_norm2(xp, u, ku, scale, z0, k, w0_norm2):
     return value
 
 
-def largest_step(design, objective=COURSE, iters=12, max_work=2e10) -> float | None:
+def largest_step(design, objective=COURSE, iters=12, max_work=2e10, tol=1e-4) -> float | None:
     """The largest learning rate at which gradient descent's cost cannot rise on this data,
     2 / L, or None when finding it would take too long (max_work multiply-adds).
 
     The cost is L-smooth with L <= max(s) lambda_max([X; 1] [X; 1].T) / (4m) + l2 / m (the
     sigmoid's slope is at most 1/4), and a step under 2 / L always lowers it. lambda_max by
-    power iteration from all ones, which for images (all pixels >= 0) starts near the top
-    eigenvector; each iteration is one scores and one times pass over X.
+    power iteration from all ones, one pass over X an iteration (design.normal), at most
+    `iters` of them, until the estimate moves by less than `tol` (relative): for images
+    (all pixels >= 0) all ones starts near the top eigenvector, and 3 passes do.
     """
     n_x, m = design.n_x, design.m
     if 2 * iters * m * n_x > max_work or not hasattr(design, "blocks"):
@@ -820,10 +821,11 @@ def largest_step(design, objective=COURSE, iters=12, max_work=2e10) -> float | N
         w, b, top = np.ones(n_x), 1.0, 0.0
         for _ in range(iters):
             norm = math.sqrt(float(w @ w) + b * b)
-            w, b = w / norm, b / norm
-            u = to_host(design.scores(w, b))
-            w, b = to_host(design.times(u)), float(u.sum())
-            top = math.sqrt(float(w @ w) + b * b)
+            v, b = design.normal(w / norm, b / norm)
+            w = to_host(v)
+            before, top = top, math.sqrt(float(w @ w) + b * b)
+            if abs(top - before) <= tol * top:
+                break
     except NotImplementedError:
         return None
     weight = 1.0 if objective.class_weight is None else float(

@@ -3,9 +3,11 @@
 Every solver runs against this seam, and nothing else touches X:
     gradient(w, b, y, s)  (X dZ, sum(dZ), the summed cost) with dZ = s (sigmoid(w.T X + b) - y):
                           the primal step's products, one read of each block per call
-    scores(w, b)          Z = w.T X + b  (m,)
+    scores(w, b, fast)    Z = w.T X + b  (m,)
     gram()                K = X.T X      (m, m), the dual form's one pass
     times(c)              X c            (n_x,), w from the dual coefficients
+    normal(w, b)          (X u, sum(u))  with u = X.T w + b: [X; 1] [X; 1].T [w; b], the
+                          power iteration's product, one read of each block
 A source of data is a subclass that says where blocks of X come from (`blocks`); an
 engine that runs the products elsewhere (a cluster) overrides `gradient` and `scores`
 and maps `block_gradient` over its blocks (catlr/engines/). Blocks are X's columns,
@@ -32,10 +34,18 @@ NORMALIZATION = "x / 255"   # how model files name it
 BLOCK_BYTES = 8 << 20       # a block stays in the cache between its two products
 PIXEL_BLOCK_BYTES = 32 << 20  # pixels per fused product: few parallel calls (each waits for
                               # every thread, and on a shared machine a thread can be late)
-FEATURE_BLOCK = 2048        # features converted at a time when X is read by columns (gram)
+FEATURE_BLOCK = 2048        # features converted at a time when X is read by columns (gram),
+FEATURE_BYTES = 32 << 20    # or as many as this many bytes of floats hold, for a small m: each
+                            # block is a few products, whose BLAS threads meet at each one
 EACH_ROWS = 16              # examples scored at a time by scores_each: its buffer stays in cache
-GRAM_SLAB = 256             # rows of K added at a time: the product's temporary is GRAM_SLAB x m
+GRAM_SLAB = 256             # columns of K added at a time: the product's temporary is m x GRAM_SLAB
 COURSE = Objective()        # the course's cost: no penalty, every example weighs 1
+
+
+def feature_block(m: int, n_x: int) -> int:
+    """Features a block when X is read by columns (K): FEATURE_BLOCK, or more for a small m
+    (FEATURE_BYTES of float64 floats), n_x at most."""
+    return max(1, min(n_x, max(FEATURE_BLOCK, FEATURE_BYTES // (8 * max(m, 1)))))
 
 
 def normalize(pixels, dtype="float64", out=None):
@@ -149,10 +159,37 @@ class Design:
             total += tb
         return g, sd, total
 
-    def scores(self, w, b):
+    def scores(self, w, b, fast=False):
+        """Z = w.T X + b (m,). `fast`: a source of pixels runs on the compiled kernels where
+        installed (a run whose passes ran on them), else on NumPy's path (Pixels.scores);
+        floats run on BLAS either way."""
         parts = [block_scores(xt, w, 0.0) for _, xt in self.product_blocks()]
         z = parts[0] if len(parts) == 1 else self.xp.concat(parts)
         return z + b
+
+    def normal(self, w, b):
+        """(X u (n_x,), sum(u)) for u = X.T w + b (m,), w (n_x,) float64: [X; 1] [X; 1].T
+        [w; b], the power iteration's product (descent.largest_step), in one read of each
+        block. Its bits need not be NumPy's: on pixels it runs on the compiled kernels when
+        they are loaded already (a primal run's), else on NumPy's path (no numba import
+        for a few passes)."""
+        fast = kernels.loaded()
+        v, total, w255 = None, 0.0, None
+        for _, xt in self.product_blocks():
+            if is_pixels(xt):
+                if w255 is None:
+                    w255 = w / SCALE  # once per pass
+                u = kernels.times(xt, w255, b, fast=fast)
+                part = kernels.times_t(xt, u / SCALE, fast=fast)
+            else:
+                u = xt @ w + b
+                part = u @ xt
+            total += float(self.xp.sum(u))
+            if v is None:
+                v = part
+            else:
+                v += part
+        return v, total
 
     def gram(self):
         return self.dense().gram()
@@ -199,6 +236,10 @@ class Dense(Design):
     def times(self, c):
         return self.X @ c
 
+    def normal(self, w, b):
+        u = self.X.T @ w + b
+        return self.X @ u, float(self.xp.sum(u))
+
     def dense(self):
         return self
 
@@ -242,11 +283,11 @@ class Pixels(Design):
             part = np.asarray(self.x[start:start + k]).reshape(-1, self.n_x)
             yield start, normalize(part, out=buf[:len(part)])
 
-    def scores(self, w, b):
+    def scores(self, w, b, fast=False):
         z = np.empty(self.m, np.result_type(self.dtype, np.asarray(w).dtype))
         w255 = np.asarray(w, z.dtype) / SCALE  # once per pass
-        for start, xt in self.product_blocks():  # one pass: NumPy's path (kernels.times)
-            kernels.times(xt, w255, b, out=z[start:start + len(xt)], fast=False)
+        for start, xt in self.product_blocks():  # one pass: NumPy's path unless fast
+            kernels.times(xt, w255, b, out=z[start:start + len(xt)], fast=fast)
         return z
 
     def scores_each(self, w, b):
@@ -272,16 +313,17 @@ class Pixels(Design):
         z += b
         return z
 
-    def _feature_blocks(self):
+    def _feature_blocks(self, k):
+        """(start, X[start:start + k].T) as floats (m, k): k features at a time, one buffer."""
         flat = self._flat()
-        buf = np.empty((self.m, FEATURE_BLOCK), self.dtype)
-        for start in range(0, self.n_x, FEATURE_BLOCK):
-            part = flat[:, start:start + FEATURE_BLOCK]
+        buf = np.empty((self.m, k), self.dtype)
+        for start in range(0, self.n_x, k):
+            part = flat[:, start:start + k]
             yield start, normalize(part, out=buf[:, :part.shape[1]])
 
     def gram(self):
         K = np.zeros((self.m, self.m), self.dtype)
-        for _, block in self._feature_blocks():
+        for _, block in self._feature_blocks(feature_block(self.m, self.n_x)):
             add_gram(K, block)
         mirror_lower(K)
         return K
@@ -290,7 +332,8 @@ class Pixels(Design):
         if not isinstance(other, Pixels):
             return Dense(normalize(self._flat().T, self.dtype)).cross(other)
         K = np.zeros((self.m, other.m), np.result_type(self.dtype, other.dtype))
-        for (_, a), (_, b) in zip(self._feature_blocks(), other._feature_blocks()):
+        k = feature_block(self.m + other.m, self.n_x)  # both blocks: the bytes of one
+        for (_, a), (_, b) in zip(self._feature_blocks(k), other._feature_blocks(k)):
             for i in range(0, self.m, GRAM_SLAB):  # in place: a slab's temporary only
                 K[i:i + GRAM_SLAB] += a[i:i + GRAM_SLAB] @ b.T
         return K
@@ -312,11 +355,14 @@ class Pixels(Design):
 
 def add_gram(K, a):
     """K += a a.T on K's lower triangle (diagonal included), in place: a slab of GRAM_SLAB
-    rows at a time, so the product's temporary is GRAM_SLAB x m, not a second K."""
+    columns at a time, every row from the slab's first down, so the product's temporary is
+    m x GRAM_SLAB at most, not a second K. Column slabs, not row slabs: each product is
+    tall (m - i rows), which BLAS shares between its threads with less waiting than a
+    GRAM_SLAB-row one (bench/gram_memory.py)."""
     m = a.shape[0]
     for i in range(0, m, GRAM_SLAB):
         j = min(i + GRAM_SLAB, m)
-        K[i:j, :j] += a[i:j] @ a[:j].T
+        K[i:, i:j] += a[i:] @ a[i:j].T
 
 
 def mirror_lower(K):

@@ -42,6 +42,28 @@ def compiled(use=True):
     return _compiled or None
 
 
+_installed = None  # whether numba can be imported (found once, not imported)
+
+
+def available() -> bool:
+    """Whether the compiled kernels would run (numba installed, USE_NUMBA on), found without
+    importing numba: what the planner prices the primal form's passes by."""
+    global _installed
+    if _compiled is not None:
+        return USE_NUMBA and bool(_compiled)
+    if _installed is None:
+        import importlib.util
+
+        _installed = importlib.util.find_spec("numba") is not None
+    return USE_NUMBA and _installed
+
+
+def loaded() -> bool:
+    """Whether the compiled kernels are imported in this process already (a pass whose bits
+    need not be NumPy's may then run on them without paying for numba's import)."""
+    return USE_NUMBA and bool(_compiled)
+
+
 _ready = set()  # (kernel, float type) pairs numba has compiled or loaded in this process
 
 

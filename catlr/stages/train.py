@@ -29,7 +29,6 @@ from ..learn.metrics import wilson
 from ..learn.model import LogisticRegression, check_labels
 from ..runs import modelfile
 from ..runs import state as statefile
-from .prepare import prepare
 
 # --lr auto tries these (a geometric grid) on the validation split and keeps the best
 AUTO_LRS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
@@ -244,7 +243,7 @@ def load(data, cfg, on_event=ignore):
     """The dataset a training command uses, checked against cfg's size, with its
     validation split (stored, or held out of the training split by cfg's val_fraction).
     Pixels in an HDF5 file stay on disk until plan() decides: close the Dataset after use."""
-    ds = datasets.load(data, cfg, on_event, in_memory=False, prepare=prepare)
+    ds = datasets.load(data, cfg, on_event, in_memory=False, prepare=_prepare)
     try:
         if ds.kind != "folder" and cfg["size"] not in (DEFAULTS["size"], ds.size):
             raise CatlrError(f"{ds.source} holds {ds.size} x {ds.size} images; --size "
@@ -263,6 +262,14 @@ def load(data, cfg, on_event=ignore):
         raise
     on_event(Loaded(ds))
     return ds
+
+
+def _prepare(*args, **kwargs):
+    """The prepare stage, for an image folder too large for memory (datasets.load hands it
+    the folder): imported then, so that training on HDF5 data never imports Pillow."""
+    from .prepare import prepare
+
+    return prepare(*args, **kwargs)
 
 
 def choose_lr(ds, cfg, choice, design, held, on_event=ignore):
