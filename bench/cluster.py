@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from common import compile_catlr, machine
-from scale import synthetic
+from scale import synthetic_file
 
 CHILD = r"""
 import json, sys, time
@@ -121,10 +121,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         folder = args.dir or tmp
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"synthetic-{args.m}.h5"
-        if not path.exists():
-            synthetic(path, args.m)
+        path = synthetic_file(folder, args.m)
         blocks = args.m * 12288 * 4
         print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
         print(f"m = {args.m} ({args.m * 12288 / 1e9:.2f} GB of uint8, float32 blocks "

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from common import compile_catlr, machine, uptime
-from scale import synthetic
+from scale import synthetic_file
 
 CHILD = r"""
 import sys, time, numpy as np
@@ -99,10 +99,7 @@ def main():
     ways = [w for w in NAMES if w != "dsyrk" or importlib.util.find_spec("scipy")]
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.dir or Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"synthetic-{args.m}.h5"
-        if not path.exists():
-            synthetic(path, args.m)
+        path = synthetic_file(folder, args.m)
         if args.in_process:
             import ast
 

@@ -93,6 +93,15 @@ print("RESULT", json.dumps(out))
 """
 
 
+def synthetic_file(folder: Path, m: int) -> Path:
+    """folder/synthetic-M.h5, made by synthetic() unless a run before kept it (--dir)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"synthetic-{m}.h5"
+    if not path.exists():
+        synthetic(path, m)
+    return path
+
+
 def synthetic(path: Path, m: int, seed: int = 0):
     """m images made from the course's: flipped, shifted, noisy; labels kept."""
     with h5py.File(COURSE / "train_catvnoncat.h5", "r") as f:

@@ -43,7 +43,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 from common import compile_catlr, machine, median
-from scale import synthetic
+from scale import synthetic_file
 
 
 def fit(X_T, y, solver, iters, l2, every=None, on_event=None):
@@ -189,10 +189,7 @@ def main():
     args = ap.parse_args()
     compile_catlr()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="catlr-solvers-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"synthetic-{args.m}.h5"
-    if not path.exists():
-        synthetic(path, args.m)
+    path = synthetic_file(folder, args.m)
     with h5py.File(path, "r") as f:
         pixels, y = f["train_set_x"][()], f["train_set_y"][()].astype(np.float64)
     from catlr.learn.design import normalize

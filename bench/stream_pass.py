@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from common import compile_catlr, machine
-from scale import synthetic
+from scale import synthetic_file
 
 CHILD = r"""
 import sys, numpy as np
@@ -82,10 +82,7 @@ def main():
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.dir or Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"synthetic-{args.m}.h5"
-        if not path.exists():
-            synthetic(path, args.m)
+        path = synthetic_file(folder, args.m)
         dt = np.dtype(args.dtype)
         block_bytes = int(parse_memory(args.memory) * BLOCK_SHARE)
         with open_container(path) as c:

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 from common import alternate, compile_catlr, machine, median, uptime
-from scale import synthetic
+from scale import synthetic_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,10 +100,7 @@ def main():
     print(f"uptime: {uptime()}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.dir or Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"synthetic-{args.m}.h5"
-        if not path.exists():
-            synthetic(path, args.m)
+        path = synthetic_file(folder, args.m)
 
         def env(tree):  # each tree by PYTHONPATH, run from the temporary folder (not a tree)
             return {**os.environ, "PYTHONPATH": str(tree)}

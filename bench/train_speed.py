@@ -215,7 +215,7 @@ def _forms(sizes, iters, repeat, descent, kernels, planner, Pixels):
         steps = 20
         t_d, _ = best_of(lambda: descent.dual(K.copy(), y, None, 0.005, steps, descent._Steps(
             steps, 10**9, descent.ignore, None)), repeat)
-        del K
+        K = None  # its memory back before the next m (not del: the lambda above names it)
         step = {}
         for dtype in ("float32", "float64"):
             dense = Pixels(x, dtype).dense()

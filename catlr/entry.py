@@ -25,11 +25,14 @@ def _handled():
 
 
 def main():
+    clean = False
     try:
         from .cli import main as run
 
         run()
+        clean = True
     except SystemExit as e:
+        clean = e.code in (0, None)
         if e.code == 130:  # Ctrl-C, said in one line by the CLI
             _handled()
         raise
@@ -40,8 +43,12 @@ def main():
         _handled()
         sys.exit(130)
     finally:
-        # The interpreter's teardown collects every object the imports made, numpy's and
-        # typer's included, only for the process to give the memory back anyway: frozen,
-        # they are skipped (bench/startup.py). Files, atexit handlers and finalizers are
-        # unaffected: catlr closes what it writes, and atexit runs before that collection.
-        gc.freeze()
+        if clean:
+            # The interpreter's teardown collects every object the imports made, numpy's
+            # and typer's included, only for the process to give the memory back anyway:
+            # frozen, they are skipped (bench/startup.py). Files, atexit handlers and
+            # finalizers are unaffected: catlr closes what it writes, and atexit runs
+            # before that collection.
+            # Only after a clean run: a stopped one is collected as usual, so whatever it
+            # left suspended is finalized before the modules are torn down.
+            gc.freeze()

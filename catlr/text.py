@@ -57,7 +57,8 @@ def _plain(x):
     return str(x)
 
 
-_TOKEN = re.compile(r"'[^'\s][^']*'[^\s]*|\S+")  # a 'quoted command' is one token
+# one token each: a 'quoted command', a name and its value ('n = 209)'), a word
+_TOKEN = re.compile(r"'[^'\s][^']*'[^\s]*|[^\s=]+ = [^\s=]+|\S+")
 
 
 def wrap(text: str, width: int, indent: str = "") -> list[str]:

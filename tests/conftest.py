@@ -114,6 +114,27 @@ def joined(text: str) -> str:
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
+def unwrapped(text: str, width: int = 80) -> str:
+    """Output that catlr wrapped at `width` (text.wrap: a pipe's 80 columns) with each line
+    whole again: a line is a continuation when it is indented deeper than the line it
+    goes on and its first word could not have fitted on the line before (where wrap broke
+    it). For reports whose own lines are indented (explain, check), which joined() would
+    run together."""
+    from catlr.text import _TOKEN
+
+    out, lead = [], 0
+    for line in text.splitlines():
+        stripped = line.lstrip(" ")
+        first = (_TOKEN.findall(stripped) or [""])[0]
+        if (out and stripped and len(line) - len(stripped) > lead
+                and len(out[-1][1]) + 1 + len(first) > width):
+            out[-1] = (out[-1][0] + " " + stripped, line)
+            continue
+        out.append((line, line))
+        lead = len(line) - len(stripped)
+    return "\n".join(whole for whole, _ in out) + ("\n" if text.endswith("\n") else "")
+
+
 def run_cli(args, **kw):
     from typer.testing import CliRunner
 

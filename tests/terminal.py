@@ -151,8 +151,8 @@ def words(text: str) -> set:
 
 def problems_on_terminal(data: str, width: int, truth: str) -> list[str]:
     """What a person at a terminal `width` wide would see wrong: a line the terminal had to
-    wrap (unless a lone long path made it long), and a word that rich cut (a piece that
-    is no word of `truth`, the same output in a pipe)."""
+    wrap (unless a lone long path made it long), a word that rich cut (a piece that is no
+    word of `truth`, the same output in a pipe), a table whose right border rich cropped."""
     out, lines, logical = [], [], ""
     for text, wrapped in screen(data, width):
         logical += text  # a row the terminal wrapped goes on in the next
@@ -164,6 +164,9 @@ def problems_on_terminal(data: str, width: int, truth: str) -> list[str]:
         logical = ""
     known = words(truth)
     for text in lines:
+        if text.strip()[:1] in "┏┃┡│└╭╰" and text.strip() and text.rstrip()[-1] not in \
+                "┓┃┩│┘╮╯":  # a box whose right edge is gone: rich cropped it
+            out.append(f"a table cut at the right: {text!r}")
         for w in words(text) - known:
             if w.endswith("…") or any(w in k for k in known if len(k) > len(w)):
                 out.append(f"a word cut: {w!r} in {text!r}")

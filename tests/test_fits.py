@@ -105,6 +105,10 @@ def test_output_fits_60_and_80_columns_and_a_pipe(base, tmp_path, case):
         problems = problems_on_terminal(data, width, out + err)
         shown = "\n".join(text for text, _ in screen(data, width))
         assert problems == [], f"{width} columns:\n{shown}\n" + "\n".join(problems)
+        if case == "help":  # click cut a command's summary to its line with '...'
+            listed = shown.split("Commands:", 1)[1]
+            cut = [t for t in listed.splitlines() if t.rstrip().endswith("...")]
+            assert cut == [], f"{width} columns:\n{shown}"
 
 
 def test_the_checks_see_a_cut_word_and_a_long_line():
@@ -117,6 +121,9 @@ def test_the_checks_see_a_cut_word_and_a_long_line():
     assert problems_on_terminal(path, 60, "see /" + "a" * 70) == []
     table = "┃ proba… ┃\r\n"  # a header rich cut short
     assert problems_on_terminal(table, 60, "probability")
+    cropped = "│ train │ 40.19%-59.81%\r\n"  # the box's right edge past the width, cropped
+    assert problems_on_terminal(cropped, 60, "train 40.19%-59.81%")
+    assert problems_on_terminal("│ train │ 40.19%-59.81% │\r\n", 60, "train 40.19%-59.81%") == []
     assert problems_piped("y" * 81) and problems_piped("y " * 30 + "/" + "z" * 70) == []
 
 
@@ -131,4 +138,8 @@ def test_a_message_wraps_between_words_and_keeps_a_quoted_command_whole():
         assert all(len(l) <= width for l in lines)
         assert any("'catlr train --resume runs/long2'" in l for l in lines)
     assert wrap("short  as  it is", 80) == ["short  as  it is"]  # a line that fits: untouched
+    shares = "Share of cat (95% CI): train 34.45% (28.34%-41.12%, n = 209), test 66.00%"
+    for width in range(30, 80):  # a name stays with its value
+        lines = wrap(shares, width, "  ")
+        assert any("n = 209)" in l for l in lines) and all(len(l) <= width for l in lines)
     assert wrap("see /" + "a" * 90 + " then", 40) == ["see", "/" + "a" * 90, "then"]

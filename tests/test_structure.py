@@ -201,3 +201,33 @@ def test_the_marker_finder_finds_markers():
     text = "a\n<<<<<<< HEAD\nb\n=======\nc\n>>>>>>> issue-21\nd\n"
     assert _conflict_lines(text) == [2, 6]
     assert _conflict_lines("a <<<<<<< b\n=======\n") == []
+
+
+def test_no_function_is_above_20_in_cyclomatic_complexity():
+    """radon's rank D and worse (above 20): what `radon cc -n D catlr` would list. A long
+    list of cases belongs in a table (config's rules, runs' columns, state's schemas)."""
+    import pytest
+
+    complexity = pytest.importorskip("radon.complexity", reason="radon is in the test extra")
+    package = Path(__file__).resolve().parent.parent / "catlr"
+    def blocks(items):  # functions, classes' methods, and the closures inside either
+        for item in items:
+            yield item
+            yield from blocks([*getattr(item, "methods", []), *getattr(item, "closures", [])])
+
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for item in blocks(complexity.cc_visit(path.read_text(encoding="utf-8"))):
+            if item.complexity > 20:
+                found.append(f"{path.relative_to(package.parent)}:{item.lineno} "
+                             f"{item.name} {item.complexity}")
+    assert found == [], "\n".join(found)
+
+
+def test_the_complexity_check_sees_a_complex_function():
+    import pytest
+
+    complexity = pytest.importorskip("radon.complexity", reason="radon is in the test extra")
+    cases = "\n".join(f"    if x == {i}:\n        return {i}" for i in range(25))
+    (block,) = complexity.cc_visit(f"def f(x):\n{cases}\n    return -1\n")
+    assert block.complexity > 20

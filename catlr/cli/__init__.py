@@ -43,7 +43,16 @@ _SAID = []  # a command's guard said why it stopped (its exit code alone does no
 
 
 class _Group(TyperGroup):
-    """Typer's group with every usage error as one line: `Error: ..., see '... --help'`."""
+    """Typer's group with every usage error as one line: `Error: ..., see '... --help'`,
+    and each command's first sentence whole in --help's list, wrapped (click cuts it to
+    what fits one line: 'Train by batch gradient descent from w =...' at 60 columns)."""
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, cmd.get_short_help_str(limit=10**4)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         _SAID.clear()

@@ -64,43 +64,59 @@ def events(console, *, verbose=False, quiet=False, wrote=None, checkpoints=None)
         speed = progress.tasks[tasks[key]].speed if with_rate else None
         progress.update(tasks[key], completed=done, rate=f"{speed:,.0f}/s" if speed else "")
 
+    def wrote_(event):
+        if wrote is not None:
+            wrote.append(event.path)
+        if checkpoints is not None and event.iteration is not None:
+            checkpoints[event.path] = event.iteration
+
+    def serving(event):
+        for warning in event.warnings:
+            say(f"Warning: {warning}")
+        say(f"Serving {event.model} at {event.url} (Ctrl-C stops it)", whole=True)
+
+    def served(event):
+        images = f", {render.plural(event.images, 'image')}" if event.images else ""
+        say(f"{event.method} {event.path} {event.status} ({event.ms:.0f} ms{images})")
+
+    def loaded(event):
+        for line in render.data_lines(event.dataset):
+            say(line)
+
+    def plan(event):
+        say(f"Training: {event.form} form (m = {event.m}, n_x = {event.n_x}), {event.dtype}, "
+            f"{event.engine} engine" + (f" ({event.why})" if event.why else ""))
+        if event.detail:
+            say(event.detail)
+
+    def step(event):
+        lr = event.lr
+        bar(("train", lr), "Training" if lr is None else f"lr = {lr:g}", event.iters, event.i)
+        # the course's lines; a sweep's runs (tagged with their rate) draw bars only
+        if event.cost is not None and not quiet and lr is None:
+            val = (f" ({event.held_name}: {event.held:f})"
+                   if event.held is not None and event.held_name == "validation" else "")
+            say(f"Cost after iteration {event.i}: {event.cost:f}{val}")
+
+    # each kind of event and what it draws; None: not drawn (quiet, or not verbose)
+    drawn = {
+        Wrote: wrote_,
+        Decoded: lambda e: bar("decode", "Decoding images", e.total, e.done, with_rate=True),
+        Notice: lambda e: say(f"Note: {e.text}"),
+        Serving: serving,
+        Served: None if quiet else served,
+        Failed: lambda e: say(f"A request failed: {e.text}; the server goes on (please "
+                              "report it)"),
+        Preparing: lambda e: say(f"Preparing {e.source} into {e.out} first: {e.why}"),
+        Loaded: None if quiet else loaded,
+        Plan: plan if verbose else None,
+        Step: step,
+    }
+
     def on_event(event):
-        if isinstance(event, Wrote):
-            if wrote is not None:
-                wrote.append(event.path)
-            if checkpoints is not None and event.iteration is not None:
-                checkpoints[event.path] = event.iteration
-        elif isinstance(event, Decoded):
-            bar("decode", "Decoding images", event.total, event.done, with_rate=True)
-        elif isinstance(event, Notice):
-            say(f"Note: {event.text}")
-        elif isinstance(event, Serving):
-            for warning in event.warnings:
-                say(f"Warning: {warning}")
-            say(f"Serving {event.model} at {event.url} (Ctrl-C stops it)", whole=True)
-        elif isinstance(event, Served) and not quiet:
-            images = f", {render.plural(event.images, 'image')}" if event.images else ""
-            say(f"{event.method} {event.path} {event.status} ({event.ms:.0f} ms{images})")
-        elif isinstance(event, Failed):
-            say(f"A request failed: {event.text}; the server goes on (please report it)")
-        elif isinstance(event, Preparing):
-            say(f"Preparing {event.source} into {event.out} first: {event.why}")
-        elif isinstance(event, Loaded) and not quiet:
-            for line in render.data_lines(event.dataset):
-                say(line)
-        elif isinstance(event, Plan) and verbose:
-            say(f"Training: {event.form} form (m = {event.m}, n_x = {event.n_x}), {event.dtype}, "
-                f"{event.engine} engine" + (f" ({event.why})" if event.why else ""))
-            if event.detail:
-                say(event.detail)
-        elif isinstance(event, Step):
-            lr = event.lr
-            bar(("train", lr), "Training" if lr is None else f"lr = {lr:g}", event.iters, event.i)
-            # the course's lines; a sweep's runs (tagged with their rate) draw bars only
-            if event.cost is not None and not quiet and lr is None:
-                val = (f" ({event.held_name}: {event.held:f})"
-                       if event.held is not None and event.held_name == "validation" else "")
-                say(f"Cost after iteration {event.i}: {event.cost:f}{val}")
+        draw = next((drawn[k] for k in type(event).__mro__ if k in drawn), None)
+        if draw is not None:
+            draw(event)
 
     if progress is None:
         yield on_event

@@ -141,7 +141,7 @@ class RichConsole:
         probe = Console(file=io.StringIO(), width=width, highlight=False, markup=False,
                         color_system=None)
         drawing = table.rich()
-        probe.print(drawing)
+        probe.print(drawing, crop=False)  # uncropped: a border past the width shows
         text = probe.file.getvalue()
         cut = text.count("…") > sum(c.count("…") for r in table.rows for c in r) or not all(
             w in text for r in [table.columns, *table.rows] for c in r for w in c.split())

@@ -261,6 +261,16 @@ def ingest(layout: Layout, stream, sink, *, dedupe=False, strict=False, on_event
     fingerprint, how many images were far from square (`sizes`: the dict start_decoding
     filled with each file's width and height), and speed.
     """
+    try:
+        return _ingest(layout, stream, sink, dedupe=dedupe, strict=strict, on_event=on_event,
+                       sizes=sizes)
+    finally:  # the decoding threads stop here, also on Ctrl-C, not at the interpreter's exit
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
+def _ingest(layout: Layout, stream, sink, *, dedupe, strict, on_event, sizes) -> dict:
     started = time.perf_counter()
     tally = _Tally(layout, dedupe, strict, {} if sizes is None else sizes)
     for folder, why in layout.unreadable:

@@ -34,13 +34,7 @@ def roc_auc(y, p) -> float | None:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return None
-    order = np.argsort(p, kind="mergesort")
-    ranks = np.empty(len(p))
-    sorted_p = p[order]
-    # average ranks over ties: each run of equal scores shares its mean rank
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_p)) + 1]
-    ends = np.r_[starts[1:], len(p)]
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    ranks = _midranks(p)  # ties share their mean rank
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
@@ -91,6 +85,7 @@ def wilson(k: int, n: int, z: float = Z95) -> list | None:
 
 
 def _midranks(x):
+    """The ranks of x (1 to n), each run of equal values sharing its mean rank."""
     order = np.argsort(x, kind="mergesort")
     ranks = np.empty(len(x))
     s = x[order]

@@ -10,6 +10,8 @@ a served image gets `catlr predict`'s bits however many requests run at once.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..data.images import MAX_PIXELS, ImageError, load_image
@@ -90,18 +92,20 @@ class Predictor:
             batch.clear(), kept.clear()
 
         sources = [source for _, source in named]
-        decoded = decode_many(sources, self.size, self.fit, workers, max_pixels)
-        for i, (_, result) in enumerate(decoded):
-            if isinstance(result, ImageError):
-                rows[i] = {"path": named[i][0], "error": result.reason}
-            else:
-                batch.append(result)
-                kept.append(i)
-                if len(batch) == per_batch:
-                    flush()
-            if seen is not None:
-                seen.append(None if isinstance(result, ImageError) else result)
-            on_event(Decoded(i + 1, total=len(named)))
+        # closed on leaving, Ctrl-C too: its threads stop here, not at the interpreter's exit
+        with contextlib.closing(decode_many(sources, self.size, self.fit, workers,
+                                            max_pixels)) as decoded:
+            for i, (_, result) in enumerate(decoded):
+                if isinstance(result, ImageError):
+                    rows[i] = {"path": named[i][0], "error": result.reason}
+                else:
+                    batch.append(result)
+                    kept.append(i)
+                    if len(batch) == per_batch:
+                        flush()
+                if seen is not None:
+                    seen.append(None if isinstance(result, ImageError) else result)
+                on_event(Decoded(i + 1, total=len(named)))
         if batch:
             flush()
         return rows
