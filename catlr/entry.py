@@ -5,7 +5,7 @@ import gc
 import sys
 
 
-def _interrupted(e: BaseException) -> bool:
+def _interrupted(e: BaseException) -> bool:  # errors.came_from_interrupt, importing nothing
     """Whether `e` is Ctrl-C, or came from one: an interrupt that lands inside a class
     being created arrives wrapped ("RuntimeError: Error calling __set_name__")."""
     seen = 0

@@ -44,6 +44,19 @@ class Terminated(BaseException):
         self.signum = signum
 
 
+def came_from_interrupt(e: BaseException) -> bool:
+    """Whether `e` is Ctrl-C or came from one: a KeyboardInterrupt among its causes and
+    contexts. Parts of the standard library turn an interrupt into another error on its
+    way out: threading's Condition, interrupted inside Future.result(), then raises
+    RuntimeError("cannot release un-acquired lock")."""
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
 def describe(e: BaseException, limit: int = 80) -> str:
     """The first line of an exception's text (its type when it has none), cut to `limit`:
     what catlr quotes from a library's error inside its own one-line message."""

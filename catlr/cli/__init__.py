@@ -31,7 +31,7 @@ from ..config import (
     resolve,
 )
 from ..config import read_toml as resolve_file_keys
-from ..errors import CatlrError, Stopped, Terminated, UsageError
+from ..errors import CatlrError, Stopped, Terminated, UsageError, came_from_interrupt
 from ..text import columns, printable, wrap
 
 # typer < 0.28 uses click, 0.28 vendors it: find its exception classes either way.
@@ -231,16 +231,24 @@ def _guard(interrupted="stopped, nothing was written", kept=None):
         _say(f"Interrupted: {said()}")
         _SAID.append(e)
         raise typer.Exit(130) from None
-    except OSError as e:  # a full disk, a read-only folder: not a bug, say which file
-        if debug:
-            raise
-        _fail(line(f"{e.strerror or e} ({e.filename or 'file'}), check the path, its "
-                   "permissions and free space"), 1)
     except Exception as e:
+        if came_from_interrupt(e):  # Ctrl-C that the standard library turned into another
+            _say(f"Interrupted: {said()}")
+            _SAID.append(e)
+            raise typer.Exit(130) from None
         if debug:
             raise
-        _fail(line(f"unexpected {type(e).__name__}: {e}, rerun with CATLR_DEBUG=1 to see the "
-                   "traceback and report it"), 1)
+        _fail(line(_unexpected(e)), 1)
+
+
+def _unexpected(e: Exception) -> str:
+    """The line of an error catlr did not expect: an OSError (a full disk, a read-only
+    folder) says which file; anything else asks for the traceback."""
+    if isinstance(e, OSError):
+        return (f"{e.strerror or e} ({e.filename or 'file'}), check the path, its "
+                "permissions and free space")
+    return (f"unexpected {type(e).__name__}: {e}, rerun with CATLR_DEBUG=1 to see the "
+            "traceback and report it")
 
 
 def _resolve(config, **settings) -> dict:

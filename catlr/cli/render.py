@@ -641,7 +641,9 @@ def predict_table(rows, model, chosen="given"):
     paths = [printable(r["path"]) for r in rows]
     names = [printable(r.get("label", "")) for r in rows]
     col = max(map(len, paths), default=4)
-    tail = max([len(n) for n in names] + [len("label"), len("error: ") + 12])
+    errors = any("error" in r for r in rows)  # room for an error's first words, if any
+    tail = max([len(n) for n in names] + [len("label")] + ([len("error: ") + 12] if errors
+                                                            else []))
     if col + 2 + 11 + 2 + tail <= width:
         line(f"{'path':<{col}}  probability  label")
         for path, name, r in zip(paths, names, rows):
