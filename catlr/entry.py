@@ -5,17 +5,6 @@ import gc
 import sys
 
 
-def _interrupted(e: BaseException) -> bool:  # errors.came_from_interrupt, importing nothing
-    """Whether `e` is Ctrl-C, or came from one: an interrupt that lands inside a class
-    being created arrives wrapped ("RuntimeError: Error calling __set_name__")."""
-    seen = 0
-    while e is not None and seen < 8:
-        if isinstance(e, KeyboardInterrupt):
-            return True
-        e, seen = e.__cause__ or e.__context__, seen + 1
-    return False
-
-
 def _handled():
     # A KeyboardInterrupt that passed out of code CPython ran from a string (the methods
     # a dataclass or namedtuple generates while a module imports) leaves the interpreter
@@ -37,7 +26,11 @@ def main():
             _handled()
         raise
     except (KeyboardInterrupt, RuntimeError, ImportError) as e:
-        if not _interrupted(e):
+        # imported here, once it is needed: an interrupt that lands inside a class being
+        # created arrives wrapped ("RuntimeError: Error calling __set_name__")
+        from .errors import came_from_interrupt
+
+        if not came_from_interrupt(e):
             raise
         print("Interrupted", file=sys.stderr)
         _handled()
@@ -48,7 +41,6 @@ def main():
             # and typer's included, only for the process to give the memory back anyway:
             # frozen, they are skipped (bench/startup.py). Files, atexit handlers and
             # finalizers are unaffected: catlr closes what it writes, and atexit runs
-            # before that collection.
-            # Only after a clean run: a stopped one is collected as usual, so whatever it
+            # before that collection. A stopped run is collected as usual, so whatever it
             # left suspended is finalized before the modules are torn down.
             gc.freeze()

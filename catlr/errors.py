@@ -46,9 +46,10 @@ class Terminated(BaseException):
 
 def came_from_interrupt(e: BaseException) -> bool:
     """Whether `e` is Ctrl-C or came from one: a KeyboardInterrupt among its causes and
-    contexts. Parts of the standard library turn an interrupt into another error on its
-    way out: threading's Condition, interrupted inside Future.result(), then raises
-    RuntimeError("cannot release un-acquired lock")."""
+    contexts. Parts of Python turn an interrupt into another error on its way out:
+    threading's Condition, interrupted inside Future.result(), raises RuntimeError("cannot
+    release un-acquired lock"); a class being created, RuntimeError("Error calling
+    __set_name__"). The console script (entry.py) and the CLI's guard both ask here."""
     seen = 0
     while e is not None and seen < 8:
         if isinstance(e, KeyboardInterrupt):
