@@ -239,6 +239,8 @@ WEIGHT_BOUNDS, WEIGHT_RATIO = (1e-6, 1e6), 1e6
 
 def problem(key: str, value) -> str | None:
     """Why `value` cannot be used for `key`, or None when it can."""
+    if key in AUTO and value == "auto":
+        return None
     return _CHECKS[KINDS.get(key, type(DEFAULTS[key]))](key, value)
 
 
@@ -249,16 +251,12 @@ def _list_problem(key: str, value) -> str | None:
 
 
 def _number_problem(key: str, value) -> str | None:
-    if key in AUTO and value == "auto":
-        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"must be a number{' or auto' if key in AUTO else ''}, got {value!r}"
     return _rule(NUMBER_RULES, key, value)
 
 
 def _integer_problem(key: str, value) -> str | None:
-    if key in AUTO and value == "auto":
-        return None
     if isinstance(value, bool) or not isinstance(value, int):
         return f"must be an integer, got {value!r}"
     low, high = LIMITS[key]

@@ -422,8 +422,9 @@ def train(
                 f"'catlr train --resume {os.path.dirname(path)}'")
 
     def stopped():
-        if kept():
-            return f"stopped; {kept()}"
+        note = kept()
+        if note:
+            return f"stopped; {note}"
         if not written:
             return "stopped, no model was written (an existing one is unchanged)"
         unplotted = "; the cost curve was not written" if plot and str(plot) not in written else ""

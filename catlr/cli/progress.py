@@ -64,11 +64,11 @@ def events(console, *, verbose=False, quiet=False, wrote=None, checkpoints=None)
         speed = progress.tasks[tasks[key]].speed if with_rate else None
         progress.update(tasks[key], completed=done, rate=f"{speed:,.0f}/s" if speed else "")
 
-    def wrote_(event):
-        if wrote is not None:
-            wrote.append(event.path)
+    def wrote_(event):  # a checkpoint is not what a stopped command saved: it may be gone
         if checkpoints is not None and event.iteration is not None:
             checkpoints[event.path] = event.iteration
+        elif wrote is not None:
+            wrote.append(event.path)
 
     def serving(event):
         for warning in event.warnings:

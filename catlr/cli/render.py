@@ -657,12 +657,11 @@ def predict_table(rows, model, chosen="given"):
     else:  # a narrow terminal, or a long path: nothing is cut
         for path, name, r in zip(paths, names, rows):
             line(path)
-            said = (f"probability {r['probability']:.3f}  {name}" if "error" not in r
+            note = (f"probability {r['probability']:.3f}  {name}" if "error" not in r
                     else f"error: {printable(r['error'])}")
-            for part in wrap(said, width - 4, "  "):
+            for part in wrap(note, width - 4, "  "):
                 line("    " + part)
-    for part in wrap(f"Model: {_model_line(model, chosen)}", width, "  "):
-        line(part)
+    said(f"Model: {_model_line(model, chosen)}", "  ")
 
 
 def _region(r) -> str:
@@ -950,13 +949,8 @@ def _run_lines(console, r, width):
     console.print(head + _short(_where(r.get("data")), max(width - len(head), 12)))
     parts = [f"{c.narrow} {value}" if c.narrow else value for c in RUN_COLUMNS
              if c.narrow is not None and (value := c.cell(r, False))]
-    text = "   "
-    for part in parts:
-        if len(text) > 3 and len(text) + 2 + len(part) > width:
-            console.print(text)
-            text = "   "
-        text += f"  {part}" if len(text) > 3 else f" {part}"
-    console.print(text)
+    for line in pack(parts, width, "    ", "    "):
+        console.print(line)
 
 
 def _runs_notes(console, rows, root):
@@ -964,11 +958,10 @@ def _runs_notes(console, rows, root):
     for r in rows:
         if r.get("damaged"):
             _wrapped(console, f"{r['name']} is damaged: {r['damaged']}.")
-    if any(r.get("warnings") for r in rows):
-        # two lines that fit 80 columns in a pipe too, where lines are never wrapped
+    if any(r.get("warnings") for r in rows):  # one sentence, wrapped as the console wraps
         console.print("'cost rose': the cost went up during training more than once, the "
-                      "learning rate")
-        console.print("was too large ('catlr inspect runs/NAME/model.npz' says where).")
+                      "learning rate was too large ('catlr inspect runs/NAME/model.npz' says "
+                      "where).")
     for r in rows:
         if r.get("interrupted"):
             console.print(f"{r['name']} was interrupted: go on with 'catlr train --resume "
@@ -976,13 +969,9 @@ def _runs_notes(console, rows, root):
 
 
 def _wrapped(console, text: str):
-    """A note in lines that fit the width (80 columns in a pipe, where lines are never
-    wrapped), words whole."""
-    import textwrap  # only for a damaged run's note (start-up: bench/startup.py)
-
-    for line in textwrap.wrap(text, (getattr(console, "width", None) or 80) - 4,
-                              subsequent_indent="    ", break_long_words=False,
-                              break_on_hyphens=False):
+    """A note in lines that fit the width (80 columns in a pipe), words whole, the lines
+    after the first indented under it."""
+    for line in wrap(text, (getattr(console, "width", None) or PIPE_WIDTH) - 4, "    "):
         console.print(line)
 
 
