@@ -139,6 +139,7 @@ def scipy_fit(X_T, y, iters, l2, target=None):
     from scipy.optimize import minimize
     from threadpoolctl import ThreadpoolController
 
+    from catlr.learn import lbfgs
     from catlr.learn.descent import _evaluation
     from catlr.learn.design import Dense
     from catlr.learn.loss import Objective
@@ -167,8 +168,8 @@ def scipy_fit(X_T, y, iters, l2, target=None):
 
     try:
         minimize(fun, np.zeros(design.n_x + 1), jac=True, method="L-BFGS-B", callback=callback,
-                 options={"maxiter": iters, "maxfun": 10**9, "ftol": 1e-15, "gtol": 1e-10,
-                          "maxcor": 10})
+                 options={"maxiter": iters, "maxfun": 10**9, "ftol": lbfgs.FTOL,
+                          "gtol": lbfgs.GTOL, "maxcor": lbfgs.HISTORY})  # catlr's own
     except _Reached as e:
         return e.args[0]
     finally:

@@ -84,8 +84,7 @@ def _descend(design, w, b, Y, learning_rate, first, end, on_event, form, gram):
     in the form the planner chose; gram: design.gram(), computed once for both calls."""
     est = LogisticRegression(lr=learning_rate, iters=end, print_every=PRINT_EVERY, form=form,
                              dtype="float64")
-    # from w = 0 no warm start is needed: the dual form then skips its offset's pass
-    start = Start(w=w if np.any(w) else None, b=b, at=first)
+    start = Start(w=w, b=b, at=first)
     return est.fit_design(design, Y, on_event, gram, form=form, start=start)
 
 

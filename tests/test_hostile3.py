@@ -786,7 +786,7 @@ def test_a_stream_closed_mid_run_is_the_scheduler_lost_only_when_it_is_gone(ther
     from catlr.errors import EngineLost
 
     def decide(address):
-        fake = SimpleNamespace(block_bytes=1 << 20, _iteration=lambda: 7, client=SimpleNamespace(
+        fake = SimpleNamespace(block_bytes=1 << 20, iteration=7, client=SimpleNamespace(
             status="running", scheduler=SimpleNamespace(address=address)))
         fake._scheduler_answers = lambda: DaskPixels._scheduler_answers(fake)
         with pytest.raises(CommClosedError if there else EngineLost) as e:
@@ -818,10 +818,9 @@ def test_a_worker_missing_at_one_look_only_is_not_called_lost():
 
     def watch(lists):
         said, it = [], iter(lists)
-        fake = SimpleNamespace(workers={"a", "b"}, absent={}, calls=0, on_event=said.append)
+        fake = SimpleNamespace(workers={"a", "b"}, absent={}, iteration=0, on_event=said.append)
         fake.client = SimpleNamespace(scheduler_info=lambda: {"workers": dict.fromkeys(next(it))})
-        fake._iteration = lambda: fake.calls
-        for fake.calls in range(1, len(lists) + 1):
+        for fake.iteration in range(1, len(lists) + 1):  # a look each iteration
             DaskPixels._watch_workers(fake)
         return [e.text for e in said]
 

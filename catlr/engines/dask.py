@@ -495,9 +495,6 @@ class DaskPixels(Design):
             return np.concatenate(self.client.gather(
                 [self.client.submit(_scores, part, w, b, pure=False) for part in self.parts]))
 
-    def _iteration(self) -> int:
-        return self.iteration  # the solver's (an L-BFGS iteration may take a few passes)
-
     def _watch_workers(self):
         """A worker gone since the last look is one line; Dask reads its blocks again
         from the file on the others, so the iterates do not change. A worker is lost
@@ -510,7 +507,7 @@ class DaskPixels(Design):
             self.on_event(Notice(f"worker {gone} lost at iteration {self.absent[gone]}, "
                                  f"continuing on {len(now)} worker"
                                  f"{'' if len(now) == 1 else 's'}"))
-        self.absent = {w: self._iteration() for w in self.workers - now}
+        self.absent = {w: self.iteration for w in self.workers - now}
         self.workers = now
 
     @contextlib.contextmanager
@@ -536,7 +533,7 @@ class DaskPixels(Design):
                 raise
             where = getattr(self.client.scheduler, "address", None) or self.address
             raise EngineLost(f"the Dask scheduler at {where} was lost "
-                              f"at iteration {self._iteration()} ({type(e).__name__})") from None
+                              f"at iteration {self.iteration} ({type(e).__name__})") from None
 
     def _scheduler_answers(self) -> bool:
         """Whether the scheduler is still there after a connection failed mid-run. The

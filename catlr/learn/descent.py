@@ -252,6 +252,8 @@ def _held_cost(design, held):
 def _run_dual(design, y, s, lr, iters, steps, objective, held, start, saver, gram):
     held_cost = _held_cost(design, held)
     w0 = start.w if start.state is None else start.state.get("w0")
+    if w0 is not None and not np.any(to_host(w0)):
+        w0 = None  # from w = 0 there is no warm start: no offset, and no pass to make it
     K = design.gram() if gram is None else design.xp.asarray(gram, copy=True)
     offset = None
     if w0 is not None:  # Z = X.T w0 (shrunk by the penalty) + b0 + (K + 1) c

@@ -20,6 +20,8 @@ import threading
 
 import numpy as np
 
+from ..packages import installed
+
 PARALLEL_BYTES = 1 << 17   # pixels in a block from which the compiled kernels use every core
 SCRATCH_BYTES = 4 << 20    # the NumPy path's float buffer
 USE_NUMBA = True           # False: NumPy's path even where numba is installed (tests, bench)
@@ -42,20 +44,12 @@ def compiled(use=True):
     return _compiled or None
 
 
-_installed = None  # whether numba can be imported (found once, not imported)
-
-
 def available() -> bool:
     """Whether the compiled kernels would run (numba installed, USE_NUMBA on), found without
     importing numba: what the planner prices the primal form's passes by."""
-    global _installed
     if _compiled is not None:
         return USE_NUMBA and bool(_compiled)
-    if _installed is None:
-        import importlib.util
-
-        _installed = importlib.util.find_spec("numba") is not None
-    return USE_NUMBA and _installed
+    return USE_NUMBA and installed("numba")
 
 
 def loaded() -> bool:

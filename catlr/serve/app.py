@@ -168,10 +168,10 @@ def multipart(header: Message, body, max_images: int) -> list[tuple[str, bytes]]
 class App:
     """What the server answers, apart from HTTP: the page, /health and /predict's rows."""
 
-    def __init__(self, predictor: Predictor, name: str, limits: Limits, page=None):
+    def __init__(self, predictor: Predictor, name: str, limits: Limits):
         self.predictor, self.name, self.limits = predictor, name, limits
         self.info = model_info(predictor, name)
-        self.page, self.policy = (page or draw)(self.info, limits)
+        self.page, self.policy = draw(self.info, limits)
 
     def health(self) -> dict:
         return {"status": "ok", **self.info,

@@ -35,12 +35,14 @@ RISE = 0.02        # the held-out accuracy of the last three points over the thr
 GAP = 0.10         # training accuracy this far above held-out accuracy: overfitting
 
 
-def settings(meta: dict, storage_options=None) -> dict:
+def settings(meta: dict, storage_options=None, threshold=None) -> dict:
     """The config a model was trained with, to train it again: its rate (what --lr auto
-    chose), its threshold as a number (no choice made again), the form left to the planner
-    (gd's iterates are the same in both)."""
+    chose), its threshold as a number (the model's unless given: no choice made again),
+    the form left to the planner (gd's iterates are the same in both)."""
     cfg = from_saved(meta.get("config"))
-    cfg.update(lr=meta.get("lr") or cfg["lr"], threshold=threshold_of(meta), target="f1", memory="auto", storage_options=dict(storage_options or {}))
+    cfg.update(lr=meta.get("lr") or cfg["lr"],
+               threshold=threshold_of(meta) if threshold is None else threshold,
+               target="f1", memory="auto", storage_options=dict(storage_options or {}))
     if cfg["lr"] == "auto":  # a model file that lost its rate: the course's
         cfg["lr"] = 0.005
     if cfg["solver"] == "gd":
@@ -67,8 +69,7 @@ def learning_curve(model_path, data=None, *, threshold=None, storage_options=Non
     [{fraction, m, train_accuracy, train_ci, held_accuracy, held_ci}], shuffled:
     {accuracies, mean, low, high, above}, real, baseline, verdict: {kind, line}}."""
     predictor = Predictor.load(model_path, threshold)
-    cfg = settings(predictor.meta, storage_options)
-    cfg["threshold"] = predictor.threshold
+    cfg = settings(predictor.meta, storage_options, predictor.threshold)
     data = data_of(model_path, predictor.meta, data)
     with train.load(data, cfg, on_event) as ds:
         choice = train.plan(ds, cfg)
@@ -85,7 +86,10 @@ def learning_curve(model_path, data=None, *, threshold=None, storage_options=Non
 
         def fit(index, labels=y):
             part = replace(ds, x_train=_rows(ds.x_train, index), y_train=labels[index],
-                           paths_train=[], files=[], fingerprints={})
+                           paths_train=[], files=[], fingerprints={},
+                           # scored on validation: the test split is not scored at all
+                           **({"y_test": np.asarray(ds.y_test)[:0]} if held == "validation"
+                              else {}))
             k = gram[np.ix_(index, index)] if gram is not None else None
             _, f = train.fit_dataset(part, cfg, on_event, gram=k, choice=choice)
             return f["train_accuracy"], f["val_accuracy" if held == "validation" else

@@ -89,7 +89,8 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
         if own:
             design.close()
     z = model.train_z_
-    p_val = model.proba_pixels(ds.x_val) if ds.has_val else None
+    z_val = _logit(model, ds.x_val) if ds.has_val else None  # one pass: the cost's and p's
+    p_val = sigmoid(z_val) if ds.has_val else None
     threshold, chosen = decide_threshold(cfg, ds.y_val, p_val)
     test_pred = labels(model.proba_pixels(ds.x_test), threshold) if len(ds.y_test) else None
     test_acc = _accuracy(test_pred, ds.y_test)
@@ -113,7 +114,7 @@ def fit_dataset(ds, cfg: dict, on_event=ignore, gram=None, tag=None, choice=None
     if ds.has_val:
         y = np.asarray(ds.y_val)
         acc = _accuracy(labels(p_val, threshold), y)
-        figures.update({"val_cost": cost(_logit(model, ds.x_val), y), "val_accuracy": acc,
+        figures.update({"val_cost": cost(z_val, y), "val_accuracy": acc,
                         "val_accuracy_ci": wilson(round(acc * len(y)), len(y)),
                         "m_val": int(len(y))})
     return model, figures
@@ -212,7 +213,7 @@ def check_solver(cfg: dict) -> None:
     it does not run in, --lr auto when it takes no rate, a package it needs missing."""
     solver = cfg.get("solver", "gd")
     facts = solvers.facts(solver)
-    if cfg["form"] == "dual" and "dual" not in facts.forms:
+    if cfg["form"] == "dual" and solvers.primal_only(solver):
         raise UsageError(f"--solver {solver} runs in the primal form only, not --form dual: "
                          "use --form primal or auto (or --solver gd for the dual form)")
     if cfg["lr"] == "auto" and not facts.takes_lr:
@@ -254,8 +255,7 @@ def load(data, cfg, on_event=ignore):
                              "--val-fraction): drop --val-fraction to use it")
         if cfg["val_fraction"]:
             ds.hold_out(cfg["val_fraction"], cfg["seed"])
-        if not ds.has_val and (cfg["early_stop"] or cfg["lr"] == "auto"
-                               or cfg.get("threshold") == "auto"):
+        if not ds.has_val:
             check_validation(cfg)
     except BaseException:
         ds.close()
