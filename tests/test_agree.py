@@ -147,7 +147,7 @@ def _interrupt_at(n):
 
 def test_a_run_resumed_in_place_and_stopped_again_is_not_its_own_parent(cli, small_folder):
     from catlr.config import resolve
-    from catlr.runs.modelfile import load_state
+    from catlr.runs.state import load as load_state
     from catlr.stages.train import train
 
     cfg = resolve(None, iters=400, checkpoint_every=0.0)  # a checkpoint on the signal only

@@ -251,7 +251,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_unbroken_run(cli, tmp_path):
     finally:
         p.kill()
         p.wait(30)
-    from catlr.runs.modelfile import load_state
+    from catlr.runs.state import load as load_state
 
     state, info = load_state(tmp_path / "runs/k/checkpoint.npz")
     assert 0 < state["i"] < 2000 and info["iters"] == 2000
@@ -286,7 +286,7 @@ def test_ctrl_c_and_sigterm_save_a_checkpoint_first(cli, tmp_path, sig, code, wo
         p.kill()
         p.wait(30)
     assert p.returncode == code, err
-    from catlr.runs.modelfile import load_state
+    from catlr.runs.state import load as load_state
 
     at = load_state(tmp_path / "runs/s/checkpoint.npz")[0]["i"]
     assert err == (f"{word}: stopped; its checkpoint (iteration {at}) is in runs/s/, go on with "
@@ -320,7 +320,7 @@ WRITER = textwrap.dedent("""
 def test_a_checkpoint_is_never_half_written(tmp_path):
     """Kill a process that does nothing but write checkpoints (each a few tens of MB), at
     random moments: the checkpoint is always one whole write, never a mix or a torn file."""
-    from catlr.runs.modelfile import load_state
+    from catlr.runs.state import load as load_state
 
     folder = tmp_path / "run"
     folder.mkdir()

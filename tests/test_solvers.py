@@ -282,7 +282,8 @@ def test_a_checkpoint_written_to_disk_resumes_bit_for_bit(tmp_path, dtype, solve
     from catlr import LogisticRegression
     from catlr.learn.descent import Saver, Start
     from catlr.learn.design import Dense
-    from catlr.runs.modelfile import load_state, save_state
+    from catlr.runs.state import load as load_state
+    from catlr.runs.state import save as save_state
 
     X, Y = _toy(3)
     X = X.astype(dtype)
@@ -323,7 +324,8 @@ def test_a_damaged_solver_state_is_one_line_naming_the_file(tmp_path):
     from catlr.errors import CatlrError
     from catlr.learn.descent import Saver
     from catlr.learn.design import Dense
-    from catlr.runs.modelfile import load_state, save_state
+    from catlr.runs.state import load as load_state
+    from catlr.runs.state import save as save_state
 
     X, Y = _toy(3)
     states = {}

@@ -27,7 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..config import CHOICES, one_of
 from ..errors import CatlrError, describe
-from .names import EXTENSIONS, UNSUPPORTED, is_image_name  # noqa: F401  (where they live)
+from .names import UNSUPPORTED
 
 # catlr's own limit, checked from the header before decoding: far below Pillow's 179
 # megapixels, so a small PNG that declares 12000 x 12000 is refused, not decoded (1.2 GB).

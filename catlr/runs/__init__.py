@@ -151,7 +151,7 @@ def write_checkpoint(folder, snapshot: dict, info: dict, on_event=ignore) -> str
     """Save the solver's state mid-run into the run folder (atomically: a kill during the
     write leaves the last checkpoint whole)."""
     path = os.path.join(folder, CHECKPOINT)
-    save_state(path, snapshot, info, "state")
+    save_state(path, snapshot, info)
     on_event(Wrote(path, snapshot["i"]))
     return path
 

@@ -223,6 +223,24 @@ def config(v) -> dict:
     return out
 
 
+def lenient_table(kind):
+    """A table's kind made lenient: each field it lists that is wrong is dropped, the rest
+    kept (a threshold's choice with a damaged figure still says how it was chosen)."""
+    def check(v):
+        if not isinstance(v, dict):
+            raise Bad(f"is {shown(v)}, expected a table")
+        kept = dict(v)
+        while True:
+            try:
+                return kind(kept)
+            except Bad as e:
+                name = e.field.split(".")[0].split("[")[0]
+                if name not in kept:
+                    raise
+                del kept[name]
+    return check
+
+
 def lenient_config(v) -> dict:
     return from_saved(v)
 
@@ -254,6 +272,7 @@ costs = listed(number())
 
 # The figures and settings a model's metadata, a run's metrics.json and the info saved with
 # a state may hold, each with its kind: the one list of what catlr reads back from them.
+THRESHOLD = number(0, 1, "a probability from 0 to 1")  # a model's: it labels every image
 FIGURES = {
     "n_x": integer(1, MAX_COUNT), "m": integer(1, MAX_COUNT),
     "final_cost": number(), "val_cost": number(), "best_cost": number(),
@@ -282,13 +301,18 @@ FIGURES = {
     "lr_auto": listed(table({"lr": number(), "val_cost": number(), "cost_rose": boolean},
                             keep_unknown=True)),
     "iters_asked": count,
+    "threshold": THRESHOLD,
+    "threshold_choice": table({"precision": fraction, "recall": fraction, "f1": fraction,
+                               "on": text(), "target": text(), "met": boolean, "m": count},
+                              keep_unknown=True),
 }
 FIGURES = {name: optional(kind) for name, kind in FIGURES.items()}  # each may be null
 # A model's metadata is read leniently (FIGURES' kinds, but a fingerprint or a config keeps
 # what it can): what catlr cannot use is None, and the model still predicts. Its fit and
 # normalization are texts here: the model's own checks refuse one it cannot apply.
 LENIENT = {**FIGURES, "fingerprint": lenient_fingerprint, "config": lenient_config,
-           "fit": optional(text()), "normalization": optional(text())}
+           "fit": optional(text()), "normalization": optional(text()),
+           "threshold_choice": optional(lenient_table(FIGURES["threshold_choice"]))}
 
 
 # ---- bounded reading

@@ -12,7 +12,6 @@ Loading never runs code from the file: no pickles, and every entry is checked
 from __future__ import annotations
 
 import json
-import math
 import os
 
 import numpy as np
@@ -24,11 +23,7 @@ from ..files.outputs import KINDS, Kind, atomic_path
 from ..learn.design import NORMALIZATION
 from ..learn.model import LogisticRegression
 from ..version import __version__
-from .checked import LENIENT, MAX_TEXT, Damaged, lenient, read_npz
-
-# a state's reader and writer by their names before runs/state.py owned them
-from .state import load as load_state  # noqa: F401
-from .state import save as save_state  # noqa: F401
+from .checked import LENIENT, MAX_TEXT, THRESHOLD, Bad, Damaged, lenient, read_npz
 
 FORMAT = 1
 MAX_META = 1 << 20   # characters of the metadata JSON
@@ -117,9 +112,8 @@ def clean(meta: dict) -> dict:
     """Metadata from a model file made safe to use: every field catlr formats or reads
     (checked.FIGURES) that is not of its kind is None, texts are cut to MAX_TEXT, warnings
     to checked.MAX_WARNINGS, the split and config to what they can be; the threshold and
-    how it was chosen likewise (clean_threshold)."""
+    how it was chosen likewise."""
     meta = lenient(meta, LENIENT)
-    clean_threshold(meta)
     return meta
 
 
@@ -139,8 +133,11 @@ def _meta(path, meta_arr) -> dict:
     if not isinstance(meta, dict):
         raise _invalid(path, "meta is not a JSON object")
     meta = {RENAMED.get(k, k): v for k, v in meta.items()}  # files of earlier versions
-    if "threshold" in meta and threshold_problem(meta["threshold"]):  # issue 31
-        raise _invalid(path, f"threshold {threshold_problem(meta['threshold'])}")
+    try:  # the threshold labels every image: a wrong one (null too) is refused, not dropped
+        if "threshold" in meta:
+            THRESHOLD(meta["threshold"])
+    except Bad as e:
+        raise _invalid(path, f"threshold {e.why}") from None
     # figures and settings that catlr formats or uses: a wrong type is dropped, not trusted
     return clean(meta)
 
@@ -200,7 +197,6 @@ def _check(path, entries: dict) -> dict:
 # threshold_choice says how). A file without one, from before, labels at 0.5.
 
 DEFAULT_THRESHOLD = 0.5
-CHOICE_NUMBERS = ("precision", "recall", "f1")  # threshold_choice's figures, in [0, 1]
 
 
 def threshold_of(meta: dict) -> float:
@@ -209,31 +205,3 @@ def threshold_of(meta: dict) -> float:
     return DEFAULT_THRESHOLD if value is None else float(value)
 
 
-def threshold_problem(value) -> str | None:
-    """Why `value` cannot be a stored threshold (a number from 0 to 1), or None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            math.isfinite(value) and 0 <= value <= 1):
-        return f"{str(value)[:40]!r} is not a probability from 0 to 1"
-    return None
-
-
-def clean_threshold(meta: dict) -> None:
-    """clean()'s part for the threshold: a wrong threshold is None (load refuses the file
-    first); threshold_choice keeps only its known fields of the right types."""
-    if "threshold" in meta and threshold_problem(meta["threshold"]):
-        meta["threshold"] = None
-    if "threshold_choice" in meta:
-        c = meta["threshold_choice"]
-        if not isinstance(c, dict):
-            meta["threshold_choice"] = None
-            return
-        kept = {k: c[k] for k in CHOICE_NUMBERS
-                if isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool)
-                and math.isfinite(c[k]) and 0 <= c[k] <= 1}
-        kept.update({k: c[k][:MAX_TEXT] for k in ("on", "target")
-                     if isinstance(c.get(k), str)})
-        if isinstance(c.get("met"), bool):
-            kept["met"] = c["met"]
-        if isinstance(c.get("m"), int) and not isinstance(c.get("m"), bool) and c["m"] >= 0:
-            kept["m"] = c["m"]
-        meta["threshold_choice"] = kept

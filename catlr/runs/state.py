@@ -166,7 +166,7 @@ def _is_state(path) -> bool:
 KINDS["state"] = Kind("a solver state catlr saved", False, _is_state)
 
 
-def save(path, state: dict, info: dict, kind: str = "state") -> None:
+def save(path, state: dict, info: dict) -> None:
     """Write a solver state (descent's snapshot: w or u and b in their own float type, the
     solver's scalars, the history) and `info` (the run's config, data, fingerprint,
     iterations) to `path`, atomically."""
@@ -183,7 +183,7 @@ def save(path, state: dict, info: dict, kind: str = "state") -> None:
         arrays["keep"] = np.asarray(keep[0])
     for name, shape in HISTORY.items():
         arrays[name] = np.asarray(state.get(name, []), np.float64).reshape(shape)
-    with atomic_path(path, kind) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, "state") as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
 
