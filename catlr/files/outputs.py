@@ -286,8 +286,15 @@ def _hold(path: Path) -> Held | None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return None
-    with contextlib.suppress(OSError):  # a file system without flock: the pid decides
+    try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # another process is judging this new name stale: not ours
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return None  # the caller takes another name
+    except OSError:  # a file system without flock: the pid decides
+        pass
     return Held(path, fd)
 
 
