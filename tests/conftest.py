@@ -144,6 +144,13 @@ def run_cli(args, **kw):
     return result.exit_code, result.stdout, result.stderr
 
 
+def run_cli_whole(args, **kw):
+    """run_cli with a report's lines whole again (explain, check): catlr wraps them at 80
+    columns in a pipe (tests/test_fits.py checks the wrapping itself); --json untouched."""
+    code, out, err = run_cli(args, **kw)
+    return code, (out if "--json" in map(str, args) else unwrapped(out)), err
+
+
 @pytest.fixture
 def cli():
     return run_cli

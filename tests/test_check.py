@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli as _run_cli
-from conftest import unwrapped
+from conftest import run_cli_whole as run_cli
 
 DATA = Path(__file__).resolve().parent / "data"
 SOLUTION = DATA / "week2_solution.ipynb"
@@ -74,13 +74,6 @@ MUTANTS = {
         ("params, grads, costs = optimize(w, b, train_set_x, train_set_y, num_iterations, "
          "learning_rate, print_cost)")),
 }
-
-
-def run_cli(args, **kw):
-    """conftest's run_cli with the report's lines whole again: catlr wraps them at 80
-    columns in a pipe (tests/test_fits.py checks the wrapping itself)."""
-    code, out, err = _run_cli(args, **kw)
-    return code, (out if "--json" in map(str, args) else unwrapped(out)), err
 
 
 def notebook(edits=(), function=None) -> dict:

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import HAVE_COURSE, NO_COURSE, ROOT
+from conftest import ROOT, needs_course
 
 
 def _tool():
@@ -21,7 +21,7 @@ def _tool():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_COURSE, reason=NO_COURSE)
+@needs_course
 def test_the_docs_show_what_their_commands_print():
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "docs.py"), "--check"],
                           capture_output=True, text=True, timeout=1200, cwd=ROOT)
@@ -107,6 +107,8 @@ def test_shown_lines_and_normalisation():
     assert tool.shown_lines(shape, actual) == [
         "# Data: x", "# ...", "# Cost after iteration 200: 0.4", "# Final cost: 0.3", "# ...",
         "# Next"]
+    gone = ["# Data:", "# ...", "# Best lr: 0.005 (no longer printed)", "# ...", "# Next"]
+    assert tool.shown_lines(gone, actual) == ["# Data: x", "# ...", "# Next"]
     assert tool.shown_lines([], actual) is None
     assert tool.shown_lines(["# (output)"], actual[:2]) == ["# Data: x",
                                                             "# Cost after iteration 0: 0.69"]

@@ -10,19 +10,13 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import COURSE, PHOTOS, needs_course, remeta, unwrapped
+from conftest import COURSE, PHOTOS, needs_course, remeta
 from conftest import run_cli as _run_cli
+from conftest import run_cli_whole as run_cli
 from PIL import Image
 from test_serve import browser  # noqa: F401 (the fixture: Debian's chromium, headless)
 
 PHOTO_NAMES = ("cat-small.jpg", "cat-in-iran.jpg")
-
-
-def run_cli(args, **kw):
-    """conftest's run_cli with the report's lines whole again: catlr wraps them at 80
-    columns in a pipe (tests/test_fits.py checks the wrapping itself)."""
-    code, out, err = _run_cli(args, **kw)
-    return code, (out if "--json" in map(str, args) else unwrapped(out)), err
 
 
 def _photos():

@@ -14,13 +14,10 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import COURSE, free_port, needs_course
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import COURSE, ROOT, free_port, needs_course
 
 
 def _one_line(err) -> str:
